@@ -1,0 +1,486 @@
+//! The LLaDA architecture (GSAI-ML/LLaDA-8B-*, and our embedded default model): a Llama-style
+//! transformer with bidirectional attention, loaded from LLaDA's own `config.json` keys and tensor
+//! names. Every detail follows the reference `modeling_llada.py` (`LLaDALlamaBlock`):
+//! - RMSNorm computed in f32 and cast back before the (optional) affine weight and bias;
+//! - rotary embeddings of the non-interleaved (`rotate_half`) kind, in full precision;
+//! - grouped KV heads expanded with `repeat_interleave` (query head h reads KV head h / n_rep);
+//! - SwiGLU MLP where `ff_proj` is the gated projection: `ff_out(silu(ff_proj(x)) * up_proj(x))`;
+//! - output head tied to `wte` or a separate `ff_out`, logits over the full `embedding_size`.
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{Embedding, Linear, VarBuilder};
+use serde::Deserialize;
+
+use super::{Denoiser, ModelInfo};
+use crate::sampler::Logits;
+
+/// LLaDA's `config.json`, with the defaults of the reference `ModelConfig`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LladaConfig {
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: Option<usize>,
+    pub n_layers: usize,
+    pub mlp_ratio: usize,
+    pub mlp_hidden_size: Option<usize>,
+    pub activation_type: String,
+    pub block_type: String,
+    pub block_group_size: usize,
+    pub alibi: bool,
+    pub rope: bool,
+    pub rope_theta: f64,
+    pub multi_query_attention: Option<bool>,
+    pub attention_layer_norm: bool,
+    pub input_emb_norm: bool,
+    pub layer_norm_type: String,
+    pub layer_norm_with_affine: bool,
+    pub rms_norm_eps: f64,
+    pub max_sequence_length: usize,
+    pub include_bias: bool,
+    pub include_qkv_bias: Option<bool>,
+    pub bias_for_layer_norm: Option<bool>,
+    pub scale_logits: bool,
+    pub vocab_size: usize,
+    pub embedding_size: Option<usize>,
+    pub weight_tying: bool,
+    pub eos_token_id: Option<u32>,
+    pub mask_token_id: Option<u32>,
+}
+
+impl Default for LladaConfig {
+    fn default() -> Self {
+        Self {
+            d_model: 768,
+            n_heads: 12,
+            n_kv_heads: None,
+            n_layers: 12,
+            mlp_ratio: 4,
+            mlp_hidden_size: None,
+            activation_type: "swiglu".into(),
+            block_type: "sequential".into(),
+            block_group_size: 1,
+            alibi: false,
+            rope: false,
+            rope_theta: 10_000.0,
+            multi_query_attention: None,
+            attention_layer_norm: false,
+            input_emb_norm: false,
+            layer_norm_type: "default".into(),
+            layer_norm_with_affine: true,
+            rms_norm_eps: 1e-5,
+            max_sequence_length: 1024,
+            include_bias: false,
+            include_qkv_bias: Some(false),
+            bias_for_layer_norm: None,
+            scale_logits: false,
+            vocab_size: 50257,
+            embedding_size: Some(50304),
+            weight_tying: true,
+            eos_token_id: Some(50256),
+            mask_token_id: Some(50256),
+        }
+    }
+}
+
+impl LladaConfig {
+    /// Rejects every setting this implementation does not reproduce, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        let refuse = |key: &str, value: String, supported: &str| -> Result<()> {
+            bail!("config.json: unsupported {key} = {value} (dlm-tui supports {supported})")
+        };
+        if self.block_type != "llama" {
+            refuse("block_type", format!("{:?}", self.block_type), "\"llama\"")?;
+        }
+        if self.layer_norm_type != "rms" && self.layer_norm_type != "gemma_rms" {
+            refuse(
+                "layer_norm_type",
+                format!("{:?}", self.layer_norm_type),
+                "\"rms\" and \"gemma_rms\"",
+            )?;
+        }
+        if self.activation_type != "silu" {
+            refuse(
+                "activation_type",
+                format!("{:?}", self.activation_type),
+                "\"silu\" in a llama block",
+            )?;
+        }
+        if self.alibi {
+            refuse("alibi", "true".into(), "false: LLaDA uses rotary embeddings")?;
+        }
+        if !self.rope {
+            refuse("rope", "false".into(), "true")?;
+        }
+        if self.block_group_size != 1 {
+            refuse("block_group_size", self.block_group_size.to_string(), "1")?;
+        }
+        if self.attention_layer_norm {
+            refuse("attention_layer_norm", "true".into(), "false")?;
+        }
+        if self.n_heads == 0 || self.d_model % self.n_heads != 0 {
+            bail!(
+                "config.json: d_model = {} is not divisible by n_heads = {}",
+                self.d_model,
+                self.n_heads
+            );
+        }
+        if (self.d_model / self.n_heads) % 2 != 0 {
+            bail!("config.json: the head size d_model / n_heads must be even for rotary embeddings");
+        }
+        let kv = self.effective_n_kv_heads()?;
+        if kv == 0 || self.n_heads % kv != 0 {
+            bail!(
+                "config.json: n_heads = {} is not a multiple of n_kv_heads = {kv}",
+                self.n_heads
+            );
+        }
+        if self.embedding_rows() < self.vocab_size {
+            bail!("config.json: embedding_size is smaller than vocab_size");
+        }
+        match self.mask_token_id {
+            None => bail!("config.json: mask_token_id is missing"),
+            Some(id) if id as usize >= self.embedding_rows() => {
+                bail!("config.json: mask_token_id = {id} is outside the embedding table")
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Mirrors `ModelConfig.effective_n_kv_heads`.
+    pub fn effective_n_kv_heads(&self) -> Result<usize> {
+        match (self.n_kv_heads, self.multi_query_attention) {
+            (None, Some(true)) => Ok(1),
+            (None, _) => Ok(self.n_heads),
+            (Some(n), None) => Ok(n),
+            (Some(n), Some(mqa)) => {
+                let expected = if mqa { 1 } else { self.n_heads };
+                if n == expected {
+                    Ok(n)
+                } else {
+                    bail!("config.json: n_kv_heads and multi_query_attention disagree")
+                }
+            }
+        }
+    }
+
+    pub fn embedding_rows(&self) -> usize {
+        self.embedding_size.unwrap_or(self.vocab_size)
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.mlp_hidden_size
+            .unwrap_or(self.mlp_ratio * self.d_model)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.n_heads
+    }
+
+    fn norm_has_bias(&self) -> bool {
+        self.bias_for_layer_norm.unwrap_or(self.include_bias)
+    }
+
+    fn qkv_bias(&self) -> bool {
+        self.include_bias | self.include_qkv_bias.unwrap_or(false)
+    }
+}
+
+/// RMSNorm as LLaDA computes it: normalise in f32, cast back, then scale (and shift).
+#[derive(Debug, Clone)]
+struct RmsNorm {
+    weight: Option<Tensor>,
+    bias: Option<Tensor>,
+    eps: f64,
+    /// Gemma's variant scales by `1 + weight`.
+    gemma: bool,
+}
+
+impl RmsNorm {
+    fn new(cfg: &LladaConfig, vb: VarBuilder) -> Result<Self> {
+        let size = cfg.d_model;
+        let (weight, bias) = if cfg.layer_norm_with_affine {
+            let w = vb.get(size, "weight")?;
+            let b = if cfg.norm_has_bias() {
+                Some(vb.get(size, "bias")?)
+            } else {
+                None
+            };
+            (Some(w), b)
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            weight,
+            bias,
+            eps: cfg.rms_norm_eps,
+            gemma: cfg.layer_norm_type == "gemma_rms",
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let xf = x.to_dtype(DType::F32)?;
+        let variance = xf.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = xf
+            .broadcast_mul(&(variance + self.eps)?.sqrt()?.recip()?)?
+            .to_dtype(dtype)?;
+        let Some(weight) = &self.weight else {
+            return Ok(normed);
+        };
+        let scaled = if self.gemma {
+            normed.broadcast_mul(&(weight + 1.0)?)?
+        } else {
+            normed.broadcast_mul(weight)?
+        };
+        Ok(match &self.bias {
+            Some(bias) => scaled.broadcast_add(bias)?,
+            None => scaled,
+        })
+    }
+}
+
+/// Precomputed rotary tables, shape (max_sequence_length, head_dim / 2), in f32.
+#[derive(Debug, Clone)]
+struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotary {
+    fn new(cfg: &LladaConfig, device: &Device) -> Result<Self> {
+        let dim = cfg.head_dim();
+        let theta = cfg.rope_theta as f32;
+        // Same arithmetic as the reference: inv_freq and positions in f32.
+        let inv_freq: Vec<f32> = (0..dim)
+            .step_by(2)
+            .map(|i| 1.0 / theta.powf(i as f32 / dim as f32))
+            .collect();
+        let len = cfg.max_sequence_length;
+        let mut cos = Vec::with_capacity(len * dim / 2);
+        let mut sin = Vec::with_capacity(len * dim / 2);
+        for t in 0..len {
+            for f in &inv_freq {
+                let angle = (t as f32 * f) as f64;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        Ok(Self {
+            cos: Tensor::from_vec(cos, (len, dim / 2), device)?,
+            sin: Tensor::from_vec(sin, (len, dim / 2), device)?,
+        })
+    }
+
+    /// Applies the rotation to (B, heads, T, head_dim) in f32, returning the input dtype.
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, seq_len, _) = x.dims4()?;
+        let cos = self.cos.narrow(0, 0, seq_len)?;
+        let sin = self.sin.narrow(0, 0, seq_len)?;
+        let xf = x.to_dtype(DType::F32)?.contiguous()?;
+        Ok(candle_nn::rotary_emb::rope(&xf, &cos, &sin)?.to_dtype(x.dtype())?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    attn_norm: RmsNorm,
+    ff_norm: RmsNorm,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    attn_out: Linear,
+    ff_proj: Linear,
+    up_proj: Linear,
+    ff_out: Linear,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Block {
+    fn new(cfg: &LladaConfig, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.d_model;
+        let kv_dim = cfg.effective_n_kv_heads()? * cfg.head_dim();
+        let hidden = cfg.hidden_size();
+        let qkv_bias = cfg.qkv_bias();
+        let bias = cfg.include_bias;
+        Ok(Self {
+            attn_norm: RmsNorm::new(cfg, vb.pp("attn_norm"))?,
+            ff_norm: RmsNorm::new(cfg, vb.pp("ff_norm"))?,
+            q_proj: candle_nn::linear_b(d, d, qkv_bias, vb.pp("q_proj"))?,
+            k_proj: candle_nn::linear_b(d, kv_dim, qkv_bias, vb.pp("k_proj"))?,
+            v_proj: candle_nn::linear_b(d, kv_dim, qkv_bias, vb.pp("v_proj"))?,
+            attn_out: candle_nn::linear_b(d, d, bias, vb.pp("attn_out"))?,
+            ff_proj: candle_nn::linear_b(d, hidden, bias, vb.pp("ff_proj"))?,
+            up_proj: candle_nn::linear_b(d, hidden, bias, vb.pp("up_proj"))?,
+            ff_out: candle_nn::linear_b(hidden, d, bias, vb.pp("ff_out"))?,
+            n_heads: cfg.n_heads,
+            n_kv_heads: cfg.effective_n_kv_heads()?,
+            head_dim: cfg.head_dim(),
+        })
+    }
+
+    fn forward(&self, x: &Tensor, rotary: &Rotary) -> Result<Tensor> {
+        let (b, t, c) = x.dims3()?;
+        let normed = self.attn_norm.forward(x)?;
+        let heads = |proj: &Linear, n: usize| -> Result<Tensor> {
+            Ok(proj
+                .forward(&normed)?
+                .reshape((b, t, n, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let q = rotary.apply(&heads(&self.q_proj, self.n_heads)?)?;
+        let k = rotary.apply(&heads(&self.k_proj, self.n_kv_heads)?)?;
+        let v = heads(&self.v_proj, self.n_kv_heads)?;
+        let k = repeat_kv(k, self.n_heads / self.n_kv_heads)?;
+        let v = repeat_kv(v, self.n_heads / self.n_kv_heads)?;
+
+        // Bidirectional attention: no mask at all (the reference calls SDPA with is_causal=False).
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let att = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, t, c))?;
+        let x = (x + self.attn_out.forward(&att)?)?;
+
+        let normed = self.ff_norm.forward(&x)?;
+        let gate = candle_nn::ops::silu(&self.ff_proj.forward(&normed)?)?;
+        let up = self.up_proj.forward(&normed)?;
+        Ok((&x + self.ff_out.forward(&(gate * up)?)?)?)
+    }
+}
+
+/// (B, kv_heads, T, D) -> (B, kv_heads * n_rep, T, D), each KV head repeated n_rep times in place.
+fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(x);
+    }
+    let (b, kv, t, d) = x.dims4()?;
+    Ok(x.unsqueeze(2)?
+        .expand((b, kv, n_rep, t, d))?
+        .reshape((b, kv * n_rep, t, d))?)
+}
+
+/// A loaded LLaDA model.
+pub struct Llada {
+    wte: Embedding,
+    blocks: Vec<Block>,
+    ln_f: RmsNorm,
+    head: Linear,
+    rotary: Rotary,
+    cfg: LladaConfig,
+    device: Device,
+    info: ModelInfo,
+}
+
+impl Llada {
+    pub fn new(cfg: LladaConfig, vb: VarBuilder, name: String) -> Result<Self> {
+        cfg.validate()?;
+        let device = vb.device().clone();
+        let vb = vb.pp("model.transformer");
+        let rows = cfg.embedding_rows();
+        let wte_weight = vb
+            .get((rows, cfg.d_model), "wte.weight")
+            .context("loading the token embedding")?;
+        let wte = Embedding::new(wte_weight.clone(), cfg.d_model);
+        let blocks = (0..cfg.n_layers)
+            .map(|i| Block::new(&cfg, vb.pp(format!("blocks.{i}"))).with_context(|| format!("loading block {i}")))
+            .collect::<Result<Vec<_>>>()?;
+        let ln_f = RmsNorm::new(&cfg, vb.pp("ln_f")).context("loading ln_f")?;
+        let head = if cfg.weight_tying {
+            Linear::new(wte_weight, None)
+        } else {
+            candle_nn::linear_b(cfg.d_model, rows, cfg.include_bias, vb.pp("ff_out"))
+                .context("loading the output head ff_out")?
+        };
+        let rotary = Rotary::new(&cfg, &device)?;
+        let info = ModelInfo {
+            name,
+            family: "llada",
+            mask_id: cfg.mask_token_id.unwrap_or_default(),
+            logits_width: rows,
+            max_context: cfg.max_sequence_length,
+            shift_logits: false,
+            eos_ids: cfg.eos_token_id.into_iter().collect(),
+            parameters: parameter_count(&cfg)?,
+        };
+        Ok(Self {
+            wte,
+            blocks,
+            ln_f,
+            head,
+            rotary,
+            cfg,
+            device,
+            info,
+        })
+    }
+
+    /// Token ids (B, T) to logits (B, T, embedding_size) in f32.
+    pub fn forward_ids(&self, ids: &Tensor) -> Result<Tensor> {
+        let mut x = self.wte.forward(ids)?;
+        if self.cfg.input_emb_norm {
+            x = (x * (self.cfg.d_model as f64).sqrt())?;
+        }
+        for block in &self.blocks {
+            x = block.forward(&x, &self.rotary)?;
+        }
+        let x = self.ln_f.forward(&x)?;
+        let mut logits = self.head.forward(&x)?;
+        if self.cfg.scale_logits {
+            logits = (logits * (1.0 / (self.cfg.d_model as f64).sqrt()))?;
+        }
+        Ok(logits.to_dtype(DType::F32)?)
+    }
+
+    pub fn config(&self) -> &LladaConfig {
+        &self.cfg
+    }
+}
+
+fn parameter_count(cfg: &LladaConfig) -> Result<usize> {
+    let d = cfg.d_model;
+    let kv = cfg.effective_n_kv_heads()? * cfg.head_dim();
+    let h = cfg.hidden_size();
+    let per_block = 2 * d * d + 2 * d * kv + 3 * d * h + 2 * d;
+    let embed = cfg.embedding_rows() * d;
+    let head = if cfg.weight_tying { 0 } else { embed };
+    Ok(embed + head + cfg.n_layers * per_block + d)
+}
+
+impl Denoiser for Llada {
+    fn forward_batch(&mut self, batch: &[Vec<u32>]) -> Result<Vec<Logits>> {
+        let Some(first) = batch.first() else {
+            return Ok(Vec::new());
+        };
+        let len = first.len();
+        if batch.iter().any(|seq| seq.len() != len) {
+            bail!("all sequences in a batch must have the same length");
+        }
+        if len > self.info.max_context {
+            bail!(
+                "the canvas has {len} tokens but the model accepts at most {}",
+                self.info.max_context
+            );
+        }
+        let flat: Vec<u32> = batch.iter().flatten().copied().collect();
+        let ids = Tensor::from_vec(flat, (batch.len(), len), &self.device)?;
+        let logits = self.forward_ids(&ids)?;
+        let width = self.info.logits_width;
+        let data = logits.flatten_all()?.to_vec1::<f32>()?;
+        Ok(data
+            .chunks(len * width)
+            .map(|chunk| Logits::new(chunk.to_vec(), width))
+            .collect())
+    }
+
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+}

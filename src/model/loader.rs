@@ -1,0 +1,179 @@
+//! Finding and loading model folders: `config.json`, safetensors shards (with or without an index)
+//! and `tokenizer.json`. Architectures live in their own files; this module only picks one.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+
+use super::llada::{Llada, LladaConfig};
+use super::Denoiser;
+use crate::text::TextCodec;
+
+/// Families `dlm-tui` can run, as detected from `config.json`.
+pub const SUPPORTED_FAMILIES: &[&str] = &["llada (LLaDAModelLM)"];
+
+/// Numeric precision for the weights and activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 when the model fits comfortably in memory, bf16 otherwise.
+    Auto,
+    F32,
+    Bf16,
+    F16,
+}
+
+/// A model and the tokenizer that goes with it.
+pub struct LoadedModel {
+    pub model: Box<dyn Denoiser>,
+    pub codec: TextCodec,
+}
+
+/// The files of a model folder.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub weights: Vec<PathBuf>,
+    pub tokenizer: PathBuf,
+}
+
+impl ModelFiles {
+    pub fn locate(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            bail!("model folder {} does not exist", dir.display());
+        }
+        let config = dir.join("config.json");
+        if !config.is_file() {
+            bail!(
+                "{} has no config.json: a model folder needs config.json, tokenizer.json and *.safetensors",
+                dir.display()
+            );
+        }
+        let tokenizer = dir.join("tokenizer.json");
+        if !tokenizer.is_file() {
+            bail!("{} has no tokenizer.json", dir.display());
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+            weights: weight_files(dir)?,
+            tokenizer,
+        })
+    }
+}
+
+/// Shards named by `model.safetensors.index.json`, else `model.safetensors`, else every `*.safetensors`.
+fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        let text = std::fs::read_to_string(&index)
+            .with_context(|| format!("reading {}", index.display()))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", index.display()))?;
+        let map = json
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| anyhow!("{} has no weight_map", index.display()))?;
+        let mut files: Vec<PathBuf> = map
+            .values()
+            .filter_map(|v| v.as_str())
+            .map(|name| dir.join(name))
+            .collect();
+        files.sort();
+        files.dedup();
+        if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+            bail!(
+                "{} names {} but that file is missing",
+                index.display(),
+                missing.display()
+            );
+        }
+        return Ok(files);
+    }
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("{} has no *.safetensors weights", dir.display());
+    }
+    Ok(files)
+}
+
+/// Which architecture a `config.json` describes.
+pub fn detect_family(config: &serde_json::Value) -> Result<&'static str> {
+    let model_type = config.get("model_type").and_then(|v| v.as_str());
+    let architectures: Vec<&str> = config
+        .get("architectures")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+        .unwrap_or_default();
+    if model_type == Some("llada") || architectures.contains(&"LLaDAModelLM") {
+        return Ok("llada");
+    }
+    bail!(
+        "config.json describes an unsupported model (model_type {:?}, architectures {:?}); supported: {}",
+        model_type.unwrap_or("none"),
+        architectures,
+        SUPPORTED_FAMILIES.join(", ")
+    )
+}
+
+fn resolve_precision(precision: Precision, parameters: usize) -> DType {
+    match precision {
+        Precision::F32 => DType::F32,
+        Precision::Bf16 => DType::BF16,
+        Precision::F16 => DType::F16,
+        // Exact f32 for everything up to ~1B parameters; 8B models only fit in memory as bf16.
+        Precision::Auto if parameters * 4 <= 4 << 30 => DType::F32,
+        Precision::Auto => DType::BF16,
+    }
+}
+
+/// Loads a model folder from disk (weights are memory-mapped).
+pub fn load_dir(dir: &Path, precision: Precision, device: &Device) -> Result<LoadedModel> {
+    let files = ModelFiles::locate(dir)?;
+    let text = std::fs::read_to_string(&files.config)
+        .with_context(|| format!("reading {}", files.config.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", files.config.display()))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string());
+    let codec = TextCodec::from_file(&files.tokenizer)?;
+    match detect_family(&json)? {
+        "llada" => {
+            let cfg: LladaConfig = serde_json::from_value(json)
+                .with_context(|| format!("{} does not match LLaDA's config keys", files.config.display()))?;
+            cfg.validate()
+                .with_context(|| format!("in {}", files.config.display()))?;
+            let dtype = resolve_precision(precision, approx_parameters(&cfg));
+            // SAFETY: the files are memory-mapped read-only; modifying them while dlm-tui runs is
+            // undefined behaviour, as for every mmap-based loader.
+            let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, device) }
+                .with_context(|| format!("reading safetensors in {}", dir.display()))?;
+            let model = Llada::new(cfg, vb, name)
+                .with_context(|| format!("loading LLaDA weights from {}", dir.display()))?;
+            Ok(LoadedModel {
+                model: Box::new(model),
+                codec,
+            })
+        }
+        other => bail!("no loader for family {other}"),
+    }
+}
+
+fn approx_parameters(cfg: &LladaConfig) -> usize {
+    let d = cfg.d_model;
+    cfg.n_layers * (4 * d * d + 3 * d * cfg.hidden_size()) + 2 * cfg.embedding_rows() * d
+}

@@ -1,0 +1,477 @@
+//! The denoising sampler: pure Rust over token ids and logits, deterministic for a seed.
+//!
+//! Every published sampler is a combination of independent choices (DESIGN.md section 2): a token
+//! [`Proposal`], a confidence [`Strategy`], a commit-count rule ([`Schedule`], or a dynamic
+//! [`Parallel`] rule), semi-autoregressive [`window`] blocks, a position choice (top-k or sampled
+//! with `alg_temp`), classifier-free guidance and a logit shift.
+
+pub mod proposal;
+pub mod schedule;
+pub mod strategy;
+pub mod window;
+
+use anyhow::{bail, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+pub use proposal::Proposal;
+pub use schedule::Schedule;
+pub use strategy::Strategy;
+use strategy::{score, Distribution};
+use window::{plan_blocks, Block};
+
+/// Logits for a whole canvas: one row of `width` values per position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logits {
+    data: Vec<f32>,
+    width: usize,
+}
+
+impl Logits {
+    pub fn new(data: Vec<f32>, width: usize) -> Self {
+        assert!(width > 0 && data.len() % width == 0, "ragged logits");
+        Self { data, width }
+    }
+
+    pub fn row(&self, position: usize) -> &[f32] {
+        &self.data[position * self.width..(position + 1) * self.width]
+    }
+
+    pub fn positions(&self) -> usize {
+        self.data.len() / self.width
+    }
+
+    pub fn width(&self) -> usize {
+        self.width
+    }
+}
+
+/// Dynamic parallel decoding rules from Fast-dLLM; they replace the fixed schedule when set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "rule", content = "value")]
+pub enum Parallel {
+    /// Commit the best position and every other one whose score is at least tau.
+    Threshold(f64),
+    /// Commit the n-th best position while its score is at least 1 - f / (n + 1) (n = 1 always).
+    Factor(f64),
+}
+
+/// Every knob of a denoising run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SamplerParams {
+    /// Total denoising steps over all blocks (a budget for fixed schedules).
+    pub steps: usize,
+    /// Semi-autoregressive block length.
+    pub block_length: usize,
+    pub temperature: f64,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f64>,
+    pub strategy: Strategy,
+    pub schedule: Schedule,
+    pub parallel: Option<Parallel>,
+    /// Sample positions from softmax(score / alg_temp) instead of taking the top k (Dream).
+    pub alg_temp: Option<f64>,
+    /// Classifier-free guidance scale (0 = off).
+    pub cfg_scale: f64,
+    /// Dream's final timestep for the `timestep` schedule.
+    pub eps: f64,
+    pub seed: u64,
+}
+
+impl Default for SamplerParams {
+    /// LLaDA's `generate.py` defaults with a block length of 32.
+    fn default() -> Self {
+        Self {
+            steps: 128,
+            block_length: 32,
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            strategy: Strategy::LowConfidence,
+            schedule: Schedule::Uniform,
+            parallel: None,
+            alg_temp: None,
+            cfg_scale: 0.0,
+            eps: 1e-3,
+            seed: 0,
+        }
+    }
+}
+
+impl SamplerParams {
+    /// Checks every value, with a message that names the parameter.
+    pub fn validate(&self) -> Result<()> {
+        if self.steps == 0 {
+            bail!("steps must be at least 1");
+        }
+        if self.block_length == 0 {
+            bail!("block length must be at least 1");
+        }
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            bail!("temperature must be a number >= 0, got {}", self.temperature);
+        }
+        if self.top_k == Some(0) {
+            bail!("top-k must be at least 1");
+        }
+        if let Some(p) = self.top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                bail!("top-p must be in (0, 1], got {p}");
+            }
+        }
+        match self.parallel {
+            Some(Parallel::Threshold(t)) if !(t > 0.0 && t <= 1.0) && self.strategy.bounded() => {
+                bail!("threshold must be in (0, 1], got {t}")
+            }
+            Some(Parallel::Threshold(t)) if !t.is_finite() => bail!("threshold must be finite"),
+            Some(Parallel::Factor(f)) if !(f.is_finite() && f > 0.0) => {
+                bail!("factor must be a number > 0, got {f}")
+            }
+            _ => {}
+        }
+        if let Some(t) = self.alg_temp {
+            if !(t.is_finite() && t >= 0.0) {
+                bail!("alg-temp must be a number >= 0, got {t}");
+            }
+        }
+        if !(self.cfg_scale.is_finite() && self.cfg_scale >= 0.0) {
+            bail!("cfg scale must be a number >= 0, got {}", self.cfg_scale);
+        }
+        if !(self.eps > 0.0 && self.eps < 1.0) {
+            bail!("eps must be in (0, 1), got {}", self.eps);
+        }
+        Ok(())
+    }
+
+    /// LLaDA's Gumbel-max unless top-k/top-p ask for Dream-style filtered sampling.
+    pub fn proposal(&self) -> Proposal {
+        if self.top_k.is_some() || self.top_p.is_some() {
+            Proposal::Categorical {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+            }
+        } else if self.temperature > 0.0 {
+            Proposal::Gumbel {
+                temperature: self.temperature,
+            }
+        } else {
+            Proposal::Argmax
+        }
+    }
+}
+
+impl Strategy {
+    /// Whether scores live in [0, 1] (so a probability threshold makes sense).
+    fn bounded(self) -> bool {
+        matches!(
+            self,
+            Strategy::LowConfidence | Strategy::Random | Strategy::Margin
+        )
+    }
+}
+
+/// What the model needs to tell the sampler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelTraits {
+    pub mask_id: u32,
+    pub shift_logits: bool,
+}
+
+/// One token committed in a step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Commit {
+    pub pos: usize,
+    pub id: u32,
+    pub score: f64,
+}
+
+/// The result of one denoising step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    /// 1-based index of this step.
+    pub step: usize,
+    /// Planned number of steps (for dynamic rules: an upper bound that tightens as the run goes).
+    pub steps: usize,
+    pub committed: Vec<Commit>,
+    /// Positions still masked after this step.
+    pub masked: usize,
+    /// Model forward calls so far.
+    pub nfe: usize,
+}
+
+/// A denoising run over one canvas.
+pub struct Sampler {
+    params: SamplerParams,
+    traits: ModelTraits,
+    proposal: Proposal,
+    tokens: Vec<u32>,
+    /// Positions that were not masked at the start: the prompt (and infill context). Masked in
+    /// the unconditional CFG pass, as in LLaDA.
+    context: Vec<bool>,
+    blocks: Vec<Block>,
+    block: usize,
+    step_in_block: usize,
+    block_initial_masks: usize,
+    steps_done: usize,
+    nfe: usize,
+    rng: ChaCha8Rng,
+}
+
+impl Sampler {
+    /// Starts a run. Every position of `tokens` equal to the mask id is denoised; the region from
+    /// the first mask to the end is cut into blocks. For a prompt followed by `length` masks this
+    /// is exactly LLaDA's generation region.
+    pub fn new(tokens: Vec<u32>, params: SamplerParams, traits: ModelTraits) -> Result<Self> {
+        params.validate()?;
+        let Some(first_mask) = tokens.iter().position(|&t| t == traits.mask_id) else {
+            bail!("nothing to denoise: the canvas has no masked positions");
+        };
+        let blocks = plan_blocks(first_mask, tokens.len(), params.block_length, params.steps);
+        let context = tokens.iter().map(|&t| t != traits.mask_id).collect();
+        let mut sampler = Self {
+            proposal: params.proposal(),
+            rng: ChaCha8Rng::seed_from_u64(params.seed),
+            params,
+            traits,
+            tokens,
+            context,
+            blocks,
+            block: 0,
+            step_in_block: 0,
+            block_initial_masks: 0,
+            steps_done: 0,
+            nfe: 0,
+        };
+        sampler.block_initial_masks = sampler.masks_in_block();
+        Ok(sampler)
+    }
+
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    pub fn params(&self) -> &SamplerParams {
+        &self.params
+    }
+
+    pub fn nfe(&self) -> usize {
+        self.nfe
+    }
+
+    pub fn masked(&self) -> usize {
+        self.tokens
+            .iter()
+            .filter(|&&t| t == self.traits.mask_id)
+            .count()
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.block >= self.blocks.len()
+    }
+
+    /// Planned total steps; for dynamic rules an upper bound (each step commits at least one).
+    pub fn planned_steps(&self) -> usize {
+        match self.params.parallel {
+            None => self.blocks.iter().map(|b| b.steps).sum(),
+            Some(_) => self.steps_done + self.masked(),
+        }
+    }
+
+    fn current_block(&self) -> Block {
+        self.blocks[self.block]
+    }
+
+    fn masks_in_block(&self) -> usize {
+        match self.blocks.get(self.block) {
+            Some(b) => self.tokens[b.start..b.end]
+                .iter()
+                .filter(|&&t| t == self.traits.mask_id)
+                .count(),
+            None => 0,
+        }
+    }
+
+    /// The canvases the model must see this step: the canvas itself, and with CFG also the
+    /// unconditional canvas with every context position masked.
+    pub fn model_inputs(&self) -> Vec<Vec<u32>> {
+        let mut inputs = vec![self.tokens.clone()];
+        if self.params.cfg_scale > 0.0 {
+            let uncond = self
+                .tokens
+                .iter()
+                .zip(&self.context)
+                .map(|(&t, &ctx)| if ctx { self.traits.mask_id } else { t })
+                .collect();
+            inputs.push(uncond);
+        }
+        inputs
+    }
+
+    /// Runs one step, calling `forward` (model inputs -> logits) unless the step commits nothing.
+    /// Returns `None` once every block is finished.
+    pub fn step<F>(&mut self, mut forward: F) -> Result<Option<StepReport>>
+    where
+        F: FnMut(&[Vec<u32>]) -> Result<Vec<Logits>>,
+    {
+        if self.is_done() {
+            return Ok(None);
+        }
+        let block = self.current_block();
+        let remaining = self.masks_in_block();
+        let fixed_count = match self.params.parallel {
+            None => Some(self.params.schedule.count(
+                self.step_in_block,
+                block.steps,
+                self.block_initial_masks,
+                remaining,
+                self.params.eps,
+            )),
+            Some(_) => None,
+        };
+        let committed = if fixed_count == Some(0) || remaining == 0 {
+            Vec::new()
+        } else {
+            let inputs = self.model_inputs();
+            let logits = forward(&inputs)?;
+            self.nfe += 1;
+            if logits.len() != inputs.len() || logits.iter().any(|l| l.positions() != self.tokens.len()) {
+                bail!("the model returned logits of the wrong shape");
+            }
+            let candidates = self.score_candidates(&logits, block.end);
+            let chosen = self.choose(candidates, fixed_count);
+            for c in &chosen {
+                self.tokens[c.pos] = c.id;
+            }
+            chosen
+        };
+        self.steps_done += 1;
+        self.step_in_block += 1;
+        self.advance_block();
+        Ok(Some(StepReport {
+            step: self.steps_done,
+            steps: self.planned_steps(),
+            committed,
+            masked: self.masked(),
+            nfe: self.nfe,
+        }))
+    }
+
+    /// Moves to the next block once the current one is finished (its step budget is spent, or,
+    /// for dynamic rules, it has no masks left).
+    fn advance_block(&mut self) {
+        while let Some(block) = self.blocks.get(self.block) {
+            let finished = match self.params.parallel {
+                None => self.step_in_block >= block.steps,
+                Some(_) => self.masks_in_block() == 0,
+            };
+            if !finished {
+                break;
+            }
+            self.block += 1;
+            self.step_in_block = 0;
+            self.block_initial_masks = self.masks_in_block();
+        }
+    }
+
+    /// The logits row that predicts `position` (shifted by one for Dream-style models), with
+    /// classifier-free guidance applied: un + (s + 1)(cond - un).
+    fn row(&self, logits: &[Logits], position: usize) -> Vec<f32> {
+        let source = if self.traits.shift_logits {
+            position.saturating_sub(1)
+        } else {
+            position
+        };
+        let cond = logits[0].row(source);
+        match logits.get(1) {
+            Some(uncond) if self.params.cfg_scale > 0.0 => {
+                let scale = (self.params.cfg_scale + 1.0) as f32;
+                cond.iter()
+                    .zip(uncond.row(source))
+                    .map(|(&c, &u)| u + scale * (c - u))
+                    .collect()
+            }
+            _ => cond.to_vec(),
+        }
+    }
+
+    /// Proposes and scores every masked position before `window_end` (LLaDA sets the score of
+    /// later positions to -inf; masks before the block are still eligible).
+    fn score_candidates(&mut self, logits: &[Logits], window_end: usize) -> Vec<Commit> {
+        let mut candidates = Vec::new();
+        for pos in 0..window_end {
+            if self.tokens[pos] != self.traits.mask_id {
+                continue;
+            }
+            let row = self.row(logits, pos);
+            let (id, dist): (u32, Distribution) = self.proposal.propose(&row, &mut self.rng);
+            let uniform = if self.params.strategy == Strategy::Random {
+                self.rng.random::<f64>()
+            } else {
+                0.0
+            };
+            candidates.push(Commit {
+                pos,
+                id,
+                score: score(self.params.strategy, &dist, pos, uniform),
+            });
+        }
+        candidates
+    }
+
+    /// Picks the positions to commit: top-k by score (ties to the left), k sampled without
+    /// replacement from softmax(score / alg_temp), or a dynamic parallel rule.
+    fn choose(&mut self, mut candidates: Vec<Commit>, fixed_count: Option<usize>) -> Vec<Commit> {
+        candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.pos.cmp(&b.pos)));
+        let keep = match (self.params.parallel, fixed_count) {
+            (Some(Parallel::Threshold(tau)), _) => {
+                1 + candidates[1..].iter().take_while(|c| c.score >= tau).count()
+            }
+            (Some(Parallel::Factor(f)), _) => {
+                1 + candidates
+                    .iter()
+                    .enumerate()
+                    .skip(1)
+                    .take_while(|(i, c)| c.score >= 1.0 - f / (*i as f64 + 2.0))
+                    .count()
+            }
+            (None, Some(k)) => {
+                if let Some(t) = self.params.alg_temp.filter(|&t| t > 0.0) {
+                    return self.sample_positions(candidates, k, t);
+                }
+                k
+            }
+            (None, None) => 0,
+        };
+        candidates.truncate(keep.min(candidates.len()));
+        candidates.sort_by_key(|c| c.pos);
+        candidates
+    }
+
+    /// Dream's `alg_temp`: draw `k` positions without replacement with probability proportional
+    /// to exp(score / temp).
+    fn sample_positions(&mut self, mut pool: Vec<Commit>, k: usize, temp: f64) -> Vec<Commit> {
+        let mut chosen = Vec::with_capacity(k);
+        while chosen.len() < k && !pool.is_empty() {
+            let max = pool.iter().map(|c| c.score).fold(f64::NEG_INFINITY, f64::max);
+            let weights: Vec<f64> = pool.iter().map(|c| ((c.score - max) / temp).exp()).collect();
+            let total: f64 = weights.iter().sum();
+            let mut target = self.rng.random::<f64>() * total;
+            let mut pick = pool.len() - 1;
+            for (i, w) in weights.iter().enumerate() {
+                if target < *w {
+                    pick = i;
+                    break;
+                }
+                target -= w;
+            }
+            chosen.push(pool.swap_remove(pick));
+        }
+        chosen.sort_by_key(|c| c.pos);
+        chosen
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,173 @@
+//! Token proposal: which token a masked position would become if committed now.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::strategy::Distribution;
+
+/// How tokens are proposed from a logits row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Proposal {
+    /// argmax of the logits (temperature 0).
+    Argmax,
+    /// LLaDA's Gumbel-max: argmax of exp(l) / (-ln u)^T in f64 (`add_gumbel_noise`). Scores come
+    /// from the softmax of the raw logits.
+    Gumbel { temperature: f64 },
+    /// Dream's `sample_tokens`: logits / T, then top-p, then top-k filtering, then a categorical
+    /// draw (argmax at T = 0). Scores come from the filtered distribution.
+    Categorical {
+        temperature: f64,
+        top_k: Option<usize>,
+        top_p: Option<f64>,
+    },
+}
+
+impl Proposal {
+    /// Proposes a token for one row and summarises the distribution that scores it.
+    pub fn propose(&self, logits: &[f32], rng: &mut ChaCha8Rng) -> (u32, Distribution) {
+        match *self {
+            Proposal::Argmax => {
+                let token = argmax(logits);
+                (token as u32, Distribution::from_logits(logits, token))
+            }
+            Proposal::Gumbel { temperature } => {
+                let mut best = (0usize, f64::NEG_INFINITY);
+                for (i, &l) in logits.iter().enumerate() {
+                    let u: f64 = rng.random();
+                    let noisy = (l as f64).exp() / (-u.ln()).powf(temperature);
+                    if noisy > best.1 {
+                        best = (i, noisy);
+                    }
+                }
+                (best.0 as u32, Distribution::from_logits(logits, best.0))
+            }
+            Proposal::Categorical {
+                temperature,
+                top_k,
+                top_p,
+            } => {
+                let filtered = filter(logits, temperature, top_k, top_p);
+                let token = if temperature > 0.0 {
+                    sample_categorical(&filtered, rng)
+                } else {
+                    argmax(&filtered)
+                };
+                (token as u32, Distribution::from_logits(&filtered, token))
+            }
+        }
+    }
+}
+
+/// Index of the first maximum (torch.argmax's tie rule).
+pub fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Dream's temperature, top-p and top-k filtering; removed entries become f32::MIN as in Dream.
+fn filter(logits: &[f32], temperature: f64, top_k: Option<usize>, top_p: Option<f64>) -> Vec<f32> {
+    let mut out: Vec<f32> = if temperature > 0.0 {
+        logits.iter().map(|&l| l / temperature as f32).collect()
+    } else {
+        logits.to_vec()
+    };
+    if let Some(p) = top_p.filter(|&p| p < 1.0) {
+        let mut order: Vec<usize> = (0..out.len()).collect();
+        order.sort_by(|&a, &b| out[b].total_cmp(&out[a]).then(a.cmp(&b)));
+        let max = out[order[0]];
+        let total: f64 = out.iter().map(|&l| ((l - max) as f64).exp()).sum();
+        // Keep the smallest prefix whose mass reaches p (the first token always stays).
+        let mut cumulative = 0.0;
+        let mut removing = false;
+        for &i in &order {
+            if removing {
+                out[i] = f32::MIN;
+                continue;
+            }
+            cumulative += ((out[i] - max) as f64).exp() / total;
+            removing = cumulative > p;
+        }
+    }
+    if let Some(k) = top_k.filter(|&k| k < out.len()) {
+        let mut sorted = out.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let kth = sorted[k.max(1) - 1];
+        for l in out.iter_mut() {
+            if *l < kth {
+                *l = f32::MIN;
+            }
+        }
+    }
+    out
+}
+
+fn sample_categorical(logits: &[f32], rng: &mut ChaCha8Rng) -> usize {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let weights: Vec<f64> = logits.iter().map(|&l| ((l - max) as f64).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let mut target = rng.random::<f64>() * total;
+    for (i, w) in weights.iter().enumerate() {
+        if target < *w {
+            return i;
+        }
+        target -= w;
+    }
+    argmax(logits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn argmax_takes_first_maximum() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
+    }
+
+    #[test]
+    fn top_k_and_top_p_filter_like_dream() {
+        let logits = [4.0f32, 3.0, 2.0, 1.0];
+        let k = filter(&logits, 0.0, Some(2), None);
+        assert_eq!(k, vec![4.0, 3.0, f32::MIN, f32::MIN]);
+        // softmax = [.644, .237, .087, .032]: with p = 0.7 the first two are kept (the token that
+        // crosses p stays, as in Dream's shifted mask).
+        let p = filter(&logits, 0.0, None, Some(0.7));
+        assert_eq!(p, vec![4.0, 3.0, f32::MIN, f32::MIN]);
+        let p = filter(&logits, 0.0, None, Some(0.5));
+        assert_eq!(p, vec![4.0, f32::MIN, f32::MIN, f32::MIN]);
+    }
+
+    #[test]
+    fn gumbel_at_low_temperature_is_argmax_and_is_seeded() {
+        let logits = [0.0f32, 5.0, 1.0];
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let g = Proposal::Gumbel { temperature: 1e-6 };
+        assert_eq!(g.propose(&logits, &mut rng).0, 1);
+        let flat = [0.0f32; 50];
+        let hot = Proposal::Gumbel { temperature: 1.0 };
+        let draw = |seed| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            (0..8).map(|_| hot.propose(&flat, &mut rng).0).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(7), draw(7));
+        assert_ne!(draw(7), draw(8));
+    }
+
+    #[test]
+    fn categorical_samples_only_kept_tokens() {
+        let logits = [3.0f32, 2.9, 2.8, -1.0];
+        let c = Proposal::Categorical { temperature: 1.0, top_k: Some(2), top_p: None };
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..200 {
+            let (t, d) = c.propose(&logits, &mut rng);
+            assert!(t < 2);
+            assert!(d.proposed > 0.45);
+        }
+    }
+}

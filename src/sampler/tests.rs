@@ -1,0 +1,234 @@
+//! Sampler behaviour on hand-made logits (no model involved).
+
+use super::*;
+
+const MASK: u32 = 99;
+const VOCAB: usize = 8;
+
+fn traits() -> ModelTraits {
+    ModelTraits {
+        mask_id: MASK,
+        shift_logits: false,
+    }
+}
+
+/// A fake model: position p prefers token p % 7 with a sharpness that grows with `sharp(p)`.
+fn fake_logits(len: usize, sharp: impl Fn(usize) -> f32) -> Logits {
+    let mut data = vec![0.0; len * VOCAB];
+    for p in 0..len {
+        data[p * VOCAB + p % 7] = sharp(p);
+    }
+    Logits::new(data, VOCAB)
+}
+
+fn canvas(prompt: usize, masks: usize) -> Vec<u32> {
+    let mut t: Vec<u32> = (0..prompt as u32).map(|i| i % 7).collect();
+    t.extend(std::iter::repeat_n(MASK, masks));
+    t
+}
+
+fn run(tokens: Vec<u32>, params: SamplerParams, sharp: impl Fn(usize) -> f32) -> (Vec<u32>, Vec<StepReport>) {
+    let mut sampler = Sampler::new(tokens, params, traits()).unwrap();
+    let mut reports = Vec::new();
+    while let Some(r) = sampler
+        .step(|inputs| Ok(inputs.iter().map(|t| fake_logits(t.len(), &sharp)).collect()))
+        .unwrap()
+    {
+        reports.push(r);
+    }
+    (sampler.tokens().to_vec(), reports)
+}
+
+fn params(steps: usize, block_length: usize) -> SamplerParams {
+    SamplerParams {
+        steps,
+        block_length,
+        ..SamplerParams::default()
+    }
+}
+
+#[test]
+fn uniform_blocks_commit_in_order_with_llada_counts() {
+    // 3 prompt tokens, 8 masks, blocks of 4, 4 steps: 2 steps per block, 2 tokens per step.
+    let (tokens, reports) = run(canvas(3, 8), params(4, 4), |p| 1.0 + p as f32 * 0.1);
+    assert_eq!(reports.len(), 4);
+    assert!(reports.iter().all(|r| r.committed.len() == 2 && r.steps == 4));
+    // Steps 1-2 stay inside the first block (positions 3..7), steps 3-4 in the second.
+    for r in &reports[..2] {
+        assert!(r.committed.iter().all(|c| (3..7).contains(&c.pos)));
+    }
+    for r in &reports[2..] {
+        assert!(r.committed.iter().all(|c| (7..11).contains(&c.pos)));
+    }
+    // Highest confidence first: later positions are sharper here.
+    assert_eq!(reports[0].committed.iter().map(|c| c.pos).collect::<Vec<_>>(), vec![5, 6]);
+    assert_eq!(reports.last().unwrap().masked, 0);
+    assert_eq!(&tokens[3..], &[3, 4, 5, 6, 0, 1, 2, 3]);
+}
+
+#[test]
+fn remainder_goes_to_first_steps_and_empty_steps_skip_the_model() {
+    let (_, reports) = run(canvas(1, 5), params(7, 5), |_| 2.0);
+    let counts: Vec<usize> = reports.iter().map(|r| r.committed.len()).collect();
+    assert_eq!(counts, vec![1, 1, 1, 1, 1, 0, 0]);
+    assert_eq!(reports.last().unwrap().nfe, 5);
+}
+
+#[test]
+fn prompt_tokens_never_change_and_infill_masks_are_filled() {
+    // Text, two masks, text, one mask: only masked positions change.
+    let tokens = vec![1, 2, MASK, MASK, 4, 5, MASK];
+    let (out, reports) = run(tokens.clone(), params(3, 32), |p| p as f32);
+    for (i, (&before, &after)) in tokens.iter().zip(&out).enumerate() {
+        if before != MASK {
+            assert_eq!(before, after, "position {i} changed");
+        } else {
+            assert_eq!(after, (i % 7) as u32);
+        }
+    }
+    assert_eq!(reports.iter().map(|r| r.committed.len()).sum::<usize>(), 3);
+}
+
+#[test]
+fn left_to_right_commits_leftmost_first() {
+    let p = SamplerParams {
+        strategy: Strategy::LeftToRight,
+        ..params(6, 6)
+    };
+    let (_, reports) = run(canvas(2, 6), p, |p| 10.0 - p as f32);
+    let order: Vec<usize> = reports.iter().flat_map(|r| r.committed.iter().map(|c| c.pos)).collect();
+    assert_eq!(order, vec![2, 3, 4, 5, 6, 7]);
+}
+
+#[test]
+fn threshold_commits_top1_plus_confident_positions() {
+    // Positions 4 and 5 are near-certain, the rest are not.
+    let sharp = |p: usize| if p == 4 || p == 5 { 20.0 } else { 0.5 + p as f32 * 0.01 };
+    let p = SamplerParams {
+        parallel: Some(Parallel::Threshold(0.9)),
+        ..params(64, 64)
+    };
+    let (_, reports) = run(canvas(2, 6), p, sharp);
+    assert_eq!(reports[0].committed.iter().map(|c| c.pos).collect::<Vec<_>>(), vec![4, 5]);
+    // Afterwards nothing reaches 0.9: one token per step.
+    assert!(reports[1..].iter().all(|r| r.committed.len() == 1));
+    assert_eq!(reports.len(), 5);
+    assert_eq!(reports.last().unwrap().steps, 5);
+}
+
+#[test]
+fn factor_rule_accepts_while_score_clears_its_bar() {
+    // Scores: sorted confidences c1 >= c2 >= ...; with f = 1, the bar for the n-th is 1 - 1/(n+1).
+    let mut sampler = Sampler::new(
+        canvas(0, 4),
+        SamplerParams {
+            parallel: Some(Parallel::Factor(1.0)),
+            ..params(4, 4)
+        },
+        traits(),
+    )
+    .unwrap();
+    let c = |pos, score| Commit { pos, id: 0, score };
+    // bars: n=2 -> 0.667, n=3 -> 0.75, n=4 -> 0.8
+    let chosen = sampler.choose(vec![c(0, 0.5), c(1, 0.9), c(2, 0.7), c(3, 0.74)], None);
+    assert_eq!(chosen.iter().map(|c| c.pos).collect::<Vec<_>>(), vec![1, 3]);
+    let chosen = sampler.choose(vec![c(0, 0.1), c(1, 0.2)], None);
+    assert_eq!(chosen.len(), 1, "the best position is always accepted");
+}
+
+#[test]
+fn cfg_masks_context_in_the_unconditional_pass_and_mixes_logits() {
+    let tokens = vec![1, 2, MASK, MASK];
+    let p = SamplerParams {
+        cfg_scale: 1.5,
+        ..params(2, 2)
+    };
+    let mut sampler = Sampler::new(tokens, p, traits()).unwrap();
+    let inputs = sampler.model_inputs();
+    assert_eq!(inputs, vec![vec![1, 2, MASK, MASK], vec![MASK, MASK, MASK, MASK]]);
+    // cond prefers token 1, uncond prefers token 0 strongly; guided = un + 2.5 (cond - un).
+    let cond = Logits::new([0.0, 1.0, 0.0, 0.0].repeat(4), 4);
+    let uncond = Logits::new([3.0, 0.0, 0.0, 0.0].repeat(4), 4);
+    assert_eq!(sampler.row(&[cond.clone(), uncond.clone()], 2), vec![-4.5, 2.5, 0.0, 0.0]);
+    let report = sampler.step(|_| Ok(vec![cond.clone(), uncond.clone()])).unwrap().unwrap();
+    assert_eq!(report.committed[0].id, 1);
+}
+
+#[test]
+fn shifted_models_read_the_previous_row() {
+    let mut sampler = Sampler::new(
+        vec![5, MASK, MASK],
+        params(2, 2),
+        ModelTraits {
+            mask_id: MASK,
+            shift_logits: true,
+        },
+    )
+    .unwrap();
+    let logits = fake_logits(3, |_| 3.0);
+    assert_eq!(sampler.row(&[logits.clone()], 1), logits.row(0).to_vec());
+    assert_eq!(sampler.row(&[logits.clone()], 0), logits.row(0).to_vec());
+    sampler.step(|_| Ok(vec![logits.clone()])).unwrap();
+    // Position 1 is predicted from row 0 (token 0), position 2 from row 1 (token 1).
+    sampler.step(|_| Ok(vec![logits.clone()])).unwrap();
+    assert_eq!(sampler.tokens(), &[5, 0, 1]);
+}
+
+#[test]
+fn runs_are_deterministic_per_seed() {
+    let sample = |seed, strategy| {
+        let p = SamplerParams {
+            temperature: 1.0,
+            strategy,
+            seed,
+            ..params(8, 8)
+        };
+        run(canvas(2, 16), p, |p| 0.5 + (p % 3) as f32 * 0.2).0
+    };
+    for strategy in [Strategy::LowConfidence, Strategy::Random] {
+        assert_eq!(sample(1, strategy), sample(1, strategy));
+        assert_ne!(sample(1, strategy), sample(2, strategy));
+    }
+}
+
+#[test]
+fn alg_temp_samples_positions_reproducibly() {
+    let sample = |seed| {
+        let p = SamplerParams {
+            alg_temp: Some(0.5),
+            seed,
+            ..params(4, 8)
+        };
+        let (_, reports) = run(canvas(0, 8), p, |p| 1.0 + p as f32 * 0.01);
+        reports
+            .iter()
+            .map(|r| r.committed.iter().map(|c| c.pos).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    };
+    let a = sample(3);
+    assert_eq!(a, sample(3));
+    assert!(a.iter().all(|step| step.len() == 2));
+    let all: std::collections::BTreeSet<usize> = a.iter().flatten().copied().collect();
+    assert_eq!(all.len(), 8);
+}
+
+#[test]
+fn timestep_schedule_counts_follow_dream() {
+    let p = SamplerParams {
+        schedule: Schedule::Timestep,
+        ..params(4, 16)
+    };
+    let (_, reports) = run(canvas(1, 16), p, |_| 2.0);
+    let counts: Vec<usize> = reports.iter().map(|r| r.committed.len()).collect();
+    assert_eq!(counts, vec![3, 4, 4, 5]);
+}
+
+#[test]
+fn invalid_parameters_are_refused_with_their_name() {
+    let bad = |p: SamplerParams| Sampler::new(canvas(1, 4), p, traits()).err().unwrap().to_string();
+    assert!(bad(params(0, 4)).contains("steps"));
+    assert!(bad(params(4, 0)).contains("block length"));
+    assert!(bad(SamplerParams { temperature: -1.0, ..params(4, 4) }).contains("temperature"));
+    assert!(bad(SamplerParams { top_p: Some(1.5), ..params(4, 4) }).contains("top-p"));
+    assert!(Sampler::new(vec![1, 2], params(4, 4), traits()).is_err());
+}
