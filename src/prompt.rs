@@ -25,7 +25,9 @@ pub fn parse(prompt: &str) -> Result<Vec<Segment>> {
             let digits = &spec[..end];
             let count: usize = match digits.trim().parse() {
                 Ok(n) if n > 0 => n,
-                _ => bail!("invalid mask count {digits:?} in [MASK:{digits}]: use a whole number from 1"),
+                _ => bail!(
+                    "invalid mask count {digits:?} in [MASK:{digits}]: use a whole number from 1"
+                ),
             };
             (count, 1 + end + 1)
         } else {

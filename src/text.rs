@@ -23,8 +23,8 @@ impl TextCodec {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let tokenizer =
-            Tokenizer::from_bytes(bytes).map_err(|e| anyhow!("not a usable tokenizer.json: {e}"))?;
+        let tokenizer = Tokenizer::from_bytes(bytes)
+            .map_err(|e| anyhow!("not a usable tokenizer.json: {e}"))?;
         Ok(Self::new(tokenizer))
     }
 

@@ -1,0 +1,74 @@
+//! Command-line front end: `dlm-tui generate` (headless) and the options shared by every command.
+
+pub mod generate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::model::loader::Precision;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dlm-tui",
+    version,
+    about = "A terminal playground for diffusion language models"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Denoise a prompt headlessly and print the result (or every step as JSON lines).
+    Generate(generate::GenerateArgs),
+}
+
+/// Which model to run.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// A local model folder: config.json, tokenizer.json and *.safetensors (LLaDA format).
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// Precision of weights and activations.
+    #[arg(long, value_enum, default_value_t = Precision::Auto)]
+    pub dtype: Precision,
+}
+
+/// An error caused by the user's input (arguments, prompt, model folder): exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub anyhow::Error);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Wraps an error as a usage error.
+pub fn usage(e: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(UsageError(e))
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(args) => generate::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(usage) = e.downcast_ref::<UsageError>() {
+                eprintln!("error: {usage}");
+                ExitCode::from(2)
+            } else {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

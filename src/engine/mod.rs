@@ -1,0 +1,295 @@
+//! The engine: a worker thread that owns the model, runs denoising jobs lane by lane and streams
+//! one [`StepEvent`] per step per lane over a bounded channel.
+//!
+//! candle runs its kernels on its own rayon pool, so the worker is a plain OS thread rather than a
+//! tokio task: the UI's runtime never blocks on a forward pass. Cancellation is checked between
+//! steps. A model error or a panic ends the job with [`Event::Failed`]; the worker survives and
+//! takes the next job.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use tokio::sync::mpsc;
+
+use crate::model::{Denoiser, ModelInfo};
+use crate::sampler::{Commit, ModelTraits, Sampler, SamplerParams};
+
+/// Events buffered between the worker and the consumer before the worker waits.
+const EVENT_BUFFER: usize = 256;
+
+/// A denoising job: one canvas, one lane per parameter set (same canvas and seed, say, different
+/// strategies).
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub canvas: Vec<u32>,
+    pub lanes: Vec<SamplerParams>,
+}
+
+/// One denoising step of one lane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepEvent {
+    pub lane: usize,
+    /// 1-based step index.
+    pub step: usize,
+    /// Planned steps (an upper bound under dynamic parallel rules).
+    pub steps: usize,
+    /// The whole canvas after this step.
+    pub canvas: Vec<u32>,
+    /// Positions committed in this step, with their scores.
+    pub committed: Vec<Commit>,
+    /// Positions still masked.
+    pub masked: usize,
+    /// Forward passes of this lane so far.
+    pub nfe: usize,
+    /// Time this lane has spent so far (its own steps only).
+    pub elapsed: Duration,
+}
+
+/// Totals of a finished lane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaneSummary {
+    pub lane: usize,
+    pub canvas: Vec<u32>,
+    pub steps: usize,
+    pub nfe: usize,
+    pub elapsed: Duration,
+    /// Mean score of the committed tokens (for probability-like strategies, their confidence).
+    pub mean_score: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Step(StepEvent),
+    LaneDone(LaneSummary),
+    /// Every lane finished.
+    Finished {
+        elapsed: Duration,
+    },
+    /// Stopped on request between steps; the last step events hold the partial canvases.
+    Cancelled,
+    /// The model or the sampler failed (errors and panics alike); the engine keeps running.
+    Failed(String),
+}
+
+/// The consumer's side of a running job.
+pub struct JobHandle {
+    pub events: mpsc::Receiver<Event>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl JobHandle {
+    /// Asks the worker to stop after the step in progress.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.cancel.clone())
+    }
+}
+
+/// A cloneable cancel button for a job.
+#[derive(Debug, Clone)]
+pub struct Canceller(Arc<AtomicBool>);
+
+impl Canceller {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+struct Submission {
+    job: Job,
+    events: mpsc::Sender<Event>,
+    cancel: Arc<AtomicBool>,
+}
+
+/// Owns the model on a dedicated thread and runs submitted jobs one at a time, in order.
+pub struct Engine {
+    jobs: Option<std_mpsc::Sender<Submission>>,
+    worker: Option<JoinHandle<()>>,
+    info: ModelInfo,
+}
+
+impl Engine {
+    pub fn new(model: Box<dyn Denoiser>) -> Result<Self> {
+        let info = model.info().clone();
+        let (jobs, queue) = std_mpsc::channel::<Submission>();
+        let worker = std::thread::Builder::new()
+            .name("dlm-engine".into())
+            .spawn(move || worker_loop(model, queue))
+            .map_err(|e| anyhow!("starting the engine thread: {e}"))?;
+        Ok(Self {
+            jobs: Some(jobs),
+            worker: Some(worker),
+            info,
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Queues a job; its events arrive on the returned handle.
+    pub fn submit(&self, job: Job) -> JobHandle {
+        let (events, receiver) = mpsc::channel(EVENT_BUFFER);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let submission = Submission {
+            job,
+            events,
+            cancel: cancel.clone(),
+        };
+        if let Some(jobs) = &self.jobs {
+            if let Err(std_mpsc::SendError(lost)) = jobs.send(submission) {
+                let _ = lost
+                    .events
+                    .try_send(Event::Failed("the engine thread has stopped".into()));
+            }
+        }
+        JobHandle {
+            events: receiver,
+            cancel,
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn worker_loop(mut model: Box<dyn Denoiser>, queue: std_mpsc::Receiver<Submission>) {
+    while let Ok(Submission {
+        job,
+        events,
+        cancel,
+    }) = queue.recv()
+    {
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            run_job(model.as_mut(), &job, &events, &cancel)
+        }));
+        let last = match outcome {
+            Ok(Ok(event)) => event,
+            Ok(Err(e)) => Event::Failed(format!("{e:#}")),
+            Err(panic) => Event::Failed(format!(
+                "the model task panicked: {}",
+                panic_message(&panic)
+            )),
+        };
+        let _ = events.blocking_send(last);
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+struct Lane {
+    sampler: Sampler,
+    elapsed: Duration,
+    score_sum: f64,
+    committed: usize,
+    finished: bool,
+}
+
+/// Runs every lane one step at a time, round-robin, so lanes progress side by side.
+fn run_job(
+    model: &mut dyn Denoiser,
+    job: &Job,
+    events: &mpsc::Sender<Event>,
+    cancel: &AtomicBool,
+) -> Result<Event> {
+    let started = Instant::now();
+    let info = model.info().clone();
+    if job.canvas.len() > info.max_context {
+        return Err(anyhow!(
+            "the canvas has {} tokens but {} accepts at most {}",
+            job.canvas.len(),
+            info.name,
+            info.max_context
+        ));
+    }
+    let traits = ModelTraits {
+        mask_id: info.mask_id,
+        shift_logits: info.shift_logits,
+    };
+    let mut lanes = job
+        .lanes
+        .iter()
+        .map(|params| {
+            Ok(Lane {
+                sampler: Sampler::new(job.canvas.clone(), params.clone(), traits.clone())?,
+                elapsed: Duration::ZERO,
+                score_sum: 0.0,
+                committed: 0,
+                finished: false,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    while lanes.iter().any(|l| !l.finished) {
+        for (index, lane) in lanes.iter_mut().enumerate().filter(|(_, l)| !l.finished) {
+            if cancel.load(Ordering::Relaxed) {
+                return Ok(Event::Cancelled);
+            }
+            let step_start = Instant::now();
+            let report = lane.sampler.step(|inputs| model.forward_batch(inputs))?;
+            lane.elapsed += step_start.elapsed();
+            let event = match report {
+                Some(report) => {
+                    lane.score_sum += report.committed.iter().map(|c| c.score).sum::<f64>();
+                    lane.committed += report.committed.len();
+                    Event::Step(StepEvent {
+                        lane: index,
+                        step: report.step,
+                        steps: report.steps,
+                        canvas: lane.sampler.tokens().to_vec(),
+                        committed: report.committed,
+                        masked: report.masked,
+                        nfe: report.nfe,
+                        elapsed: lane.elapsed,
+                    })
+                }
+                None => {
+                    lane.finished = true;
+                    Event::LaneDone(LaneSummary {
+                        lane: index,
+                        canvas: lane.sampler.tokens().to_vec(),
+                        steps: lane.sampler.planned_steps(),
+                        nfe: lane.sampler.nfe(),
+                        elapsed: lane.elapsed,
+                        mean_score: if lane.committed == 0 {
+                            0.0
+                        } else {
+                            lane.score_sum / lane.committed as f64
+                        },
+                    })
+                }
+            };
+            if events.blocking_send(event).is_err() {
+                // Nobody is listening any more: stop quietly.
+                return Ok(Event::Cancelled);
+            }
+        }
+    }
+    Ok(Event::Finished {
+        elapsed: started.elapsed(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -108,7 +108,11 @@ impl LladaConfig {
             )?;
         }
         if self.alibi {
-            refuse("alibi", "true".into(), "false: LLaDA uses rotary embeddings")?;
+            refuse(
+                "alibi",
+                "true".into(),
+                "false: LLaDA uses rotary embeddings",
+            )?;
         }
         if !self.rope {
             refuse("rope", "false".into(), "true")?;
@@ -119,18 +123,20 @@ impl LladaConfig {
         if self.attention_layer_norm {
             refuse("attention_layer_norm", "true".into(), "false")?;
         }
-        if self.n_heads == 0 || self.d_model % self.n_heads != 0 {
+        if self.n_heads == 0 || !self.d_model.is_multiple_of(self.n_heads) {
             bail!(
                 "config.json: d_model = {} is not divisible by n_heads = {}",
                 self.d_model,
                 self.n_heads
             );
         }
-        if (self.d_model / self.n_heads) % 2 != 0 {
-            bail!("config.json: the head size d_model / n_heads must be even for rotary embeddings");
+        if !(self.d_model / self.n_heads).is_multiple_of(2) {
+            bail!(
+                "config.json: the head size d_model / n_heads must be even for rotary embeddings"
+            );
         }
         let kv = self.effective_n_kv_heads()?;
-        if kv == 0 || self.n_heads % kv != 0 {
+        if kv == 0 || !self.n_heads.is_multiple_of(kv) {
             bail!(
                 "config.json: n_heads = {} is not a multiple of n_kv_heads = {kv}",
                 self.n_heads
@@ -177,6 +183,17 @@ impl LladaConfig {
 
     pub fn head_dim(&self) -> usize {
         self.d_model / self.n_heads
+    }
+
+    /// Number of weights, from the shapes the config implies.
+    pub fn parameter_count(&self) -> usize {
+        let d = self.d_model;
+        let kv = self.effective_n_kv_heads().unwrap_or(self.n_heads) * self.head_dim();
+        let h = self.hidden_size();
+        let per_block = 2 * d * d + 2 * d * kv + 3 * d * h + 2 * d;
+        let embed = self.embedding_rows() * d;
+        let head = if self.weight_tying { 0 } else { embed };
+        embed + head + self.n_layers * per_block + d
     }
 
     fn norm_has_bias(&self) -> bool {
@@ -343,10 +360,7 @@ impl Block {
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let att = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((b, t, c))?;
+        let att = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?;
         let x = (x + self.attn_out.forward(&att)?)?;
 
         let normed = self.ff_norm.forward(&x)?;
@@ -390,7 +404,10 @@ impl Llada {
             .context("loading the token embedding")?;
         let wte = Embedding::new(wte_weight.clone(), cfg.d_model);
         let blocks = (0..cfg.n_layers)
-            .map(|i| Block::new(&cfg, vb.pp(format!("blocks.{i}"))).with_context(|| format!("loading block {i}")))
+            .map(|i| {
+                Block::new(&cfg, vb.pp(format!("blocks.{i}")))
+                    .with_context(|| format!("loading block {i}"))
+            })
             .collect::<Result<Vec<_>>>()?;
         let ln_f = RmsNorm::new(&cfg, vb.pp("ln_f")).context("loading ln_f")?;
         let head = if cfg.weight_tying {
@@ -408,7 +425,7 @@ impl Llada {
             max_context: cfg.max_sequence_length,
             shift_logits: false,
             eos_ids: cfg.eos_token_id.into_iter().collect(),
-            parameters: parameter_count(&cfg)?,
+            parameters: cfg.parameter_count(),
         };
         Ok(Self {
             wte,
@@ -442,16 +459,6 @@ impl Llada {
     pub fn config(&self) -> &LladaConfig {
         &self.cfg
     }
-}
-
-fn parameter_count(cfg: &LladaConfig) -> Result<usize> {
-    let d = cfg.d_model;
-    let kv = cfg.effective_n_kv_heads()? * cfg.head_dim();
-    let h = cfg.hidden_size();
-    let per_block = 2 * d * d + 2 * d * kv + 3 * d * h + 2 * d;
-    let embed = cfg.embedding_rows() * d;
-    let head = if cfg.weight_tying { 0 } else { embed };
-    Ok(embed + head + cfg.n_layers * per_block + d)
 }
 
 impl Denoiser for Llada {

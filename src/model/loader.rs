@@ -15,7 +15,9 @@ use crate::text::TextCodec;
 pub const SUPPORTED_FAMILIES: &[&str] = &["llada (LLaDAModelLM)"];
 
 /// Numeric precision for the weights and activations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// f32 when the model fits comfortably in memory, bf16 otherwise.
@@ -31,12 +33,11 @@ pub struct LoadedModel {
     pub codec: TextCodec,
 }
 
-/// The files of a model folder.
+/// The metadata files of a model folder (weights are found once the config is known to be good).
 #[derive(Debug, Clone)]
 pub struct ModelFiles {
     pub dir: PathBuf,
     pub config: PathBuf,
-    pub weights: Vec<PathBuf>,
     pub tokenizer: PathBuf,
 }
 
@@ -59,7 +60,6 @@ impl ModelFiles {
         Ok(Self {
             dir: dir.to_path_buf(),
             config,
-            weights: weight_files(dir)?,
             tokenizer,
         })
     }
@@ -153,14 +153,19 @@ pub fn load_dir(dir: &Path, precision: Precision, device: &Device) -> Result<Loa
     let codec = TextCodec::from_file(&files.tokenizer)?;
     match detect_family(&json)? {
         "llada" => {
-            let cfg: LladaConfig = serde_json::from_value(json)
-                .with_context(|| format!("{} does not match LLaDA's config keys", files.config.display()))?;
+            let cfg: LladaConfig = serde_json::from_value(json).with_context(|| {
+                format!(
+                    "{} does not match LLaDA's config keys",
+                    files.config.display()
+                )
+            })?;
             cfg.validate()
                 .with_context(|| format!("in {}", files.config.display()))?;
-            let dtype = resolve_precision(precision, approx_parameters(&cfg));
+            let dtype = resolve_precision(precision, cfg.parameter_count());
             // SAFETY: the files are memory-mapped read-only; modifying them while dlm-tui runs is
             // undefined behaviour, as for every mmap-based loader.
-            let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, device) }
+            let weights = weight_files(dir)?;
+            let vb = unsafe { VarBuilder::from_mmaped_safetensors(&weights, dtype, device) }
                 .with_context(|| format!("reading safetensors in {}", dir.display()))?;
             let model = Llada::new(cfg, vb, name)
                 .with_context(|| format!("loading LLaDA weights from {}", dir.display()))?;
@@ -171,9 +176,4 @@ pub fn load_dir(dir: &Path, precision: Precision, device: &Device) -> Result<Loa
         }
         other => bail!("no loader for family {other}"),
     }
-}
-
-fn approx_parameters(cfg: &LladaConfig) -> usize {
-    let d = cfg.d_model;
-    cfg.n_layers * (4 * d * d + 3 * d * cfg.hidden_size()) + 2 * cfg.embedding_rows() * d
 }

@@ -30,7 +30,10 @@ pub struct Logits {
 
 impl Logits {
     pub fn new(data: Vec<f32>, width: usize) -> Self {
-        assert!(width > 0 && data.len() % width == 0, "ragged logits");
+        assert!(
+            width > 0 && data.len().is_multiple_of(width),
+            "ragged logits"
+        );
         Self { data, width }
     }
 
@@ -110,7 +113,10 @@ impl SamplerParams {
             bail!("block length must be at least 1");
         }
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            bail!("temperature must be a number >= 0, got {}", self.temperature);
+            bail!(
+                "temperature must be a number >= 0, got {}",
+                self.temperature
+            );
         }
         if self.top_k == Some(0) {
             bail!("top-k must be at least 1");
@@ -336,7 +342,9 @@ impl Sampler {
             let inputs = self.model_inputs();
             let logits = forward(&inputs)?;
             self.nfe += 1;
-            if logits.len() != inputs.len() || logits.iter().any(|l| l.positions() != self.tokens.len()) {
+            if logits.len() != inputs.len()
+                || logits.iter().any(|l| l.positions() != self.tokens.len())
+            {
                 bail!("the model returned logits of the wrong shape");
             }
             let candidates = self.score_candidates(&logits, block.end);
@@ -426,7 +434,10 @@ impl Sampler {
         candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.pos.cmp(&b.pos)));
         let keep = match (self.params.parallel, fixed_count) {
             (Some(Parallel::Threshold(tau)), _) => {
-                1 + candidates[1..].iter().take_while(|c| c.score >= tau).count()
+                1 + candidates[1..]
+                    .iter()
+                    .take_while(|c| c.score >= tau)
+                    .count()
             }
             (Some(Parallel::Factor(f)), _) => {
                 1 + candidates
@@ -454,8 +465,14 @@ impl Sampler {
     fn sample_positions(&mut self, mut pool: Vec<Commit>, k: usize, temp: f64) -> Vec<Commit> {
         let mut chosen = Vec::with_capacity(k);
         while chosen.len() < k && !pool.is_empty() {
-            let max = pool.iter().map(|c| c.score).fold(f64::NEG_INFINITY, f64::max);
-            let weights: Vec<f64> = pool.iter().map(|c| ((c.score - max) / temp).exp()).collect();
+            let max = pool
+                .iter()
+                .map(|c| c.score)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let weights: Vec<f64> = pool
+                .iter()
+                .map(|c| ((c.score - max) / temp).exp())
+                .collect();
             let total: f64 = weights.iter().sum();
             let mut target = self.rng.random::<f64>() * total;
             let mut pick = pool.len() - 1;

@@ -153,7 +153,9 @@ mod tests {
         let hot = Proposal::Gumbel { temperature: 1.0 };
         let draw = |seed| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            (0..8).map(|_| hot.propose(&flat, &mut rng).0).collect::<Vec<_>>()
+            (0..8)
+                .map(|_| hot.propose(&flat, &mut rng).0)
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
         assert_ne!(draw(7), draw(8));
@@ -162,7 +164,11 @@ mod tests {
     #[test]
     fn categorical_samples_only_kept_tokens() {
         let logits = [3.0f32, 2.9, 2.8, -1.0];
-        let c = Proposal::Categorical { temperature: 1.0, top_k: Some(2), top_p: None };
+        let c = Proposal::Categorical {
+            temperature: 1.0,
+            top_k: Some(2),
+            top_p: None,
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         for _ in 0..200 {
             let (t, d) = c.propose(&logits, &mut rng);

@@ -38,7 +38,14 @@ impl Schedule {
 
     /// Number of tokens to commit at step `step` (0-based) of `steps`, given the block held
     /// `initial` masks when it started and holds `remaining` now.
-    pub fn count(self, step: usize, steps: usize, initial: usize, remaining: usize, eps: f64) -> usize {
+    pub fn count(
+        self,
+        step: usize,
+        steps: usize,
+        initial: usize,
+        remaining: usize,
+        eps: f64,
+    ) -> usize {
         if steps == 0 || remaining == 0 {
             return 0;
         }

@@ -114,7 +114,10 @@ mod tests {
                 "{strategy:?}"
             );
         }
-        assert!(score(Strategy::LeftToRight, &sure, 1, 0.0) > score(Strategy::LeftToRight, &sure, 2, 0.0));
+        assert!(
+            score(Strategy::LeftToRight, &sure, 1, 0.0)
+                > score(Strategy::LeftToRight, &sure, 2, 0.0)
+        );
         assert_eq!(score(Strategy::Random, &sure, 1, 0.25), 0.25);
     }
 

@@ -27,11 +27,20 @@ fn canvas(prompt: usize, masks: usize) -> Vec<u32> {
     t
 }
 
-fn run(tokens: Vec<u32>, params: SamplerParams, sharp: impl Fn(usize) -> f32) -> (Vec<u32>, Vec<StepReport>) {
+fn run(
+    tokens: Vec<u32>,
+    params: SamplerParams,
+    sharp: impl Fn(usize) -> f32,
+) -> (Vec<u32>, Vec<StepReport>) {
     let mut sampler = Sampler::new(tokens, params, traits()).unwrap();
     let mut reports = Vec::new();
     while let Some(r) = sampler
-        .step(|inputs| Ok(inputs.iter().map(|t| fake_logits(t.len(), &sharp)).collect()))
+        .step(|inputs| {
+            Ok(inputs
+                .iter()
+                .map(|t| fake_logits(t.len(), &sharp))
+                .collect())
+        })
         .unwrap()
     {
         reports.push(r);
@@ -52,7 +61,9 @@ fn uniform_blocks_commit_in_order_with_llada_counts() {
     // 3 prompt tokens, 8 masks, blocks of 4, 4 steps: 2 steps per block, 2 tokens per step.
     let (tokens, reports) = run(canvas(3, 8), params(4, 4), |p| 1.0 + p as f32 * 0.1);
     assert_eq!(reports.len(), 4);
-    assert!(reports.iter().all(|r| r.committed.len() == 2 && r.steps == 4));
+    assert!(reports
+        .iter()
+        .all(|r| r.committed.len() == 2 && r.steps == 4));
     // Steps 1-2 stay inside the first block (positions 3..7), steps 3-4 in the second.
     for r in &reports[..2] {
         assert!(r.committed.iter().all(|c| (3..7).contains(&c.pos)));
@@ -61,7 +72,14 @@ fn uniform_blocks_commit_in_order_with_llada_counts() {
         assert!(r.committed.iter().all(|c| (7..11).contains(&c.pos)));
     }
     // Highest confidence first: later positions are sharper here.
-    assert_eq!(reports[0].committed.iter().map(|c| c.pos).collect::<Vec<_>>(), vec![5, 6]);
+    assert_eq!(
+        reports[0]
+            .committed
+            .iter()
+            .map(|c| c.pos)
+            .collect::<Vec<_>>(),
+        vec![5, 6]
+    );
     assert_eq!(reports.last().unwrap().masked, 0);
     assert_eq!(&tokens[3..], &[3, 4, 5, 6, 0, 1, 2, 3]);
 }
@@ -96,20 +114,36 @@ fn left_to_right_commits_leftmost_first() {
         ..params(6, 6)
     };
     let (_, reports) = run(canvas(2, 6), p, |p| 10.0 - p as f32);
-    let order: Vec<usize> = reports.iter().flat_map(|r| r.committed.iter().map(|c| c.pos)).collect();
+    let order: Vec<usize> = reports
+        .iter()
+        .flat_map(|r| r.committed.iter().map(|c| c.pos))
+        .collect();
     assert_eq!(order, vec![2, 3, 4, 5, 6, 7]);
 }
 
 #[test]
 fn threshold_commits_top1_plus_confident_positions() {
     // Positions 4 and 5 are near-certain, the rest are not.
-    let sharp = |p: usize| if p == 4 || p == 5 { 20.0 } else { 0.5 + p as f32 * 0.01 };
+    let sharp = |p: usize| {
+        if p == 4 || p == 5 {
+            20.0
+        } else {
+            0.5 + p as f32 * 0.01
+        }
+    };
     let p = SamplerParams {
         parallel: Some(Parallel::Threshold(0.9)),
         ..params(64, 64)
     };
     let (_, reports) = run(canvas(2, 6), p, sharp);
-    assert_eq!(reports[0].committed.iter().map(|c| c.pos).collect::<Vec<_>>(), vec![4, 5]);
+    assert_eq!(
+        reports[0]
+            .committed
+            .iter()
+            .map(|c| c.pos)
+            .collect::<Vec<_>>(),
+        vec![4, 5]
+    );
     // Afterwards nothing reaches 0.9: one token per step.
     assert!(reports[1..].iter().all(|r| r.committed.len() == 1));
     assert_eq!(reports.len(), 5);
@@ -145,12 +179,21 @@ fn cfg_masks_context_in_the_unconditional_pass_and_mixes_logits() {
     };
     let mut sampler = Sampler::new(tokens, p, traits()).unwrap();
     let inputs = sampler.model_inputs();
-    assert_eq!(inputs, vec![vec![1, 2, MASK, MASK], vec![MASK, MASK, MASK, MASK]]);
+    assert_eq!(
+        inputs,
+        vec![vec![1, 2, MASK, MASK], vec![MASK, MASK, MASK, MASK]]
+    );
     // cond prefers token 1, uncond prefers token 0 strongly; guided = un + 2.5 (cond - un).
     let cond = Logits::new([0.0, 1.0, 0.0, 0.0].repeat(4), 4);
     let uncond = Logits::new([3.0, 0.0, 0.0, 0.0].repeat(4), 4);
-    assert_eq!(sampler.row(&[cond.clone(), uncond.clone()], 2), vec![-4.5, 2.5, 0.0, 0.0]);
-    let report = sampler.step(|_| Ok(vec![cond.clone(), uncond.clone()])).unwrap().unwrap();
+    assert_eq!(
+        sampler.row(&[cond.clone(), uncond.clone()], 2),
+        vec![-4.5, 2.5, 0.0, 0.0]
+    );
+    let report = sampler
+        .step(|_| Ok(vec![cond.clone(), uncond.clone()]))
+        .unwrap()
+        .unwrap();
     assert_eq!(report.committed[0].id, 1);
 }
 
@@ -166,8 +209,14 @@ fn shifted_models_read_the_previous_row() {
     )
     .unwrap();
     let logits = fake_logits(3, |_| 3.0);
-    assert_eq!(sampler.row(&[logits.clone()], 1), logits.row(0).to_vec());
-    assert_eq!(sampler.row(&[logits.clone()], 0), logits.row(0).to_vec());
+    assert_eq!(
+        sampler.row(std::slice::from_ref(&logits), 1),
+        logits.row(0).to_vec()
+    );
+    assert_eq!(
+        sampler.row(std::slice::from_ref(&logits), 0),
+        logits.row(0).to_vec()
+    );
     sampler.step(|_| Ok(vec![logits.clone()])).unwrap();
     // Position 1 is predicted from row 0 (token 0), position 2 from row 1 (token 1).
     sampler.step(|_| Ok(vec![logits.clone()])).unwrap();
@@ -225,10 +274,23 @@ fn timestep_schedule_counts_follow_dream() {
 
 #[test]
 fn invalid_parameters_are_refused_with_their_name() {
-    let bad = |p: SamplerParams| Sampler::new(canvas(1, 4), p, traits()).err().unwrap().to_string();
+    let bad = |p: SamplerParams| {
+        Sampler::new(canvas(1, 4), p, traits())
+            .err()
+            .unwrap()
+            .to_string()
+    };
     assert!(bad(params(0, 4)).contains("steps"));
     assert!(bad(params(4, 0)).contains("block length"));
-    assert!(bad(SamplerParams { temperature: -1.0, ..params(4, 4) }).contains("temperature"));
-    assert!(bad(SamplerParams { top_p: Some(1.5), ..params(4, 4) }).contains("top-p"));
+    assert!(bad(SamplerParams {
+        temperature: -1.0,
+        ..params(4, 4)
+    })
+    .contains("temperature"));
+    assert!(bad(SamplerParams {
+        top_p: Some(1.5),
+        ..params(4, 4)
+    })
+    .contains("top-p"));
     assert!(Sampler::new(vec![1, 2], params(4, 4), traits()).is_err());
 }

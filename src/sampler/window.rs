@@ -48,8 +48,22 @@ mod tests {
     fn even_split_matches_llada() {
         let blocks = plan_blocks(5, 5 + 64, 16, 32);
         assert_eq!(blocks.len(), 4);
-        assert_eq!(blocks[0], Block { start: 5, end: 21, steps: 8 });
-        assert_eq!(blocks[3], Block { start: 53, end: 69, steps: 8 });
+        assert_eq!(
+            blocks[0],
+            Block {
+                start: 5,
+                end: 21,
+                steps: 8
+            }
+        );
+        assert_eq!(
+            blocks[3],
+            Block {
+                start: 53,
+                end: 69,
+                steps: 8
+            }
+        );
     }
 
     #[test]
@@ -58,9 +72,21 @@ mod tests {
         assert_eq!(
             blocks,
             vec![
-                Block { start: 0, end: 16, steps: 3 },
-                Block { start: 16, end: 32, steps: 2 },
-                Block { start: 32, end: 40, steps: 2 },
+                Block {
+                    start: 0,
+                    end: 16,
+                    steps: 3
+                },
+                Block {
+                    start: 16,
+                    end: 32,
+                    steps: 2
+                },
+                Block {
+                    start: 32,
+                    end: 40,
+                    steps: 2
+                },
             ]
         );
     }
@@ -74,7 +100,14 @@ mod tests {
 
     #[test]
     fn block_longer_than_region_is_one_window() {
-        assert_eq!(plan_blocks(3, 10, 32, 4), vec![Block { start: 3, end: 10, steps: 4 }]);
+        assert_eq!(
+            plan_blocks(3, 10, 32, 4),
+            vec![Block {
+                start: 3,
+                end: 10,
+                steps: 4
+            }]
+        );
         assert!(plan_blocks(10, 10, 32, 4).is_empty());
     }
 }

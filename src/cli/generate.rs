@@ -1,0 +1,221 @@
+//! `dlm-tui generate`: the headless front end. Tests and benchmarks rely on its output contract:
+//! with `--json`, one JSON object per line, a `step` object per denoising step and a final `done`.
+
+use std::io::Write;
+
+use anyhow::{anyhow, Context, Result};
+use candle_core::Device;
+use clap::Args;
+use serde_json::json;
+
+use super::{usage, ModelArgs};
+use crate::engine::{Engine, Event, Job, StepEvent};
+use crate::model::loader::{load_dir, LoadedModel};
+use crate::prompt;
+use crate::sampler::{Parallel, SamplerParams, Schedule, Strategy};
+use crate::text::TextCodec;
+
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The prompt. `[MASK]` is one masked token, `[MASK:N]` is N of them.
+    #[arg(long)]
+    pub prompt: String,
+    /// Masked tokens appended after the prompt (0: fill only the prompt's masks).
+    #[arg(long, default_value_t = 128)]
+    pub length: usize,
+    /// Denoising steps in all (default: one per masked token).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Semi-autoregressive block length.
+    #[arg(long, default_value_t = 32)]
+    pub block_length: usize,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub temperature: f64,
+    /// Keep only the k most likely tokens (Dream-style sampling).
+    #[arg(long, allow_negative_numbers = true)]
+    pub top_k: Option<i64>,
+    /// Keep the smallest set of tokens whose probability reaches p (Dream-style sampling).
+    #[arg(long, allow_negative_numbers = true)]
+    pub top_p: Option<f64>,
+    /// Remasking strategy: which masked positions are committed first.
+    #[arg(long, value_enum, default_value_t = Strategy::LowConfidence)]
+    pub strategy: Strategy,
+    /// Commit schedule: how many positions each step commits.
+    #[arg(long, value_enum, default_value_t = Schedule::Uniform)]
+    pub schedule: Schedule,
+    /// Confidence-threshold parallel decoding: commit the best plus all with score >= TAU.
+    #[arg(
+        long,
+        value_name = "TAU",
+        conflicts_with = "factor",
+        allow_negative_numbers = true
+    )]
+    pub threshold: Option<f64>,
+    /// Factor parallel decoding: accept the n-th best while its score >= 1 - F/(n+1).
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    pub factor: Option<f64>,
+    /// Sample committed positions from softmax(score / T) instead of taking the top ones.
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
+    pub alg_temp: Option<f64>,
+    /// Classifier-free guidance scale (the unconditional pass masks the prompt).
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub cfg: f64,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print every step as a JSON line, then a final `done` line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl GenerateArgs {
+    /// Sampler parameters; `masked` is the number of masked positions (the default step count).
+    pub fn sampler_params(&self, masked: usize) -> Result<SamplerParams> {
+        let top_k = match self.top_k {
+            Some(k) if k < 1 => return Err(anyhow!("top-k must be at least 1, got {k}")),
+            Some(k) => Some(k as usize),
+            None => None,
+        };
+        let params = SamplerParams {
+            steps: self.steps.unwrap_or(masked.max(1)),
+            block_length: self.block_length,
+            temperature: self.temperature,
+            top_k,
+            top_p: self.top_p,
+            strategy: self.strategy,
+            schedule: self.schedule,
+            parallel: match (self.threshold, self.factor) {
+                (Some(t), _) => Some(Parallel::Threshold(t)),
+                (None, Some(f)) => Some(Parallel::Factor(f)),
+                (None, None) => None,
+            },
+            alg_temp: self.alg_temp,
+            cfg_scale: self.cfg,
+            seed: self.seed,
+            ..SamplerParams::default()
+        };
+        params.validate()?;
+        Ok(params)
+    }
+}
+
+/// Loads the model named by the arguments.
+pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
+    let dir = args.model_dir.as_ref().ok_or_else(|| {
+        anyhow!("no model given: pass --model-dir DIR with a LLaDA-format folder (config.json, tokenizer.json, *.safetensors)")
+    })?;
+    load_dir(dir, args.dtype, &Device::Cpu)
+}
+
+/// The prompt as token ids plus `length` appended masks; returns (canvas, prompt_len).
+pub fn build_canvas(
+    codec: &TextCodec,
+    text: &str,
+    length: usize,
+    mask_id: u32,
+) -> Result<(Vec<u32>, usize)> {
+    let segments = prompt::parse(text)?;
+    let mut canvas = codec.encode_segments(&segments, mask_id)?;
+    let prompt_len = canvas.len();
+    canvas.extend(std::iter::repeat_n(mask_id, length));
+    Ok((canvas, prompt_len))
+}
+
+pub fn run(args: GenerateArgs) -> Result<()> {
+    let LoadedModel { model, codec } = load_model(&args.model).map_err(usage)?;
+    let info = model.info().clone();
+    let (canvas, prompt_len) =
+        build_canvas(&codec, &args.prompt, args.length, info.mask_id).map_err(usage)?;
+    if canvas.len() > info.max_context {
+        return Err(usage(anyhow!(
+            "the prompt and generation region need {} tokens but {} accepts at most {}",
+            canvas.len(),
+            info.name,
+            info.max_context
+        )));
+    }
+    let masked = canvas.iter().filter(|&&t| t == info.mask_id).count();
+    if masked == 0 {
+        return Err(usage(anyhow!(
+            "nothing to generate: use --length N or put [MASK] in the prompt"
+        )));
+    }
+    let params = args.sampler_params(masked).map_err(usage)?;
+
+    let engine = Engine::new(model)?;
+    let mut handle = engine.submit(Job {
+        canvas: canvas.clone(),
+        lanes: vec![params],
+    });
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut last = canvas;
+    let mut nfe = 0;
+    while let Some(event) = handle.events.blocking_recv() {
+        match event {
+            Event::Step(step) => {
+                if args.json {
+                    writeln!(out, "{}", step_json(&step, &codec, info.mask_id))?;
+                }
+                nfe = step.nfe;
+                last = step.canvas;
+            }
+            Event::LaneDone(_) => {}
+            Event::Finished { elapsed } => {
+                let text = codec.decode(&last, true);
+                if args.json {
+                    let done = json!({
+                        "type": "done",
+                        "tokens": last,
+                        "prompt_len": prompt_len,
+                        "text": text,
+                        "nfe": nfe,
+                        "elapsed_ms": elapsed.as_secs_f64() * 1e3,
+                    });
+                    writeln!(out, "{done}")?;
+                } else {
+                    writeln!(out, "{text}")?;
+                }
+                return Ok(());
+            }
+            Event::Cancelled => return Err(anyhow!("generation was cancelled")),
+            Event::Failed(message) => return Err(anyhow!(message)).context("generation failed"),
+        }
+    }
+    Err(anyhow!("the engine stopped without finishing"))
+}
+
+/// The JSON line for one step.
+pub fn step_json(step: &StepEvent, codec: &TextCodec, mask_id: u32) -> serde_json::Value {
+    let committed: Vec<_> = step
+        .committed
+        .iter()
+        .map(|c| {
+            json!({
+                "pos": c.pos,
+                "id": c.id,
+                "text": codec.token_text(c.id),
+                "score": c.score,
+            })
+        })
+        .collect();
+    json!({
+        "type": "step",
+        "lane": step.lane,
+        "step": step.step,
+        "steps": step.steps,
+        "committed": committed,
+        "masked": step.masked,
+        "nfe": step.nfe,
+        "elapsed_ms": step.elapsed.as_secs_f64() * 1e3,
+        "text": codec.canvas_text(&step.canvas, mask_id),
+    })
+}

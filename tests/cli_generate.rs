@@ -1,0 +1,328 @@
+//! The `dlm-tui generate` contract, driven through the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn generate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dlm-tui"))
+        .arg("generate")
+        .args(args)
+        .output()
+        .expect("running dlm-tui")
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+fn tokens(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn json_output_matches_llada_reference_from_prompt_text() {
+    let text = std::fs::read_to_string(fixture("golden/llada_generate.json")).unwrap();
+    let cases: Value = serde_json::from_str(&text).unwrap();
+    for case in cases["cases"].as_array().unwrap() {
+        let dir = fixture(case["model"].as_str().unwrap());
+        let s = |k: &str| case[k].to_string();
+        let out = generate(&[
+            "--model-dir",
+            dir.to_str().unwrap(),
+            "--prompt",
+            case["prompt_text"].as_str().unwrap(),
+            "--length",
+            &s("gen_length"),
+            "--steps",
+            &s("steps"),
+            "--block-length",
+            &s("block_length"),
+            "--cfg",
+            &s("cfg_scale"),
+            "--json",
+        ]);
+        let lines = json_lines(&out);
+        let done = lines.last().unwrap();
+        assert_eq!(done["type"], "done");
+        assert_eq!(
+            tokens(&done["tokens"]),
+            tokens(&case["output"]),
+            "case {case}"
+        );
+        assert_eq!(
+            done["prompt_len"],
+            case["prompt_ids"].as_array().unwrap().len()
+        );
+        let steps = lines.iter().filter(|l| l["type"] == "step").count();
+        assert_eq!(steps as u64, case["steps"].as_u64().unwrap());
+    }
+}
+
+#[test]
+fn step_lines_follow_the_schedule_and_the_schema() {
+    let dir = fixture("llada-tiny-gqa");
+    let out = generate(&[
+        "--model-dir",
+        dir.to_str().unwrap(),
+        "--prompt",
+        "Tom had a red ball.",
+        "--length",
+        "32",
+        "--steps",
+        "8",
+        "--block-length",
+        "16",
+        "--json",
+    ]);
+    let lines = json_lines(&out);
+    let steps: Vec<&Value> = lines.iter().filter(|l| l["type"] == "step").collect();
+    assert_eq!(steps.len(), 8);
+    let mut masked = 32;
+    for (i, step) in steps.iter().enumerate() {
+        assert_eq!(step["lane"], 0);
+        assert_eq!(step["step"], i + 1);
+        assert_eq!(step["steps"], 8);
+        let committed = step["committed"].as_array().unwrap();
+        assert_eq!(
+            committed.len(),
+            4,
+            "uniform: 16 masks per block over 4 steps"
+        );
+        for c in committed {
+            let pos = c["pos"].as_u64().unwrap();
+            assert!(c["id"].is_u64() && c["text"].is_string() && c["score"].is_f64());
+            // First four steps stay in the first block.
+            let prompt_len = lines.last().unwrap()["prompt_len"].as_u64().unwrap();
+            let block = (pos - prompt_len) / 16;
+            assert_eq!(block, (i / 4) as u64);
+        }
+        masked -= 4;
+        assert_eq!(step["masked"], masked);
+        assert_eq!(step["nfe"], i + 1);
+        assert!(step["elapsed_ms"].is_f64());
+        assert_eq!(
+            step["text"].as_str().unwrap().matches("[MASK]").count(),
+            masked
+        );
+    }
+    assert!(lines.last().unwrap()["elapsed_ms"].is_f64());
+}
+
+#[test]
+fn infilling_fills_only_the_masks() {
+    let dir = fixture("llada-tiny-tied");
+    let out = generate(&[
+        "--model-dir",
+        dir.to_str().unwrap(),
+        "--prompt",
+        "Once upon a [MASK:3] there was a [MASK] girl.",
+        "--length",
+        "0",
+        "--json",
+    ]);
+    let lines = json_lines(&out);
+    let done = lines.last().unwrap();
+    let steps = lines.len() - 1;
+    assert_eq!(steps, 4, "one step per masked token by default");
+    let text = done["text"].as_str().unwrap();
+    assert!(text.starts_with("Once upon a"), "{text}");
+    assert!(text.contains(" there was a"), "{text}");
+    assert!(text.ends_with(" girl."), "{text}");
+    assert!(!lines[steps - 1]["text"]
+        .as_str()
+        .unwrap()
+        .contains("[MASK]"));
+}
+
+#[test]
+fn same_seed_same_output_other_seed_differs() {
+    let dir = fixture("llada-tiny-gqa");
+    let run = |seed: &str| {
+        let out = generate(&[
+            "--model-dir",
+            dir.to_str().unwrap(),
+            "--prompt",
+            "Lily",
+            "--length",
+            "24",
+            "--temperature",
+            "1.0",
+            "--seed",
+            seed,
+            "--json",
+        ]);
+        tokens(&json_lines(&out).last().unwrap()["tokens"])
+    };
+    assert_eq!(run("7"), run("7"));
+    assert_ne!(run("7"), run("8"));
+}
+
+#[test]
+fn every_strategy_and_schedule_runs_to_a_full_canvas() {
+    let dir = fixture("llada-tiny-gqa");
+    for extra in [
+        vec!["--strategy", "random"],
+        vec!["--strategy", "margin"],
+        vec!["--strategy", "entropy"],
+        vec!["--strategy", "left-to-right"],
+        vec!["--schedule", "timestep"],
+        vec!["--schedule", "linear"],
+        vec!["--schedule", "cosine"],
+        vec!["--threshold", "0.2"],
+        vec!["--factor", "1.0"],
+        vec!["--alg-temp", "0.5"],
+        vec!["--top-k", "5", "--top-p", "0.9", "--temperature", "0.8"],
+    ] {
+        let mut args = vec![
+            "--model-dir",
+            dir.to_str().unwrap(),
+            "--prompt",
+            "The cat",
+            "--length",
+            "16",
+            "--steps",
+            "8",
+            "--json",
+        ];
+        args.extend(extra.iter());
+        let lines = json_lines(&generate(&args));
+        let done = lines.last().unwrap();
+        assert_eq!(done["type"], "done", "{extra:?}");
+        let mask_id = 2; // <|mdm_mask|> in the fixture tokenizer
+        assert!(
+            !tokens(&done["tokens"]).contains(&mask_id),
+            "{extra:?} left masks"
+        );
+    }
+}
+
+#[test]
+fn plain_output_is_the_final_text() {
+    let dir = fixture("llada-tiny-gqa");
+    let out = generate(&[
+        "--model-dir",
+        dir.to_str().unwrap(),
+        "--prompt",
+        "Hello there",
+        "--length",
+        "8",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("Hello there"), "{text}");
+}
+
+fn expect_usage_error(args: &[&str], needle: &str) {
+    let out = generate(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: stderr {stderr}");
+    assert!(stderr.to_lowercase().contains(needle), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one-line error expected: {stderr}"
+    );
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message() {
+    let dir = fixture("llada-tiny-gqa");
+    let d = dir.to_str().unwrap();
+    expect_usage_error(
+        &["--model-dir", d, "--prompt", "x", "--steps", "0"],
+        "steps",
+    );
+    expect_usage_error(
+        &["--model-dir", d, "--prompt", "x", "--block-length", "0"],
+        "block length",
+    );
+    expect_usage_error(
+        &["--model-dir", d, "--prompt", "x", "--temperature", "-1"],
+        "temperature",
+    );
+    expect_usage_error(
+        &["--model-dir", d, "--prompt", "x", "--top-k", "0"],
+        "top-k",
+    );
+    expect_usage_error(
+        &["--model-dir", d, "--prompt", "x", "--length", "1000"],
+        "at most 256",
+    );
+    expect_usage_error(
+        &["--model-dir", d, "--prompt", "x", "--length", "0"],
+        "nothing to generate",
+    );
+    expect_usage_error(
+        &["--model-dir", d, "--prompt", "a [MASK:0] b"],
+        "mask count",
+    );
+    expect_usage_error(
+        &["--model-dir", "/nonexistent/model", "--prompt", "x"],
+        "does not exist",
+    );
+    expect_usage_error(&["--prompt", "x"], "--model-dir");
+
+    // Unknown strategy: clap's own error, also exit 2.
+    let out = generate(&["--model-dir", d, "--prompt", "x", "--strategy", "bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
+}
+
+#[test]
+fn malformed_model_folders_exit_2() {
+    let tmp = std::env::temp_dir().join(format!("dlm-tui-bad-model-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let d = tmp.to_str().unwrap().to_string();
+    expect_usage_error(&["--model-dir", &d, "--prompt", "x"], "config.json");
+
+    let good = fixture("llada-tiny-tied");
+    std::fs::copy(good.join("tokenizer.json"), tmp.join("tokenizer.json")).unwrap();
+    std::fs::write(tmp.join("config.json"), "{ not json").unwrap();
+    expect_usage_error(&["--model-dir", &d, "--prompt", "x"], "not valid json");
+
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(good.join("config.json")).unwrap()).unwrap();
+    std::fs::write(tmp.join("config.json"), cfg.to_string()).unwrap();
+    expect_usage_error(&["--model-dir", &d, "--prompt", "x"], "safetensors");
+
+    std::fs::write(tmp.join("model.safetensors"), b"garbage").unwrap();
+    expect_usage_error(&["--model-dir", &d, "--prompt", "x"], "safetensors");
+
+    std::fs::copy(
+        good.join("model.safetensors"),
+        tmp.join("model.safetensors"),
+    )
+    .unwrap();
+    cfg["block_type"] = "sequential".into();
+    std::fs::write(tmp.join("config.json"), cfg.to_string()).unwrap();
+    expect_usage_error(&["--model-dir", &d, "--prompt", "x"], "block_type");
+
+    cfg["block_type"] = "llama".into();
+    cfg["model_type"] = "bert".into();
+    cfg["architectures"] = serde_json::json!(["BertForMaskedLM"]);
+    std::fs::write(tmp.join("config.json"), cfg.to_string()).unwrap();
+    expect_usage_error(&["--model-dir", &d, "--prompt", "x"], "supported");
+    std::fs::remove_dir_all(&tmp).ok();
+}
