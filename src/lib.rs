@@ -11,3 +11,4 @@ pub mod model;
 pub mod prompt;
 pub mod sampler;
 pub mod text;
+pub mod train;

@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Denoise a prompt headlessly and print the result (or every step as JSON lines).
     Generate(generate::GenerateArgs),
+    /// Train a small LLaDA-format diffusion LM on a text corpus (how the default model is made).
+    Train(crate::train::TrainArgs),
 }
 
 /// Which model to run.
@@ -58,6 +60,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => generate::run(args),
+        Command::Train(args) => crate::train::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,7 +9,7 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{Embedding, Linear, VarBuilder};
+use candle_nn::{Embedding, Init, Linear, VarBuilder};
 use serde::Deserialize;
 
 use super::{Denoiser, ModelInfo};
@@ -219,9 +219,9 @@ impl RmsNorm {
     fn new(cfg: &LladaConfig, vb: VarBuilder) -> Result<Self> {
         let size = cfg.d_model;
         let (weight, bias) = if cfg.layer_norm_with_affine {
-            let w = vb.get(size, "weight")?;
+            let w = vb.get_with_hints(size, "weight", Init::Const(1.0))?;
             let b = if cfg.norm_has_bias() {
-                Some(vb.get(size, "bias")?)
+                Some(vb.get_with_hints(size, "bias", Init::Const(0.0))?)
             } else {
                 None
             };
@@ -292,14 +292,48 @@ impl Rotary {
     }
 
     /// Applies the rotation to (B, heads, T, head_dim) in f32, returning the input dtype.
-    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+    fn apply(&self, x: &Tensor, kernels: Kernels) -> Result<Tensor> {
         let (_, _, seq_len, _) = x.dims4()?;
         let cos = self.cos.narrow(0, 0, seq_len)?;
         let sin = self.sin.narrow(0, 0, seq_len)?;
         let xf = x.to_dtype(DType::F32)?.contiguous()?;
-        Ok(candle_nn::rotary_emb::rope(&xf, &cos, &sin)?.to_dtype(x.dtype())?)
+        let rotated = match kernels {
+            Kernels::Fused => candle_nn::rotary_emb::rope(&xf, &cos, &sin)?,
+            Kernels::Differentiable => candle_nn::rotary_emb::rope_slow(&xf, &cos, &sin)?,
+        };
+        Ok(rotated.to_dtype(x.dtype())?)
     }
 }
+
+/// candle's fused rope and softmax kernels have no backward pass; training needs the composed ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    Fused,
+    Differentiable,
+}
+
+/// A linear layer initialised N(0, std) when created for training (hints are ignored when the
+/// weights come from a file).
+fn linear(in_dim: usize, out_dim: usize, bias: bool, std: f64, vb: VarBuilder) -> Result<Linear> {
+    let weight = vb.get_with_hints(
+        (out_dim, in_dim),
+        "weight",
+        Init::Randn {
+            mean: 0.0,
+            stdev: std,
+        },
+    )?;
+    let bias = if bias {
+        Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?)
+    } else {
+        None
+    };
+    Ok(Linear::new(weight, bias))
+}
+
+/// Initial standard deviation of weights (OLMo/LLaDA's normal init), and of the projections that
+/// write into the residual stream, scaled down by depth (GPT-2).
+const INIT_STD: f64 = 0.02;
 
 #[derive(Debug, Clone)]
 struct Block {
@@ -324,23 +358,25 @@ impl Block {
         let hidden = cfg.hidden_size();
         let qkv_bias = cfg.qkv_bias();
         let bias = cfg.include_bias;
+        let std = INIT_STD;
+        let out_std = INIT_STD / (2.0 * cfg.n_layers as f64).sqrt();
         Ok(Self {
             attn_norm: RmsNorm::new(cfg, vb.pp("attn_norm"))?,
             ff_norm: RmsNorm::new(cfg, vb.pp("ff_norm"))?,
-            q_proj: candle_nn::linear_b(d, d, qkv_bias, vb.pp("q_proj"))?,
-            k_proj: candle_nn::linear_b(d, kv_dim, qkv_bias, vb.pp("k_proj"))?,
-            v_proj: candle_nn::linear_b(d, kv_dim, qkv_bias, vb.pp("v_proj"))?,
-            attn_out: candle_nn::linear_b(d, d, bias, vb.pp("attn_out"))?,
-            ff_proj: candle_nn::linear_b(d, hidden, bias, vb.pp("ff_proj"))?,
-            up_proj: candle_nn::linear_b(d, hidden, bias, vb.pp("up_proj"))?,
-            ff_out: candle_nn::linear_b(hidden, d, bias, vb.pp("ff_out"))?,
+            q_proj: linear(d, d, qkv_bias, std, vb.pp("q_proj"))?,
+            k_proj: linear(d, kv_dim, qkv_bias, std, vb.pp("k_proj"))?,
+            v_proj: linear(d, kv_dim, qkv_bias, std, vb.pp("v_proj"))?,
+            attn_out: linear(d, d, bias, out_std, vb.pp("attn_out"))?,
+            ff_proj: linear(d, hidden, bias, std, vb.pp("ff_proj"))?,
+            up_proj: linear(d, hidden, bias, std, vb.pp("up_proj"))?,
+            ff_out: linear(hidden, d, bias, out_std, vb.pp("ff_out"))?,
             n_heads: cfg.n_heads,
             n_kv_heads: cfg.effective_n_kv_heads()?,
             head_dim: cfg.head_dim(),
         })
     }
 
-    fn forward(&self, x: &Tensor, rotary: &Rotary) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, rotary: &Rotary, kernels: Kernels) -> Result<Tensor> {
         let (b, t, c) = x.dims3()?;
         let normed = self.attn_norm.forward(x)?;
         let heads = |proj: &Linear, n: usize| -> Result<Tensor> {
@@ -350,8 +386,8 @@ impl Block {
                 .transpose(1, 2)?
                 .contiguous()?)
         };
-        let q = rotary.apply(&heads(&self.q_proj, self.n_heads)?)?;
-        let k = rotary.apply(&heads(&self.k_proj, self.n_kv_heads)?)?;
+        let q = rotary.apply(&heads(&self.q_proj, self.n_heads)?, kernels)?;
+        let k = rotary.apply(&heads(&self.k_proj, self.n_kv_heads)?, kernels)?;
         let v = heads(&self.v_proj, self.n_kv_heads)?;
         let k = repeat_kv(k, self.n_heads / self.n_kv_heads)?;
         let v = repeat_kv(v, self.n_heads / self.n_kv_heads)?;
@@ -359,7 +395,10 @@ impl Block {
         // Bidirectional attention: no mask at all (the reference calls SDPA with is_causal=False).
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = match kernels {
+            Kernels::Fused => candle_nn::ops::softmax_last_dim(&scores)?,
+            Kernels::Differentiable => candle_nn::ops::softmax(&scores, D::Minus1)?,
+        };
         let att = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?;
         let x = (x + self.attn_out.forward(&att)?)?;
 
@@ -391,6 +430,7 @@ pub struct Llada {
     cfg: LladaConfig,
     device: Device,
     info: ModelInfo,
+    kernels: Kernels,
 }
 
 impl Llada {
@@ -400,7 +440,14 @@ impl Llada {
         let vb = vb.pp("model.transformer");
         let rows = cfg.embedding_rows();
         let wte_weight = vb
-            .get((rows, cfg.d_model), "wte.weight")
+            .get_with_hints(
+                (rows, cfg.d_model),
+                "wte.weight",
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: INIT_STD,
+                },
+            )
             .context("loading the token embedding")?;
         let wte = Embedding::new(wte_weight.clone(), cfg.d_model);
         let blocks = (0..cfg.n_layers)
@@ -413,8 +460,14 @@ impl Llada {
         let head = if cfg.weight_tying {
             Linear::new(wte_weight, None)
         } else {
-            candle_nn::linear_b(cfg.d_model, rows, cfg.include_bias, vb.pp("ff_out"))
-                .context("loading the output head ff_out")?
+            linear(
+                cfg.d_model,
+                rows,
+                cfg.include_bias,
+                INIT_STD,
+                vb.pp("ff_out"),
+            )
+            .context("loading the output head ff_out")?
         };
         let rotary = Rotary::new(&cfg, &device)?;
         let info = ModelInfo {
@@ -436,7 +489,13 @@ impl Llada {
             cfg,
             device,
             info,
+            kernels: Kernels::Fused,
         })
+    }
+
+    /// Chooses fused (inference) or differentiable (training) kernels.
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
     }
 
     /// Token ids (B, T) to logits (B, T, embedding_size) in f32.
@@ -446,7 +505,7 @@ impl Llada {
             x = (x * (self.cfg.d_model as f64).sqrt())?;
         }
         for block in &self.blocks {
-            x = block.forward(&x, &self.rotary)?;
+            x = block.forward(&x, &self.rotary, self.kernels)?;
         }
         let x = self.ln_f.forward(&x)?;
         let mut logits = self.head.forward(&x)?;
@@ -454,6 +513,10 @@ impl Llada {
             logits = (logits * (1.0 / (self.cfg.d_model as f64).sqrt()))?;
         }
         Ok(logits.to_dtype(DType::F32)?)
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     pub fn config(&self) -> &LladaConfig {
