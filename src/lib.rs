@@ -12,3 +12,4 @@ pub mod prompt;
 pub mod sampler;
 pub mod text;
 pub mod train;
+pub mod tui;

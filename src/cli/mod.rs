@@ -17,7 +17,23 @@ use crate::model::loader::Precision;
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// Options of the interactive app (when no command is given).
+    #[command(flatten)]
+    pub app: AppArgs,
+}
+
+/// `dlm-tui` with no command opens the interactive playground.
+#[derive(Debug, Clone, Args)]
+pub struct AppArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Colour theme: dark, light or high-contrast.
+    #[arg(long, value_name = "NAME")]
+    pub theme: Option<String>,
+    /// Neither restore nor save the editor session.
+    #[arg(long)]
+    pub no_session: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,8 +75,9 @@ pub fn usage(e: anyhow::Error) -> anyhow::Error {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Generate(args) => generate::run(args),
-        Command::Train(args) => crate::train::run(args),
+        Some(Command::Generate(args)) => generate::run(args),
+        Some(Command::Train(args)) => crate::train::run(args),
+        None => run_app(cli.app),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -74,4 +91,44 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn run_app(args: AppArgs) -> anyhow::Result<()> {
+    use crate::tui::{
+        keymap::KeyMap,
+        session,
+        theme::{Theme, BUILTIN},
+        Options,
+    };
+    let themes: Vec<Theme> = BUILTIN
+        .iter()
+        .filter_map(|(name, _)| Theme::builtin(name))
+        .collect();
+    let theme_index = match &args.theme {
+        Some(name) => themes.iter().position(|t| &t.name == name).ok_or_else(|| {
+            usage(anyhow::anyhow!(
+                "unknown theme {name:?}: choose one of {}",
+                themes
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?,
+        None => 0,
+    };
+    let loaded = generate::load_model(&args.model).map_err(usage)?;
+    crate::tui::run(
+        loaded,
+        Options {
+            keymap: KeyMap::defaults(),
+            themes,
+            theme_index,
+            session_path: if args.no_session {
+                None
+            } else {
+                session::default_path()
+            },
+        },
+    )
 }

@@ -18,12 +18,15 @@ use tokio::sync::mpsc;
 use crate::model::{Denoiser, ModelInfo};
 use crate::sampler::{Commit, ModelTraits, Sampler, SamplerParams};
 
+/// Name of the engine's thread (the UI's panic hook leaves that thread's panics to the engine).
+pub const WORKER_NAME: &str = "dlm-engine";
+
 /// Events buffered between the worker and the consumer before the worker waits.
 const EVENT_BUFFER: usize = 256;
 
 /// A denoising job: one canvas, one lane per parameter set (same canvas and seed, say, different
 /// strategies).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Job {
     pub canvas: Vec<u32>,
     pub lanes: Vec<SamplerParams>,
@@ -120,7 +123,7 @@ impl Engine {
         let info = model.info().clone();
         let (jobs, queue) = std_mpsc::channel::<Submission>();
         let worker = std::thread::Builder::new()
-            .name("dlm-engine".into())
+            .name(WORKER_NAME.into())
             .spawn(move || worker_loop(model, queue))
             .map_err(|e| anyhow!("starting the engine thread: {e}"))?;
         Ok(Self {

@@ -1,0 +1,677 @@
+//! The application state and the only function that changes it, [`update`] (Elm style). Side
+//! effects (starting or cancelling a job, writing files) are returned as [`Effect`]s for the
+//! runtime to carry out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use serde::{Deserialize, Serialize};
+
+use super::editor::{Document, Unit};
+use super::keymap::{Command, KeyMap};
+use super::params::{Field, ParamsForm};
+use super::theme::Theme;
+use crate::engine::{Event, Job, LaneSummary, StepEvent};
+use crate::model::ModelInfo;
+use crate::sampler::{SamplerParams, Strategy};
+use crate::text::TextCodec;
+
+/// Which panel receives typing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Focus {
+    Editor,
+    Params,
+    Live,
+}
+
+impl Focus {
+    const ORDER: [Focus; 3] = [Focus::Editor, Focus::Params, Focus::Live];
+
+    fn step(self, forward: bool) -> Self {
+        let i = Self::ORDER.iter().position(|f| *f == self).unwrap_or(0);
+        let n = Self::ORDER.len();
+        Self::ORDER[if forward {
+            (i + 1) % n
+        } else {
+            (i + n - 1) % n
+        }]
+    }
+}
+
+/// What a run denoises and how: everything the parameters panel edits (autosaved).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub params: SamplerParams,
+    /// Masked tokens appended after the editor text (0: fill only the spans).
+    pub length: usize,
+    /// Steps: `None` means one per masked token.
+    pub steps: Option<usize>,
+    /// Strategies of the comparison lanes.
+    pub compare: Vec<Strategy>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            params: SamplerParams::default(),
+            length: 64,
+            steps: None,
+            compare: vec![Strategy::LowConfidence, Strategy::Margin],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunState {
+    Running,
+    Done,
+    Cancelled,
+    Failed(String),
+}
+
+/// One lane of the current run, with its full history.
+#[derive(Debug, Clone)]
+pub struct LaneView {
+    pub label: String,
+    pub frames: Vec<StepEvent>,
+    pub summary: Option<LaneSummary>,
+}
+
+impl LaneView {
+    /// The canvas after `step` steps (0 = before the first), clamped to what has arrived.
+    pub fn canvas_at<'a>(&'a self, step: usize, initial: &'a [u32]) -> &'a [u32] {
+        match step.min(self.frames.len()) {
+            0 => initial,
+            k => &self.frames[k - 1].canvas,
+        }
+    }
+
+    pub fn frame_at(&self, step: usize) -> Option<&StepEvent> {
+        match step.min(self.frames.len()) {
+            0 => None,
+            k => Some(&self.frames[k - 1]),
+        }
+    }
+
+    /// Score each position got when it was committed, up to `step`.
+    pub fn scores_until(&self, step: usize, len: usize) -> Vec<Option<f64>> {
+        let mut scores = vec![None; len];
+        for frame in self.frames.iter().take(step) {
+            for c in &frame.committed {
+                if let Some(slot) = scores.get_mut(c.pos) {
+                    *slot = Some(c.score);
+                }
+            }
+        }
+        scores
+    }
+}
+
+/// The last (or current) run.
+#[derive(Debug, Clone)]
+pub struct RunView {
+    pub initial: Vec<u32>,
+    pub prompt_len: usize,
+    pub lanes: Vec<LaneView>,
+    pub state: RunState,
+    /// Step shown; `None` follows the newest step.
+    pub cursor: Option<usize>,
+    pub elapsed: Duration,
+}
+
+impl RunView {
+    pub fn latest_step(&self) -> usize {
+        self.lanes.iter().map(|l| l.frames.len()).max().unwrap_or(0)
+    }
+
+    pub fn shown_step(&self) -> usize {
+        self.cursor.unwrap_or_else(|| self.latest_step())
+    }
+
+    /// Positions (that were masked) where finished lanes disagree.
+    pub fn disagreements(&self) -> Vec<bool> {
+        let finals: Vec<&[u32]> = self
+            .lanes
+            .iter()
+            .filter_map(|l| l.summary.as_ref().map(|s| s.canvas.as_slice()))
+            .collect();
+        (0..self.initial.len())
+            .map(|p| finals.len() > 1 && finals.iter().any(|c| c.get(p) != finals[0].get(p)))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageKind {
+    Info,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub text: String,
+    pub kind: MessageKind,
+}
+
+/// Token id -> display text, precomputed once per model.
+#[derive(Debug, Clone)]
+pub struct TokenTable {
+    texts: Vec<String>,
+    pub mask_id: u32,
+    pub eos_ids: Vec<u32>,
+}
+
+impl TokenTable {
+    pub fn new(codec: &TextCodec, info: &ModelInfo) -> Self {
+        let texts = (0..info.logits_width as u32)
+            .map(|id| codec.token_text(id))
+            .collect();
+        Self {
+            texts,
+            mask_id: info.mask_id,
+            eos_ids: info.eos_ids.clone(),
+        }
+    }
+
+    pub fn text(&self, id: u32) -> &str {
+        self.texts
+            .get(id as usize)
+            .map_or("\u{fffd}", String::as_str)
+    }
+
+    pub fn is_eos(&self, id: u32) -> bool {
+        self.eos_ids.contains(&id)
+    }
+}
+
+/// Where the panels were last drawn (for mouse hit-testing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rect {
+    pub x: u16,
+    pub y: u16,
+    pub width: u16,
+    pub height: u16,
+}
+
+impl Rect {
+    fn contains(&self, x: u16, y: u16) -> bool {
+        x >= self.x && x < self.x + self.width && y >= self.y && y < self.y + self.height
+    }
+}
+
+pub struct App {
+    pub doc: Document,
+    pub settings: Settings,
+    pub form: ParamsForm,
+    pub run: Option<RunView>,
+    pub focus: Focus,
+    pub show_help: bool,
+    pub confidence_colours: bool,
+    pub compare_mode: bool,
+    pub message: Option<Message>,
+    pub model: ModelInfo,
+    pub tokens: Arc<TokenTable>,
+    pub keymap: KeyMap,
+    pub themes: Vec<Theme>,
+    pub theme_index: usize,
+    pub quit: bool,
+    /// Inner area of the editor panel as last drawn.
+    pub editor_area: Rect,
+    codec: Arc<TextCodec>,
+}
+
+/// Something the runtime must do after an update.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Submit(Job),
+    Cancel,
+    Export,
+    Save,
+}
+
+/// Inputs to [`update`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    Paste(String),
+    Engine(Event),
+    /// A message from the runtime (export finished, save failed, ...).
+    Notify(Message),
+    /// A command from outside the keyboard (e.g. SIGTERM asks to quit).
+    Command(Command),
+}
+
+impl App {
+    pub fn new(
+        codec: Arc<TextCodec>,
+        model: ModelInfo,
+        keymap: KeyMap,
+        themes: Vec<Theme>,
+        theme_index: usize,
+    ) -> Self {
+        let tokens = Arc::new(TokenTable::new(&codec, &model));
+        Self {
+            doc: Document::default(),
+            settings: Settings::default(),
+            form: ParamsForm::default(),
+            run: None,
+            focus: Focus::Editor,
+            show_help: false,
+            confidence_colours: false,
+            compare_mode: false,
+            message: None,
+            model,
+            tokens,
+            keymap,
+            themes,
+            theme_index,
+            quit: false,
+            editor_area: Rect::default(),
+            codec,
+        }
+    }
+
+    pub fn theme(&self) -> &Theme {
+        &self.themes[self.theme_index % self.themes.len()]
+    }
+
+    pub fn running(&self) -> bool {
+        matches!(self.run.as_ref().map(|r| &r.state), Some(RunState::Running))
+    }
+
+    fn info(&mut self, text: impl Into<String>) {
+        self.message = Some(Message {
+            text: text.into(),
+            kind: MessageKind::Info,
+        });
+    }
+
+    fn error(&mut self, text: impl Into<String>) {
+        self.message = Some(Message {
+            text: text.into(),
+            kind: MessageKind::Error,
+        });
+    }
+
+    /// Tokens a piece of text takes (the default size of a span made from it).
+    pub fn token_count(&self, text: &str) -> usize {
+        self.codec.encode(text, false).map(|t| t.len()).unwrap_or(1)
+    }
+
+    /// The lanes a run uses: one, or one per comparison strategy.
+    pub fn lane_params(&self, masked: usize) -> Vec<(String, SamplerParams)> {
+        let mut base = self.settings.params.clone();
+        base.steps = self.settings.steps.unwrap_or(masked.max(1));
+        if self.compare_mode && self.settings.compare.len() > 1 {
+            self.settings
+                .compare
+                .iter()
+                .map(|&s| {
+                    let mut p = base.clone();
+                    p.strategy = s;
+                    (s.name().to_string(), p)
+                })
+                .collect()
+        } else {
+            vec![(base.strategy.name().to_string(), base)]
+        }
+    }
+
+    /// Builds the job for the editor's content, or explains why it cannot run.
+    pub fn build_job(&self) -> Result<(Job, Vec<String>, usize), String> {
+        let segments = self.doc.segments();
+        let mut canvas = self
+            .codec
+            .encode_segments(&segments, self.model.mask_id)
+            .map_err(|e| format!("{e:#}"))?;
+        let prompt_len = canvas.len();
+        canvas.extend(std::iter::repeat_n(
+            self.model.mask_id,
+            self.settings.length,
+        ));
+        let masked = canvas.iter().filter(|&&t| t == self.model.mask_id).count();
+        if masked == 0 {
+            return Err("nothing to denoise: mark a span (select text, then the mask key) or set a generation length".into());
+        }
+        if canvas.len() > self.model.max_context {
+            return Err(format!(
+                "the text and generation region need {} tokens but the model accepts at most {}",
+                canvas.len(),
+                self.model.max_context
+            ));
+        }
+        let lanes = self.lane_params(masked);
+        for (_, p) in &lanes {
+            p.validate().map_err(|e| format!("{e:#}"))?;
+        }
+        let labels = lanes.iter().map(|(l, _)| l.clone()).collect();
+        Ok((
+            Job {
+                canvas,
+                lanes: lanes.into_iter().map(|(_, p)| p).collect(),
+            },
+            labels,
+            prompt_len,
+        ))
+    }
+
+    /// The final text of the first lane, without special tokens.
+    pub fn result_text(&self) -> Option<String> {
+        let run = self.run.as_ref()?;
+        let lane = run.lanes.first()?;
+        let canvas = lane.canvas_at(run.latest_step(), &run.initial);
+        Some(self.codec.decode(canvas, true))
+    }
+
+    pub fn codec(&self) -> &TextCodec {
+        &self.codec
+    }
+}
+
+/// The only place state changes.
+pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
+    match action {
+        Action::Key(key) => on_key(app, key),
+        Action::Mouse(mouse) => {
+            on_mouse(app, mouse);
+            Vec::new()
+        }
+        Action::Paste(text) => {
+            match app.focus {
+                Focus::Editor => app.doc.insert_str(&text.replace("\r\n", "\n")),
+                Focus::Params => app.form.type_text(&text),
+                Focus::Live => {}
+            }
+            Vec::new()
+        }
+        Action::Engine(event) => {
+            on_engine(app, event);
+            Vec::new()
+        }
+        Action::Notify(message) => {
+            app.message = Some(message);
+            Vec::new()
+        }
+        Action::Command(command) => on_command(app, command),
+    }
+}
+
+fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
+    if app.show_help {
+        // Any key closes the overlay; its own key and Esc do nothing else.
+        app.show_help = false;
+        return Vec::new();
+    }
+    if app.focus == Focus::Params && app.form.editing() {
+        // While a value is typed, keys belong to the form (Esc cancels the edit).
+        if let Some(result) = app.form.edit_key(key, &mut app.settings) {
+            match result {
+                Ok(()) => app.message = None,
+                Err(e) => app.error(e),
+            }
+            return Vec::new();
+        }
+    }
+    if let Some(command) = app.keymap.command(&key) {
+        return on_command(app, command);
+    }
+    match app.focus {
+        Focus::Editor => editor_key(app, key),
+        Focus::Params => {
+            if let Err(e) = app.form.key(key, &mut app.settings) {
+                app.error(e);
+            } else if app.form.selected() == Field::Compare && app.settings.compare.len() > 1 {
+                app.compare_mode = true;
+            }
+        }
+        Focus::Live => live_key(app, key),
+    }
+    Vec::new()
+}
+
+fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
+    match command {
+        Command::Run => {
+            if app.running() {
+                app.info("a run is in progress: cancel it first");
+                return Vec::new();
+            }
+            match app.build_job() {
+                Ok((job, labels, prompt_len)) => {
+                    app.run = Some(RunView {
+                        initial: job.canvas.clone(),
+                        prompt_len,
+                        lanes: labels
+                            .into_iter()
+                            .map(|label| LaneView {
+                                label,
+                                frames: Vec::new(),
+                                summary: None,
+                            })
+                            .collect(),
+                        state: RunState::Running,
+                        cursor: None,
+                        elapsed: Duration::ZERO,
+                    });
+                    app.message = None;
+                    return vec![Effect::Submit(job)];
+                }
+                Err(e) => app.error(e),
+            }
+        }
+        Command::Cancel => {
+            if app.running() {
+                return vec![Effect::Cancel];
+            }
+            if app.doc.selection().is_some() {
+                let c = app.doc.cursor();
+                app.doc.move_to(c, false);
+            }
+            app.message = None;
+        }
+        Command::Quit => {
+            app.quit = true;
+            let mut effects = vec![Effect::Save];
+            if app.running() {
+                effects.insert(0, Effect::Cancel);
+            }
+            return effects;
+        }
+        Command::Help => app.show_help = true,
+        Command::FocusNext => app.focus = app.focus.step(true),
+        Command::FocusPrev => app.focus = app.focus.step(false),
+        Command::MaskSelection => {
+            let counter = |text: &str| app.token_count(text);
+            let counts = counter(
+                &app.doc
+                    .selection()
+                    .map(|(s, e)| {
+                        app.doc.units()[s..e]
+                            .iter()
+                            .map(|u| match u {
+                                Unit::Char(c) => c.to_string(),
+                                Unit::Mask { original, .. } => original.clone(),
+                            })
+                            .collect::<String>()
+                    })
+                    .unwrap_or_default(),
+            );
+            if !app.doc.mask_selection(|_| counts) {
+                app.info("select text first (Shift+arrows or drag), then mask it");
+            }
+        }
+        Command::Unmask => {
+            if !app.doc.unmask() {
+                app.info("no masked span at the cursor");
+            }
+        }
+        Command::SpanGrow | Command::SpanShrink => {
+            let delta = if command == Command::SpanGrow { 1 } else { -1 };
+            if !app.doc.resize_span(delta) {
+                app.info("put the cursor on a masked span to change its size");
+            }
+        }
+        Command::Undo => {
+            app.doc.undo();
+        }
+        Command::Redo => {
+            app.doc.redo();
+        }
+        Command::SelectAll => app.doc.select_all(),
+        Command::ScrubBack | Command::ScrubForward | Command::ScrubFirst | Command::ScrubLast => {
+            scrub(app, command)
+        }
+        Command::ToggleConfidence => app.confidence_colours = !app.confidence_colours,
+        Command::ToggleCompare => {
+            app.compare_mode = !app.compare_mode;
+            let lanes: Vec<&str> = app.settings.compare.iter().map(|s| s.name()).collect();
+            app.info(if app.compare_mode {
+                format!("compare on: next run has lanes {}", lanes.join(" | "))
+            } else {
+                "compare off".to_string()
+            });
+        }
+        Command::ApplyResult => match (&app.run, app.result_text()) {
+            (Some(run), Some(text)) if run.state != RunState::Running => {
+                app.doc.replace_all(&text);
+                app.info("result copied into the editor (undo restores the old text)");
+            }
+            _ => app.info("no finished run to apply"),
+        },
+        Command::CycleTheme => {
+            app.theme_index = (app.theme_index + 1) % app.themes.len();
+            let name = app.theme().name.clone();
+            app.info(format!("theme: {name}"));
+        }
+        Command::Export => {
+            if app.run.is_some() {
+                return vec![Effect::Export];
+            }
+            app.info("nothing to export yet: run first");
+        }
+    }
+    Vec::new()
+}
+
+fn scrub(app: &mut App, command: Command) {
+    let Some(run) = app.run.as_mut() else {
+        return;
+    };
+    let latest = run.latest_step();
+    let shown = run.shown_step();
+    let next = match command {
+        Command::ScrubBack => shown.saturating_sub(1),
+        Command::ScrubForward => (shown + 1).min(latest),
+        Command::ScrubFirst => 0,
+        _ => latest,
+    };
+    // Showing the newest step means following the run as it goes.
+    run.cursor = (next < latest).then_some(next);
+}
+
+fn editor_key(app: &mut App, key: KeyEvent) {
+    let shift = key.modifiers.contains(KeyModifiers::SHIFT);
+    let doc = &mut app.doc;
+    match key.code {
+        KeyCode::Char(c)
+            if !key
+                .modifiers
+                .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>
+        {
+            doc.insert_str(&c.to_string())
+        }
+        KeyCode::Enter => doc.insert_str("\n"),
+        KeyCode::Backspace => doc.backspace(),
+        KeyCode::Delete => doc.delete(),
+        KeyCode::Left => doc.left(shift),
+        KeyCode::Right => doc.right(shift),
+        KeyCode::Up => doc.up(shift),
+        KeyCode::Down => doc.down(shift),
+        KeyCode::Home => doc.home(shift),
+        KeyCode::End => doc.end(shift),
+        _ => {}
+    }
+}
+
+fn live_key(app: &mut App, key: KeyEvent) {
+    let command = match key.code {
+        KeyCode::Left => Command::ScrubBack,
+        KeyCode::Right => Command::ScrubForward,
+        KeyCode::Home => Command::ScrubFirst,
+        KeyCode::End => Command::ScrubLast,
+        _ => return,
+    };
+    scrub(app, command);
+}
+
+/// Display width of a unit in the editor (mask spans are drawn as a labelled block).
+pub fn unit_width(unit: &Unit) -> usize {
+    match unit {
+        Unit::Char(c) => unicode_width(*c),
+        Unit::Mask { count, .. } => span_label(*count).chars().count(),
+    }
+}
+
+pub fn span_label(count: usize) -> String {
+    format!("[▒{count}]")
+}
+
+fn unicode_width(c: char) -> usize {
+    if c == '\t' {
+        4
+    } else {
+        1
+    }
+}
+
+fn on_mouse(app: &mut App, mouse: MouseEvent) {
+    let area = app.editor_area;
+    match mouse.kind {
+        MouseEventKind::Down(MouseButton::Left) | MouseEventKind::Drag(MouseButton::Left) => {
+            if !area.contains(mouse.column, mouse.row) {
+                return;
+            }
+            app.focus = Focus::Editor;
+            let line = (mouse.row - area.y) as usize;
+            let column = (mouse.column - area.x) as usize;
+            let index = app.doc.index_at(line, column, unit_width);
+            let drag = matches!(mouse.kind, MouseEventKind::Drag(_));
+            app.doc.move_to(index, drag);
+        }
+        _ => {}
+    }
+}
+
+fn on_engine(app: &mut App, event: Event) {
+    let Some(run) = app.run.as_mut() else {
+        return;
+    };
+    match event {
+        Event::Step(step) => {
+            run.elapsed = run.elapsed.max(step.elapsed);
+            if let Some(lane) = run.lanes.get_mut(step.lane) {
+                lane.frames.push(step);
+            }
+        }
+        Event::LaneDone(summary) => {
+            if let Some(lane) = run.lanes.get_mut(summary.lane) {
+                lane.summary = Some(summary);
+            }
+        }
+        Event::Finished { elapsed } => {
+            run.state = RunState::Done;
+            run.elapsed = elapsed;
+        }
+        Event::Cancelled => {
+            run.state = RunState::Cancelled;
+            app.info("cancelled: the partial canvas stays visible");
+        }
+        Event::Failed(message) => {
+            run.state = RunState::Failed(message.clone());
+            app.error(format!("the model failed: {message}"));
+        }
+    }
+}

@@ -1,0 +1,559 @@
+//! The editor's document: text with masked spans, a cursor, a selection and undo/redo.
+//!
+//! The document is a sequence of units: characters, and mask spans that stand for N masked tokens.
+//! A span made from selected text keeps that text, so unmarking it gives the text back.
+
+use serde::{Deserialize, Serialize};
+
+use crate::prompt::{self, Segment};
+
+/// Most undo steps kept.
+const UNDO_LIMIT: usize = 200;
+/// Largest token count of one span.
+pub const MAX_SPAN: usize = 512;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Unit {
+    Char(char),
+    Mask { count: usize, original: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(from = "SavedDocument", into = "SavedDocument")]
+pub struct Document {
+    units: Vec<Unit>,
+    cursor: usize,
+    anchor: Option<usize>,
+    undo: Vec<(Vec<Unit>, usize)>,
+    redo: Vec<(Vec<Unit>, usize)>,
+}
+
+/// How a document is saved: the text in prompt syntax, plus the text each span replaced (so
+/// unmasking still works after a restart).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SavedDocument {
+    text: String,
+    #[serde(default)]
+    span_originals: Vec<String>,
+    #[serde(default)]
+    cursor: usize,
+}
+
+impl From<Document> for SavedDocument {
+    fn from(doc: Document) -> Self {
+        let span_originals = doc
+            .units
+            .iter()
+            .filter_map(|u| match u {
+                Unit::Mask { original, .. } => Some(original.clone()),
+                Unit::Char(_) => None,
+            })
+            .collect();
+        Self {
+            text: doc.to_prompt(),
+            span_originals,
+            cursor: doc.cursor,
+        }
+    }
+}
+
+impl From<SavedDocument> for Document {
+    fn from(saved: SavedDocument) -> Self {
+        let mut doc = Document::from_prompt(&saved.text);
+        let mut originals = saved.span_originals.into_iter();
+        for unit in &mut doc.units {
+            if let Unit::Mask { original, .. } = unit {
+                *original = originals.next().unwrap_or_default();
+            }
+        }
+        doc.cursor = saved.cursor.min(doc.units.len());
+        doc
+    }
+}
+
+impl Document {
+    /// A document from prompt syntax (`[MASK]`, `[MASK:N]` become spans).
+    pub fn from_prompt(text: &str) -> Self {
+        let mut doc = Self::default();
+        doc.units = parse_units(text);
+        doc.cursor = doc.units.len();
+        doc
+    }
+
+    pub fn units(&self) -> &[Unit] {
+        &self.units
+    }
+
+    pub fn cursor(&self) -> usize {
+        self.cursor
+    }
+
+    /// The selected range, if any (start < end).
+    pub fn selection(&self) -> Option<(usize, usize)> {
+        let anchor = self.anchor?;
+        (anchor != self.cursor).then(|| (anchor.min(self.cursor), anchor.max(self.cursor)))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.units.is_empty()
+    }
+
+    /// Prompt segments for the sampler.
+    pub fn segments(&self) -> Vec<Segment> {
+        let mut out: Vec<Segment> = Vec::new();
+        for unit in &self.units {
+            match (unit, out.last_mut()) {
+                (Unit::Char(c), Some(Segment::Text(t))) => t.push(*c),
+                (Unit::Char(c), _) => out.push(Segment::Text(c.to_string())),
+                (Unit::Mask { count, .. }, Some(Segment::Masks(n))) => *n += count,
+                (Unit::Mask { count, .. }, _) => out.push(Segment::Masks(*count)),
+            }
+        }
+        out
+    }
+
+    /// The document in prompt syntax (what autosave writes and `generate --prompt` accepts).
+    pub fn to_prompt(&self) -> String {
+        self.units
+            .iter()
+            .map(|u| match u {
+                Unit::Char(c) => c.to_string(),
+                Unit::Mask { count, .. } => prompt::render(&[Segment::Masks(*count)]),
+            })
+            .collect()
+    }
+
+    pub fn mask_count(&self) -> usize {
+        self.units
+            .iter()
+            .map(|u| match u {
+                Unit::Mask { count, .. } => *count,
+                Unit::Char(_) => 0,
+            })
+            .sum()
+    }
+
+    fn snapshot(&mut self) {
+        self.undo.push((self.units.clone(), self.cursor));
+        if self.undo.len() > UNDO_LIMIT {
+            self.undo.remove(0);
+        }
+        self.redo.clear();
+    }
+
+    pub fn undo(&mut self) -> bool {
+        match self.undo.pop() {
+            Some((units, cursor)) => {
+                self.redo
+                    .push((std::mem::replace(&mut self.units, units), self.cursor));
+                self.cursor = cursor.min(self.units.len());
+                self.anchor = None;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn redo(&mut self) -> bool {
+        match self.redo.pop() {
+            Some((units, cursor)) => {
+                self.undo
+                    .push((std::mem::replace(&mut self.units, units), self.cursor));
+                self.cursor = cursor.min(self.units.len());
+                self.anchor = None;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes the selection (if any) without taking a snapshot; returns whether it did.
+    fn delete_selection_raw(&mut self) -> bool {
+        let Some((start, end)) = self.selection() else {
+            self.anchor = None;
+            return false;
+        };
+        self.units.drain(start..end);
+        self.cursor = start;
+        self.anchor = None;
+        true
+    }
+
+    /// Types text at the cursor, replacing the selection. A completed `[MASK]` / `[MASK:N]`
+    /// marker turns into a span.
+    pub fn insert_str(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        self.snapshot();
+        self.delete_selection_raw();
+        let new = parse_units(text);
+        let n = new.len();
+        self.units.splice(self.cursor..self.cursor, new);
+        self.cursor += n;
+        self.convert_typed_marker();
+    }
+
+    /// If the characters just before the cursor spell a mask marker, replace them with a span.
+    fn convert_typed_marker(&mut self) {
+        if !matches!(
+            self.units.get(self.cursor.wrapping_sub(1)),
+            Some(Unit::Char(']'))
+        ) {
+            return;
+        }
+        let start = self.units[..self.cursor]
+            .iter()
+            .rposition(|u| matches!(u, Unit::Char('[')));
+        let Some(start) = start else { return };
+        let text: String = self.units[start..self.cursor]
+            .iter()
+            .map(|u| match u {
+                Unit::Char(c) => *c,
+                Unit::Mask { .. } => '\u{0}',
+            })
+            .collect();
+        if let Ok(segments) = prompt::parse(&text) {
+            if let [Segment::Masks(count)] = segments.as_slice() {
+                self.units.splice(
+                    start..self.cursor,
+                    [Unit::Mask {
+                        count: *count,
+                        original: String::new(),
+                    }],
+                );
+                self.cursor = start + 1;
+            }
+        }
+    }
+
+    pub fn backspace(&mut self) {
+        if self.selection().is_some() {
+            self.snapshot();
+            self.delete_selection_raw();
+        } else if self.cursor > 0 {
+            self.snapshot();
+            self.cursor -= 1;
+            self.units.remove(self.cursor);
+        }
+        self.anchor = None;
+    }
+
+    pub fn delete(&mut self) {
+        if self.selection().is_some() {
+            self.snapshot();
+            self.delete_selection_raw();
+        } else if self.cursor < self.units.len() {
+            self.snapshot();
+            self.units.remove(self.cursor);
+        }
+        self.anchor = None;
+    }
+
+    /// Moves the cursor to `to`; with `select`, extends the selection from where it was.
+    pub fn move_to(&mut self, to: usize, select: bool) {
+        if select {
+            self.anchor.get_or_insert(self.cursor);
+        } else {
+            self.anchor = None;
+        }
+        self.cursor = to.min(self.units.len());
+    }
+
+    pub fn left(&mut self, select: bool) {
+        self.move_to(self.cursor.saturating_sub(1), select);
+    }
+
+    pub fn right(&mut self, select: bool) {
+        self.move_to(self.cursor + 1, select);
+    }
+
+    /// (line start, line end) around unit index `at`.
+    fn line_bounds(&self, at: usize) -> (usize, usize) {
+        let start = self.units[..at]
+            .iter()
+            .rposition(|u| *u == Unit::Char('\n'))
+            .map_or(0, |p| p + 1);
+        let end = self.units[at..]
+            .iter()
+            .position(|u| *u == Unit::Char('\n'))
+            .map_or(self.units.len(), |p| at + p);
+        (start, end)
+    }
+
+    pub fn home(&mut self, select: bool) {
+        let (start, _) = self.line_bounds(self.cursor);
+        self.move_to(start, select);
+    }
+
+    pub fn end(&mut self, select: bool) {
+        let (_, end) = self.line_bounds(self.cursor);
+        self.move_to(end, select);
+    }
+
+    pub fn up(&mut self, select: bool) {
+        let (start, _) = self.line_bounds(self.cursor);
+        if start == 0 {
+            return self.move_to(0, select);
+        }
+        let column = self.cursor - start;
+        let (prev_start, prev_end) = self.line_bounds(start - 1);
+        self.move_to((prev_start + column).min(prev_end), select);
+    }
+
+    pub fn down(&mut self, select: bool) {
+        let (start, end) = self.line_bounds(self.cursor);
+        if end >= self.units.len() {
+            return self.move_to(self.units.len(), select);
+        }
+        let column = self.cursor - start;
+        let (next_start, next_end) = self.line_bounds(end + 1);
+        self.move_to((next_start + column).min(next_end), select);
+    }
+
+    pub fn select_all(&mut self) {
+        self.anchor = Some(0);
+        self.cursor = self.units.len();
+    }
+
+    /// Turns the selection into one masked span of `count(selected text)` tokens. Returns false
+    /// when nothing is selected.
+    pub fn mask_selection(&mut self, count: impl Fn(&str) -> usize) -> bool {
+        let Some((start, end)) = self.selection() else {
+            return false;
+        };
+        self.snapshot();
+        let original: String = self.units[start..end]
+            .iter()
+            .map(|u| match u {
+                Unit::Char(c) => c.to_string(),
+                Unit::Mask { original, .. } => original.clone(),
+            })
+            .collect();
+        let count = count(&original).clamp(1, MAX_SPAN);
+        self.units
+            .splice(start..end, [Unit::Mask { count, original }]);
+        self.cursor = start + 1;
+        self.anchor = None;
+        true
+    }
+
+    /// Index of the span at or just before the cursor.
+    fn span_near_cursor(&self) -> Option<usize> {
+        [self.cursor, self.cursor.wrapping_sub(1)]
+            .into_iter()
+            .find(|&i| matches!(self.units.get(i), Some(Unit::Mask { .. })))
+    }
+
+    /// Unmarks the span at the cursor (or every span in the selection), restoring its text.
+    pub fn unmask(&mut self) -> bool {
+        let (start, end) = match self.selection() {
+            Some(range) => range,
+            None => match self.span_near_cursor() {
+                Some(i) => (i, i + 1),
+                None => return false,
+            },
+        };
+        if !self.units[start..end]
+            .iter()
+            .any(|u| matches!(u, Unit::Mask { .. }))
+        {
+            return false;
+        }
+        self.snapshot();
+        let restored: Vec<Unit> = self.units[start..end]
+            .iter()
+            .flat_map(|u| match u {
+                Unit::Mask { original, .. } => original.chars().map(Unit::Char).collect(),
+                other => vec![other.clone()],
+            })
+            .collect();
+        let n = restored.len();
+        self.units.splice(start..end, restored);
+        self.cursor = start + n;
+        self.anchor = None;
+        true
+    }
+
+    /// Changes the token count of the span at the cursor by `delta`.
+    pub fn resize_span(&mut self, delta: i64) -> bool {
+        let Some(i) = self.span_near_cursor() else {
+            return false;
+        };
+        self.snapshot();
+        if let Unit::Mask { count, .. } = &mut self.units[i] {
+            *count = (*count as i64 + delta).clamp(1, MAX_SPAN as i64) as usize;
+        }
+        true
+    }
+
+    /// Replaces the whole document (e.g. with a finished run's text), as one undoable edit.
+    pub fn replace_all(&mut self, text: &str) {
+        self.snapshot();
+        self.units = text.chars().map(Unit::Char).collect();
+        self.cursor = self.units.len();
+        self.anchor = None;
+    }
+
+    /// Unit index under (line, column) in the editor's own layout (mouse clicks).
+    pub fn index_at(
+        &self,
+        line: usize,
+        column: usize,
+        span_width: impl Fn(&Unit) -> usize,
+    ) -> usize {
+        let mut current_line = 0;
+        let mut col = 0;
+        for (i, unit) in self.units.iter().enumerate() {
+            if current_line == line && col >= column {
+                return i;
+            }
+            if *unit == Unit::Char('\n') {
+                if current_line == line {
+                    return i;
+                }
+                current_line += 1;
+                col = 0;
+            } else {
+                col += span_width(unit);
+                if current_line == line && col > column {
+                    return i;
+                }
+            }
+        }
+        self.units.len()
+    }
+}
+
+fn parse_units(text: &str) -> Vec<Unit> {
+    // Text that is not valid prompt syntax (e.g. "[MASK:x]") is kept literally.
+    let segments = prompt::parse(text).unwrap_or_else(|_| vec![Segment::Text(text.to_string())]);
+    segments
+        .into_iter()
+        .flat_map(|s| match s {
+            Segment::Text(t) => t.chars().map(Unit::Char).collect::<Vec<_>>(),
+            Segment::Masks(count) => vec![Unit::Mask {
+                count,
+                original: String::new(),
+            }],
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn typed(text: &str) -> Document {
+        let mut d = Document::default();
+        for c in text.chars() {
+            d.insert_str(&c.to_string());
+        }
+        d
+    }
+
+    #[test]
+    fn typing_a_marker_makes_a_span() {
+        let d = typed("The [MASK:3] sat.");
+        assert_eq!(d.to_prompt(), "The [MASK:3] sat.");
+        assert_eq!(d.mask_count(), 3);
+        assert_eq!(
+            d.segments(),
+            vec![
+                Segment::Text("The ".into()),
+                Segment::Masks(3),
+                Segment::Text(" sat.".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn masking_a_selection_keeps_the_text_for_unmasking() {
+        let mut d = Document::from_prompt("Tom has a red ball.");
+        d.move_to(10, false);
+        for _ in 0..3 {
+            d.right(true);
+        }
+        assert_eq!(d.selection(), Some((10, 13)));
+        assert!(d.mask_selection(|text| {
+            assert_eq!(text, "red");
+            2
+        }));
+        assert_eq!(d.to_prompt(), "Tom has a [MASK:2] ball.");
+        assert!(d.resize_span(3));
+        assert_eq!(d.to_prompt(), "Tom has a [MASK:5] ball.");
+        assert!(d.resize_span(-10));
+        assert_eq!(d.to_prompt(), "Tom has a [MASK] ball.");
+        assert!(d.unmask());
+        assert_eq!(d.to_prompt(), "Tom has a red ball.");
+    }
+
+    #[test]
+    fn undo_and_redo_walk_the_history() {
+        let mut d = typed("ab");
+        d.backspace();
+        assert_eq!(d.to_prompt(), "a");
+        assert!(d.undo());
+        assert_eq!(d.to_prompt(), "ab");
+        assert!(d.undo());
+        assert_eq!(d.to_prompt(), "a");
+        assert!(d.redo());
+        assert_eq!(d.to_prompt(), "ab");
+        d.insert_str("c");
+        assert!(!d.redo(), "a new edit clears the redo stack");
+    }
+
+    #[test]
+    fn cursor_moves_by_lines() {
+        let mut d = Document::from_prompt("abc\nde\nfghi");
+        d.move_to(2, false);
+        d.down(false);
+        assert_eq!(d.cursor(), 6); // end of "de"
+        d.down(false);
+        assert_eq!(d.cursor(), 9);
+        d.home(false);
+        assert_eq!(d.cursor(), 7);
+        d.up(true);
+        assert_eq!(d.selection(), Some((4, 7)));
+        d.end(false);
+        assert_eq!(d.cursor(), 6);
+    }
+
+    #[test]
+    fn paste_replaces_the_selection_and_parses_markers() {
+        let mut d = Document::from_prompt("hello world");
+        d.move_to(6, false);
+        d.move_to(11, true);
+        d.insert_str("[MASK:4] there");
+        assert_eq!(d.to_prompt(), "hello [MASK:4] there");
+    }
+
+    #[test]
+    fn saved_documents_keep_spans_and_their_text() {
+        let mut d = Document::from_prompt("Tom has a red ball.");
+        d.move_to(10, false);
+        d.move_to(13, true);
+        d.mask_selection(|_| 2);
+        let json = serde_json::to_string(&d).unwrap();
+        assert!(json.contains("Tom has a [MASK:2] ball."), "{json}");
+        let mut back: Document = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.to_prompt(), d.to_prompt());
+        back.move_to(11, false);
+        assert!(back.unmask());
+        assert_eq!(back.to_prompt(), "Tom has a red ball.");
+    }
+
+    #[test]
+    fn clicks_map_to_units() {
+        let d = Document::from_prompt("ab[MASK:2]c\nxyz");
+        let width = |u: &Unit| match u {
+            Unit::Char(_) => 1,
+            Unit::Mask { .. } => 4,
+        };
+        assert_eq!(d.index_at(0, 0, width), 0);
+        assert_eq!(d.index_at(0, 3, width), 2);
+        assert_eq!(d.index_at(0, 6, width), 3);
+        assert_eq!(d.index_at(1, 1, width), 6);
+        assert_eq!(d.index_at(5, 0, width), d.units().len());
+    }
+}

@@ -1,0 +1,222 @@
+//! The interactive playground: a ratatui app over the engine. The UI thread only draws and
+//! handles input; the model runs on the engine's own thread and streams step events back.
+
+pub mod app;
+pub mod editor;
+pub mod keymap;
+pub mod params;
+pub mod session;
+pub mod theme;
+pub mod views;
+
+use std::io::{stdout, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
+    Event as TermEvent, EventStream, KeyEventKind,
+};
+use crossterm::execute;
+use futures_util::StreamExt;
+use ratatui::DefaultTerminal;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::engine::{Canceller, Engine, Event, JobHandle};
+use crate::model::loader::LoadedModel;
+use app::{update, Action, App, Effect, Message, MessageKind};
+use keymap::{Command, KeyMap};
+use theme::Theme;
+
+/// Frames are drawn at most this often while a run streams (keys are answered at once).
+const FRAME_INTERVAL: Duration = Duration::from_millis(33);
+
+/// Everything the app needs besides the model.
+pub struct Options {
+    pub keymap: KeyMap,
+    pub themes: Vec<Theme>,
+    pub theme_index: usize,
+    /// Where the session (text, masks, parameters) is saved; `None` disables autosave.
+    pub session_path: Option<PathBuf>,
+}
+
+/// Runs the app until the user quits. The terminal is restored on every exit path.
+pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
+    let LoadedModel { model, codec } = loaded;
+    let info = model.info().clone();
+    let engine = Engine::new(model)?;
+    let mut app = App::new(
+        Arc::new(codec),
+        info,
+        options.keymap,
+        options.themes,
+        options.theme_index,
+    );
+    if let Some(path) = &options.session_path {
+        match session::load(path) {
+            Ok(Some(saved)) => saved.apply(&mut app),
+            Ok(None) => {}
+            Err(e) => {
+                app.message = Some(Message {
+                    text: format!("could not restore the last session: {e:#}"),
+                    kind: MessageKind::Error,
+                })
+            }
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let _guard = TerminalGuard::enter()?;
+    let mut terminal = ratatui::try_init().context("setting up the terminal")?;
+    let result = runtime.block_on(event_loop(
+        &mut terminal,
+        &mut app,
+        &engine,
+        options.session_path.as_deref(),
+    ));
+    drop(_guard);
+    result
+}
+
+/// Raw mode, alternate screen, mouse and bracketed paste on; all off again on drop and on a
+/// panic of the UI thread. Panics of the engine thread are caught by the engine and shown in
+/// the UI instead, so they must leave the terminal alone.
+struct TerminalGuard;
+
+impl TerminalGuard {
+    fn enter() -> Result<Self> {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().name() == Some(crate::engine::WORKER_NAME) {
+                return;
+            }
+            restore_terminal();
+            previous(info);
+        }));
+        execute!(stdout(), EnableMouseCapture, EnableBracketedPaste)
+            .context("enabling mouse input")?;
+        Ok(Self)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+fn restore_terminal() {
+    let _ = execute!(stdout(), DisableBracketedPaste, DisableMouseCapture);
+    ratatui::restore();
+    let _ = stdout().flush();
+}
+
+async fn next_engine_event(job: &mut Option<JobHandle>) -> Option<Event> {
+    match job {
+        Some(handle) => handle.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn event_loop(
+    terminal: &mut DefaultTerminal,
+    app: &mut App,
+    engine: &Engine,
+    session_path: Option<&std::path::Path>,
+) -> Result<()> {
+    let mut input = EventStream::new();
+    let mut job: Option<JobHandle> = None;
+    let mut canceller: Option<Canceller> = None;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut ticker = tokio::time::interval(FRAME_INTERVAL);
+    let mut needs_draw = true;
+    let mut last_draw = Instant::now() - FRAME_INTERVAL;
+    loop {
+        if needs_draw && last_draw.elapsed() >= FRAME_INTERVAL {
+            terminal.draw(|frame| {
+                app.editor_area = views::render(app, frame);
+            })?;
+            needs_draw = false;
+            last_draw = Instant::now();
+        }
+        let action = tokio::select! {
+            term = input.next() => match term {
+                Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => Some(Action::Key(key)),
+                Some(Ok(TermEvent::Mouse(mouse))) => Some(Action::Mouse(mouse)),
+                Some(Ok(TermEvent::Paste(text))) => Some(Action::Paste(text)),
+                Some(Ok(TermEvent::Resize(_, _))) => { needs_draw = true; last_draw -= FRAME_INTERVAL; None }
+                Some(Ok(_)) => None,
+                Some(Err(e)) => return Err(e).context("reading terminal input"),
+                None => Some(Action::Command(Command::Quit)),
+            },
+            event = next_engine_event(&mut job) => match event {
+                Some(event) => {
+                    let last = matches!(event, Event::Finished { .. } | Event::Cancelled | Event::Failed(_));
+                    if last {
+                        job = None;
+                        canceller = None;
+                    }
+                    Some(Action::Engine(event))
+                }
+                None => { job = None; None }
+            },
+            _ = ticker.tick() => None,
+            _ = terminate.recv() => Some(Action::Command(Command::Quit)),
+            _ = hangup.recv() => Some(Action::Command(Command::Quit)),
+            _ = interrupt.recv() => Some(Action::Command(Command::Quit)),
+        };
+        let Some(action) = action else { continue };
+        let from_input = !matches!(action, Action::Engine(_));
+        for effect in update(app, action) {
+            match effect {
+                Effect::Submit(new_job) => {
+                    let handle = engine.submit(new_job);
+                    canceller = Some(handle.canceller());
+                    job = Some(handle);
+                }
+                Effect::Cancel => {
+                    if let Some(c) = &canceller {
+                        c.cancel();
+                    }
+                }
+                Effect::Export => {
+                    let message = match session::export(app, &std::env::current_dir()?) {
+                        Ok(paths) => Message {
+                            text: format!("exported {paths}"),
+                            kind: MessageKind::Info,
+                        },
+                        Err(e) => Message {
+                            text: format!("export failed: {e:#}"),
+                            kind: MessageKind::Error,
+                        },
+                    };
+                    update(app, Action::Notify(message));
+                }
+                Effect::Save => {
+                    if let Some(path) = session_path {
+                        if let Err(e) = session::save(app, path) {
+                            eprintln!(
+                                "dlm-tui: could not save the session to {}: {e:#}",
+                                path.display()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if app.quit {
+            return Ok(());
+        }
+        needs_draw = true;
+        if from_input {
+            // Answer keys at once rather than at the next frame tick.
+            last_draw -= FRAME_INTERVAL;
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! The parameters panel: one row per schedule parameter, adjusted with arrows or typed in, each
+//! validated with a message that names it.
+
+use crossterm::event::{KeyCode, KeyEvent};
+
+use super::app::Settings;
+use crate::sampler::{Parallel, Schedule, Strategy};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Length,
+    Steps,
+    BlockLength,
+    Temperature,
+    TopK,
+    TopP,
+    Strategy,
+    Schedule,
+    Threshold,
+    Factor,
+    AlgTemp,
+    Cfg,
+    Seed,
+    Compare,
+}
+
+impl Field {
+    pub const ALL: [Field; 14] = [
+        Field::Length,
+        Field::Steps,
+        Field::BlockLength,
+        Field::Temperature,
+        Field::TopK,
+        Field::TopP,
+        Field::Strategy,
+        Field::Schedule,
+        Field::Threshold,
+        Field::Factor,
+        Field::AlgTemp,
+        Field::Cfg,
+        Field::Seed,
+        Field::Compare,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Field::Length => "length",
+            Field::Steps => "steps",
+            Field::BlockLength => "block length",
+            Field::Temperature => "temperature",
+            Field::TopK => "top-k",
+            Field::TopP => "top-p",
+            Field::Strategy => "strategy",
+            Field::Schedule => "schedule",
+            Field::Threshold => "threshold",
+            Field::Factor => "factor",
+            Field::AlgTemp => "alg temp",
+            Field::Cfg => "cfg scale",
+            Field::Seed => "seed",
+            Field::Compare => "compare",
+        }
+    }
+
+    pub fn value(self, s: &Settings) -> String {
+        let opt = |v: Option<f64>| v.map_or("off".to_string(), |v| format!("{v}"));
+        match self {
+            Field::Length => s.length.to_string(),
+            Field::Steps => s.steps.map_or("auto".into(), |n| n.to_string()),
+            Field::BlockLength => s.params.block_length.to_string(),
+            Field::Temperature => format!("{}", s.params.temperature),
+            Field::TopK => s.params.top_k.map_or("off".into(), |k| k.to_string()),
+            Field::TopP => opt(s.params.top_p),
+            Field::Strategy => s.params.strategy.name().into(),
+            Field::Schedule => s.params.schedule.name().into(),
+            Field::Threshold => opt(match s.params.parallel {
+                Some(Parallel::Threshold(t)) => Some(t),
+                _ => None,
+            }),
+            Field::Factor => opt(match s.params.parallel {
+                Some(Parallel::Factor(f)) => Some(f),
+                _ => None,
+            }),
+            Field::AlgTemp => opt(s.params.alg_temp),
+            Field::Cfg => format!("{}", s.params.cfg_scale),
+            Field::Seed => s.params.seed.to_string(),
+            Field::Compare => s
+                .compare
+                .iter()
+                .map(|s| s.name())
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+
+    /// Sets the field from typed text.
+    pub fn set(self, s: &mut Settings, text: &str) -> Result<(), String> {
+        let text = text.trim();
+        let off = matches!(text, "" | "off" | "none" | "auto");
+        let num = |what: &str| -> Result<f64, String> {
+            text.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| format!("{what}: {text:?} is not a number"))
+        };
+        let int = |what: &str| -> Result<usize, String> {
+            text.parse::<usize>()
+                .map_err(|_| format!("{what}: {text:?} is not a whole number"))
+        };
+        let mut next = s.clone();
+        match self {
+            Field::Length => next.length = int("length")?,
+            Field::Steps => next.steps = if off { None } else { Some(int("steps")?) },
+            Field::BlockLength => next.params.block_length = int("block length")?,
+            Field::Temperature => next.params.temperature = num("temperature")?,
+            Field::TopK => next.params.top_k = if off { None } else { Some(int("top-k")?) },
+            Field::TopP => next.params.top_p = if off { None } else { Some(num("top-p")?) },
+            Field::Strategy => next.params.strategy = parse_strategy(text)?,
+            Field::Schedule => {
+                next.params.schedule = Schedule::ALL
+                    .into_iter()
+                    .find(|x| x.name() == text)
+                    .ok_or_else(|| {
+                        format!(
+                            "schedule: {text:?} is not one of uniform, timestep, linear, cosine"
+                        )
+                    })?
+            }
+            Field::Threshold => {
+                next.params.parallel = if off {
+                    None
+                } else {
+                    Some(Parallel::Threshold(num("threshold")?))
+                }
+            }
+            Field::Factor => {
+                next.params.parallel = if off {
+                    None
+                } else {
+                    Some(Parallel::Factor(num("factor")?))
+                }
+            }
+            Field::AlgTemp => {
+                next.params.alg_temp = if off { None } else { Some(num("alg temp")?) }
+            }
+            Field::Cfg => next.params.cfg_scale = num("cfg scale")?,
+            Field::Seed => {
+                next.params.seed = text
+                    .parse()
+                    .map_err(|_| format!("seed: {text:?} is not a whole number"))?
+            }
+            Field::Compare => {
+                let lanes = text
+                    .split(',')
+                    .map(|t| parse_strategy(t.trim()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if !(2..=4).contains(&lanes.len()) {
+                    return Err(format!(
+                        "compare: give 2 to 4 strategies, got {}",
+                        lanes.len()
+                    ));
+                }
+                next.compare = lanes;
+            }
+        }
+        validate(&next)?;
+        *s = next;
+        Ok(())
+    }
+
+    /// Nudges the field up or down.
+    pub fn adjust(self, s: &mut Settings, up: bool) -> Result<(), String> {
+        let step_int = |v: usize, by: usize| if up { v + by } else { v.saturating_sub(by) };
+        let mut next = s.clone();
+        let p = &mut next.params;
+        match self {
+            Field::Length => next.length = step_int(next.length, 8),
+            Field::Steps => {
+                next.steps = match next.steps {
+                    None if up => Some(8),
+                    None => None,
+                    Some(n) if !up && n <= 1 => None,
+                    Some(n) => Some(step_int(n, 1)),
+                }
+            }
+            Field::BlockLength => p.block_length = step_int(p.block_length, 8).max(1),
+            Field::Temperature => {
+                p.temperature = round2((p.temperature + if up { 0.1 } else { -0.1 }).max(0.0))
+            }
+            Field::TopK => {
+                p.top_k = match p.top_k {
+                    None if up => Some(1),
+                    Some(1) if !up => None,
+                    Some(k) => Some(step_int(k, 1)),
+                    None => None,
+                }
+            }
+            Field::TopP => {
+                p.top_p = match p.top_p {
+                    None if !up => Some(0.95),
+                    Some(v) if up && v >= 0.99 => None,
+                    Some(v) => Some(round2((v + if up { 0.05 } else { -0.05 }).clamp(0.05, 1.0))),
+                    None => None,
+                }
+            }
+            Field::Strategy => p.strategy = cycle(&Strategy::ALL, p.strategy, up),
+            Field::Schedule => p.schedule = cycle(&Schedule::ALL, p.schedule, up),
+            Field::Threshold => {
+                p.parallel = match p.parallel {
+                    Some(Parallel::Threshold(t)) => {
+                        let v = round2(t + if up { 0.05 } else { -0.05 });
+                        (v > 0.0 && v <= 1.0).then_some(Parallel::Threshold(v))
+                    }
+                    _ => Some(Parallel::Threshold(0.9)),
+                }
+            }
+            Field::Factor => {
+                p.parallel = match p.parallel {
+                    Some(Parallel::Factor(f)) => {
+                        let v = round2(f + if up { 0.25 } else { -0.25 });
+                        (v > 0.0).then_some(Parallel::Factor(v))
+                    }
+                    _ => Some(Parallel::Factor(1.0)),
+                }
+            }
+            Field::AlgTemp => {
+                p.alg_temp = match p.alg_temp {
+                    None if up => Some(0.1),
+                    Some(v) => {
+                        let v = round2(v + if up { 0.1 } else { -0.1 });
+                        (v > 0.0).then_some(v)
+                    }
+                    None => None,
+                }
+            }
+            Field::Cfg => {
+                p.cfg_scale = round2((p.cfg_scale + if up { 0.5 } else { -0.5 }).max(0.0))
+            }
+            Field::Seed => {
+                p.seed = if up {
+                    p.seed.wrapping_add(1)
+                } else {
+                    p.seed.saturating_sub(1)
+                }
+            }
+            Field::Compare => {
+                let n = next.compare.len();
+                if up && n < 4 {
+                    let unused = Strategy::ALL
+                        .into_iter()
+                        .find(|s| !next.compare.contains(s));
+                    next.compare.extend(unused);
+                } else if !up && n > 2 {
+                    next.compare.pop();
+                }
+            }
+        }
+        validate(&next)?;
+        *s = next;
+        Ok(())
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+fn cycle<T: Copy + PartialEq>(all: &[T], current: T, forward: bool) -> T {
+    let i = all.iter().position(|x| *x == current).unwrap_or(0);
+    let n = all.len();
+    all[if forward {
+        (i + 1) % n
+    } else {
+        (i + n - 1) % n
+    }]
+}
+
+fn parse_strategy(text: &str) -> Result<Strategy, String> {
+    Strategy::ALL
+        .into_iter()
+        .find(|s| s.name() == text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.name()).collect();
+            format!("strategy: {text:?} is not one of {}", names.join(", "))
+        })
+}
+
+/// The same checks a run makes, so a bad value is refused where it is typed.
+fn validate(s: &Settings) -> Result<(), String> {
+    if s.steps == Some(0) {
+        return Err("steps must be at least 1 (or auto)".into());
+    }
+    s.params.validate().map_err(|e| format!("{e:#}"))
+}
+
+/// Cursor and typing state of the panel.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParamsForm {
+    pub row: usize,
+    /// Text being typed for the selected row.
+    pub buffer: Option<String>,
+}
+
+impl ParamsForm {
+    pub fn selected(&self) -> Field {
+        Field::ALL[self.row.min(Field::ALL.len() - 1)]
+    }
+
+    pub fn editing(&self) -> bool {
+        self.buffer.is_some()
+    }
+
+    pub fn type_text(&mut self, text: &str) {
+        self.buffer
+            .get_or_insert_with(String::new)
+            .push_str(text.trim());
+    }
+
+    /// Keys while a value is typed; `None` when the key is not the form's.
+    pub fn edit_key(&mut self, key: KeyEvent, s: &mut Settings) -> Option<Result<(), String>> {
+        let buffer = self.buffer.as_mut()?;
+        match key.code {
+            KeyCode::Char(c) => buffer.push(c),
+            KeyCode::Backspace => {
+                buffer.pop();
+            }
+            KeyCode::Esc => self.buffer = None,
+            KeyCode::Enter => {
+                let text = self.buffer.take().unwrap_or_default();
+                return Some(self.selected().set(s, &text));
+            }
+            _ => return None,
+        }
+        Some(Ok(()))
+    }
+
+    /// Keys while browsing rows.
+    pub fn key(&mut self, key: KeyEvent, s: &mut Settings) -> Result<(), String> {
+        match key.code {
+            KeyCode::Up => self.row = self.row.saturating_sub(1),
+            KeyCode::Down => self.row = (self.row + 1).min(Field::ALL.len() - 1),
+            KeyCode::Left | KeyCode::Char('-') => return self.selected().adjust(s, false),
+            KeyCode::Right | KeyCode::Char('+') | KeyCode::Char('=') => {
+                return self.selected().adjust(s, true)
+            }
+            KeyCode::Enter => self.buffer = Some(String::new()),
+            KeyCode::Char(c) if c.is_ascii_alphanumeric() || c == '.' => {
+                self.buffer = Some(c.to_string())
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_values_are_validated_with_their_name() {
+        let mut s = Settings::default();
+        assert!(Field::Temperature.set(&mut s, "0.7").is_ok());
+        assert_eq!(s.params.temperature, 0.7);
+        let err = Field::Temperature.set(&mut s, "-1").unwrap_err();
+        assert!(err.contains("temperature"), "{err}");
+        assert_eq!(
+            s.params.temperature, 0.7,
+            "a refused value leaves the old one"
+        );
+        assert!(Field::BlockLength
+            .set(&mut s, "0")
+            .unwrap_err()
+            .contains("block length"));
+        assert!(Field::Strategy.set(&mut s, "margin").is_ok());
+        assert!(Field::Strategy
+            .set(&mut s, "bogus")
+            .unwrap_err()
+            .contains("low-confidence"));
+        assert!(Field::Compare.set(&mut s, "random,entropy,margin").is_ok());
+        assert_eq!(s.compare.len(), 3);
+        assert!(Field::Compare.set(&mut s, "random").is_err());
+        assert!(Field::Steps.set(&mut s, "auto").is_ok());
+        assert_eq!(s.steps, None);
+        assert!(Field::Threshold.set(&mut s, "0.9").is_ok());
+        assert_eq!(Field::Threshold.value(&s), "0.9");
+        assert_eq!(Field::Factor.value(&s), "off");
+    }
+
+    #[test]
+    fn arrows_adjust_within_bounds() {
+        let mut s = Settings::default();
+        Field::Temperature.adjust(&mut s, false).unwrap();
+        assert_eq!(s.params.temperature, 0.0);
+        Field::Temperature.adjust(&mut s, true).unwrap();
+        assert_eq!(s.params.temperature, 0.1);
+        Field::Strategy.adjust(&mut s, true).unwrap();
+        assert_eq!(s.params.strategy, Strategy::Random);
+        for _ in 0..5 {
+            Field::Compare.adjust(&mut s, true).unwrap();
+        }
+        assert_eq!(s.compare.len(), 4);
+        Field::TopP.adjust(&mut s, false).unwrap();
+        assert_eq!(s.params.top_p, Some(0.95));
+    }
+}

@@ -1,0 +1,186 @@
+//! Colour themes: `themes/*.toml` define every style the views use; views never name a colour.
+
+use anyhow::{anyhow, bail, Context, Result};
+use ratatui::style::{Color, Modifier, Style};
+use serde::Deserialize;
+
+/// Themes shipped in the binary (the files in `themes/`).
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("dark", include_str!("../../themes/dark.toml")),
+    ("light", include_str!("../../themes/light.toml")),
+    (
+        "high-contrast",
+        include_str!("../../themes/high-contrast.toml"),
+    ),
+];
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct StyleSpec {
+    fg: Option<String>,
+    bg: Option<String>,
+    #[serde(default)]
+    bold: bool,
+    #[serde(default)]
+    italic: bool,
+    #[serde(default)]
+    underline: bool,
+    #[serde(default)]
+    reversed: bool,
+    #[serde(default)]
+    dim: bool,
+}
+
+macro_rules! theme_roles {
+    ($($role:ident: $doc:literal),* $(,)?) => {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct ThemeFile {
+            name: String,
+            $($role: StyleSpec,)*
+        }
+
+        /// Every style the views use.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct Theme {
+            pub name: String,
+            $(#[doc = $doc] pub $role: Style,)*
+        }
+
+        impl Theme {
+            fn from_file(file: ThemeFile) -> Result<Self> {
+                Ok(Self {
+                    name: file.name,
+                    $($role: file.$role.to_style().with_context(|| format!("in [{}]", stringify!($role)))?,)*
+                })
+            }
+        }
+    };
+}
+
+theme_roles! {
+    base: "Panel background and ordinary text",
+    border: "Panel borders",
+    border_focus: "Border of the focused panel",
+    title: "Panel titles",
+    context: "Prompt and context tokens in the live view",
+    mask: "Masked positions",
+    fresh: "Tokens committed in the step shown",
+    committed: "Tokens committed in earlier steps",
+    eos: "End-of-text tokens",
+    span: "Masked spans in the editor",
+    cursor: "The editor cursor",
+    selection: "Selected text",
+    label: "Parameter names and stat labels",
+    value: "Parameter values and stats",
+    invalid: "A parameter value that does not validate",
+    status: "The status bar",
+    key: "Key names in the legend and help",
+    error: "Error messages",
+    ok: "Success messages",
+    disagree: "Positions where comparison lanes disagree",
+    conf_low: "Confidence below 0.25",
+    conf_mid: "Confidence 0.25 to 0.5",
+    conf_high: "Confidence 0.5 to 0.8",
+    conf_top: "Confidence above 0.8",
+}
+
+impl StyleSpec {
+    fn to_style(&self) -> Result<Style> {
+        let mut style = Style::default();
+        if let Some(fg) = &self.fg {
+            style = style.fg(parse_colour(fg)?);
+        }
+        if let Some(bg) = &self.bg {
+            style = style.bg(parse_colour(bg)?);
+        }
+        for (on, m) in [
+            (self.bold, Modifier::BOLD),
+            (self.italic, Modifier::ITALIC),
+            (self.underline, Modifier::UNDERLINED),
+            (self.reversed, Modifier::REVERSED),
+            (self.dim, Modifier::DIM),
+        ] {
+            if on {
+                style = style.add_modifier(m);
+            }
+        }
+        Ok(style)
+    }
+}
+
+/// `#rrggbb`, a 0-255 palette index, or a name (`red`, `lightblue`, `reset`, ...).
+fn parse_colour(text: &str) -> Result<Color> {
+    if let Some(hex) = text.strip_prefix('#') {
+        if hex.len() == 6 {
+            let v = u32::from_str_radix(hex, 16).map_err(|_| anyhow!("bad colour {text:?}"))?;
+            return Ok(Color::Rgb((v >> 16) as u8, (v >> 8) as u8, v as u8));
+        }
+        bail!("bad colour {text:?}: use #rrggbb");
+    }
+    if let Ok(index) = text.parse::<u8>() {
+        return Ok(Color::Indexed(index));
+    }
+    text.parse::<Color>()
+        .map_err(|_| anyhow!("unknown colour {text:?} (use #rrggbb, 0-255 or a name like \"red\")"))
+}
+
+impl Theme {
+    /// Parses a theme file's text; errors name the origin, line and key.
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        let file: ThemeFile = toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))?;
+        Self::from_file(file).map_err(|e| anyhow!("{origin}: {e:#}"))
+    }
+
+    pub fn builtin(name: &str) -> Option<Self> {
+        BUILTIN.iter().find(|(n, _)| *n == name).map(|(n, text)| {
+            Self::parse(text, &format!("themes/{n}.toml")).expect("built-in themes parse")
+        })
+    }
+
+    /// Style for a confidence in [0, 1].
+    pub fn confidence(&self, score: f64) -> Style {
+        match score {
+            s if s >= 0.8 => self.conf_top,
+            s if s >= 0.5 => self.conf_high,
+            s if s >= 0.25 => self.conf_mid,
+            _ => self.conf_low,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_themes_parse_and_differ() {
+        let themes: Vec<Theme> = BUILTIN
+            .iter()
+            .map(|(n, _)| Theme::builtin(n).unwrap())
+            .collect();
+        assert_eq!(themes.len(), 3);
+        assert_ne!(themes[0].fresh, themes[1].fresh);
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_key() {
+        let mut text = BUILTIN[0]
+            .1
+            .replace("bg = \"#ffd75f\"", "bg = \"not-a-colour\"");
+        let err = Theme::parse(&text, "my.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("my.toml") && err.contains("fresh") && err.contains("not-a-colour"),
+            "{err}"
+        );
+        text = BUILTIN[0].1.replace("[mask]", "[mask]\nfgg = \"red\"");
+        let err = Theme::parse(&text, "my.toml").unwrap_err().to_string();
+        assert!(err.contains("line") && err.contains("fgg"), "{err}");
+        let missing = BUILTIN[0].1.replace("[eos]", "[unrelated_table]");
+        let err = Theme::parse(&missing, "my.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("unrelated_table") || err.contains("eos"),
+            "{err}"
+        );
+    }
+}

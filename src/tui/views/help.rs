@@ -1,0 +1,56 @@
+//! The help overlay, generated from the key map that handles keys.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::Line;
+use ratatui::widgets::{Clear, Paragraph};
+use ratatui::Frame;
+
+use super::{inner, panel, styled};
+use crate::tui::app::App;
+
+pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+    let theme = app.theme();
+    let rows = app.keymap.help_rows();
+    let key_width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(4)
+        + 2;
+    let mut lines: Vec<Line> = rows
+        .into_iter()
+        .map(|(keys, what)| {
+            Line::from(vec![
+                styled(theme.key, format!(" {keys:<key_width$}")),
+                styled(theme.base, what.to_string()),
+            ])
+        })
+        .collect();
+    lines.push(Line::default());
+    lines.push(Line::from(styled(
+        theme.label,
+        " Editor: arrows move, Shift+arrows or mouse drag select, typing [MASK:N] makes a span.",
+    )));
+    lines.push(Line::from(styled(
+        theme.label,
+        " Parameters: Up/Down pick, Left/Right adjust, Enter types a value. Any key closes this help.",
+    )));
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let width = 96.min(area.width);
+    let [_, middle, _] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(height),
+        Constraint::Fill(1),
+    ])
+    .areas(area);
+    let [_, popup, _] = Layout::horizontal([
+        Constraint::Fill(1),
+        Constraint::Length(width),
+        Constraint::Fill(1),
+    ])
+    .areas(middle);
+    frame.render_widget(Clear, popup);
+    let block = panel(app, " Keys (F1) ", None);
+    frame.render_widget(Paragraph::new(lines), inner(&block, popup));
+    frame.render_widget(block, popup);
+}

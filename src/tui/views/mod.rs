@@ -1,0 +1,84 @@
+//! Views: pure functions of [`App`] that draw into a frame. Colours come only from the theme.
+
+mod editor;
+mod help;
+mod live;
+mod params;
+mod status;
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+use ratatui::Frame;
+
+use super::app::{App, Focus, Rect as HitRect};
+
+/// Smallest terminal the layout works in.
+pub const MIN_WIDTH: u16 = 60;
+pub const MIN_HEIGHT: u16 = 16;
+
+/// Draws the whole screen. Returns where the editor's text area went (for mouse hit-testing).
+pub fn render(app: &App, frame: &mut Frame) -> HitRect {
+    let area = frame.area();
+    let theme = app.theme();
+    frame.render_widget(Block::default().style(theme.base), area);
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let text = format!(
+            "Terminal too small: dlm-tui needs {MIN_WIDTH}x{MIN_HEIGHT}, this one is {}x{}. Enlarge it, or Ctrl-Q to quit.",
+            area.width, area.height
+        );
+        frame.render_widget(
+            Paragraph::new(text)
+                .style(theme.error)
+                .wrap(Wrap { trim: true }),
+            area,
+        );
+        return HitRect::default();
+    }
+    let [main, status_area] =
+        Layout::vertical([Constraint::Min(8), Constraint::Length(2)]).areas(area);
+    let params_width = if area.width >= 100 { 34 } else { 28 };
+    let [left, right] =
+        Layout::horizontal([Constraint::Min(30), Constraint::Length(params_width)]).areas(main);
+    let editor_height = (left.height / 3).clamp(5, 14);
+    let [editor_area, live_area] =
+        Layout::vertical([Constraint::Length(editor_height), Constraint::Min(4)]).areas(left);
+
+    let editor_inner = editor::render(app, frame, editor_area);
+    live::render(app, frame, live_area);
+    params::render(app, frame, right);
+    status::render(app, frame, status_area);
+    if app.show_help {
+        help::render(app, frame, area);
+    }
+    HitRect {
+        x: editor_inner.x,
+        y: editor_inner.y,
+        width: editor_inner.width,
+        height: editor_inner.height,
+    }
+}
+
+/// A bordered panel whose border shows focus.
+fn panel<'a>(app: &App, title: impl Into<Line<'a>>, focus: Option<Focus>) -> Block<'a> {
+    let theme = app.theme();
+    let focused = focus.is_some_and(|f| f == app.focus);
+    Block::default()
+        .borders(Borders::ALL)
+        .border_style(if focused {
+            theme.border_focus
+        } else {
+            theme.border
+        })
+        .title(title.into().style(theme.title))
+        .style(theme.base)
+}
+
+fn inner(block: &Block, area: Rect) -> Rect {
+    block.inner(area)
+}
+
+fn styled(style: Style, text: impl Into<String>) -> ratatui::text::Span<'static> {
+    ratatui::text::Span::styled(text.into(), style)
+}

@@ -1,0 +1,85 @@
+//! The status bar: run progress and speed, the model, the parameters of the next run, and a
+//! one-line key legend (or the latest message).
+
+use ratatui::layout::Rect;
+use ratatui::text::Line;
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use super::styled;
+use crate::tui::app::{App, MessageKind};
+use crate::tui::keymap::Command;
+
+pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+    let theme = app.theme();
+    let mut top = Vec::new();
+    if let Some(run) = &app.run {
+        let step = run.shown_step();
+        if let Some(f) = run.lanes.first().and_then(|l| l.frame_at(step)) {
+            let secs = f.elapsed.as_secs_f64();
+            let committed = run
+                .initial
+                .iter()
+                .filter(|&&t| t == app.tokens.mask_id)
+                .count()
+                - f.masked;
+            let rate = if secs > 0.0 {
+                committed as f64 / secs
+            } else {
+                0.0
+            };
+            top.push(styled(
+                theme.status,
+                format!(
+                    " step {}/{} · masks {} · nfe {} · {:.1} tok/s · {:.2}s ",
+                    f.step, f.steps, f.masked, f.nfe, rate, secs
+                ),
+            ));
+        }
+    }
+    let p = &app.settings.params;
+    let params = format!(
+        " {} ({:.1}M) · L={} S={} B={} T={} {} {} ",
+        app.model.name,
+        app.model.parameters as f64 / 1e6,
+        app.settings.length,
+        app.settings.steps.map_or("auto".into(), |s| s.to_string()),
+        p.block_length,
+        p.temperature,
+        p.strategy.name(),
+        p.schedule.name(),
+    );
+    top.push(styled(theme.status, params));
+    let bottom = match &app.message {
+        Some(m) => Line::from(styled(
+            if m.kind == MessageKind::Error {
+                theme.error
+            } else {
+                theme.ok
+            },
+            format!(" {}", m.text),
+        )),
+        None => {
+            let legend = app.keymap.legend(&[
+                (Command::Run, "run"),
+                (Command::Cancel, "cancel"),
+                (Command::MaskSelection, "mask"),
+                (Command::Unmask, "unmask"),
+                (Command::ToggleCompare, "compare"),
+                (Command::FocusNext, "focus"),
+                (Command::Help, "help"),
+                (Command::Quit, "quit"),
+            ]);
+            let mut spans = vec![styled(theme.label, " ")];
+            for (key, label) in legend {
+                spans.push(styled(theme.key, key));
+                spans.push(styled(theme.label, format!(" {label}  ")));
+            }
+            Line::from(spans)
+        }
+    };
+    frame.render_widget(
+        Paragraph::new(vec![Line::from(top).style(theme.status), bottom]),
+        area,
+    );
+}

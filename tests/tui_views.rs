@@ -1,0 +1,288 @@
+//! Snapshots of every view and state of the playground, drawn with ratatui's TestBackend from
+//! real engine events (the tiny fixture model, so the text itself is noise).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use candle_core::Device;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use dlm_tui::engine::{Engine, Event, Job};
+use dlm_tui::model::loader::{load_dir, Precision};
+use dlm_tui::tui::app::{update, Action, App, Focus};
+use dlm_tui::tui::keymap::KeyMap;
+use dlm_tui::tui::theme::{Theme, BUILTIN};
+use dlm_tui::tui::views;
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+fn fixture() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llada-tiny-gqa")
+}
+
+/// An app on the fixture model, plus the engine that runs its jobs.
+fn app() -> (App, Engine) {
+    let loaded = load_dir(&fixture(), Precision::F32, &Device::Cpu).unwrap();
+    let info = loaded.model.info().clone();
+    let themes: Vec<Theme> = BUILTIN
+        .iter()
+        .map(|(n, _)| Theme::builtin(n).unwrap())
+        .collect();
+    let app = App::new(Arc::new(loaded.codec), info, KeyMap::defaults(), themes, 0);
+    (app, Engine::new(loaded.model).unwrap())
+}
+
+fn key(code: KeyCode) -> Action {
+    Action::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn ctrl(c: char) -> Action {
+    Action::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+fn type_text(app: &mut App, text: &str) {
+    update(app, Action::Paste(text.to_string()));
+}
+
+fn draw(app: &mut App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal
+        .draw(|f| {
+            app.editor_area = views::render(app, f);
+        })
+        .unwrap();
+    terminal.backend().to_string()
+}
+
+/// Presses F5 and collects the job's events (elapsed times made deterministic).
+fn run(app: &mut App, engine: &Engine) -> Vec<Event> {
+    let effects = update(app, key(KeyCode::F(5)));
+    let job: Job = match effects.as_slice() {
+        [dlm_tui::tui::app::Effect::Submit(job)] => job.clone(),
+        other => panic!("expected a job, got {other:?}"),
+    };
+    let mut handle = engine.submit(job);
+    let mut events = Vec::new();
+    while let Some(mut e) = handle.events.blocking_recv() {
+        let last = matches!(
+            e,
+            Event::Finished { .. } | Event::Cancelled | Event::Failed(_)
+        );
+        match &mut e {
+            Event::Step(s) => s.elapsed = Duration::from_millis(10 * s.step as u64),
+            Event::LaneDone(s) => s.elapsed = Duration::from_millis(10 * s.steps as u64),
+            Event::Finished { elapsed } => *elapsed = Duration::from_millis(500),
+            _ => {}
+        }
+        events.push(e);
+        if last {
+            break;
+        }
+    }
+    events
+}
+
+fn prepared() -> (App, Engine) {
+    let (mut app, engine) = app();
+    type_text(
+        &mut app,
+        "Once upon a time, Tom had a red ball.\nHe played [MASK:3] day.",
+    );
+    app.settings.length = 16;
+    app.settings.params.block_length = 8;
+    (app, engine)
+}
+
+#[test]
+fn idle() {
+    let (mut app, _engine) = prepared();
+    insta::assert_snapshot!(draw(&mut app, 100, 24));
+}
+
+#[test]
+fn running_midway_then_done_then_scrubbed() {
+    let (mut app, engine) = prepared();
+    let events = run(&mut app, &engine);
+    let steps = events
+        .iter()
+        .filter(|e| matches!(e, Event::Step(_)))
+        .count();
+    for e in events.iter().take(steps / 2).cloned() {
+        update(&mut app, Action::Engine(e));
+    }
+    insta::assert_snapshot!("running", draw(&mut app, 100, 24));
+    for e in events.iter().skip(steps / 2).cloned() {
+        update(&mut app, Action::Engine(e));
+    }
+    insta::assert_snapshot!("done", draw(&mut app, 100, 24));
+    update(
+        &mut app,
+        Action::Key(KeyEvent::new(KeyCode::PageUp, KeyModifiers::CONTROL)),
+    );
+    update(&mut app, key(KeyCode::PageDown));
+    insta::assert_snapshot!("scrubbed_to_step_1", draw(&mut app, 100, 24));
+}
+
+#[test]
+fn cancelled_keeps_the_partial_canvas() {
+    let (mut app, engine) = prepared();
+    let events = run(&mut app, &engine);
+    for e in events
+        .iter()
+        .filter(|e| matches!(e, Event::Step(_)))
+        .take(3)
+        .cloned()
+    {
+        update(&mut app, Action::Engine(e));
+    }
+    assert_eq!(
+        update(&mut app, key(KeyCode::Esc)),
+        vec![dlm_tui::tui::app::Effect::Cancel]
+    );
+    update(&mut app, Action::Engine(Event::Cancelled));
+    insta::assert_snapshot!(draw(&mut app, 100, 24));
+}
+
+#[test]
+fn compare_two_strategies() {
+    let (mut app, engine) = prepared();
+    update(&mut app, key(KeyCode::F(7)));
+    for e in run(&mut app, &engine) {
+        update(&mut app, Action::Engine(e));
+    }
+    assert_eq!(app.run.as_ref().unwrap().lanes.len(), 2);
+    insta::assert_snapshot!(draw(&mut app, 120, 24));
+}
+
+#[test]
+fn confidence_colours_and_light_theme() {
+    let (mut app, engine) = prepared();
+    for e in run(&mut app, &engine) {
+        update(&mut app, Action::Engine(e));
+    }
+    update(&mut app, key(KeyCode::F(2)));
+    update(&mut app, key(KeyCode::F(8)));
+    assert_eq!(app.theme().name, "light");
+    let mut terminal = Terminal::new(TestBackend::new(100, 24)).unwrap();
+    terminal
+        .draw(|f| {
+            views::render(&app, f);
+        })
+        .unwrap();
+    // Styles differ by confidence: more than one foreground among committed tokens.
+    let buffer = terminal.backend().buffer().clone();
+    let fgs: std::collections::BTreeSet<String> = buffer
+        .content
+        .iter()
+        .map(|c| format!("{:?}", c.fg))
+        .collect();
+    assert!(fgs.len() > 6, "{fgs:?}");
+}
+
+#[test]
+fn help_overlay() {
+    let (mut app, _engine) = prepared();
+    update(&mut app, key(KeyCode::F(1)));
+    assert!(app.show_help);
+    let screen = draw(&mut app, 100, 30);
+    for (keys, what) in app.keymap.help_rows() {
+        assert!(screen.contains(&keys), "{keys} missing from help");
+        assert!(
+            screen.contains(&what[..20.min(what.len())]),
+            "{what} missing"
+        );
+    }
+    insta::assert_snapshot!(screen);
+    update(&mut app, key(KeyCode::Char('x')));
+    assert!(!app.show_help);
+    assert!(
+        !app.doc.to_prompt().ends_with('x'),
+        "closing keys do not type"
+    );
+}
+
+#[test]
+fn errors_show_in_the_status_bar() {
+    let (mut app, _engine) = app();
+    // Nothing masked and no generation region: the run is refused with a message.
+    type_text(&mut app, "No masks here.");
+    app.settings.length = 0;
+    assert!(update(&mut app, key(KeyCode::F(5))).is_empty());
+    let screen = draw(&mut app, 100, 24);
+    assert!(screen.contains("nothing to denoise"), "{screen}");
+    // A failing model shows its error and the app keeps its text.
+    app.settings.length = 8;
+    update(&mut app, key(KeyCode::F(5)));
+    update(
+        &mut app,
+        Action::Engine(Event::Failed("the model task panicked: boom".into())),
+    );
+    let screen = draw(&mut app, 100, 24);
+    assert!(screen.contains("boom"), "{screen}");
+    assert_eq!(app.doc.to_prompt(), "No masks here.");
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn too_small_terminal_says_so() {
+    let (mut app, _engine) = prepared();
+    let screen = draw(&mut app, 40, 10);
+    assert!(screen.contains("too small"), "{screen}");
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn prompt_longer_than_the_context_is_refused() {
+    let (mut app, _engine) = app();
+    type_text(&mut app, &"word ".repeat(400));
+    assert!(update(&mut app, key(KeyCode::F(5))).is_empty());
+    let message = app.message.as_ref().unwrap().text.clone();
+    assert!(message.contains("at most 256"), "{message}");
+}
+
+#[test]
+fn editing_masks_and_parameters_by_keys() {
+    let (mut app, _engine) = app();
+    type_text(&mut app, "Tom has a red ball.");
+    for _ in 0..6 {
+        update(&mut app, key(KeyCode::Left));
+    }
+    for _ in 0..3 {
+        update(
+            &mut app,
+            Action::Key(KeyEvent::new(KeyCode::Left, KeyModifiers::SHIFT)),
+        );
+    }
+    update(&mut app, ctrl('k'));
+    // The span gets as many tokens as the selected text had.
+    let n = app.token_count("red");
+    assert_eq!(app.doc.to_prompt(), format!("Tom has a [MASK:{n}] ball."));
+    update(
+        &mut app,
+        Action::Key(KeyEvent::new(KeyCode::Up, KeyModifiers::CONTROL)),
+    );
+    assert_eq!(
+        app.doc.to_prompt(),
+        format!("Tom has a [MASK:{}] ball.", n + 1)
+    );
+    update(&mut app, ctrl('z'));
+    update(&mut app, ctrl('z'));
+    assert_eq!(app.doc.to_prompt(), "Tom has a red ball.");
+    // Tab to the parameters, type a temperature, refuse a bad one.
+    update(&mut app, key(KeyCode::Tab));
+    assert_eq!(app.focus, Focus::Params);
+    for _ in 0..3 {
+        update(&mut app, key(KeyCode::Down));
+    }
+    update(&mut app, key(KeyCode::Enter));
+    for c in "0.5".chars() {
+        update(&mut app, key(KeyCode::Char(c)));
+    }
+    update(&mut app, key(KeyCode::Enter));
+    assert_eq!(app.settings.params.temperature, 0.5);
+    update(&mut app, key(KeyCode::Enter));
+    update(&mut app, key(KeyCode::Char('x')));
+    update(&mut app, key(KeyCode::Enter));
+    assert!(app.message.as_ref().unwrap().text.contains("temperature"));
+    assert_eq!(app.settings.params.temperature, 0.5);
+}
