@@ -6,6 +6,7 @@
 //! [`engine::Event`]s, and [`cli`] is the command-line front end.
 
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod model;
 pub mod prompt;

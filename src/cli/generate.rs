@@ -107,12 +107,12 @@ impl GenerateArgs {
     }
 }
 
-/// Loads the model named by the arguments.
+/// Loads the model named by the arguments: a folder, or the embedded default model.
 pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
-    let dir = args.model_dir.as_ref().ok_or_else(|| {
-        anyhow!("no model given: pass --model-dir DIR with a LLaDA-format folder (config.json, tokenizer.json, *.safetensors)")
-    })?;
-    load_dir(dir, args.dtype, &Device::Cpu)
+    match &args.model_dir {
+        Some(dir) => load_dir(dir, args.dtype, &Device::Cpu),
+        None => crate::model::embedded::load(args.dtype, &Device::Cpu),
+    }
 }
 
 /// The prompt as token ids plus `length` appended masks; returns (canvas, prompt_len).

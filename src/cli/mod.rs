@@ -48,6 +48,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// A local model folder: config.json, tokenizer.json and *.safetensors (LLaDA format).
+    /// Without it, the embedded default model runs.
     #[arg(long, value_name = "DIR")]
     pub model_dir: Option<PathBuf>,
     /// Precision of weights and activations.
@@ -94,37 +95,55 @@ pub fn main() -> ExitCode {
 }
 
 fn run_app(args: AppArgs) -> anyhow::Result<()> {
+    use crate::config::Config;
     use crate::tui::{
         keymap::KeyMap,
         session,
         theme::{Theme, BUILTIN},
         Options,
     };
+    let user_config = Config::user_path();
+    let config = Config::load(user_config.as_deref()).map_err(usage)?;
+    let origin = user_config
+        .as_ref()
+        .map_or("config.toml".to_string(), |p| p.display().to_string());
+    let keymap = KeyMap::with_overrides(&config.keys)
+        .map_err(|e| usage(anyhow::anyhow!("{origin}: [keys] {e:#}")))?;
+    let settings = config.sampler.settings().map_err(usage)?;
     let themes: Vec<Theme> = BUILTIN
         .iter()
         .filter_map(|(name, _)| Theme::builtin(name))
         .collect();
-    let theme_index = match &args.theme {
-        Some(name) => themes.iter().position(|t| &t.name == name).ok_or_else(|| {
+    let theme_name = args.theme.clone().unwrap_or(config.ui.theme.clone());
+    let theme_index = themes
+        .iter()
+        .position(|t| t.name == theme_name)
+        .ok_or_else(|| {
             usage(anyhow::anyhow!(
-                "unknown theme {name:?}: choose one of {}",
+                "unknown theme {theme_name:?}: choose one of {}",
                 themes
                     .iter()
                     .map(|t| t.name.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
             ))
-        })?,
-        None => 0,
-    };
-    let loaded = generate::load_model(&args.model).map_err(usage)?;
+        })?;
+    let mut model_args = args.model.clone();
+    if model_args.model_dir.is_none() && !config.model.dir.is_empty() {
+        model_args.model_dir = Some(config.model.dir.clone().into());
+    }
+    if model_args.dtype == crate::model::loader::Precision::Auto {
+        model_args.dtype = config.model.dtype;
+    }
+    let loaded = generate::load_model(&model_args).map_err(usage)?;
     crate::tui::run(
         loaded,
         Options {
-            keymap: KeyMap::defaults(),
+            keymap,
             themes,
             theme_index,
-            session_path: if args.no_session {
+            settings,
+            session_path: if args.no_session || !config.ui.autosave {
                 None
             } else {
                 session::default_path()

@@ -1,5 +1,6 @@
 //! Everything candle: architectures (one per file) behind the [`Denoiser`] trait, and loading.
 
+pub mod embedded;
 pub mod llada;
 pub mod loader;
 

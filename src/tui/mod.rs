@@ -38,6 +38,8 @@ pub struct Options {
     pub keymap: KeyMap,
     pub themes: Vec<Theme>,
     pub theme_index: usize,
+    /// Run settings from the configuration (a restored session replaces them).
+    pub settings: app::Settings,
     /// Where the session (text, masks, parameters) is saved; `None` disables autosave.
     pub session_path: Option<PathBuf>,
 }

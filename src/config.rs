@@ -1,0 +1,238 @@
+//! Settings: defaults built in (documented, key for key, by the repository's `config.toml`),
+//! overridden by the user's `config.toml` in the platform config directory, overridden by flags.
+//! A broken file stops the app with an error naming the file, line and key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::model::loader::Precision;
+use crate::sampler::{Parallel, SamplerParams, Schedule, Strategy};
+use crate::tui::app::Settings;
+use crate::tui::keymap::{default_table, Command};
+
+/// The documented defaults (the repository's config.toml), compiled in.
+pub const DOCUMENTED: &str = include_str!("../config.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub model: ModelSection,
+    pub sampler: SamplerSection,
+    pub ui: UiSection,
+    pub keys: BTreeMap<Command, Vec<String>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            model: ModelSection::default(),
+            sampler: SamplerSection::default(),
+            ui: UiSection::default(),
+            keys: default_table(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSection {
+    pub dir: String,
+    pub dtype: Precision,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        Self {
+            dir: String::new(),
+            dtype: Precision::Auto,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplerSection {
+    pub length: usize,
+    pub steps: usize,
+    pub block_length: usize,
+    pub temperature: f64,
+    pub top_k: usize,
+    pub top_p: f64,
+    pub strategy: Strategy,
+    pub schedule: Schedule,
+    pub threshold: f64,
+    pub factor: f64,
+    pub alg_temp: f64,
+    pub cfg: f64,
+    pub seed: u64,
+    pub compare: Vec<Strategy>,
+}
+
+impl Default for SamplerSection {
+    fn default() -> Self {
+        let s = Settings::default();
+        Self {
+            length: s.length,
+            steps: 0,
+            block_length: s.params.block_length,
+            temperature: s.params.temperature,
+            top_k: 0,
+            top_p: 1.0,
+            strategy: s.params.strategy,
+            schedule: s.params.schedule,
+            threshold: 0.0,
+            factor: 0.0,
+            alg_temp: 0.0,
+            cfg: s.params.cfg_scale,
+            seed: s.params.seed,
+            compare: s.compare,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiSection {
+    pub theme: String,
+    pub autosave: bool,
+}
+
+impl Default for UiSection {
+    fn default() -> Self {
+        Self {
+            theme: "dark".into(),
+            autosave: true,
+        }
+    }
+}
+
+impl SamplerSection {
+    /// The run settings these values describe, validated.
+    pub fn settings(&self) -> Result<Settings> {
+        let off = |v: f64| (v > 0.0).then_some(v);
+        let params = SamplerParams {
+            steps: self.steps.max(1),
+            block_length: self.block_length,
+            temperature: self.temperature,
+            top_k: (self.top_k > 0).then_some(self.top_k),
+            top_p: (self.top_p < 1.0).then_some(self.top_p),
+            strategy: self.strategy,
+            schedule: self.schedule,
+            parallel: match (off(self.threshold), off(self.factor)) {
+                (Some(t), _) => Some(Parallel::Threshold(t)),
+                (None, Some(f)) => Some(Parallel::Factor(f)),
+                _ => None,
+            },
+            alg_temp: off(self.alg_temp),
+            cfg_scale: self.cfg,
+            seed: self.seed,
+            ..SamplerParams::default()
+        };
+        params.validate()?;
+        if !(2..=4).contains(&self.compare.len()) {
+            return Err(anyhow!("compare needs 2 to 4 strategies"));
+        }
+        Ok(Settings {
+            params,
+            length: self.length,
+            steps: (self.steps > 0).then_some(self.steps),
+            compare: self.compare.clone(),
+        })
+    }
+}
+
+impl Config {
+    /// Parses one config file's text; errors name `origin`, the line and the key.
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        let config: Config = toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))?;
+        config
+            .sampler
+            .settings()
+            .map_err(|e| anyhow!("{origin}: [sampler] {e:#}"))?;
+        Ok(config)
+    }
+
+    /// The user's config file, if it exists.
+    pub fn user_path() -> Option<PathBuf> {
+        dirs::config_dir().map(|d| d.join("dlm-tui").join("config.toml"))
+    }
+
+    /// Built-in defaults overridden by the file at `path` (if it exists).
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        match path {
+            Some(p) if p.exists() => {
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| anyhow!("{}: {e}", p.display()))?;
+                Self::parse(&text, &p.display().to_string())
+            }
+            _ => Ok(Self::default()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_file_equals_the_built_in_defaults_key_for_key() {
+        let parsed = Config::parse(DOCUMENTED, "config.toml").unwrap();
+        assert_eq!(parsed, Config::default());
+        // Every key of the defaults is written out in the documented file.
+        let full = toml::Table::try_from(Config::default()).unwrap();
+        let documented: toml::Table = toml::from_str(DOCUMENTED).unwrap();
+        for (section, table) in &full {
+            let doc = documented.get(section).and_then(|t| t.as_table()).unwrap();
+            for key in table.as_table().unwrap().keys() {
+                assert!(
+                    doc.contains_key(key),
+                    "config.toml does not document [{section}] {key}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn user_values_override_and_the_rest_stay_default() {
+        let c = Config::parse(
+            "[sampler]\ntemperature = 0.7\n[ui]\ntheme = \"light\"\n",
+            "user.toml",
+        )
+        .unwrap();
+        assert_eq!(c.sampler.temperature, 0.7);
+        assert_eq!(c.sampler.length, 64);
+        assert_eq!(c.ui.theme, "light");
+        assert_eq!(c.keys, default_table());
+    }
+
+    #[test]
+    fn broken_files_name_file_line_and_key() {
+        let err = Config::parse(
+            "[sampler]\nlength = 64\ntemprature = 0.5\n",
+            "/home/u/config.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("/home/u/config.toml")
+                && err.contains("line 3")
+                && err.contains("temprature"),
+            "{err}"
+        );
+        let err = Config::parse("[sampler]\nstrategy = \"fastest\"\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("fastest"), "{err}");
+        let err = Config::parse("[sampler]\nblock_length = 0\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("block length"), "{err}");
+        let err = Config::parse("[keys]\nlaunch = [\"F5\"]\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("launch"), "{err}");
+    }
+}

@@ -1,0 +1,207 @@
+//! Drives the real `dlm-tui` binary in tmux as a person would: type, mark a span, run and watch
+//! highlighted steps arrive, cancel, compare two strategies, quit, and check the terminal is
+//! restored. Needs tmux (`.ci/run` installs it).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    session: String,
+    home: PathBuf,
+}
+
+impl Tmux {
+    fn start(tag: &str) -> Self {
+        let status = Command::new("tmux").arg("-V").output();
+        assert!(
+            status.is_ok_and(|o| o.status.success()),
+            "tmux is required for this test: apt-get install tmux"
+        );
+        let session = format!("dlm-e2e-{tag}-{}", std::process::id());
+        let home = std::env::temp_dir().join(&session);
+        std::fs::create_dir_all(&home).unwrap();
+        let ok = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &session,
+                "-x",
+                "120",
+                "-y",
+                "36",
+                "bash --norc --noprofile",
+            ])
+            .env("TERM", "xterm-256color")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "could not start tmux");
+        let t = Self { session, home };
+        t.launch("EXITED");
+        t
+    }
+
+    /// Starts the app in the pane's shell with an empty HOME; `marker` is echoed with its exit code.
+    fn launch(&self, marker: &str) {
+        let bin = env!("CARGO_BIN_EXE_dlm-tui");
+        self.literal(&format!(
+            "clear; cd {home} && HOME={home} XDG_CONFIG_HOME= XDG_DATA_HOME= {bin}; echo {marker} $?\n",
+            home = self.home.display()
+        ));
+        self.wait_for("Editor", Duration::from_secs(30));
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut cmd = Command::new("tmux");
+        cmd.args(["send-keys", "-t", &self.session]).args(keys);
+        assert!(cmd.status().unwrap().success());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    fn literal(&self, text: &str) {
+        assert!(Command::new("tmux")
+            .args(["send-keys", "-t", &self.session, "-l", text])
+            .status()
+            .unwrap()
+            .success());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    fn screen(&self, colours: bool) -> String {
+        let mut cmd = Command::new("tmux");
+        cmd.args(["capture-pane", "-p", "-t", &self.session]);
+        if colours {
+            cmd.arg("-e");
+        }
+        String::from_utf8(cmd.output().unwrap().stdout).unwrap()
+    }
+
+    fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen(false);
+            if screen.contains(needle) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out waiting for {needle:?}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.session])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+#[test]
+fn a_person_edits_runs_cancels_compares_and_quits() {
+    let t = Tmux::start("main");
+    t.literal("Once upon a time, there was a little girl named Lily. She liked to play.");
+    // Select "little" (it ends 36 characters before the end of the text) and mask it.
+    for _ in 0..36 {
+        t.keys(&["Left"]);
+    }
+    for _ in 0..6 {
+        t.keys(&["S-Left"]);
+    }
+    t.keys(&["C-k"]);
+    let screen = t.wait_for("[▒", Duration::from_secs(5));
+    assert!(screen.contains("there was a [▒"), "{screen}");
+
+    // Run: steps arrive, the tokens committed in the shown step are highlighted.
+    t.keys(&["F5"]);
+    let screen = t.wait_for("done", Duration::from_secs(60));
+    assert!(screen.contains("low-confidence · step"), "{screen}");
+    assert!(!t.screen(false).contains("░░░"), "masks left after the run");
+    // Scrub to the first step: masks are visible and the tokens committed in that step are
+    // highlighted (the dark theme's background #ffd75f).
+    t.keys(&["C-PPage", "NPage"]);
+    let screen = t.wait_for("step 1/", Duration::from_secs(5));
+    assert!(screen.contains("░░░"), "{screen}");
+    let coloured = t.screen(true);
+    assert!(
+        coloured.contains("48;2;255;215;95"),
+        "no highlighted tokens:\n{coloured}"
+    );
+    t.keys(&["C-NPage"]);
+
+    // Cancel a long run straight away: the panel says so and keeps what it had.
+    t.keys(&["Tab"]);
+    t.keys(&[
+        "Right", "Right", "Right", "Right", "Right", "Right", "Right", "Right",
+    ]);
+    t.keys(&["BTab"]);
+    t.keys(&["F5"]);
+    t.keys(&["Escape"]);
+    let screen = t.wait_for("cancelled", Duration::from_secs(30));
+    assert!(screen.contains("partial canvas"), "{screen}");
+
+    // Compare two strategies side by side.
+    t.keys(&["F7", "F5"]);
+    let screen = t.wait_for("margin · step", Duration::from_secs(60));
+    let screen = if screen.matches("done").count() >= 2 {
+        screen
+    } else {
+        std::thread::sleep(Duration::from_secs(3));
+        t.screen(false)
+    };
+    assert!(
+        screen.contains("low-confidence · step") && screen.contains("margin · step"),
+        "{screen}"
+    );
+
+    // Help overlay, then quit: the shell sees the exit and the alternate screen is gone.
+    t.keys(&["F1"]);
+    t.wait_for("Keys (F1)", Duration::from_secs(5));
+    // (Separate sends: Esc followed at once by another key reads as Alt+key.)
+    t.keys(&["Escape"]);
+    std::thread::sleep(Duration::from_millis(200));
+    t.keys(&["C-q"]);
+    let screen = t.wait_for("EXITED 0", Duration::from_secs(10));
+    assert!(
+        !screen.contains("Parameters"),
+        "the app's screen is still shown:\n{screen}"
+    );
+    // The session was saved for next time.
+    let saved = std::fs::read_to_string(t.home.join(".local/share/dlm-tui/session.json")).unwrap();
+    assert!(saved.contains("there was a [MASK"), "{saved}");
+}
+
+#[test]
+fn the_session_comes_back_and_sigterm_restores_the_terminal() {
+    let t = Tmux::start("session");
+    t.literal("Tom found a [MASK:3] in the garden.");
+    t.keys(&["C-q"]);
+    t.wait_for("EXITED 0", Duration::from_secs(10));
+    // Relaunch in the same home: the text and span are back.
+    t.launch("EXITED-AGAIN");
+    let screen = t.screen(false);
+    assert!(
+        screen.contains("Tom found a [▒3] in the garden."),
+        "{screen}"
+    );
+    // SIGTERM to this pane's app (a child of the pane's shell): it leaves raw mode and the
+    // alternate screen.
+    let shell = Command::new("tmux")
+        .args(["list-panes", "-t", &t.session, "-F", "#{pane_pid}"])
+        .output()
+        .unwrap();
+    let shell = String::from_utf8(shell.stdout).unwrap().trim().to_string();
+    assert!(Command::new("pkill")
+        .args(["-TERM", "-P", &shell])
+        .status()
+        .unwrap()
+        .success());
+    let screen = t.wait_for("EXITED-AGAIN", Duration::from_secs(10));
+    assert!(!screen.contains("Parameters"), "{screen}");
+}
