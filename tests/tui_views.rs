@@ -286,3 +286,55 @@ fn editing_masks_and_parameters_by_keys() {
     assert!(app.message.as_ref().unwrap().text.contains("temperature"));
     assert_eq!(app.settings.params.temperature, 0.5);
 }
+
+#[test]
+fn mouse_drag_selects_wrapped_text() {
+    use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let (mut app, _engine) = app();
+    let long = "Once upon a time there was a girl who liked to run and jump and play in the sun all day long.";
+    type_text(&mut app, long);
+    draw(&mut app, 80, 24);
+    let area = app.editor_area;
+    assert!(
+        area.width < long.len() as u16,
+        "the text must wrap in this test"
+    );
+    let mouse = |kind, column, row| {
+        Action::Mouse(MouseEvent {
+            kind,
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    // Drag over "Once" on the first row, then over the first 3 characters of the second row.
+    update(
+        &mut app,
+        mouse(MouseEventKind::Down(MouseButton::Left), area.x, area.y),
+    );
+    update(
+        &mut app,
+        mouse(MouseEventKind::Drag(MouseButton::Left), area.x + 4, area.y),
+    );
+    assert_eq!(app.doc.selection(), Some((0, 4)));
+    update(
+        &mut app,
+        mouse(MouseEventKind::Down(MouseButton::Left), area.x, area.y + 1),
+    );
+    update(
+        &mut app,
+        mouse(
+            MouseEventKind::Drag(MouseButton::Left),
+            area.x + 3,
+            area.y + 1,
+        ),
+    );
+    let (start, end) = app.doc.selection().unwrap();
+    assert_eq!(end - start, 3);
+    assert!(
+        start > 30,
+        "the second row starts after the first row's width: {start}"
+    );
+    update(&mut app, ctrl('k'));
+    assert!(app.doc.to_prompt().contains("[MASK"));
+}

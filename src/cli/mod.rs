@@ -42,6 +42,8 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Train a small LLaDA-format diffusion LM on a text corpus (how the default model is made).
     Train(crate::train::TrainArgs),
+    /// Measure a LLaDA-format model: held-out NLL bound, unigram baseline, samples, latency.
+    Eval(crate::train::eval::EvalArgs),
 }
 
 /// Which model to run.
@@ -78,6 +80,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Generate(args)) => generate::run(args),
         Some(Command::Train(args)) => crate::train::run(args),
+        Some(Command::Eval(args)) => crate::train::eval::run(args),
         None => run_app(cli.app),
     };
     match result {

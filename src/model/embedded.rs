@@ -22,6 +22,15 @@ pub fn config() -> Result<LladaConfig> {
 
 /// Loads the embedded model. Its f16 weights are widened to f32 unless asked otherwise.
 pub fn load(precision: Precision, device: &Device) -> Result<LoadedModel> {
+    let (model, codec) = load_llada(precision, device)?;
+    Ok(LoadedModel {
+        model: Box::new(model),
+        codec,
+    })
+}
+
+/// The embedded model as the concrete LLaDA type.
+pub fn load_llada(precision: Precision, device: &Device) -> Result<(Llada, TextCodec)> {
     let dtype = match precision {
         Precision::Auto | Precision::F32 => DType::F32,
         Precision::Bf16 => DType::BF16,
@@ -30,8 +39,8 @@ pub fn load(precision: Precision, device: &Device) -> Result<LoadedModel> {
     let vb = VarBuilder::from_slice_safetensors(WEIGHTS, dtype, device)
         .context("reading the embedded weights")?;
     let model = Llada::new(config()?, vb, NAME.to_string())?;
-    Ok(LoadedModel {
-        model: Box::new(model),
-        codec: TextCodec::from_bytes(TOKENIZER).context("the embedded tokenizer")?,
-    })
+    Ok((
+        model,
+        TextCodec::from_bytes(TOKENIZER).context("the embedded tokenizer")?,
+    ))
 }

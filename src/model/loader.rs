@@ -141,6 +141,19 @@ fn resolve_precision(precision: Precision, parameters: usize) -> DType {
 
 /// Loads a model folder from disk (weights are memory-mapped).
 pub fn load_dir(dir: &Path, precision: Precision, device: &Device) -> Result<LoadedModel> {
+    let (model, codec) = load_llada_dir(dir, precision, device)?;
+    Ok(LoadedModel {
+        model: Box::new(model),
+        codec,
+    })
+}
+
+/// Loads a LLaDA-format folder as the concrete model type (training and evaluation need it).
+pub fn load_llada_dir(
+    dir: &Path,
+    precision: Precision,
+    device: &Device,
+) -> Result<(Llada, TextCodec)> {
     let files = ModelFiles::locate(dir)?;
     let text = std::fs::read_to_string(&files.config)
         .with_context(|| format!("reading {}", files.config.display()))?;
@@ -151,29 +164,25 @@ pub fn load_dir(dir: &Path, precision: Precision, device: &Device) -> Result<Loa
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| dir.display().to_string());
     let codec = TextCodec::from_file(&files.tokenizer)?;
-    match detect_family(&json)? {
-        "llada" => {
-            let cfg: LladaConfig = serde_json::from_value(json).with_context(|| {
-                format!(
-                    "{} does not match LLaDA's config keys",
-                    files.config.display()
-                )
-            })?;
-            cfg.validate()
-                .with_context(|| format!("in {}", files.config.display()))?;
-            let dtype = resolve_precision(precision, cfg.parameter_count());
-            // SAFETY: the files are memory-mapped read-only; modifying them while dlm-tui runs is
-            // undefined behaviour, as for every mmap-based loader.
-            let weights = weight_files(dir)?;
-            let vb = unsafe { VarBuilder::from_mmaped_safetensors(&weights, dtype, device) }
-                .with_context(|| format!("reading safetensors in {}", dir.display()))?;
-            let model = Llada::new(cfg, vb, name)
-                .with_context(|| format!("loading LLaDA weights from {}", dir.display()))?;
-            Ok(LoadedModel {
-                model: Box::new(model),
-                codec,
-            })
-        }
-        other => bail!("no loader for family {other}"),
+    let family = detect_family(&json)?;
+    if family != "llada" {
+        bail!("no loader for family {family}");
     }
+    let cfg: LladaConfig = serde_json::from_value(json).with_context(|| {
+        format!(
+            "{} does not match LLaDA's config keys",
+            files.config.display()
+        )
+    })?;
+    cfg.validate()
+        .with_context(|| format!("in {}", files.config.display()))?;
+    let dtype = resolve_precision(precision, cfg.parameter_count());
+    let weights = weight_files(dir)?;
+    // SAFETY: the files are memory-mapped read-only; modifying them while dlm-tui runs is
+    // undefined behaviour, as for every mmap-based loader.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&weights, dtype, device) }
+        .with_context(|| format!("reading safetensors in {}", dir.display()))?;
+    let model = Llada::new(cfg, vb, name)
+        .with_context(|| format!("loading LLaDA weights from {}", dir.display()))?;
+    Ok((model, codec))
 }

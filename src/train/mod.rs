@@ -5,6 +5,7 @@
 pub mod adamw;
 pub mod bpe;
 pub mod corpus;
+pub mod eval;
 pub mod objective;
 
 use std::collections::HashMap;

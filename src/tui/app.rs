@@ -8,7 +8,7 @@ use std::time::Duration;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use serde::{Deserialize, Serialize};
 
-use super::editor::{Document, Unit};
+use super::editor::{index_at, visual_rows, Document, Unit};
 use super::keymap::{Command, KeyMap};
 use super::params::{Field, ParamsForm};
 use super::theme::Theme;
@@ -193,6 +193,8 @@ pub struct Rect {
     pub y: u16,
     pub width: u16,
     pub height: u16,
+    /// Rows of content scrolled off the top.
+    pub scroll: u16,
 }
 
 impl Rect {
@@ -635,9 +637,11 @@ fn on_mouse(app: &mut App, mouse: MouseEvent) {
                 return;
             }
             app.focus = Focus::Editor;
-            let line = (mouse.row - area.y) as usize;
+            let row = (mouse.row - area.y + area.scroll) as usize;
             let column = (mouse.column - area.x) as usize;
-            let index = app.doc.index_at(line, column, unit_width);
+            let units = app.doc.units();
+            let rows = visual_rows(units, (area.width as usize).saturating_sub(1), unit_width);
+            let index = index_at(units, &rows, row, column, unit_width);
             let drag = matches!(mouse.kind, MouseEventKind::Drag(_));
             app.doc.move_to(index, drag);
         }

@@ -394,35 +394,58 @@ impl Document {
         self.cursor = self.units.len();
         self.anchor = None;
     }
+}
 
-    /// Unit index under (line, column) in the editor's own layout (mouse clicks).
-    pub fn index_at(
-        &self,
-        line: usize,
-        column: usize,
-        span_width: impl Fn(&Unit) -> usize,
-    ) -> usize {
-        let mut current_line = 0;
-        let mut col = 0;
-        for (i, unit) in self.units.iter().enumerate() {
-            if current_line == line && col >= column {
-                return i;
-            }
-            if *unit == Unit::Char('\n') {
-                if current_line == line {
-                    return i;
-                }
-                current_line += 1;
-                col = 0;
-            } else {
-                col += span_width(unit);
-                if current_line == line && col > column {
-                    return i;
-                }
-            }
+/// Soft-wrapped rows of the document at `width` columns: each row is a range of unit indices
+/// (a newline ends a row and belongs to none). Rendering and mouse hit-testing share it.
+pub fn visual_rows(
+    units: &[Unit],
+    width: usize,
+    unit_width: impl Fn(&Unit) -> usize,
+) -> Vec<(usize, usize)> {
+    let width = width.max(1);
+    let mut rows = Vec::new();
+    let mut start = 0;
+    let mut col = 0;
+    for (i, unit) in units.iter().enumerate() {
+        if *unit == Unit::Char('\n') {
+            rows.push((start, i));
+            start = i + 1;
+            col = 0;
+            continue;
         }
-        self.units.len()
+        let w = unit_width(unit);
+        if col + w > width && i > start {
+            rows.push((start, i));
+            start = i;
+            col = 0;
+        }
+        col += w;
     }
+    rows.push((start, units.len()));
+    rows
+}
+
+/// Unit index under a click at visual (row, column).
+pub fn index_at(
+    units: &[Unit],
+    rows: &[(usize, usize)],
+    row: usize,
+    column: usize,
+    unit_width: impl Fn(&Unit) -> usize,
+) -> usize {
+    let Some(&(start, end)) = rows.get(row) else {
+        return units.len();
+    };
+    let mut col = 0;
+    for i in start..end {
+        let w = unit_width(&units[i]);
+        if column < col + w {
+            return i;
+        }
+        col += w;
+    }
+    end
 }
 
 fn parse_units(text: &str) -> Vec<Unit> {
@@ -544,16 +567,22 @@ mod tests {
     }
 
     #[test]
-    fn clicks_map_to_units() {
+    fn rows_wrap_and_clicks_map_to_units() {
         let d = Document::from_prompt("ab[MASK:2]c\nxyz");
         let width = |u: &Unit| match u {
             Unit::Char(_) => 1,
             Unit::Mask { .. } => 4,
         };
-        assert_eq!(d.index_at(0, 0, width), 0);
-        assert_eq!(d.index_at(0, 3, width), 2);
-        assert_eq!(d.index_at(0, 6, width), 3);
-        assert_eq!(d.index_at(1, 1, width), 6);
-        assert_eq!(d.index_at(5, 0, width), d.units().len());
+        let rows = visual_rows(d.units(), 80, width);
+        assert_eq!(rows, vec![(0, 4), (5, 8)]);
+        assert_eq!(index_at(d.units(), &rows, 0, 0, width), 0);
+        assert_eq!(index_at(d.units(), &rows, 0, 3, width), 2);
+        assert_eq!(index_at(d.units(), &rows, 0, 6, width), 3);
+        assert_eq!(index_at(d.units(), &rows, 0, 60, width), 4);
+        assert_eq!(index_at(d.units(), &rows, 1, 1, width), 6);
+        assert_eq!(index_at(d.units(), &rows, 5, 0, width), d.units().len());
+        // Narrow: "ab" + span (4) do not fit in 5 columns.
+        let rows = visual_rows(d.units(), 5, width);
+        assert_eq!(rows, vec![(0, 2), (2, 4), (5, 8)]);
     }
 }

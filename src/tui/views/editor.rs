@@ -6,10 +6,11 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use super::{inner, panel, styled};
-use crate::tui::app::{span_label, App, Focus};
-use crate::tui::editor::Unit;
+use crate::tui::app::{span_label, unit_width, App, Focus};
+use crate::tui::editor::{visual_rows, Unit};
 
-pub fn render(app: &App, frame: &mut Frame, area: Rect) -> Rect {
+/// Draws the editor; returns its text area and how many rows are scrolled off the top.
+pub fn render(app: &App, frame: &mut Frame, area: Rect) -> (Rect, u16) {
     let theme = app.theme();
     let doc = &app.doc;
     let title = format!(
@@ -23,36 +24,42 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> Rect {
 
     let selection = doc.selection();
     let show_cursor = app.focus == Focus::Editor;
-    let mut lines: Vec<Line> = vec![Line::default()];
+    let units = doc.units();
+    // One column is kept free for the cursor at the end of a row.
+    let rows = visual_rows(
+        units,
+        (text_area.width as usize).saturating_sub(1),
+        unit_width,
+    );
     let mut cursor_line = 0;
-    for (i, unit) in doc.units().iter().enumerate() {
-        let selected = selection.is_some_and(|(s, e)| i >= s && i < e);
-        let at_cursor = show_cursor && i == doc.cursor();
-        if at_cursor {
-            cursor_line = lines.len() - 1;
-        }
-        let (text, mut style) = match unit {
-            Unit::Char('\n') => {
-                if at_cursor {
-                    push(&mut lines, styled(theme.cursor, " "));
-                }
-                lines.push(Line::default());
-                continue;
+    let mut lines: Vec<Line> = Vec::with_capacity(rows.len());
+    for (row_index, &(start, end)) in rows.iter().enumerate() {
+        let mut spans: Vec<Span> = Vec::new();
+        for (i, unit) in units.iter().enumerate().take(end).skip(start) {
+            let (text, mut style) = match unit {
+                Unit::Char(c) => (c.to_string(), theme.base),
+                Unit::Mask { count, .. } => (span_label(*count), theme.span),
+            };
+            if selection.is_some_and(|(s, e)| i >= s && i < e) {
+                style = style.patch(theme.selection);
             }
-            Unit::Char(c) => (c.to_string(), theme.base),
-            Unit::Mask { count, .. } => (span_label(*count), theme.span),
-        };
-        if selected {
-            style = style.patch(theme.selection);
+            if show_cursor && i == doc.cursor() {
+                style = theme.cursor;
+                cursor_line = row_index;
+            }
+            spans.push(styled(style, text));
         }
-        if at_cursor {
-            style = theme.cursor;
+        // The cursor after the last unit of a row (end of a line or of the text).
+        let next_row_starts_here = rows.get(row_index + 1).is_some_and(|r| r.0 == end);
+        if show_cursor
+            && doc.cursor() == end
+            && !next_row_starts_here
+            && (end == units.len() || units[end] == Unit::Char('\n'))
+        {
+            spans.push(styled(theme.cursor, " "));
+            cursor_line = row_index;
         }
-        push(&mut lines, styled(style, text));
-    }
-    if show_cursor && doc.cursor() >= doc.units().len() {
-        cursor_line = lines.len() - 1;
-        push(&mut lines, styled(theme.cursor, " "));
+        lines.push(Line::from(spans));
     }
     if doc.is_empty() && !show_cursor {
         lines = vec![Line::from(styled(
@@ -64,14 +71,5 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> Rect {
     let height = text_area.height as usize;
     let scroll = cursor_line.saturating_sub(height.saturating_sub(1));
     frame.render_widget(Paragraph::new(lines).scroll((scroll as u16, 0)), text_area);
-    Rect {
-        y: text_area.y.saturating_sub(scroll as u16),
-        ..text_area
-    }
-}
-
-fn push(lines: &mut [Line<'static>], span: Span<'static>) {
-    if let Some(line) = lines.last_mut() {
-        line.spans.push(span);
-    }
+    (text_area, scroll as u16)
 }

@@ -45,7 +45,7 @@ pub fn render(app: &App, frame: &mut Frame) -> HitRect {
     let [editor_area, live_area] =
         Layout::vertical([Constraint::Length(editor_height), Constraint::Min(4)]).areas(left);
 
-    let editor_inner = editor::render(app, frame, editor_area);
+    let (editor_inner, scroll) = editor::render(app, frame, editor_area);
     live::render(app, frame, live_area);
     params::render(app, frame, right);
     status::render(app, frame, status_area);
@@ -57,6 +57,7 @@ pub fn render(app: &App, frame: &mut Frame) -> HitRect {
         y: editor_inner.y,
         width: editor_inner.width,
         height: editor_inner.height,
+        scroll,
     }
 }
 

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Makes screenshots/*.png from the real app: drives the release binary in tmux, captures the
+# pane with colours (capture-pane -e) and renders each capture with scripts/ansi_to_png.py.
+# Needs tmux, python3 with Pillow, and fonts-dejavu-core. Rerun it whenever the views change:
+#   cargo build --release && scripts/screenshots.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin="$PWD/target/release/dlm-tui"
+out="$PWD/screenshots"
+home="$(mktemp -d)"
+session="dlm-shots-$$"
+mkdir -p "$out"
+trap 'tmux kill-session -t "$session" 2>/dev/null || true; rm -rf "$home"' EXIT
+
+tmux new-session -d -s "$session" -x 120 -y 36 "cd $home && HOME=$home XDG_CONFIG_HOME= XDG_DATA_HOME= $bin"
+sleep 2
+keys() { tmux send-keys -t "$session" "$@"; sleep 0.3; }
+shot() {
+    sleep "${2:-0.5}"
+    tmux capture-pane -e -p -t "$session" > "$home/$1.ansi"
+    python3 scripts/ansi_to_png.py "$home/$1.ansi" "$out/$1.png"
+    echo "screenshots/$1.png"
+}
+
+tmux send-keys -t "$session" -l "Once upon a time, there was a little girl named Lily. She loved to play in the park with her dog."
+sleep 0.3
+for _ in $(seq 1 61); do keys Left; done
+for _ in $(seq 1 6); do keys S-Left; done
+keys C-k
+shot editor
+# A slow, visible run: many steps over a long generation region.
+keys F5
+shot live-running 0.4
+sleep 4
+shot live-done
+keys C-PPage; keys NPage; keys NPage; keys NPage
+shot scrubbed
+keys C-NPage
+keys F2
+shot confidence
+keys F2
+keys F7
+keys F5
+sleep 6
+shot compare
+keys F1
+shot help
+keys Escape
+sleep 0.3
+keys C-q

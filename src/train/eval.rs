@@ -1,0 +1,270 @@
+//! `dlm-tui eval`: the numbers of the default model's card. Held-out NLL bound against a unigram
+//! baseline, samples after story prompts with their dictionary-word rate, and per-step latency.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::Device;
+use clap::Args;
+use serde::Serialize;
+
+use super::corpus::{read_stories, split, TokenStream};
+use super::objective::heldout_nll;
+use crate::model::llada::Llada;
+use crate::model::loader::Precision;
+use crate::sampler::{ModelTraits, Sampler, SamplerParams};
+use crate::text::TextCodec;
+
+/// Prompts the quality bar is measured on: openings in the style of the corpus.
+pub const STORY_PROMPTS: [&str; 20] = [
+    "Once upon a time, there was a little girl named Lily.",
+    "One day, Tom went to the park with his mom.",
+    "Once upon a time, there was a big dog.",
+    "Sara had a red ball. She",
+    "The sun was shining and the birds were singing.",
+    "Once upon a time, in a small house, there lived a cat.",
+    "Ben and Mia were best friends.",
+    "One day, a little bird fell from a tree.",
+    "Lily wanted to bake a cake for her mom.",
+    "There was a boy who loved to play with his toys.",
+    "Once upon a time, there was a kind old man.",
+    "The little fish swam in the big blue sea.",
+    "Max found a shiny rock in the garden.",
+    "It was a rainy day, and Sue was sad.",
+    "Once upon a time, a bunny lived in the woods.",
+    "Tim and his dad went to the store.",
+    "Anna saw a big box in her room.",
+    "One morning, a little frog woke up early.",
+    "The king had a beautiful garden.",
+    "Once upon a time, there was a girl who liked to sing.",
+];
+
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// The model folder to evaluate (default: the embedded model).
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
+    /// The corpus it was trained on (the held-out split is evaluated).
+    #[arg(long)]
+    pub corpus: PathBuf,
+    #[arg(long, default_value_t = 0.05)]
+    pub val_fraction: f64,
+    /// Held-out windows of this many tokens.
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    #[arg(long, default_value_t = 48)]
+    pub eval_windows: usize,
+    /// Tokens generated after each prompt.
+    #[arg(long, default_value_t = 64)]
+    pub length: usize,
+    #[arg(long, default_value_t = 64)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 32)]
+    pub block_length: usize,
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// A word list, one word per line (Debian's wamerican).
+    #[arg(long, default_value = "/usr/share/dict/american-english")]
+    pub words: PathBuf,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub heldout_nll_per_token: f64,
+    pub heldout_bits_per_char: f64,
+    pub unigram_nll_per_token: f64,
+    pub word_rate: f64,
+    pub words_checked: usize,
+    pub samples: Vec<String>,
+    pub step_ms_len128_median: f64,
+}
+
+/// Words of a text as the dictionary check sees them: letters and apostrophes.
+pub fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_alphabetic() || c == '\''))
+        .map(|w| w.trim_matches('\''))
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The share of `words` found in the dictionary (case-insensitively; possessives allowed).
+pub fn dictionary_rate(words: &[String], dictionary: &HashSet<String>) -> f64 {
+    if words.is_empty() {
+        return 0.0;
+    }
+    let known = words
+        .iter()
+        .filter(|w| {
+            let lower = w.to_lowercase();
+            dictionary.contains(&lower)
+                || lower
+                    .strip_suffix("'s")
+                    .is_some_and(|stem| dictionary.contains(stem))
+        })
+        .count();
+    known as f64 / words.len() as f64
+}
+
+pub fn load_dictionary(path: &Path) -> Result<HashSet<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "reading the word list {} (apt-get install wamerican)",
+            path.display()
+        )
+    })?;
+    Ok(text.lines().map(|w| w.trim().to_lowercase()).collect())
+}
+
+/// Cross-entropy per token of a unigram model fitted on `train` (add-one smoothing).
+pub fn unigram_nll(train: &[u32], heldout: &[u32], vocab: usize) -> f64 {
+    let mut counts: HashMap<u32, f64> = HashMap::new();
+    for &t in train {
+        *counts.entry(t).or_default() += 1.0;
+    }
+    let total = train.len() as f64 + vocab as f64;
+    let nll: f64 = heldout
+        .iter()
+        .map(|t| -((counts.get(t).copied().unwrap_or(0.0) + 1.0) / total).ln())
+        .sum();
+    nll / heldout.len() as f64
+}
+
+/// Generates after `prompt` with the given parameters; returns the generated text only.
+pub fn sample(
+    model: &mut Llada,
+    codec: &TextCodec,
+    prompt: &str,
+    params: &SamplerParams,
+    length: usize,
+) -> Result<String> {
+    use crate::model::Denoiser;
+    let info = model.info().clone();
+    let mut canvas = codec.encode(prompt, false)?;
+    let prompt_len = canvas.len();
+    canvas.extend(std::iter::repeat_n(info.mask_id, length));
+    let traits = ModelTraits {
+        mask_id: info.mask_id,
+        shift_logits: false,
+    };
+    let mut sampler = Sampler::new(canvas, params.clone(), traits)?;
+    while sampler
+        .step(|inputs| model.forward_batch(inputs))?
+        .is_some()
+    {}
+    Ok(codec.decode(&sampler.tokens()[prompt_len..], true))
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let device = Device::Cpu;
+    let (mut model, codec) = match &args.model_dir {
+        Some(dir) => crate::model::loader::load_llada_dir(dir, Precision::F32, &device)?,
+        None => crate::model::embedded::load_llada(Precision::F32, &device)?,
+    };
+    let cfg = model.config().clone();
+    let mask_id = cfg.mask_token_id.unwrap_or_default();
+    let eos = cfg.eos_token_id.unwrap_or_default();
+
+    let stories = read_stories(&args.corpus)?;
+    let (train_stories, val_stories) = split(&stories, args.val_fraction);
+    let train = TokenStream::encode(&codec, train_stories, eos)?;
+    let val = TokenStream::encode(&codec, val_stories, eos)?;
+    let windows = val.windows(args.seq_len, args.eval_windows);
+    let chars: usize = windows
+        .iter()
+        .map(|w| codec.decode(w, false).chars().count())
+        .sum();
+    let nats = heldout_nll(&model, &windows, mask_id, 8, 8)?;
+    let eval_tokens: Vec<u32> = windows.iter().flatten().copied().collect();
+    let report_nll = nats / eval_tokens.len() as f64;
+    let unigram = unigram_nll(&train.ids, &eval_tokens, codec.vocab_size());
+
+    let dictionary = load_dictionary(&args.words)?;
+    let mut samples = Vec::new();
+    let mut all_words = Vec::new();
+    for (seed, prompt) in STORY_PROMPTS.iter().enumerate() {
+        let params = SamplerParams {
+            steps: args.steps,
+            block_length: args.block_length,
+            temperature: args.temperature,
+            seed: seed as u64,
+            ..SamplerParams::default()
+        };
+        let text = sample(&mut model, &codec, prompt, &params, args.length)?;
+        all_words.extend(words(&text));
+        samples.push(format!("{prompt}{text}"));
+    }
+    let word_rate = dictionary_rate(&all_words, &dictionary);
+
+    // Per-step latency at length 128 (prompt + masks), median of 16 forward passes.
+    let step_ms = {
+        use crate::model::Denoiser;
+        let canvas: Vec<u32> = (0..128)
+            .map(|i| if i < 16 { 100 + i } else { mask_id })
+            .collect();
+        let mut times = Vec::new();
+        for _ in 0..18 {
+            let start = Instant::now();
+            model.forward(&canvas)?;
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        times.drain(..2);
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+
+    let report = Report {
+        heldout_nll_per_token: report_nll,
+        heldout_bits_per_char: nats / chars as f64 / std::f64::consts::LN_2,
+        unigram_nll_per_token: unigram,
+        word_rate,
+        words_checked: all_words.len(),
+        samples,
+        step_ms_len128_median: step_ms,
+    };
+    println!(
+        "held-out NLL bound: {:.4} nats/token ({:.4} bits/char); unigram baseline {:.4} nats/token",
+        report.heldout_nll_per_token, report.heldout_bits_per_char, report.unigram_nll_per_token
+    );
+    println!(
+        "dictionary words: {:.1}% of {} words in 20 samples",
+        100.0 * word_rate,
+        all_words.len()
+    );
+    println!("forward pass at length 128: {:.2} ms (median)", step_ms);
+    for s in report.samples.iter().take(5) {
+        println!("---\n{s}");
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_and_dictionary_rate() {
+        let w = words("Lily's dog ran, \"fast!\" xqzt and 'ok'");
+        assert_eq!(w, vec!["Lily's", "dog", "ran", "fast", "xqzt", "and", "ok"]);
+        let dict: HashSet<String> = ["lily", "dog", "ran", "fast", "and", "ok"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!((dictionary_rate(&w, &dict) - 6.0 / 7.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn unigram_baseline_is_the_smoothed_cross_entropy() {
+        let nll = unigram_nll(&[1, 1, 2], &[1], 3);
+        // p(1) = (2 + 1) / (3 + 3)
+        assert!((nll - (6.0f64 / 3.0).ln()).abs() < 1e-12);
+    }
+}
