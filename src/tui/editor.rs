@@ -438,8 +438,8 @@ pub fn index_at(
         return units.len();
     };
     let mut col = 0;
-    for i in start..end {
-        let w = unit_width(&units[i]);
+    for (i, unit) in units.iter().enumerate().take(end).skip(start) {
+        let w = unit_width(unit);
         if column < col + w {
             return i;
         }
