@@ -338,3 +338,49 @@ fn mouse_drag_selects_wrapped_text() {
     update(&mut app, ctrl('k'));
     assert!(app.doc.to_prompt().contains("[MASK"));
 }
+
+#[test]
+fn export_writes_json_lines_in_the_generate_schema_and_text() {
+    let (mut app, engine) = prepared();
+    for e in run(&mut app, &engine) {
+        update(&mut app, Action::Engine(e));
+    }
+    let dir = std::env::temp_dir().join(format!("dlm-export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let written = dlm_tui::tui::session::export(&app, &dir).unwrap();
+    assert!(written.contains("dlm-tui-run-1.jsonl"), "{written}");
+    let jsonl = std::fs::read_to_string(dir.join("dlm-tui-run-1.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps = lines.iter().filter(|l| l["type"] == "step").count();
+    assert_eq!(steps, app.run.as_ref().unwrap().lanes[0].frames.len());
+    let done = lines.last().unwrap();
+    assert_eq!(done["type"], "done");
+    for key in ["tokens", "prompt_len", "text", "nfe", "elapsed_ms"] {
+        assert!(!done[key].is_null(), "done line lacks {key}");
+    }
+    for key in [
+        "lane",
+        "step",
+        "steps",
+        "committed",
+        "masked",
+        "nfe",
+        "elapsed_ms",
+        "text",
+    ] {
+        assert!(!lines[0][key].is_null(), "step line lacks {key}");
+    }
+    let text = std::fs::read_to_string(dir.join("dlm-tui-run-1.txt")).unwrap();
+    assert!(
+        text.starts_with("Once upon a time, Tom had a red ball."),
+        "{text}"
+    );
+    // A second export does not overwrite the first.
+    assert!(dlm_tui::tui::session::export(&app, &dir)
+        .unwrap()
+        .contains("run-2"));
+    std::fs::remove_dir_all(dir).ok();
+}

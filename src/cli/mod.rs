@@ -28,7 +28,8 @@ pub struct Cli {
 pub struct AppArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Colour theme: dark, light or high-contrast.
+    /// Colour theme: dark, light, high-contrast, or a theme file's name from the config
+    /// directory's themes/ folder.
     #[arg(long, value_name = "NAME")]
     pub theme: Option<String>,
     /// Neither restore nor save the editor session.

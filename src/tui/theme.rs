@@ -132,6 +132,32 @@ impl Theme {
         Self::from_file(file).map_err(|e| anyhow!("{origin}: {e:#}"))
     }
 
+    /// The built-in themes followed by every `*.toml` in `dir` (a user's themes folder). A broken
+    /// file is an error that names it: the app does not start half-configured.
+    pub fn all(dir: Option<&std::path::Path>) -> Result<Vec<Self>> {
+        let mut themes: Vec<Self> = BUILTIN
+            .iter()
+            .map(|(n, text)| Self::parse(text, &format!("themes/{n}.toml")))
+            .collect::<Result<_>>()?;
+        let Some(dir) = dir.filter(|d| d.is_dir()) else {
+            return Ok(themes);
+        };
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("listing {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        for path in files {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let theme = Self::parse(&text, &path.display().to_string())?;
+            themes.retain(|t| t.name != theme.name);
+            themes.push(theme);
+        }
+        Ok(themes)
+    }
+
     pub fn builtin(name: &str) -> Option<Self> {
         BUILTIN.iter().find(|(n, _)| *n == name).map(|(n, text)| {
             Self::parse(text, &format!("themes/{n}.toml")).expect("built-in themes parse")
@@ -161,6 +187,30 @@ mod tests {
             .collect();
         assert_eq!(themes.len(), 3);
         assert_ne!(themes[0].fresh, themes[1].fresh);
+    }
+
+    #[test]
+    fn user_themes_join_the_list_and_broken_ones_are_named() {
+        let dir = std::env::temp_dir().join(format!("dlm-themes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("mine.toml"),
+            BUILTIN[0].1.replace("name = \"dark\"", "name = \"mine\""),
+        )
+        .unwrap();
+        let themes = Theme::all(Some(&dir)).unwrap();
+        assert_eq!(themes.last().unwrap().name, "mine");
+        std::fs::write(
+            dir.join("zz-broken.toml"),
+            "name = \"x\"\n[base]\nfg = 12\n",
+        )
+        .unwrap();
+        let err = Theme::all(Some(&dir)).unwrap_err().to_string();
+        assert!(
+            err.contains("zz-broken.toml") && err.contains("line"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]
