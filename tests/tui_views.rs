@@ -58,7 +58,7 @@ fn draw(app: &mut App, width: u16, height: u16) -> String {
 fn run(app: &mut App, engine: &Engine) -> Vec<Event> {
     let effects = update(app, key(KeyCode::F(5)));
     let job: Job = match effects.as_slice() {
-        [dlm_tui::tui::app::Effect::Submit(job)] => job.clone(),
+        [dlm_tui::tui::app::Effect::Submit(job), dlm_tui::tui::app::Effect::Save] => job.clone(),
         other => panic!("expected a job, got {other:?}"),
     };
     let mut handle = engine.submit(job);

@@ -459,7 +459,8 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
                         elapsed: Duration::ZERO,
                     });
                     app.message = None;
-                    return vec![Effect::Submit(job)];
+                    // Autosave as well: the text that was run is never lost, even to a crash.
+                    return vec![Effect::Submit(job), Effect::Save];
                 }
                 Err(e) => app.error(e),
             }
@@ -485,26 +486,13 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
         Command::Help => app.show_help = true,
         Command::FocusNext => app.focus = app.focus.step(true),
         Command::FocusPrev => app.focus = app.focus.step(false),
-        Command::MaskSelection => {
-            let counter = |text: &str| app.token_count(text);
-            let counts = counter(
-                &app.doc
-                    .selection()
-                    .map(|(s, e)| {
-                        app.doc.units()[s..e]
-                            .iter()
-                            .map(|u| match u {
-                                Unit::Char(c) => c.to_string(),
-                                Unit::Mask { original, .. } => original.clone(),
-                            })
-                            .collect::<String>()
-                    })
-                    .unwrap_or_default(),
-            );
-            if !app.doc.mask_selection(|_| counts) {
-                app.info("select text first (Shift+arrows or drag), then mask it");
+        Command::MaskSelection => match app.doc.selected_text() {
+            Some(text) => {
+                let count = app.token_count(&text);
+                app.doc.mask_selection(count);
             }
-        }
+            None => app.info("select text first (Shift+arrows or drag), then mask it"),
+        },
         Command::Unmask => {
             if !app.doc.unmask() {
                 app.info("no masked span at the cursor");

@@ -316,21 +316,31 @@ impl Document {
         self.cursor = self.units.len();
     }
 
-    /// Turns the selection into one masked span of `count(selected text)` tokens. Returns false
-    /// when nothing is selected.
-    pub fn mask_selection(&mut self, count: impl Fn(&str) -> usize) -> bool {
+    /// The selected text, spans standing for the text they replaced.
+    pub fn selected_text(&self) -> Option<String> {
+        let (start, end) = self.selection()?;
+        Some(
+            self.units[start..end]
+                .iter()
+                .map(|u| match u {
+                    Unit::Char(c) => c.to_string(),
+                    Unit::Mask { original, .. } => original.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    /// Turns the selection into one masked span of `count` tokens that remembers the text.
+    /// Returns false when nothing is selected.
+    pub fn mask_selection(&mut self, count: usize) -> bool {
+        let Some(original) = self.selected_text() else {
+            return false;
+        };
         let Some((start, end)) = self.selection() else {
             return false;
         };
         self.snapshot();
-        let original: String = self.units[start..end]
-            .iter()
-            .map(|u| match u {
-                Unit::Char(c) => c.to_string(),
-                Unit::Mask { original, .. } => original.clone(),
-            })
-            .collect();
-        let count = count(&original).clamp(1, MAX_SPAN);
+        let count = count.clamp(1, MAX_SPAN);
         self.units
             .splice(start..end, [Unit::Mask { count, original }]);
         self.cursor = start + 1;
@@ -498,10 +508,8 @@ mod tests {
             d.right(true);
         }
         assert_eq!(d.selection(), Some((10, 13)));
-        assert!(d.mask_selection(|text| {
-            assert_eq!(text, "red");
-            2
-        }));
+        assert_eq!(d.selected_text().as_deref(), Some("red"));
+        assert!(d.mask_selection(2));
         assert_eq!(d.to_prompt(), "Tom has a [MASK:2] ball.");
         assert!(d.resize_span(3));
         assert_eq!(d.to_prompt(), "Tom has a [MASK:5] ball.");
@@ -556,7 +564,7 @@ mod tests {
         let mut d = Document::from_prompt("Tom has a red ball.");
         d.move_to(10, false);
         d.move_to(13, true);
-        d.mask_selection(|_| 2);
+        d.mask_selection(2);
         let json = serde_json::to_string(&d).unwrap();
         assert!(json.contains("Tom has a [MASK:2] ball."), "{json}");
         let mut back: Document = serde_json::from_str(&json).unwrap();

@@ -49,7 +49,29 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         p.strategy.name(),
         p.schedule.name(),
     );
-    top.push(styled(theme.status, params));
+    let mut extras = Vec::new();
+    if let Some(k) = p.top_k {
+        extras.push(format!("top-k={k}"));
+    }
+    if let Some(tp) = p.top_p {
+        extras.push(format!("top-p={tp}"));
+    }
+    match p.parallel {
+        Some(crate::sampler::Parallel::Threshold(t)) => extras.push(format!("τ={t}")),
+        Some(crate::sampler::Parallel::Factor(f)) => extras.push(format!("factor={f}")),
+        None => {}
+    }
+    if let Some(a) = p.alg_temp {
+        extras.push(format!("alg-temp={a}"));
+    }
+    if p.cfg_scale > 0.0 {
+        extras.push(format!("cfg={}", p.cfg_scale));
+    }
+    extras.push(format!("seed={}", p.seed));
+    top.push(styled(
+        theme.status,
+        format!("{params}{} ", extras.join(" ")),
+    ));
     let bottom = match &app.message {
         Some(m) => Line::from(styled(
             if m.kind == MessageKind::Error {
