@@ -325,3 +325,44 @@ fn malformed_model_folders_exit_2() {
     expect_usage_error(&["--model-dir", &d, "--prompt", "x"], "supported");
     std::fs::remove_dir_all(&tmp).ok();
 }
+
+#[test]
+fn bench_reports_the_documented_fields() {
+    let dir = fixture("llada-tiny-gqa");
+    let out = Command::new(env!("CARGO_BIN_EXE_dlm-tui"))
+        .args([
+            "bench",
+            "--model-dir",
+            dir.to_str().unwrap(),
+            "--length",
+            "16",
+            "--steps",
+            "8",
+        ])
+        .args([
+            "--block-length",
+            "8",
+            "--warmup",
+            "0",
+            "--runs",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "forward_ms_median",
+        "step_ms_median",
+        "tokens_per_s",
+        "peak_rss_mb",
+    ] {
+        assert!(report[key].as_f64().unwrap() > 0.0, "{key}: {report}");
+    }
+    assert_eq!(report["nfe"], 8);
+}

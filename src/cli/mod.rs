@@ -1,5 +1,6 @@
 //! Command-line front end: `dlm-tui generate` (headless) and the options shared by every command.
 
+pub mod bench;
 pub mod generate;
 
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Train a small LLaDA-format diffusion LM on a text corpus (how the default model is made).
     Train(crate::train::TrainArgs),
+    /// Time generations: median forward and step latency, tokens/s, forward passes, peak memory.
+    Bench(bench::BenchArgs),
     /// Measure a LLaDA-format model: held-out NLL bound, unigram baseline, samples, latency.
     Eval(crate::train::eval::EvalArgs),
 }
@@ -82,6 +85,7 @@ pub fn main() -> ExitCode {
         Some(Command::Generate(args)) => generate::run(args),
         Some(Command::Train(args)) => crate::train::run(args),
         Some(Command::Eval(args)) => crate::train::eval::run(args),
+        Some(Command::Bench(args)) => bench::run(args),
         None => run_app(cli.app),
     };
     match result {
