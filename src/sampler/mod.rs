@@ -234,7 +234,13 @@ impl Sampler {
         let Some(first_mask) = tokens.iter().position(|&t| t == traits.mask_id) else {
             bail!("nothing to denoise: the canvas has no masked positions");
         };
-        let blocks = plan_blocks(first_mask, tokens.len(), params.block_length, params.steps);
+        let blocks = plan_blocks(
+            first_mask,
+            tokens.len(),
+            params.block_length,
+            params.steps,
+            |p| tokens[p] == traits.mask_id,
+        );
         let context = tokens.iter().map(|&t| t != traits.mask_id).collect();
         let mut sampler = Self {
             proposal: params.proposal(),
@@ -251,6 +257,8 @@ impl Sampler {
             nfe: 0,
         };
         sampler.block_initial_masks = sampler.masks_in_block();
+        // Skip leading blocks that have nothing to denoise.
+        sampler.advance_block();
         Ok(sampler)
     }
 

@@ -9,33 +9,67 @@ pub struct Block {
     pub steps: usize,
 }
 
-/// Cuts `region_start..canvas_len` into blocks of `block_length` and shares `total_steps` among them.
+/// Cuts `region_start..canvas_len` into blocks of `block_length` and shares `total_steps` among
+/// them in proportion to the masked positions each block holds (`is_masked(position)`).
 ///
-/// For lengths and step counts that divide evenly this is exactly LLaDA's plan. Where they do not
-/// (the reference asserts instead), the last block is shorter, the first `total_steps % blocks`
-/// blocks get one extra step, and every block gets at least one step.
+/// For LLaDA's case (every block fully masked, lengths and steps dividing evenly) this is exactly
+/// `generate.py`'s plan: `steps / blocks` each. Otherwise (the reference asserts instead) the
+/// last block is shorter, leftover steps go to the blocks with the largest fractional share
+/// (the earliest on ties), a block with masks gets at least one step, and a block without masks
+/// (text between infill spans) gets none.
 pub fn plan_blocks(
     region_start: usize,
     canvas_len: usize,
     block_length: usize,
     total_steps: usize,
+    is_masked: impl Fn(usize) -> bool,
 ) -> Vec<Block> {
     let block_length = block_length.max(1);
     let region = canvas_len.saturating_sub(region_start);
-    if region == 0 {
-        return Vec::new();
-    }
     let count = region.div_ceil(block_length);
-    let base = total_steps / count;
-    let extra = total_steps % count;
-    (0..count)
+    let bounds: Vec<(usize, usize)> = (0..count)
         .map(|b| {
             let start = region_start + b * block_length;
-            Block {
-                start,
-                end: (start + block_length).min(canvas_len),
-                steps: (base + usize::from(b < extra)).max(1),
-            }
+            (start, (start + block_length).min(canvas_len))
+        })
+        .collect();
+    let masks: Vec<usize> = bounds
+        .iter()
+        .map(|&(start, end)| (start..end).filter(|&p| is_masked(p)).count())
+        .collect();
+    let total_masks: usize = masks.iter().sum();
+    if total_masks == 0 {
+        return Vec::new();
+    }
+    // Largest-remainder apportionment of the steps.
+    let shares: Vec<f64> = masks
+        .iter()
+        .map(|&m| total_steps as f64 * m as f64 / total_masks as f64)
+        .collect();
+    let mut steps: Vec<usize> = shares.iter().map(|s| s.floor() as usize).collect();
+    let mut leftover = total_steps.saturating_sub(steps.iter().sum());
+    let mut order: Vec<usize> = (0..count).collect();
+    order.sort_by(|&a, &b| {
+        let fa = shares[a] - shares[a].floor();
+        let fb = shares[b] - shares[b].floor();
+        fb.total_cmp(&fa).then(a.cmp(&b))
+    });
+    for &b in &order {
+        if leftover == 0 {
+            break;
+        }
+        if masks[b] > 0 {
+            steps[b] += 1;
+            leftover -= 1;
+        }
+    }
+    bounds
+        .into_iter()
+        .zip(masks.iter().zip(steps))
+        .map(|((start, end), (&m, s))| Block {
+            start,
+            end,
+            steps: if m == 0 { 0 } else { s.max(1) },
         })
         .collect()
 }
@@ -44,9 +78,13 @@ pub fn plan_blocks(
 mod tests {
     use super::*;
 
+    fn all(_: usize) -> bool {
+        true
+    }
+
     #[test]
     fn even_split_matches_llada() {
-        let blocks = plan_blocks(5, 5 + 64, 16, 32);
+        let blocks = plan_blocks(5, 5 + 64, 16, 32, all);
         assert_eq!(blocks.len(), 4);
         assert_eq!(
             blocks[0],
@@ -68,32 +106,36 @@ mod tests {
 
     #[test]
     fn uneven_lengths_and_steps() {
-        let blocks = plan_blocks(0, 40, 16, 7);
-        assert_eq!(
-            blocks,
-            vec![
-                Block {
-                    start: 0,
-                    end: 16,
-                    steps: 3
-                },
-                Block {
-                    start: 16,
-                    end: 32,
-                    steps: 2
-                },
-                Block {
-                    start: 32,
-                    end: 40,
-                    steps: 2
-                },
-            ]
-        );
+        // Masks 16, 16, 8 share 7 steps as 2.8, 2.8, 1.4: floors 2, 2, 1, and the two leftover
+        // steps go to the largest fractions.
+        let steps: Vec<usize> = plan_blocks(0, 40, 16, 7, all)
+            .iter()
+            .map(|b| b.steps)
+            .collect();
+        assert_eq!(steps, vec![3, 3, 1]);
+        assert_eq!(plan_blocks(0, 40, 16, 7, all)[2].end, 40);
+        // Equal blocks with a remainder: the first blocks get the extra steps, as in LLaDA.
+        let steps: Vec<usize> = plan_blocks(0, 48, 16, 8, all)
+            .iter()
+            .map(|b| b.steps)
+            .collect();
+        assert_eq!(steps, vec![3, 3, 2]);
+    }
+
+    #[test]
+    fn steps_follow_the_masks_and_text_blocks_get_none() {
+        // Block 0 holds 2 masks, block 1 only text, block 2 holds 6 masks: 8 steps -> 2, 0, 6.
+        let masked = |p: usize| p < 2 || p >= 16;
+        let steps: Vec<usize> = plan_blocks(0, 22, 8, 8, masked)
+            .iter()
+            .map(|b| b.steps)
+            .collect();
+        assert_eq!(steps, vec![2, 0, 6]);
     }
 
     #[test]
     fn too_few_steps_still_gives_each_block_one() {
-        let blocks = plan_blocks(0, 64, 8, 3);
+        let blocks = plan_blocks(0, 64, 8, 3, all);
         assert_eq!(blocks.len(), 8);
         assert!(blocks.iter().all(|b| b.steps == 1));
     }
@@ -101,13 +143,13 @@ mod tests {
     #[test]
     fn block_longer_than_region_is_one_window() {
         assert_eq!(
-            plan_blocks(3, 10, 32, 4),
+            plan_blocks(3, 10, 32, 4, all),
             vec![Block {
                 start: 3,
                 end: 10,
                 steps: 4
             }]
         );
-        assert!(plan_blocks(10, 10, 32, 4).is_empty());
+        assert!(plan_blocks(10, 10, 32, 4, all).is_empty());
     }
 }
