@@ -125,7 +125,7 @@ mod tests {
     #[test]
     fn steps_follow_the_masks_and_text_blocks_get_none() {
         // Block 0 holds 2 masks, block 1 only text, block 2 holds 6 masks: 8 steps -> 2, 0, 6.
-        let masked = |p: usize| p < 2 || p >= 16;
+        let masked = |p: usize| !(2..16).contains(&p);
         let steps: Vec<usize> = plan_blocks(0, 22, 8, 8, masked)
             .iter()
             .map(|b| b.steps)
