@@ -285,6 +285,11 @@ fn measure_vocab(sizes: &[usize], train: &[String], val: &[String], d_model: usi
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    if let Some(sizes) = &args.measure_vocab {
+        let stories = read_stories(&args.corpus)?;
+        let (train_stories, val_stories) = split(&stories, args.val_fraction);
+        return measure_vocab(sizes, train_stories, val_stories, args.d_model);
+    }
     let started = Instant::now();
     let device = Device::Cpu;
     let ckpt = args
@@ -340,9 +345,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
     let stories = read_stories(&args.corpus)?;
     let (train_stories, val_stories) = split(&stories, args.val_fraction);
-    if let Some(sizes) = &args.measure_vocab {
-        return measure_vocab(sizes, train_stories, val_stories, args.d_model);
-    }
     let tokenizer_path = ckpt.join("tokenizer.json");
     let codec = if tokenizer_path.is_file() && progress.step > 0 {
         TextCodec::from_file(&tokenizer_path)?
