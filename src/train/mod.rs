@@ -126,6 +126,16 @@ pub struct Progress {
     pub wall_s: f64,
     pub best_val: Option<f64>,
     pub log: Vec<LogEntry>,
+    /// The command that started the run.
+    pub command: Vec<String>,
+    /// Every sitting after the first: its command line and the step it resumed from.
+    #[serde(default)]
+    pub resumed: Vec<Sitting>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sitting {
+    pub from_step: usize,
     pub command: Vec<String>,
 }
 
@@ -326,6 +336,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
             );
         }
         saved.args = args.clone();
+        saved.resumed.push(Sitting {
+            from_step: saved.step,
+            command: std::env::args().collect(),
+        });
         eprintln!("resuming {} at step {}", ckpt.display(), saved.step);
         saved
     } else {
@@ -340,6 +354,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             best_val: None,
             log: Vec::new(),
             command: std::env::args().collect(),
+            resumed: Vec::new(),
         }
     };
 

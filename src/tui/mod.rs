@@ -72,8 +72,9 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let _guard = TerminalGuard::enter()?;
     let mut terminal = ratatui::try_init().context("setting up the terminal")?;
+    // After ratatui's own hook is in place, so that ours decides for both (see TerminalGuard).
+    let _guard = TerminalGuard::enter()?;
     let result = runtime.block_on(event_loop(
         &mut terminal,
         &mut app,
@@ -84,9 +85,10 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
     result
 }
 
-/// Raw mode, alternate screen, mouse and bracketed paste on; all off again on drop and on a
-/// panic of the UI thread. Panics of the engine thread are caught by the engine and shown in
-/// the UI instead, so they must leave the terminal alone.
+/// Mouse and bracketed paste on (ratatui has set up raw mode and the alternate screen); all off
+/// again on drop and on a panic of the UI thread. Panics of the engine thread are caught by the
+/// engine and shown in the UI instead, so they must leave the terminal alone: the hook skips
+/// the previous hooks (ratatui's restores the terminal) for that thread.
 struct TerminalGuard;
 
 impl TerminalGuard {
