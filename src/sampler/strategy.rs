@@ -52,27 +52,37 @@ pub struct Distribution {
 }
 
 impl Distribution {
-    /// Softmax of `logits` summarised for the token `proposed`. Exponentials are summed in f64.
+    /// Softmax of `logits` summarised for the token `proposed`, in one pass with one exponential
+    /// per entry (sums in f64). The entropy uses sum p ln p = (sum e d) / S - ln S with
+    /// d = l - max and e = exp(d); it equals Dream's sum p ln(p + 1e-10) up to that epsilon.
     pub fn from_logits(logits: &[f32], proposed: usize) -> Self {
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
-        let prob = |l: f32| (((l - max) as f64).exp() / sum) as f32;
-        let (mut top1, mut top2, mut neg_entropy) = (0.0f32, 0.0f32, 0.0f64);
+        let (mut sum, mut weighted) = (0.0f64, 0.0f64);
+        let (mut first, mut second) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
         for &l in logits {
-            let p = prob(l);
-            if p > top1 {
-                top2 = top1;
-                top1 = p;
-            } else if p > top2 {
-                top2 = p;
+            let d = (l - max) as f64;
+            let e = d.exp();
+            if e > 0.0 {
+                sum += e;
+                weighted += e * d;
             }
-            neg_entropy += p as f64 * ((p as f64) + 1e-10).ln();
+            if l > first {
+                second = first;
+                first = l;
+            } else if l > second {
+                second = l;
+            }
         }
+        let prob = |l: f32| (((l - max) as f64).exp() / sum) as f32;
         Self {
             proposed: prob(logits[proposed]),
-            top1,
-            top2,
-            neg_entropy: neg_entropy as f32,
+            top1: prob(first),
+            top2: if second.is_finite() {
+                prob(second)
+            } else {
+                0.0
+            },
+            neg_entropy: (weighted / sum - sum.ln()) as f32,
         }
     }
 }
