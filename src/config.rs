@@ -12,6 +12,7 @@ use crate::model::loader::Precision;
 use crate::sampler::{Parallel, SamplerParams, Schedule, Strategy};
 use crate::tui::app::Settings;
 use crate::tui::keymap::{default_table, Command};
+use crate::tui::params::LaneSpec;
 
 /// The documented defaults (the repository's config.toml), compiled in.
 pub const DOCUMENTED: &str = include_str!("../config.toml");
@@ -68,7 +69,7 @@ pub struct SamplerSection {
     pub alg_temp: f64,
     pub cfg: f64,
     pub seed: u64,
-    pub compare: Vec<Strategy>,
+    pub compare: Vec<LaneSpec>,
 }
 
 impl Default for SamplerSection {
@@ -133,7 +134,7 @@ impl SamplerSection {
         };
         params.validate()?;
         if !(2..=4).contains(&self.compare.len()) {
-            return Err(anyhow!("compare needs 2 to 4 strategies"));
+            return Err(anyhow!("compare needs 2 to 4 lanes"));
         }
         Ok(Settings {
             params,

@@ -384,3 +384,45 @@ fn export_writes_json_lines_in_the_generate_schema_and_text() {
         .contains("run-2"));
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn compare_lanes_may_carry_their_own_parameters() {
+    let (mut app, _engine) = prepared();
+    use dlm_tui::tui::params::Field;
+    Field::Compare
+        .set(
+            &mut app.settings,
+            "low-confidence, low-confidence:block-length=4:temperature=0.5",
+        )
+        .unwrap();
+    update(&mut app, key(KeyCode::F(7)));
+    let effects = update(&mut app, key(KeyCode::F(5)));
+    let dlm_tui::tui::app::Effect::Submit(job) = &effects[0] else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(job.lanes.len(), 2);
+    assert_eq!(
+        (job.lanes[0].block_length, job.lanes[0].temperature),
+        (8, 0.0)
+    );
+    assert_eq!(
+        (job.lanes[1].block_length, job.lanes[1].temperature),
+        (4, 0.5)
+    );
+    assert_eq!(job.lanes[0].seed, job.lanes[1].seed);
+    let labels: Vec<&str> = app
+        .run
+        .as_ref()
+        .unwrap()
+        .lanes
+        .iter()
+        .map(|l| l.label.as_str())
+        .collect();
+    assert_eq!(
+        labels,
+        vec![
+            "low-confidence",
+            "low-confidence:block-length=4:temperature=0.5"
+        ]
+    );
+}

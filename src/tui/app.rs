@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::editor::{index_at, visual_rows, Document, Unit};
 use super::keymap::{Command, KeyMap};
-use super::params::{Field, ParamsForm};
+use super::params::{Field, LaneSpec, ParamsForm};
 use super::theme::Theme;
 use crate::engine::{Event, Job, LaneSummary, StepEvent};
 use crate::model::ModelInfo;
@@ -48,8 +48,8 @@ pub struct Settings {
     pub length: usize,
     /// Steps: `None` means one per masked token.
     pub steps: Option<usize>,
-    /// Strategies of the comparison lanes.
-    pub compare: Vec<Strategy>,
+    /// The comparison lanes: a strategy each, optionally with its own parameters.
+    pub compare: Vec<LaneSpec>,
 }
 
 impl Default for Settings {
@@ -58,7 +58,10 @@ impl Default for Settings {
             params: SamplerParams::default(),
             length: 64,
             steps: None,
-            compare: vec![Strategy::LowConfidence, Strategy::Margin],
+            compare: vec![
+                LaneSpec::new(Strategy::LowConfidence),
+                LaneSpec::new(Strategy::Margin),
+            ],
         }
     }
 }
@@ -303,22 +306,22 @@ impl App {
         self.codec.encode(text, false).map(|t| t.len()).unwrap_or(1)
     }
 
-    /// The lanes a run uses: one, or one per comparison strategy.
-    pub fn lane_params(&self, masked: usize) -> Vec<(String, SamplerParams)> {
-        let mut base = self.settings.params.clone();
-        base.steps = self.settings.steps.unwrap_or(masked.max(1));
+    /// The lanes a run uses: one, or one per comparison lane (each may override parameters).
+    pub fn lane_params(&self, masked: usize) -> Result<Vec<(String, SamplerParams)>, String> {
+        let params = |s: &Settings| {
+            let mut p = s.params.clone();
+            p.steps = s.steps.unwrap_or(masked.max(1));
+            p
+        };
         if self.compare_mode && self.settings.compare.len() > 1 {
             self.settings
                 .compare
                 .iter()
-                .map(|&s| {
-                    let mut p = base.clone();
-                    p.strategy = s;
-                    (s.name().to_string(), p)
-                })
+                .map(|lane| Ok((lane.to_string(), params(&lane.apply(&self.settings)?))))
                 .collect()
         } else {
-            vec![(base.strategy.name().to_string(), base)]
+            let p = params(&self.settings);
+            Ok(vec![(p.strategy.name().to_string(), p)])
         }
     }
 
@@ -345,7 +348,7 @@ impl App {
                 self.model.max_context
             ));
         }
-        let lanes = self.lane_params(masked);
+        let lanes = self.lane_params(masked)?;
         for (_, p) in &lanes {
             p.validate().map_err(|e| format!("{e:#}"))?;
         }
@@ -517,7 +520,12 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
         Command::ToggleConfidence => app.confidence_colours = !app.confidence_colours,
         Command::ToggleCompare => {
             app.compare_mode = !app.compare_mode;
-            let lanes: Vec<&str> = app.settings.compare.iter().map(|s| s.name()).collect();
+            let lanes: Vec<String> = app
+                .settings
+                .compare
+                .iter()
+                .map(LaneSpec::to_string)
+                .collect();
             app.info(if app.compare_mode {
                 format!("compare on: next run has lanes {}", lanes.join(" | "))
             } else {

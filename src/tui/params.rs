@@ -2,11 +2,12 @@
 //! validated with a message that names it.
 
 use crossterm::event::{KeyCode, KeyEvent};
+use serde::{Deserialize, Serialize};
 
 use super::app::Settings;
 use crate::sampler::{Parallel, Schedule, Strategy};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Field {
     Length,
     Steps,
@@ -86,7 +87,7 @@ impl Field {
             Field::Compare => s
                 .compare
                 .iter()
-                .map(|s| s.name())
+                .map(LaneSpec::to_string)
                 .collect::<Vec<_>>()
                 .join(","),
         }
@@ -151,7 +152,7 @@ impl Field {
             Field::Compare => {
                 let lanes = text
                     .split(',')
-                    .map(|t| parse_strategy(t.trim()))
+                    .map(|t| LaneSpec::try_from(t.trim().to_string()))
                     .collect::<Result<Vec<_>, _>>()?;
                 if !(2..=4).contains(&lanes.len()) {
                     return Err(format!(
@@ -247,8 +248,8 @@ impl Field {
                 if up && n < 4 {
                     let unused = Strategy::ALL
                         .into_iter()
-                        .find(|s| !next.compare.contains(s));
-                    next.compare.extend(unused);
+                        .find(|s| next.compare.iter().all(|l| l.strategy != *s));
+                    next.compare.extend(unused.map(LaneSpec::new));
                 } else if !up && n > 2 {
                     next.compare.pop();
                 }
@@ -290,6 +291,82 @@ fn validate(s: &Settings) -> Result<(), String> {
         return Err("steps must be at least 1 (or auto)".into());
     }
     s.params.validate().map_err(|e| format!("{e:#}"))
+}
+
+/// One comparison lane: a strategy, optionally with its own parameters, written like
+/// `margin` or `random:temperature=0.7:block-length=8`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LaneSpec {
+    pub strategy: Strategy,
+    pub overrides: Vec<(Field, String)>,
+}
+
+impl LaneSpec {
+    pub fn new(strategy: Strategy) -> Self {
+        Self {
+            strategy,
+            overrides: Vec::new(),
+        }
+    }
+
+    /// The settings of this lane: the shared ones with the strategy and overrides applied.
+    pub fn apply(&self, base: &Settings) -> Result<Settings, String> {
+        let mut s = base.clone();
+        s.params.strategy = self.strategy;
+        for (field, value) in &self.overrides {
+            field.set(&mut s, value)?;
+        }
+        Ok(s)
+    }
+}
+
+impl TryFrom<String> for LaneSpec {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let mut parts = text.split(':').map(str::trim);
+        let strategy = parse_strategy(parts.next().unwrap_or_default())?;
+        let mut overrides = Vec::new();
+        for part in parts {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("compare: {part:?} should look like temperature=0.7"))?;
+            let key = key.trim().replace(['-', '_'], " ");
+            let field = Field::ALL
+                .into_iter()
+                .filter(|f| !matches!(f, Field::Length | Field::Compare | Field::Strategy))
+                .find(|f| f.label() == key)
+                .ok_or_else(|| {
+                    format!(
+                        "compare: a lane cannot set {key:?} (the length and the lanes are shared)"
+                    )
+                })?;
+            overrides.push((field, value.trim().to_string()));
+        }
+        let spec = Self {
+            strategy,
+            overrides,
+        };
+        spec.apply(&Settings::default())?;
+        Ok(spec)
+    }
+}
+
+impl From<LaneSpec> for String {
+    fn from(spec: LaneSpec) -> String {
+        spec.to_string()
+    }
+}
+
+impl std::fmt::Display for LaneSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.strategy.name())?;
+        for (field, value) in &self.overrides {
+            write!(f, ":{}={value}", field.label().replace(' ', "-"))?;
+        }
+        Ok(())
+    }
 }
 
 /// Cursor and typing state of the panel.
@@ -379,6 +456,31 @@ mod tests {
         assert!(Field::Compare.set(&mut s, "random,entropy,margin").is_ok());
         assert_eq!(s.compare.len(), 3);
         assert!(Field::Compare.set(&mut s, "random").is_err());
+        // Lanes with their own parameters.
+        assert!(Field::Compare
+            .set(
+                &mut s,
+                "low-confidence, random:temperature=0.7:block-length=8"
+            )
+            .is_ok());
+        assert_eq!(
+            Field::Compare.value(&s),
+            "low-confidence,random:temperature=0.7:block-length=8"
+        );
+        let lane = s.compare[1].apply(&s).unwrap();
+        assert_eq!(
+            (lane.params.temperature, lane.params.block_length),
+            (0.7, 8)
+        );
+        assert_eq!(lane.params.strategy, Strategy::Random);
+        let err = Field::Compare
+            .set(&mut s, "margin, random:length=3")
+            .unwrap_err();
+        assert!(err.contains("length"), "{err}");
+        let err = Field::Compare
+            .set(&mut s, "margin, random:temperature=-2")
+            .unwrap_err();
+        assert!(err.contains("temperature"), "{err}");
         assert!(Field::Steps.set(&mut s, "auto").is_ok());
         assert_eq!(s.steps, None);
         assert!(Field::Threshold.set(&mut s, "0.9").is_ok());
