@@ -71,17 +71,30 @@ pub struct EvalArgs {
     /// Write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Only the samples and their word rate (to compare generation settings quickly).
+    #[arg(long)]
+    pub samples_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    #[serde(serialize_with = "nan_as_null")]
     pub heldout_nll_per_token: f64,
+    #[serde(serialize_with = "nan_as_null")]
     pub heldout_bits_per_char: f64,
     pub unigram_nll_per_token: f64,
     pub word_rate: f64,
     pub words_checked: usize,
     pub samples: Vec<String>,
     pub step_ms_len128_median: f64,
+}
+
+fn nan_as_null<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_nan() {
+        s.serialize_none()
+    } else {
+        s.serialize_f64(*v)
+    }
 }
 
 /// Words of a text as the dictionary check sees them: letters and apostrophes.
@@ -179,7 +192,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .iter()
         .map(|w| codec.decode(w, false).chars().count())
         .sum();
-    let nats = heldout_nll(&model, &windows, mask_id, 8, 8)?;
+    let nats = if args.samples_only {
+        f64::NAN
+    } else {
+        heldout_nll(&model, &windows, mask_id, 8, 8)?
+    };
     let eval_tokens: Vec<u32> = windows.iter().flatten().copied().collect();
     let report_nll = nats / eval_tokens.len() as f64;
     let unigram = unigram_nll(&train.ids, &eval_tokens, codec.vocab_size());
