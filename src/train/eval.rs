@@ -78,6 +78,7 @@ pub struct EvalArgs {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    pub parameters: usize,
     #[serde(serialize_with = "nan_as_null")]
     pub heldout_nll_per_token: f64,
     #[serde(serialize_with = "nan_as_null")]
@@ -236,6 +237,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     };
 
     let report = Report {
+        parameters: cfg.parameter_count(),
         heldout_nll_per_token: report_nll,
         heldout_bits_per_char: nats / chars as f64 / std::f64::consts::LN_2,
         unigram_nll_per_token: unigram,

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Writes models/default/MODEL_CARD.md from the measurements (no number is typed by hand).
+
+Inputs: models/default/training.json (written by `dlm-tui train`), an eval report
+(`dlm-tui eval --json FILE`), a bench report (`dlm-tui bench --json > FILE`) and the pilot runs'
+progress files (the weighting comparison). Usage:
+
+    scripts/model_card.py --eval eval.json --bench bench.json \
+        --pilot elbo=~/.cache/dlm-tui/train/pilot-elbo/progress.json \
+        --pilot uniform=~/.cache/dlm-tui/train/pilot-uniform/progress.json
+"""
+import argparse
+import json
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODEL = os.path.join(HERE, "..", "models", "default")
+
+
+def evals(log):
+    return [e for e in log if e.get("val_nll_per_token") is not None]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--eval", required=True)
+    ap.add_argument("--bench", required=True)
+    ap.add_argument("--pilot", action="append", default=[])
+    ap.add_argument("--vocab-table", help="output of dlm-tui train --measure-vocab")
+    args = ap.parse_args()
+    training = json.load(open(os.path.join(MODEL, "training.json")))
+    report = json.load(open(args.eval))
+    bench = json.load(open(args.bench))
+    config = json.load(open(os.path.join(MODEL, "config.json")))
+    a = training["args"]
+    last = training["log"][-1]
+    hours = last["wall_s"] / 3600
+
+    out = []
+    w = out.append
+    w("# dlm-tui default model\n")
+    w("A small masked-diffusion language model in LLaDA's format, trained by `dlm-tui train` on the")
+    w("TinyStories sample in `../shared/corpus/` and compiled into the `dlm-tui` binary so that the")
+    w("playground works offline. It is a toy: it writes (and fills in) short children's stories.\n")
+    w("Corpus licence: TinyStories (Eldan & Li, 2023), CDLA-Sharing-1.0; the text itself is not")
+    w("redistributed here, only weights trained on it.\n")
+    w("## Architecture\n")
+    w(f"LLaDA `llama` block, {config['n_layers']} layers, d_model {config['d_model']}, {config['n_heads']} heads,")
+    w(f"SwiGLU hidden {config['mlp_hidden_size']}, RMSNorm, rotary embeddings (theta {config['rope_theta']:g}),")
+    w(f"bidirectional attention, tied input/output embeddings, context {config['max_sequence_length']} tokens,")
+    w(f"{report['parameters']:,} parameters. Weights stored as f16 (`model.safetensors`).\n")
+    w(f"Tokenizer: byte-level BPE with {config['vocab_size']} entries trained with the tokenizers crate on the")
+    w("training split; `<|endoftext|>` (id 0) ends each story, `<|mdm_mask|>` (id 1) is the mask.")
+    if args.vocab_table:
+        w("The size was chosen by measurement (held-out characters per token against the embedding's cost):\n")
+        w("```")
+        w(open(args.vocab_table).read().rstrip())
+        w("```")
+        w("Past 2048 entries the text gets only a little shorter while the embedding table doubles.\n")
+    w("## Training\n")
+    w(f"Command (first sitting): `{' '.join(training['command'][1:])}`  ")
+    for s in training.get("resumed", []):
+        w(f"resumed at step {s['from_step']}: `{' '.join(s['command'][1:])}`  ")
+    w("")
+    w(f"Objective: LLaDA/MDLM masked diffusion, t ~ U({a['eps']}, 1) per sequence, each token masked with")
+    w(f"probability t, cross-entropy on masked tokens, weighting `{a['weighting']}`. AdamW (beta 0.9/0.95,")
+    w(f"weight decay {a['weight_decay']} on matrices), peak lr {a['lr']}, {a['warmup']} warm-up steps then cosine")
+    w(f"to {a['min_lr_ratio']}x over {a['steps']} steps, gradient clipping {a['clip']}, batch {a['batch_size']} x {a['seq_len']} tokens.")
+    w(f"Held-out split: the last {a['val_fraction']:.0%} of the stories, never trained on.\n")
+    w(f"So far: {last['step']} steps, {last['tokens']:,} tokens seen ({last['tokens'] / 235367:.1f} epochs of the")
+    w(f"235,367-token training split), {hours:.2f} h of wall time on this 2-core machine.\n")
+    if args.pilot:
+        w("### Loss weighting: 1/t (ELBO) against uniform\n")
+        w("Two runs identical but for the weighting, same data order and seed; held-out NLL bound")
+        w("(always with the 1/t weighting, nats/token):\n")
+        pilots = {name: json.load(open(os.path.expanduser(path))) for name, path in (p.split("=", 1) for p in args.pilot)}
+        steps = sorted({e["step"] for p in pilots.values() for e in evals(p["log"])})
+        w("| step | " + " | ".join(pilots) + " |")
+        w("| --- |" + " --- |" * len(pilots))
+        for st in steps:
+            cells = []
+            for p in pilots.values():
+                v = [e["val_nll_per_token"] for e in evals(p["log"]) if e["step"] == st]
+                cells.append(f"{v[0]:.4f}" if v else "")
+            w(f"| {st} | " + " | ".join(cells) + " |")
+        w("\nThe uniform weighting left the unigram plateau first and was kept.\n")
+    w("### Held-out curve of this model\n")
+    w("| step | tokens | held-out NLL bound (nats/token) | bits/char | train loss |")
+    w("| --- | --- | --- | --- | --- |")
+    for e in evals(training["log"]):
+        w(f"| {e['step']} | {e['tokens']:,} | {e['val_nll_per_token']:.4f} | {e['val_nll_per_char'] / 0.693147:.4f} | {e['loss']:.4f} |")
+    w("\nThe full loss curve (every step) is in `training.json`.\n")
+    w("## Quality (`dlm-tui eval`)\n")
+    w(f"- Held-out NLL bound: **{report['heldout_nll_per_token']:.4f} nats/token** ({report['heldout_bits_per_char']:.4f} bits/char),")
+    w(f"  against **{report['unigram_nll_per_token']:.4f} nats/token** for a unigram model fitted on the training split.")
+    w(f"- Dictionary words (Debian `wamerican`): **{report['word_rate']:.1%}** of {report['words_checked']} words in 20")
+    w("  samples of 64 tokens after story prompts (greedy, low-confidence, 64 steps, block 32, seeds 0-19).")
+    w(f"- Forward pass at length 128: {report['step_ms_len128_median']:.1f} ms (median, `dlm-tui eval`).")
+    w(f"- `dlm-tui bench --length {bench['length']} --steps {bench['steps']} --block-length {bench['block_length']}`: forward {bench['forward_ms_median']:.1f} ms,")
+    w(f"  step {bench['step_ms_median']:.1f} ms (medians of {bench['runs']} runs), {bench['tokens_per_s']:.1f} tokens/s, peak RSS {bench['peak_rss_mb']:.0f} MiB.\n")
+    w("Five samples (prompt, then the model's 64 tokens):\n")
+    for s in report["samples"][:5]:
+        w("> " + s.replace("\n", "\n> ") + "\n")
+    w("## Default generation parameters\n")
+    w("The playground's defaults (config.toml) are length 64, one step per masked token, block 32,")
+    w("greedy low-confidence remasking. They will be re-chosen by measurement once the model is past")
+    w("its early training (see the issue tracker).\n")
+    open(os.path.join(MODEL, "MODEL_CARD.md"), "w").write("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
