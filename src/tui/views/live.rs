@@ -120,16 +120,19 @@ fn stats_line(app: &App, lane: &LaneView, shown: usize) -> Line<'static> {
     let theme = app.theme();
     let mut spans = Vec::new();
     let mut stat = |label: &str, value: String| {
-        spans.push(styled(theme.label, format!("{label} ")));
-        spans.push(styled(theme.value, format!("{value}  ")));
+        if !label.is_empty() {
+            spans.push(styled(theme.label, format!("{label} ")));
+        }
+        spans.push(styled(theme.value, format!("{value} ")));
     };
     if let Some(f) = lane.frame_at(shown) {
         stat("masks", f.masked.to_string());
         stat("nfe", f.nfe.to_string());
-        stat("time", format!("{:.2}s", f.elapsed.as_secs_f64()));
+        stat("", format!("{:.2}s", f.elapsed.as_secs_f64()));
     }
     if let Some(s) = &lane.summary {
-        stat("mean conf", format!("{:.3}", s.mean_score));
+        // Mean score of the committed tokens (their confidence for probability-like strategies).
+        stat("conf", format!("{:.3}", s.mean_score));
     }
     Line::from(spans)
 }
