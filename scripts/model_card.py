@@ -27,6 +27,7 @@ def main():
     ap.add_argument("--bench", required=True)
     ap.add_argument("--pilot", action="append", default=[])
     ap.add_argument("--vocab-table", help="output of dlm-tui train --measure-vocab")
+    ap.add_argument("--note", action="append", default=[], help="a sentence about the training sittings")
     args = ap.parse_args()
     training = json.load(open(os.path.join(MODEL, "training.json")))
     report = json.load(open(args.eval))
@@ -61,6 +62,8 @@ def main():
     w(f"Command (first sitting): `{' '.join(training['command'][1:])}`  ")
     for s in training.get("resumed", []):
         w(f"resumed at step {s['from_step']}: `{' '.join(s['command'][1:])}`  ")
+    for note in args.note:
+        w(note + "  ")
     w("")
     w(f"Objective: LLaDA/MDLM masked diffusion, t ~ U({a['eps']}, 1) per sequence, each token masked with")
     w(f"probability t, cross-entropy on masked tokens, weighting `{a['weighting']}`. AdamW (beta 0.9/0.95,")
