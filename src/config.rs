@@ -9,7 +9,7 @@ use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::model::loader::Precision;
-use crate::sampler::{Parallel, SamplerParams, Schedule, Strategy};
+use crate::sampler::{CacheMode, Parallel, SamplerParams, Schedule, Strategy};
 use crate::tui::app::Settings;
 use crate::tui::keymap::{default_table, Command};
 use crate::tui::params::LaneSpec;
@@ -66,6 +66,7 @@ pub struct SamplerSection {
     pub schedule: Schedule,
     pub threshold: f64,
     pub factor: f64,
+    pub cache: CacheMode,
     pub alg_temp: f64,
     pub cfg: f64,
     pub seed: u64,
@@ -86,6 +87,7 @@ impl Default for SamplerSection {
             schedule: s.params.schedule,
             threshold: 0.0,
             factor: 0.0,
+            cache: s.params.cache,
             alg_temp: 0.0,
             cfg: s.params.cfg_scale,
             seed: s.params.seed,
@@ -127,6 +129,7 @@ impl SamplerSection {
                 (None, Some(f)) => Some(Parallel::Factor(f)),
                 _ => None,
             },
+            cache: self.cache,
             alg_temp: off(self.alg_temp),
             cfg_scale: self.cfg,
             seed: self.seed,

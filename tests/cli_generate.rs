@@ -366,3 +366,113 @@ fn bench_reports_the_documented_fields() {
     }
     assert_eq!(report["nfe"], 8);
 }
+
+#[test]
+fn cache_and_threshold_flags_reproduce_fast_dllm_from_prompt_text() {
+    let read = |name: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(fixture(name)).unwrap()).unwrap()
+    };
+    let plain = read("golden/llada_generate.json");
+    let prompt_text = |model: &Value, prompt: &Value| -> String {
+        plain["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| &c["model"] == model && &c["prompt"] == prompt)
+            .map(|c| c["prompt_text"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let cached = read("golden/llada_cache_generate.json");
+    for case in cached["cases"].as_array().unwrap() {
+        let dir = fixture(case["model"].as_str().unwrap());
+        let s = |k: &str| case[k].to_string();
+        let mut args = vec![
+            "--model-dir".to_string(),
+            dir.to_str().unwrap().to_string(),
+            "--prompt".into(),
+            prompt_text(&case["model"], &case["prompt"]),
+            "--length".into(),
+            s("gen_length"),
+            "--steps".into(),
+            s("steps"),
+            "--block-length".into(),
+            s("block_length"),
+            "--cache".into(),
+            case["cache"].as_str().unwrap().to_string(),
+            "--json".into(),
+        ];
+        if let Some(t) = case["threshold"].as_f64() {
+            args.extend(["--threshold".to_string(), t.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let lines = json_lines(&generate(&args));
+        let done = lines.last().unwrap();
+        assert_eq!(
+            tokens(&done["tokens"]),
+            tokens(&case["output"]),
+            "case {case}"
+        );
+    }
+}
+
+fn bench(args: &[&str]) -> Value {
+    let dir = fixture("llada-tiny-gqa");
+    let out = Command::new(env!("CARGO_BIN_EXE_dlm-tui"))
+        .args(["bench", "--model-dir", dir.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn bench_forward_only_times_the_requested_canvas() {
+    let report = bench(&["--forward-only", "--length", "48", "--runs", "3", "--json"]);
+    assert_eq!(report["length"], 48);
+    assert_eq!(report["runs"], 3);
+    let (min, med, max) = (
+        report["forward_ms_min"].as_f64().unwrap(),
+        report["forward_ms_median"].as_f64().unwrap(),
+        report["forward_ms_max"].as_f64().unwrap(),
+    );
+    assert!(0.0 < min && min <= med && med <= max, "{report}");
+    assert!(report["threads"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn bench_against_plain_reports_speed_agreement_and_quality() {
+    let report = bench(&[
+        "--against-plain",
+        "--seeds",
+        "2",
+        "--length",
+        "32",
+        "--block-length",
+        "16",
+        "--threshold",
+        "0.12",
+        "--cache",
+        "dual",
+        "--json",
+    ]);
+    let (plain, tested) = (&report["plain"], &report["tested"]);
+    // Plain decoding agrees with itself and takes one step per token.
+    assert_eq!(plain["token_agreement"], 1.0);
+    assert_eq!(plain["steps_mean"], 32.0);
+    assert_eq!(plain["flops_saved"], 0.0);
+    assert!(tested["steps_mean"].as_f64().unwrap() < 32.0, "{report}");
+    assert!(tested["flops_saved"].as_f64().unwrap() > 0.3, "{report}");
+    let agreement = tested["token_agreement"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&agreement));
+    for s in [plain, tested] {
+        assert!(s["mean_log_likelihood"].as_f64().unwrap() < 0.0, "{report}");
+        assert_eq!(s["samples"].as_array().unwrap().len(), 2);
+    }
+    assert!(report["speedup"].as_f64().unwrap() > 0.0);
+    assert!(report["likelihood_ratio"].as_f64().unwrap() > 0.0);
+}

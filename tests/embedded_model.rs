@@ -79,11 +79,9 @@ fn embedded_model_loads_and_fills_every_mask() {
         shift_logits: false,
     };
     let mut sampler = Sampler::new(canvas, params, traits).unwrap();
-    while sampler
-        .step(|inputs| loaded.model.forward_batch(inputs))
-        .unwrap()
-        .is_some()
-    {}
+    sampler
+        .run_to_end(|request| loaded.model.forward_batch(&request.canvases))
+        .unwrap();
     assert_eq!(sampler.masked(), 0);
     assert_eq!(info.logits_width, loaded.codec.vocab_size());
 }

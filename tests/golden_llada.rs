@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use dlm_tui::model::llada::{Llada, LladaConfig};
 use dlm_tui::model::loader::{load_dir, Precision};
-use dlm_tui::sampler::{ModelTraits, Sampler, SamplerParams};
+use dlm_tui::model::KvCache;
+use dlm_tui::sampler::{CacheMode, ForwardRequest, ModelTraits, Parallel, Sampler, SamplerParams};
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
@@ -70,11 +71,9 @@ fn generate_matches_llada_generate_py_token_for_token() {
             shift_logits: false,
         };
         let mut sampler = Sampler::new(canvas, params, traits).unwrap();
-        while sampler
-            .step(|inputs| loaded.model.forward_batch(inputs))
-            .unwrap()
-            .is_some()
-        {}
+        sampler
+            .run_to_end(|request| loaded.model.forward_batch(&request.canvases))
+            .unwrap();
         assert_eq!(
             sampler.tokens(),
             ids(&case["output"]).as_slice(),
@@ -165,4 +164,134 @@ fn sharded_and_single_file_models_load_the_same_tensors() {
     )
     .unwrap();
     assert_eq!(single.model.info().logits_width, 320);
+}
+
+/// Fast-dLLM's `generate` with a confidence threshold, `generate_with_prefix_cache` and
+/// `generate_with_dual_cache` (tests/fixtures/make_cache_fixtures.py), token for token.
+#[test]
+fn cached_and_threshold_decoding_match_fast_dllm() {
+    let cases = golden("llada_cache_generate.json");
+    assert!(cases.len() >= 9);
+    let mut approximate = 0;
+    for case in cases {
+        let name = case["model"].as_str().unwrap();
+        let mut loaded = load_dir(&fixtures().join(name), Precision::F32, &Device::Cpu).unwrap();
+        let info = loaded.model.info().clone();
+        let mut canvas = ids(&case["prompt_ids"]);
+        canvas.extend(std::iter::repeat_n(
+            info.mask_id,
+            case["gen_length"].as_u64().unwrap() as usize,
+        ));
+        let cache = match case["cache"].as_str().unwrap() {
+            "none" => CacheMode::None,
+            "prefix" => CacheMode::Prefix,
+            "dual" => CacheMode::Dual,
+            other => panic!("unknown cache mode {other}"),
+        };
+        let params = SamplerParams {
+            steps: case["steps"].as_u64().unwrap() as usize,
+            block_length: case["block_length"].as_u64().unwrap() as usize,
+            parallel: case["threshold"].as_f64().map(Parallel::Threshold),
+            cache,
+            ..SamplerParams::default()
+        };
+        let traits = ModelTraits {
+            mask_id: info.mask_id,
+            shift_logits: false,
+        };
+        let exact = {
+            let params = SamplerParams {
+                cache: CacheMode::None,
+                ..params.clone()
+            };
+            let mut sampler = Sampler::new(canvas.clone(), params, traits.clone()).unwrap();
+            sampler
+                .run_to_end(|request| loaded.model.forward_batch(&request.canvases))
+                .unwrap();
+            sampler.tokens().to_vec()
+        };
+        let mut sampler = Sampler::new(canvas, params, traits).unwrap();
+        let mut kv = KvCache::default();
+        sampler
+            .run_to_end(|request| loaded.model.denoise(request, &mut kv))
+            .unwrap();
+        assert_eq!(
+            sampler.tokens(),
+            ids(&case["output"]).as_slice(),
+            "case {case}"
+        );
+        if cache != CacheMode::None {
+            assert!(kv.saved() > 0.2, "the cache saved only {:.3}", kv.saved());
+        }
+        approximate += usize::from(sampler.tokens() != exact.as_slice());
+    }
+    // Caching is an approximation: some cases must differ from uncached decoding, or these
+    // fixtures would not tell a real cache from none at all.
+    assert!(
+        approximate >= 2,
+        "only {approximate} cases differ from uncached decoding"
+    );
+}
+
+/// With an unchanged canvas a cached pass sees exactly the keys and values a full pass would
+/// compute, so its rows must equal the full pass's rows (also for a CFG batch of two).
+#[test]
+fn cached_passes_over_an_unchanged_canvas_equal_the_full_pass() {
+    let mut loaded = load_dir(
+        &fixtures().join("llada-tiny-gqa"),
+        Precision::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mask = loaded.model.info().mask_id;
+    let mut canvas: Vec<u32> = (3..19).collect();
+    canvas.extend([mask; 32]);
+    let mut uncond = canvas.clone();
+    uncond[..16].fill(mask);
+    for canvases in [vec![canvas.clone()], vec![canvas.clone(), uncond]] {
+        let full = loaded.model.forward_batch(&canvases).unwrap();
+        for cache in [CacheMode::Prefix, CacheMode::Dual] {
+            let request = ForwardRequest {
+                canvases: canvases.clone(),
+                block: 24..32,
+                rows: 24..32,
+                cache,
+            };
+            let mut kv = KvCache::default();
+            let recorded = loaded.model.denoise(&request, &mut kv).unwrap();
+            assert_eq!(
+                recorded[0].span(),
+                0..48,
+                "the first pass of a block is full"
+            );
+            let cached = loaded.model.denoise(&request, &mut kv).unwrap();
+            let expected_span = if cache == CacheMode::Prefix {
+                24..48
+            } else {
+                24..32
+            };
+            for (c, f) in cached.iter().zip(&full) {
+                assert_eq!(c.span(), expected_span);
+                for pos in c.span() {
+                    let worst = c
+                        .row(pos)
+                        .iter()
+                        .zip(f.row(pos))
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(worst < 1e-4, "{cache:?} position {pos}: {worst}");
+                }
+            }
+            // A new block invalidates the record.
+            let next = ForwardRequest {
+                block: 32..40,
+                rows: 32..40,
+                ..request.clone()
+            };
+            assert_eq!(
+                loaded.model.denoise(&next, &mut kv).unwrap()[0].span(),
+                0..48
+            );
+        }
+    }
 }

@@ -426,3 +426,41 @@ fn compare_lanes_may_carry_their_own_parameters() {
         ]
     );
 }
+
+#[test]
+fn cache_and_threshold_are_parameters_and_lanes_show_the_speedup() {
+    let (mut app, engine) = prepared();
+    use dlm_tui::sampler::CacheMode;
+    use dlm_tui::tui::params::Field;
+    Field::Cache.set(&mut app.settings, "dual").unwrap();
+    assert_eq!(app.settings.params.cache, CacheMode::Dual);
+    let err = Field::Cache.set(&mut app.settings, "both").unwrap_err();
+    assert!(err.contains("cache") && err.contains("dual"), "{err}");
+    Field::Cache.adjust(&mut app.settings, true).unwrap();
+    assert_eq!(app.settings.params.cache, CacheMode::None);
+    Field::Compare
+        .set(
+            &mut app.settings,
+            "low-confidence, low-confidence:cache=dual:threshold=0.12",
+        )
+        .unwrap();
+    update(&mut app, key(KeyCode::F(7)));
+    let events = run(&mut app, &engine);
+    let mut lanes: Vec<dlm_tui::engine::LaneSummary> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::LaneDone(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    lanes.sort_by_key(|l| l.lane);
+    for e in events {
+        update(&mut app, Action::Engine(e));
+    }
+    let speedups: Vec<f64> = lanes.iter().map(|l| l.speedup).collect();
+    assert!((speedups[0] - 1.0).abs() < 1e-9, "{speedups:?}");
+    assert!(speedups[1] > 1.5, "{speedups:?}");
+    assert!(lanes[1].nfe < lanes[0].nfe);
+    let screen = draw(&mut app, 120, 24);
+    assert!(screen.contains(&format!("{:.1}x", speedups[1])), "{screen}");
+}

@@ -1,41 +1,52 @@
 //! `dlm-tui bench`: warm-up runs, then timed generations on one model; medians of forward
 //! latency and step time, tokens per second, forward passes and peak memory.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use clap::Args;
 use serde::Serialize;
 
-use super::generate::{build_canvas, load_model};
+use super::generate::{build_canvas, load_model, ScheduleArgs};
 use super::{usage, ModelArgs};
-use crate::sampler::{ModelTraits, Sampler, SamplerParams, Strategy};
+use crate::model::{Denoiser, KvCache};
+use crate::sampler::{CacheMode, ModelTraits, Sampler, SamplerParams, Schedule};
+use crate::text::TextCodec;
+use crate::train::eval::{dictionary_rate, load_dictionary, sequence_nll, words, STORY_PROMPTS};
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Masked tokens generated after the prompt.
-    #[arg(long, default_value_t = 128)]
-    pub length: usize,
-    /// Denoising steps (default: one per masked token).
-    #[arg(long)]
-    pub steps: Option<usize>,
-    #[arg(long, default_value_t = 32)]
-    pub block_length: usize,
-    #[arg(long, value_enum, default_value_t = Strategy::LowConfidence)]
-    pub strategy: Strategy,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
     #[arg(
         long,
         default_value = "Once upon a time, there was a little girl named Lily."
     )]
     pub prompt: String,
-    /// Untimed generations first.
+    /// Untimed generations (or forward passes) first.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
-    /// Timed generations.
+    /// Timed generations (or forward passes).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
+    /// Time single forward passes over a canvas of exactly `--length` tokens (the prompt's tokens,
+    /// then masks), as the PyTorch reference script in benches/reference does.
+    #[arg(long, conflicts_with = "against_plain")]
+    pub forward_only: bool,
+    /// Compare these settings with plain decoding (uniform schedule, one step per token, no
+    /// cache) over `--seeds` generations after story prompts: wall time, steps, token agreement,
+    /// English-word rate and the output's mean log-likelihood under the model.
+    #[arg(long)]
+    pub against_plain: bool,
+    /// Generations per setting for `--against-plain` (seed i uses story prompt i).
+    #[arg(long, default_value_t = 20)]
+    pub seeds: usize,
+    /// Word list for the English-word rate.
+    #[arg(long, default_value = "/usr/share/dict/american-english")]
+    pub words: PathBuf,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -47,13 +58,63 @@ pub struct BenchReport {
     pub length: usize,
     pub steps: usize,
     pub block_length: usize,
+    pub cache: CacheMode,
+    pub parallel: Option<crate::sampler::Parallel>,
     pub runs: usize,
     pub forward_ms_median: f64,
     pub step_ms_median: f64,
     pub generation_ms_median: f64,
     pub tokens_per_s: f64,
     pub nfe: usize,
+    /// Share of forward FLOPs the cache saved.
+    pub flops_saved: f64,
     pub peak_rss_mb: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ForwardReport {
+    pub model: String,
+    pub parameters: usize,
+    pub length: usize,
+    pub runs: usize,
+    pub threads: usize,
+    pub forward_ms_median: f64,
+    pub forward_ms_min: f64,
+    pub forward_ms_max: f64,
+    pub peak_rss_mb: f64,
+}
+
+/// One setting's totals over the `--against-plain` generations.
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingReport {
+    pub wall_ms_total: f64,
+    pub steps_mean: f64,
+    pub nfe_mean: f64,
+    pub flops_saved: f64,
+    /// Generated positions equal to plain decoding's at the same prompt and seed.
+    pub token_agreement: f64,
+    pub word_rate: Option<f64>,
+    /// Mean over generations of -sequence_nll (nats per generated token; higher is better).
+    pub mean_log_likelihood: f64,
+    pub samples: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ComparisonReport {
+    pub model: String,
+    pub length: usize,
+    pub block_length: usize,
+    pub seeds: usize,
+    pub plain: SettingReport,
+    pub tested: SettingReport,
+    pub cache: CacheMode,
+    pub parallel: Option<crate::sampler::Parallel>,
+    /// plain wall time / tested wall time.
+    pub speedup: f64,
+    /// tested / plain, for the English-word rate and the mean log-likelihood (likelihoods are
+    /// negative, so this is plain / tested there: above 1 is better).
+    pub word_rate_ratio: Option<f64>,
+    pub likelihood_ratio: f64,
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -78,34 +139,61 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
-    let mut loaded = load_model(&args.model).map_err(usage)?;
-    let info = loaded.model.info().clone();
-    let (canvas, _) =
-        build_canvas(&loaded.codec, &args.prompt, args.length, info.mask_id).map_err(usage)?;
-    let params = SamplerParams {
-        steps: args.steps.unwrap_or(args.length.max(1)),
-        block_length: args.block_length,
-        strategy: args.strategy,
-        ..SamplerParams::default()
-    };
-    params.validate().map_err(usage)?;
-    let traits = ModelTraits {
+fn traits(model: &dyn Denoiser) -> ModelTraits {
+    let info = model.info();
+    ModelTraits {
         mask_id: info.mask_id,
         shift_logits: info.shift_logits,
-    };
+    }
+}
+
+/// A canvas of exactly `length` tokens: the prompt's tokens (cut if needed), then masks.
+fn forward_canvas(
+    codec: &TextCodec,
+    prompt: &str,
+    length: usize,
+    mask_id: u32,
+) -> Result<Vec<u32>> {
+    let (mut canvas, _) = build_canvas(codec, prompt, 0, mask_id)?;
+    canvas.truncate(length / 2);
+    canvas.resize(length, mask_id);
+    Ok(canvas)
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.forward_only {
+        return run_forward(&args);
+    }
+    if args.against_plain {
+        return run_against_plain(&args);
+    }
+    let mut loaded = load_model(&args.model).map_err(usage)?;
+    let info = loaded.model.info().clone();
+    let (canvas, _) = build_canvas(
+        &loaded.codec,
+        &args.prompt,
+        args.schedule.length,
+        info.mask_id,
+    )
+    .map_err(usage)?;
+    let params = args
+        .schedule
+        .sampler_params(args.schedule.length)
+        .map_err(usage)?;
+    let traits = traits(loaded.model.as_ref());
     let (mut forwards, mut steps, mut totals) = (Vec::new(), Vec::new(), Vec::new());
-    let mut nfe = 0;
+    let (mut nfe, mut saved) = (0, 0.0);
     for run in 0..args.warmup + args.runs {
         let timed = run >= args.warmup;
         let mut sampler =
             Sampler::new(canvas.clone(), params.clone(), traits.clone()).map_err(usage)?;
+        let mut cache = KvCache::default();
         let start = Instant::now();
         loop {
             let step_start = Instant::now();
-            let report = sampler.step(|inputs| {
+            let report = sampler.step(|request| {
                 let t = Instant::now();
-                let out = loaded.model.forward_batch(inputs);
+                let out = loaded.model.denoise(request, &mut cache);
                 if timed {
                     forwards.push(t.elapsed().as_secs_f64() * 1e3);
                 }
@@ -121,30 +209,217 @@ pub fn run(args: BenchArgs) -> Result<()> {
         if timed {
             totals.push(start.elapsed().as_secs_f64() * 1e3);
             nfe = sampler.nfe();
+            saved = cache.saved();
         }
     }
     let generation_ms = median(&mut totals);
     let report = BenchReport {
         model: info.name,
-        length: args.length,
+        length: args.schedule.length,
         steps: params.steps,
         block_length: params.block_length,
+        cache: params.cache,
+        parallel: params.parallel,
         runs: args.runs,
         forward_ms_median: median(&mut forwards),
         step_ms_median: median(&mut steps),
         generation_ms_median: generation_ms,
-        tokens_per_s: args.length as f64 / (generation_ms / 1e3),
+        tokens_per_s: args.schedule.length as f64 / (generation_ms / 1e3),
         nfe,
+        flops_saved: saved,
         peak_rss_mb: peak_rss_mb(),
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "{}: length {} steps {} block {} ({} runs)\n  forward  {:.2} ms (median)\n  step     {:.2} ms (median)\n  total    {:.1} ms (median) = {:.1} tokens/s\n  nfe      {}\n  peak RSS {:.0} MiB",
-            report.model, report.length, report.steps, report.block_length, report.runs,
-            report.forward_ms_median, report.step_ms_median, report.generation_ms_median,
-            report.tokens_per_s, report.nfe, report.peak_rss_mb
+            "{}: length {} steps {} block {} cache {} ({} runs)\n  forward  {:.2} ms (median)\n  step     {:.2} ms (median)\n  total    {:.1} ms (median) = {:.1} tokens/s\n  nfe      {}\n  saved    {:.1}% of forward FLOPs\n  peak RSS {:.0} MiB",
+            report.model, report.length, report.steps, report.block_length, report.cache.name(),
+            report.runs, report.forward_ms_median, report.step_ms_median,
+            report.generation_ms_median, report.tokens_per_s, report.nfe,
+            report.flops_saved * 100.0, report.peak_rss_mb
+        );
+    }
+    Ok(())
+}
+
+/// `--forward-only`: single forward passes at batch 1 over exactly `--length` tokens.
+fn run_forward(args: &BenchArgs) -> Result<()> {
+    let mut loaded = load_model(&args.model).map_err(usage)?;
+    let info = loaded.model.info().clone();
+    let length = args.schedule.length;
+    if length == 0 || length > info.max_context {
+        return Err(usage(anyhow!(
+            "--length must be between 1 and {} for this model",
+            info.max_context
+        )));
+    }
+    let canvas = forward_canvas(&loaded.codec, &args.prompt, length, info.mask_id)?;
+    let mut times = Vec::with_capacity(args.runs);
+    for run in 0..args.warmup + args.runs {
+        let start = Instant::now();
+        std::hint::black_box(loaded.model.forward(&canvas)?);
+        if run >= args.warmup {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let report = ForwardReport {
+        model: info.name,
+        parameters: info.parameters,
+        length,
+        runs: args.runs,
+        threads: candle_core::utils::get_num_threads(),
+        forward_ms_min: times.iter().copied().fold(f64::INFINITY, f64::min),
+        forward_ms_max: times.iter().copied().fold(0.0, f64::max),
+        forward_ms_median: median(&mut times),
+        peak_rss_mb: peak_rss_mb(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{}: forward over {} tokens, {} threads ({} runs)\n  median {:.2} ms  min {:.2} ms  max {:.2} ms\n  peak RSS {:.0} MiB",
+            report.model, report.length, report.threads, report.runs, report.forward_ms_median,
+            report.forward_ms_min, report.forward_ms_max, report.peak_rss_mb
+        );
+    }
+    Ok(())
+}
+
+/// One generation's outcome.
+struct Generated {
+    tokens: Vec<u32>,
+    wall_ms: f64,
+    steps: usize,
+    nfe: usize,
+    saved: f64,
+}
+
+fn generate_once(
+    model: &mut dyn Denoiser,
+    canvas: &[u32],
+    params: &SamplerParams,
+) -> Result<Generated> {
+    let traits = traits(model);
+    let mut sampler = Sampler::new(canvas.to_vec(), params.clone(), traits)?;
+    let mut cache = KvCache::default();
+    let start = Instant::now();
+    let mut steps = 0;
+    while sampler
+        .step(|request| model.denoise(request, &mut cache))?
+        .is_some()
+    {
+        steps += 1;
+    }
+    Ok(Generated {
+        wall_ms: start.elapsed().as_secs_f64() * 1e3,
+        tokens: sampler.tokens().to_vec(),
+        steps,
+        nfe: sampler.nfe(),
+        saved: cache.saved(),
+    })
+}
+
+/// `--against-plain`: the configured settings and plain decoding on the same prompts and seeds.
+fn run_against_plain(args: &BenchArgs) -> Result<()> {
+    let mut loaded = load_model(&args.model).map_err(usage)?;
+    let info = loaded.model.info().clone();
+    let length = args.schedule.length;
+    let tested = args.schedule.sampler_params(length).map_err(usage)?;
+    let plain = SamplerParams {
+        steps: length,
+        schedule: Schedule::Uniform,
+        parallel: None,
+        cache: CacheMode::None,
+        ..tested.clone()
+    };
+    let dictionary = load_dictionary(&args.words).ok();
+    let mut outcomes: [Vec<(Generated, usize)>; 2] = [Vec::new(), Vec::new()];
+    for seed in 0..args.seeds {
+        let prompt = STORY_PROMPTS[seed % STORY_PROMPTS.len()];
+        let (canvas, prompt_len) =
+            build_canvas(&loaded.codec, prompt, length, info.mask_id).map_err(usage)?;
+        for (i, params) in [&plain, &tested].into_iter().enumerate() {
+            let params = SamplerParams {
+                seed: seed as u64,
+                ..params.clone()
+            };
+            if seed == 0 {
+                // Warm-up, untimed.
+                generate_once(loaded.model.as_mut(), &canvas, &params)?;
+            }
+            outcomes[i].push((
+                generate_once(loaded.model.as_mut(), &canvas, &params)?,
+                prompt_len,
+            ));
+        }
+    }
+    let codec = &loaded.codec;
+    let mut summarise =
+        |runs: &[(Generated, usize)], reference: &[(Generated, usize)]| -> Result<SettingReport> {
+            let n = runs.len().max(1) as f64;
+            let (mut agree, mut total, mut likelihood) = (0usize, 0usize, 0.0);
+            let mut all_words = Vec::new();
+            let mut samples = Vec::new();
+            for ((g, prompt_len), (r, _)) in runs.iter().zip(reference) {
+                let region = *prompt_len..g.tokens.len();
+                agree += region
+                    .clone()
+                    .filter(|&p| g.tokens[p] == r.tokens[p])
+                    .count();
+                total += region.len();
+                likelihood -= sequence_nll(loaded.model.as_mut(), &g.tokens, region.clone(), 16)?;
+                let text = codec.decode(&g.tokens[region], true);
+                all_words.extend(words(&text));
+                samples.push(text);
+            }
+            Ok(SettingReport {
+                wall_ms_total: runs.iter().map(|(g, _)| g.wall_ms).sum(),
+                steps_mean: runs.iter().map(|(g, _)| g.steps as f64).sum::<f64>() / n,
+                nfe_mean: runs.iter().map(|(g, _)| g.nfe as f64).sum::<f64>() / n,
+                flops_saved: runs.iter().map(|(g, _)| g.saved).sum::<f64>() / n,
+                token_agreement: agree as f64 / total.max(1) as f64,
+                word_rate: dictionary.as_ref().map(|d| dictionary_rate(&all_words, d)),
+                mean_log_likelihood: likelihood / n,
+                samples,
+            })
+        };
+    let plain_report = summarise(&outcomes[0], &outcomes[0])?;
+    let tested_report = summarise(&outcomes[1], &outcomes[0])?;
+    let report = ComparisonReport {
+        model: info.name,
+        length,
+        block_length: tested.block_length,
+        seeds: args.seeds,
+        cache: tested.cache,
+        parallel: tested.parallel,
+        speedup: plain_report.wall_ms_total / tested_report.wall_ms_total,
+        word_rate_ratio: plain_report
+            .word_rate
+            .zip(tested_report.word_rate)
+            .map(|(p, t)| t / p),
+        likelihood_ratio: plain_report.mean_log_likelihood / tested_report.mean_log_likelihood,
+        plain: plain_report,
+        tested: tested_report,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        let row = |name: &str, s: &SettingReport| {
+            format!(
+                "  {name:<7} {:>9.0} ms {:>7.1} steps {:>7.1} nfe {:>5.1}% saved  agree {:>5.1}%  words {}  loglik {:.3}",
+                s.wall_ms_total, s.steps_mean, s.nfe_mean, s.flops_saved * 100.0,
+                s.token_agreement * 100.0,
+                s.word_rate.map_or("n/a".into(), |w| format!("{:.1}%", w * 100.0)),
+                s.mean_log_likelihood
+            )
+        };
+        println!(
+            "{}: length {} block {}, {} prompts\n{}\n{}\n  speed-up {:.2}x  word-rate ratio {}  likelihood ratio {:.3}",
+            report.model, report.length, report.block_length, report.seeds,
+            row("plain", &report.plain), row("tested", &report.tested), report.speedup,
+            report.word_rate_ratio.map_or("n/a".into(), |r| format!("{r:.3}")),
+            report.likelihood_ratio
         );
     }
     Ok(())

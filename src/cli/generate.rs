@@ -12,7 +12,7 @@ use super::{usage, ModelArgs};
 use crate::engine::{Engine, Event, Job, StepEvent};
 use crate::model::loader::{load_dir, LoadedModel};
 use crate::prompt;
-use crate::sampler::{Parallel, SamplerParams, Schedule, Strategy};
+use crate::sampler::{CacheMode, Parallel, SamplerParams, Schedule, Strategy};
 use crate::text::TextCodec;
 
 #[derive(Debug, Clone, Args)]
@@ -22,6 +22,16 @@ pub struct GenerateArgs {
     /// The prompt. `[MASK]` is one masked token, `[MASK:N]` is N of them.
     #[arg(long)]
     pub prompt: String,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+    /// Print every step as a JSON line, then a final `done` line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The denoising schedule, shared by `generate` and `bench`.
+#[derive(Debug, Clone, Args)]
+pub struct ScheduleArgs {
     /// Masked tokens appended after the prompt (0: fill only the prompt's masks).
     #[arg(long, default_value_t = 128)]
     pub length: usize,
@@ -57,6 +67,10 @@ pub struct GenerateArgs {
     /// Factor parallel decoding: accept the n-th best while its score >= 1 - F/(n+1).
     #[arg(long, value_name = "F", allow_negative_numbers = true)]
     pub factor: Option<f64>,
+    /// Key/value caching across a block's steps (Fast-dLLM): none is exact; prefix reuses what
+    /// precedes the block; dual also reuses the stale suffix.
+    #[arg(long, value_enum, default_value_t = CacheMode::None)]
+    pub cache: CacheMode,
     /// Sample committed positions from softmax(score / T) instead of taking the top ones.
     #[arg(long, value_name = "T", allow_negative_numbers = true)]
     pub alg_temp: Option<f64>,
@@ -71,12 +85,9 @@ pub struct GenerateArgs {
     /// Random seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Print every step as a JSON line, then a final `done` line.
-    #[arg(long)]
-    pub json: bool,
 }
 
-impl GenerateArgs {
+impl ScheduleArgs {
     /// Sampler parameters; `masked` is the number of masked positions (the default step count).
     pub fn sampler_params(&self, masked: usize) -> Result<SamplerParams> {
         let top_k = match self.top_k {
@@ -97,6 +108,7 @@ impl GenerateArgs {
                 (None, Some(f)) => Some(Parallel::Factor(f)),
                 (None, None) => None,
             },
+            cache: self.cache,
             alg_temp: self.alg_temp,
             cfg_scale: self.cfg,
             seed: self.seed,
@@ -133,7 +145,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let LoadedModel { model, codec } = load_model(&args.model).map_err(usage)?;
     let info = model.info().clone();
     let (canvas, prompt_len) =
-        build_canvas(&codec, &args.prompt, args.length, info.mask_id).map_err(usage)?;
+        build_canvas(&codec, &args.prompt, args.schedule.length, info.mask_id).map_err(usage)?;
     if canvas.len() > info.max_context {
         return Err(usage(anyhow!(
             "the prompt and generation region need {} tokens but {} accepts at most {}",
@@ -148,7 +160,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             "nothing to generate: use --length N or put [MASK] in the prompt"
         )));
     }
-    let params = args.sampler_params(masked).map_err(usage)?;
+    let params = args.schedule.sampler_params(masked).map_err(usage)?;
 
     let engine = Engine::new(model)?;
     let mut handle = engine.submit(Job {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use tokio::sync::mpsc;
 
-use crate::model::{Denoiser, ModelInfo};
+use crate::model::{Denoiser, KvCache, ModelInfo};
 use crate::sampler::{Commit, ModelTraits, Sampler, SamplerParams};
 
 /// Name of the engine's thread (the UI's panic hook leaves that thread's panics to the engine).
@@ -50,6 +50,10 @@ pub struct StepEvent {
     pub nfe: usize,
     /// Time this lane has spent so far (its own steps only).
     pub elapsed: Duration,
+    /// Tokens committed per unit of forward work, relative to plain decoding (the lane's step
+    /// budget spread evenly, every pass over the whole canvas): what parallel decoding and
+    /// caching buy.
+    pub speedup: f64,
 }
 
 /// Totals of a finished lane.
@@ -62,6 +66,8 @@ pub struct LaneSummary {
     pub elapsed: Duration,
     /// Mean score of the committed tokens (for probability-like strategies, their confidence).
     pub mean_score: f64,
+    /// See [`StepEvent::speedup`].
+    pub speedup: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -203,10 +209,26 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 struct Lane {
     sampler: Sampler,
+    cache: KvCache,
     elapsed: Duration,
     score_sum: f64,
     committed: usize,
+    initial_masks: usize,
     finished: bool,
+}
+
+impl Lane {
+    /// See [`StepEvent::speedup`].
+    fn speedup(&self) -> f64 {
+        let work = self.sampler.nfe() as f64 * (1.0 - self.cache.saved());
+        if work == 0.0 || self.initial_masks == 0 {
+            return 1.0;
+        }
+        // Plain decoding spends min(steps, masks) full passes (a step that commits nothing is
+        // skipped).
+        let plain_passes = self.sampler.params().steps.min(self.initial_masks) as f64;
+        (self.committed as f64 / work) / (self.initial_masks as f64 / plain_passes)
+    }
 }
 
 /// Runs every lane one step at a time, round-robin, so lanes progress side by side.
@@ -234,8 +256,11 @@ fn run_job(
         .lanes
         .iter()
         .map(|params| {
+            let sampler = Sampler::new(job.canvas.clone(), params.clone(), traits.clone())?;
             Ok(Lane {
-                sampler: Sampler::new(job.canvas.clone(), params.clone(), traits.clone())?,
+                initial_masks: sampler.masked(),
+                sampler,
+                cache: KvCache::default(),
                 elapsed: Duration::ZERO,
                 score_sum: 0.0,
                 committed: 0,
@@ -250,7 +275,8 @@ fn run_job(
                 return Ok(Event::Cancelled);
             }
             let step_start = Instant::now();
-            let report = lane.sampler.step(|inputs| model.forward_batch(inputs))?;
+            let cache = &mut lane.cache;
+            let report = lane.sampler.step(|request| model.denoise(request, cache))?;
             lane.elapsed += step_start.elapsed();
             let event = match report {
                 Some(report) => {
@@ -265,6 +291,7 @@ fn run_job(
                         masked: report.masked,
                         nfe: report.nfe,
                         elapsed: lane.elapsed,
+                        speedup: lane.speedup(),
                     })
                 }
                 None => {
@@ -280,6 +307,7 @@ fn run_job(
                         } else {
                             lane.score_sum / lane.committed as f64
                         },
+                        speedup: lane.speedup(),
                     })
                 }
             };

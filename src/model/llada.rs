@@ -12,8 +12,10 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, Init, Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::{Denoiser, ModelInfo};
-use crate::sampler::Logits;
+use std::ops::Range;
+
+use super::{Denoiser, KvCache, ModelInfo};
+use crate::sampler::{CacheMode, ForwardRequest, Logits};
 
 /// LLaDA's `config.json`, with the defaults of the reference `ModelConfig`.
 #[derive(Debug, Clone, Deserialize)]
@@ -291,18 +293,38 @@ impl Rotary {
         })
     }
 
-    /// Applies the rotation to (B, heads, T, head_dim) in f32, returning the input dtype.
-    fn apply(&self, x: &Tensor, kernels: Kernels) -> Result<Tensor> {
+    /// Applies the rotation to (B, heads, T, head_dim) in f32 with the differentiable kernel.
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let (_, _, seq_len, _) = x.dims4()?;
         let cos = self.cos.narrow(0, 0, seq_len)?;
         let sin = self.sin.narrow(0, 0, seq_len)?;
         let xf = x.to_dtype(DType::F32)?.contiguous()?;
-        let rotated = match kernels {
-            Kernels::Fused => candle_nn::rotary_emb::rope(&xf, &cos, &sin)?,
-            Kernels::Differentiable => candle_nn::rotary_emb::rope_slow(&xf, &cos, &sin)?,
-        };
+        let rotated = candle_nn::rotary_emb::rope_slow(&xf, &cos, &sin)?;
         Ok(rotated.to_dtype(x.dtype())?)
     }
+}
+
+impl Rotary {
+    /// Applies the rotation to (B, T, heads, head_dim) holding positions `offset..offset + T`.
+    fn apply_thd(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
+        let (_, seq_len, _, _) = x.dims4()?;
+        let cos = self.cos.narrow(0, offset, seq_len)?;
+        let sin = self.sin.narrow(0, offset, seq_len)?;
+        let xf = x.to_dtype(DType::F32)?.contiguous()?;
+        let rotated = candle_nn::rotary_emb::rope_thd(&xf, &cos, &sin)?;
+        Ok(rotated.to_dtype(x.dtype())?)
+    }
+}
+
+/// How inference computes attention (benchmarks compare the two; results agree to float noise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttentionKernel {
+    /// candle's fused CPU kernel (online softmax, no score matrix) for f32 on the CPU; matmul
+    /// otherwise.
+    #[default]
+    Fused,
+    /// Materialised scores: matmul, softmax, matmul.
+    Matmul,
 }
 
 /// candle's fused rope and softmax kernels have no backward pass; training needs the composed ones.
@@ -376,7 +398,9 @@ impl Block {
         })
     }
 
-    fn forward(&self, x: &Tensor, rotary: &Rotary, kernels: Kernels) -> Result<Tensor> {
+    /// Training pass over a whole canvas, built only from ops that propagate gradients (candle's
+    /// fused rope, softmax and attention kernels have no backward pass).
+    fn forward_train(&self, x: &Tensor, rotary: &Rotary) -> Result<Tensor> {
         let (b, t, c) = x.dims3()?;
         let normed = self.attn_norm.forward(x)?;
         let heads = |proj: &Linear, n: usize| -> Result<Tensor> {
@@ -386,8 +410,8 @@ impl Block {
                 .transpose(1, 2)?
                 .contiguous()?)
         };
-        let q = rotary.apply(&heads(&self.q_proj, self.n_heads)?, kernels)?;
-        let k = rotary.apply(&heads(&self.k_proj, self.n_kv_heads)?, kernels)?;
+        let q = rotary.apply(&heads(&self.q_proj, self.n_heads)?)?;
+        let k = rotary.apply(&heads(&self.k_proj, self.n_kv_heads)?)?;
         let v = heads(&self.v_proj, self.n_kv_heads)?;
         let k = repeat_kv(k, self.n_heads / self.n_kv_heads)?;
         let v = repeat_kv(v, self.n_heads / self.n_kv_heads)?;
@@ -395,10 +419,7 @@ impl Block {
         // Bidirectional attention: no mask at all (the reference calls SDPA with is_causal=False).
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?;
-        let probs = match kernels {
-            Kernels::Fused => candle_nn::ops::softmax_last_dim(&scores)?,
-            Kernels::Differentiable => candle_nn::ops::softmax(&scores, D::Minus1)?,
-        };
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
         let att = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?;
         let x = (x + self.attn_out.forward(&att)?)?;
 
@@ -407,6 +428,90 @@ impl Block {
         let up = self.up_proj.forward(&normed)?;
         Ok((&x + self.ff_out.forward(&(gate * up)?)?)?)
     }
+}
+
+impl Block {
+    /// Inference pass over canvas positions `offset..offset + T` of `x` (B, T, C). Keys and values
+    /// of the positions outside that window come from `past` (whole-canvas keys and values of an
+    /// earlier pass); returns the output and this window's keys and values (B, T, kv_heads, D).
+    fn forward_infer(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        offset: usize,
+        past: Option<&(Tensor, Tensor)>,
+        kernel: AttentionKernel,
+    ) -> Result<(Tensor, (Tensor, Tensor))> {
+        let (b, t, _) = x.dims3()?;
+        let normed = self.attn_norm.forward(x)?;
+        let heads = |proj: &Linear, n: usize| -> Result<Tensor> {
+            Ok(proj.forward(&normed)?.reshape((b, t, n, self.head_dim))?)
+        };
+        let q = rotary.apply_thd(&heads(&self.q_proj, self.n_heads)?, offset)?;
+        let k = rotary.apply_thd(&heads(&self.k_proj, self.n_kv_heads)?, offset)?;
+        let v = heads(&self.v_proj, self.n_kv_heads)?;
+        let (k_all, v_all) = match past {
+            None => (k.clone(), v.clone()),
+            Some((pk, pv)) => (splice(pk, &k, offset)?, splice(pv, &v, offset)?),
+        };
+        let att = attend(&q, &k_all, &v_all, self.n_heads / self.n_kv_heads, kernel)?;
+        let x = (x + self.attn_out.forward(&att)?)?;
+
+        let normed = self.ff_norm.forward(&x)?;
+        let gate = candle_nn::ops::silu(&self.ff_proj.forward(&normed)?)?;
+        let up = self.up_proj.forward(&normed)?;
+        Ok(((&x + self.ff_out.forward(&(gate * up)?)?)?, (k, v)))
+    }
+}
+
+/// `past` (B, L, H, D) with positions `offset..offset + T` replaced by `fresh` (B, T, H, D).
+fn splice(past: &Tensor, fresh: &Tensor, offset: usize) -> Result<Tensor> {
+    let len = past.dim(1)?;
+    let t = fresh.dim(1)?;
+    let mut parts = Vec::with_capacity(3);
+    if offset > 0 {
+        parts.push(past.narrow(1, 0, offset)?);
+    }
+    parts.push(fresh.clone());
+    if offset + t < len {
+        parts.push(past.narrow(1, offset + t, len - offset - t)?);
+    }
+    Ok(Tensor::cat(&parts, 1)?)
+}
+
+/// Bidirectional attention (no mask, as the reference's SDPA with is_causal=False) of q
+/// (B, T, H, D) over k, v (B, S, KV, D), KV head h / n_rep serving query head h. Returns
+/// (B, T, H * D). f32 goes through candle's fused CPU kernel, which never materialises the
+/// T x S score matrix; other dtypes and devices use matmul + softmax.
+fn attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    n_rep: usize,
+    kernel: AttentionKernel,
+) -> Result<Tensor> {
+    let (b, t, h, d) = q.dims4()?;
+    let scale = 1.0 / (d as f64).sqrt();
+    let fused = kernel == AttentionKernel::Fused && q.device().is_cpu() && q.dtype() == DType::F32;
+    let out = if fused {
+        candle_nn::attention::flash_attn::<f32>(
+            q,
+            k,
+            v,
+            scale as f32,
+            candle_nn::attention::AttnMask::None,
+            None,
+            None,
+        )?
+    } else {
+        let q = q.transpose(1, 2)?.contiguous()?;
+        let k = repeat_kv(k.transpose(1, 2)?.contiguous()?, n_rep)?;
+        let v = repeat_kv(v.transpose(1, 2)?.contiguous()?, n_rep)?;
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?
+    };
+    // (B, H, T, D) -> (B, T, H * D)
+    Ok(out.transpose(1, 2)?.reshape((b, t, h * d))?)
 }
 
 /// (B, kv_heads, T, D) -> (B, kv_heads * n_rep, T, D), each KV head repeated n_rep times in place.
@@ -431,6 +536,7 @@ pub struct Llada {
     device: Device,
     info: ModelInfo,
     kernels: Kernels,
+    attention: AttentionKernel,
 }
 
 impl Llada {
@@ -490,6 +596,7 @@ impl Llada {
             device,
             info,
             kernels: Kernels::Fused,
+            attention: AttentionKernel::default(),
         })
     }
 
@@ -498,21 +605,77 @@ impl Llada {
         self.kernels = kernels;
     }
 
+    /// Chooses the inference attention kernel.
+    pub fn set_attention(&mut self, attention: AttentionKernel) {
+        self.attention = attention;
+    }
+
     /// Token ids (B, T) to logits (B, T, embedding_size) in f32.
     pub fn forward_ids(&self, ids: &Tensor) -> Result<Tensor> {
-        let mut x = self.wte.forward(ids)?;
-        if self.cfg.input_emb_norm {
-            x = (x * (self.cfg.d_model as f64).sqrt())?;
+        if self.kernels == Kernels::Fused {
+            return Ok(self.forward_window(ids, 0, None)?.0);
         }
+        let mut x = self.embed(ids)?;
         for block in &self.blocks {
-            x = block.forward(&x, &self.rotary, self.kernels)?;
+            x = block.forward_train(&x, &self.rotary)?;
         }
-        let x = self.ln_f.forward(&x)?;
+        self.logits(&x)
+    }
+
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let x = self.wte.forward(ids)?;
+        Ok(if self.cfg.input_emb_norm {
+            (x * (self.cfg.d_model as f64).sqrt())?
+        } else {
+            x
+        })
+    }
+
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        let x = self.ln_f.forward(x)?;
         let mut logits = self.head.forward(&x)?;
         if self.cfg.scale_logits {
             logits = (logits * (1.0 / (self.cfg.d_model as f64).sqrt()))?;
         }
         Ok(logits.to_dtype(DType::F32)?)
+    }
+
+    /// Inference over the canvas positions `offset..offset + T` held in `ids` (B, T), reading the
+    /// keys and values of all other positions from `past` (one entry per layer, whole canvas).
+    /// Returns the window's logits (B, T, embedding_size) and its keys and values per layer.
+    pub fn forward_window(
+        &self,
+        ids: &Tensor,
+        offset: usize,
+        past: Option<&[(Tensor, Tensor)]>,
+    ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
+        let mut x = self.embed(ids)?;
+        let mut kv = Vec::with_capacity(self.blocks.len());
+        for (i, block) in self.blocks.iter().enumerate() {
+            let (y, layer_kv) = block.forward_infer(
+                &x,
+                &self.rotary,
+                offset,
+                past.map(|p| &p[i]),
+                self.attention,
+            )?;
+            x = y;
+            kv.push(layer_kv);
+        }
+        Ok((self.logits(&x)?, kv))
+    }
+
+    /// Forward FLOPs (multiply-adds counted as 2) for `rows` query positions attending over
+    /// `keys` positions, per sequence.
+    pub fn flops(&self, rows: usize, keys: usize) -> f64 {
+        let cfg = &self.cfg;
+        let d = cfg.d_model as f64;
+        let kv = (cfg.effective_n_kv_heads().unwrap_or(cfg.n_heads) * cfg.head_dim()) as f64;
+        let hidden = cfg.hidden_size() as f64;
+        let per_row = 2.0 * (2.0 * d * d + 2.0 * d * kv + 3.0 * d * hidden) * cfg.n_layers as f64
+            + 2.0 * d * cfg.embedding_rows() as f64;
+        let attention = 4.0 * d * keys as f64 * cfg.n_layers as f64;
+        rows as f64 * (per_row + attention)
     }
 
     pub fn device(&self) -> &Device {
@@ -524,12 +687,10 @@ impl Llada {
     }
 }
 
-impl Denoiser for Llada {
-    fn forward_batch(&mut self, batch: &[Vec<u32>]) -> Result<Vec<Logits>> {
-        let Some(first) = batch.first() else {
-            return Ok(Vec::new());
-        };
-        let len = first.len();
+impl Llada {
+    /// Checks a batch and returns its canvas length.
+    fn batch_len(&self, batch: &[Vec<u32>]) -> Result<usize> {
+        let len = batch.first().map_or(0, Vec::len);
         if batch.iter().any(|seq| seq.len() != len) {
             bail!("all sequences in a batch must have the same length");
         }
@@ -539,15 +700,70 @@ impl Denoiser for Llada {
                 self.info.max_context
             );
         }
-        let flat: Vec<u32> = batch.iter().flatten().copied().collect();
-        let ids = Tensor::from_vec(flat, (batch.len(), len), &self.device)?;
-        let logits = self.forward_ids(&ids)?;
-        let width = self.info.logits_width;
+        Ok(len)
+    }
+
+    /// Token ids of `window` in every sequence of the batch, as (B, window length).
+    fn window_ids(&self, batch: &[Vec<u32>], window: Range<usize>) -> Result<Tensor> {
+        let flat: Vec<u32> = batch
+            .iter()
+            .flat_map(|seq| seq[window.clone()].iter().copied())
+            .collect();
+        Ok(Tensor::from_vec(
+            flat,
+            (batch.len(), window.len()),
+            &self.device,
+        )?)
+    }
+
+    /// Splits (B, T, width) logits into one `Logits` per sequence, starting at `offset`.
+    fn split_logits(&self, logits: &Tensor, offset: usize) -> Result<Vec<Logits>> {
+        let (_, t, width) = logits.dims3()?;
         let data = logits.flatten_all()?.to_vec1::<f32>()?;
         Ok(data
-            .chunks(len * width)
-            .map(|chunk| Logits::new(chunk.to_vec(), width))
+            .chunks(t * width)
+            .map(|chunk| Logits::at(chunk.to_vec(), width, offset))
             .collect())
+    }
+}
+
+impl Denoiser for Llada {
+    fn forward_batch(&mut self, batch: &[Vec<u32>]) -> Result<Vec<Logits>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let len = self.batch_len(batch)?;
+        let logits = self.forward_ids(&self.window_ids(batch, 0..len)?)?;
+        self.split_logits(&logits, 0)
+    }
+
+    fn denoise(&mut self, request: &ForwardRequest, cache: &mut KvCache) -> Result<Vec<Logits>> {
+        let batch = &request.canvases;
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let len = self.batch_len(batch)?;
+        let sequences = batch.len() as f64;
+        let full = sequences * self.flops(len, len);
+        if request.cache == CacheMode::None || self.kernels != Kernels::Fused {
+            cache.count(full, full);
+            return self.forward_batch(batch);
+        }
+        match cache.window(request) {
+            Some(window) => {
+                let ids = self.window_ids(batch, window.clone())?;
+                let (logits, _) = self.forward_window(&ids, window.start, Some(&cache.layers))?;
+                cache.count(sequences * self.flops(window.len(), len), full);
+                self.split_logits(&logits, window.start)
+            }
+            None => {
+                let (logits, kv) =
+                    self.forward_window(&self.window_ids(batch, 0..len)?, 0, None)?;
+                cache.record(request, kv);
+                cache.count(full, full);
+                self.split_logits(&logits, 0)
+            }
+        }
     }
 
     fn info(&self) -> &ModelInfo {

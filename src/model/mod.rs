@@ -4,7 +4,11 @@ pub mod embedded;
 pub mod llada;
 pub mod loader;
 
-use crate::sampler::Logits;
+use std::ops::Range;
+
+use candle_core::Tensor;
+
+use crate::sampler::{CacheMode, ForwardRequest, Logits};
 
 /// What the sampler and the UI need to know about a loaded model.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,9 +39,78 @@ pub trait Denoiser: Send {
     fn forward_batch(&mut self, batch: &[Vec<u32>]) -> anyhow::Result<Vec<Logits>>;
     fn info(&self) -> &ModelInfo;
 
+    /// One sampler step's forward pass. With a cache mode other than `none`, a model that supports
+    /// caching records keys and values on the first pass of a block (into `cache`, which belongs to
+    /// one run) and recomputes only part of the canvas on the block's later passes. Models without
+    /// cache support run the whole canvas every time, which is always correct.
+    fn denoise(
+        &mut self,
+        request: &ForwardRequest,
+        cache: &mut KvCache,
+    ) -> anyhow::Result<Vec<Logits>> {
+        let _ = cache;
+        self.forward_batch(&request.canvases)
+    }
+
     fn forward(&mut self, tokens: &[u32]) -> anyhow::Result<Logits> {
         let mut out = self.forward_batch(&[tokens.to_vec()])?;
         out.pop()
             .ok_or_else(|| anyhow::anyhow!("the model returned no logits"))
+    }
+}
+
+/// Keys and values recorded by a full forward pass, for Fast-dLLM-style block caching. One per
+/// run (a comparison lane has its own), never shared between canvases.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    /// Per layer: keys (after rotary embedding) and values, shape (batch, canvas, kv_heads, head_dim).
+    pub(crate) layers: Vec<(Tensor, Tensor)>,
+    /// What the record is valid for: the block, the canvas length and the batch size.
+    key: Option<(Range<usize>, usize, usize)>,
+    /// Forward FLOPs spent, and those uncached full passes would have spent.
+    spent: f64,
+    full: f64,
+}
+
+impl KvCache {
+    /// The part of the canvas the next pass must recompute, or `None` when the record does not
+    /// belong to this request's block (then the pass must run in full and record).
+    pub fn window(&self, request: &ForwardRequest) -> Option<Range<usize>> {
+        let len = request.canvases.first().map_or(0, Vec::len);
+        let key = (request.block.clone(), len, request.canvases.len());
+        if request.cache == CacheMode::None || self.key.as_ref() != Some(&key) {
+            return None;
+        }
+        let start = request.rows.start.min(request.block.start);
+        Some(match request.cache {
+            CacheMode::Prefix => start..len,
+            _ => start..request.rows.end.max(request.block.end).min(len),
+        })
+    }
+
+    /// Stores a full pass's keys and values for the request's block.
+    pub fn record(&mut self, request: &ForwardRequest, layers: Vec<(Tensor, Tensor)>) {
+        let len = request.canvases.first().map_or(0, Vec::len);
+        self.layers = layers;
+        self.key = Some((request.block.clone(), len, request.canvases.len()));
+    }
+
+    /// Counts a pass that cost `spent` FLOPs where a full pass costs `full`.
+    pub fn count(&mut self, spent: f64, full: f64) {
+        self.spent += spent;
+        self.full += full;
+    }
+
+    /// Fraction of forward FLOPs this run's caching saved so far (0 without caching).
+    pub fn saved(&self) -> f64 {
+        if self.full == 0.0 {
+            0.0
+        } else {
+            1.0 - self.spent / self.full
+        }
+    }
+
+    pub fn clear(&mut self) {
+        *self = Self::default();
     }
 }

@@ -10,6 +10,8 @@ pub mod schedule;
 pub mod strategy;
 pub mod window;
 
+use std::ops::Range;
+
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,26 +23,41 @@ pub use strategy::Strategy;
 use strategy::{score, Distribution};
 use window::{plan_blocks, Block};
 
-/// Logits for a whole canvas: one row of `width` values per position.
+/// Logits for a run of canvas positions: one row of `width` values per position, starting at
+/// `offset` (0 for a whole canvas; a cached forward pass returns only the rows it recomputed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Logits {
     data: Vec<f32>,
     width: usize,
+    offset: usize,
 }
 
 impl Logits {
+    /// Rows for positions `0..data.len() / width`.
     pub fn new(data: Vec<f32>, width: usize) -> Self {
+        Self::at(data, width, 0)
+    }
+
+    /// Rows for positions `offset..offset + data.len() / width`.
+    pub fn at(data: Vec<f32>, width: usize, offset: usize) -> Self {
         assert!(
             width > 0 && data.len().is_multiple_of(width),
             "ragged logits"
         );
-        Self { data, width }
+        Self {
+            data,
+            width,
+            offset,
+        }
     }
 
+    /// The row that belongs to canvas `position`.
     pub fn row(&self, position: usize) -> &[f32] {
-        &self.data[position * self.width..(position + 1) * self.width]
+        let i = position - self.offset;
+        &self.data[i * self.width..(i + 1) * self.width]
     }
 
+    /// Number of rows.
     pub fn positions(&self) -> usize {
         self.data.len() / self.width
     }
@@ -48,6 +65,50 @@ impl Logits {
     pub fn width(&self) -> usize {
         self.width
     }
+
+    /// The canvas positions these rows belong to.
+    pub fn span(&self) -> Range<usize> {
+        self.offset..self.offset + self.positions()
+    }
+}
+
+/// Fast-dLLM's key/value caching for block decoding. The first forward pass of every block runs
+/// over the whole canvas and records each layer's keys and values; the block's later steps only
+/// recompute part of the canvas and read the rest from that record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheMode {
+    /// Every step recomputes the whole canvas (exact).
+    #[default]
+    None,
+    /// Reuse everything before the current block; recompute the block and all that follows it.
+    Prefix,
+    /// Also reuse the (stale) suffix after the block: only the block itself is recomputed.
+    Dual,
+}
+
+impl CacheMode {
+    pub const ALL: [CacheMode; 3] = [CacheMode::None, CacheMode::Prefix, CacheMode::Dual];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheMode::None => "none",
+            CacheMode::Prefix => "prefix",
+            CacheMode::Dual => "dual",
+        }
+    }
+}
+
+/// What the sampler asks of the model in one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForwardRequest {
+    /// The canvas, and with CFG also the unconditional canvas (all the same length).
+    pub canvases: Vec<Vec<u32>>,
+    /// The block being denoised: a cache recorded for another block is stale.
+    pub block: Range<usize>,
+    /// The logits rows the sampler will read (already shifted for Dream-style models).
+    pub rows: Range<usize>,
+    pub cache: CacheMode,
 }
 
 /// Dynamic parallel decoding rules from Fast-dLLM; they replace the fixed schedule when set.
@@ -78,6 +139,8 @@ pub struct SamplerParams {
     pub alg_temp: Option<f64>,
     /// Classifier-free guidance scale (0 = off).
     pub cfg_scale: f64,
+    /// Key/value caching across the steps of a block (approximate unless `none`).
+    pub cache: CacheMode,
     /// Dream's final timestep for the `timestep` schedule.
     pub eps: f64,
     pub seed: u64,
@@ -97,6 +160,7 @@ impl Default for SamplerParams {
             parallel: None,
             alg_temp: None,
             cfg_scale: 0.0,
+            cache: CacheMode::None,
             eps: 1e-3,
             seed: 0,
         }
@@ -323,11 +387,37 @@ impl Sampler {
         inputs
     }
 
+    /// The forward pass this step needs: the canvases, and the rows the sampler will read (from
+    /// the first masked position before the block's end, which is the block's start unless a
+    /// schedule left masks behind, up to the block's end).
+    fn request(&self, block: Block) -> ForwardRequest {
+        let first = (0..block.end)
+            .find(|&p| self.tokens[p] == self.traits.mask_id)
+            .unwrap_or(block.start)
+            .min(block.start);
+        let source = |p: usize| self.source_row(p);
+        ForwardRequest {
+            canvases: self.model_inputs(),
+            block: block.start..block.end,
+            rows: source(first)..source(block.end - 1) + 1,
+            cache: self.params.cache,
+        }
+    }
+
+    /// The logits row that predicts `position` (the previous one for Dream-style models).
+    fn source_row(&self, position: usize) -> usize {
+        if self.traits.shift_logits {
+            position.saturating_sub(1)
+        } else {
+            position
+        }
+    }
+
     /// Runs one step, calling `forward` (model inputs -> logits) unless the step commits nothing.
     /// Returns `None` once every block is finished.
     pub fn step<F>(&mut self, mut forward: F) -> Result<Option<StepReport>>
     where
-        F: FnMut(&[Vec<u32>]) -> Result<Vec<Logits>>,
+        F: FnMut(&ForwardRequest) -> Result<Vec<Logits>>,
     {
         if self.is_done() {
             return Ok(None);
@@ -347,11 +437,13 @@ impl Sampler {
         let committed = if fixed_count == Some(0) || remaining == 0 {
             Vec::new()
         } else {
-            let inputs = self.model_inputs();
-            let logits = forward(&inputs)?;
+            let request = self.request(block);
+            let logits = forward(&request)?;
             self.nfe += 1;
-            if logits.len() != inputs.len()
-                || logits.iter().any(|l| l.positions() != self.tokens.len())
+            if logits.len() != request.canvases.len()
+                || logits
+                    .iter()
+                    .any(|l| l.span().start > request.rows.start || l.span().end < request.rows.end)
             {
                 bail!("the model returned logits of the wrong shape");
             }
@@ -374,6 +466,15 @@ impl Sampler {
         }))
     }
 
+    /// Steps until every block is finished.
+    pub fn run_to_end<F>(&mut self, mut forward: F) -> Result<()>
+    where
+        F: FnMut(&ForwardRequest) -> Result<Vec<Logits>>,
+    {
+        while self.step(&mut forward)?.is_some() {}
+        Ok(())
+    }
+
     /// Moves to the next block once the current one is finished (its step budget is spent, or,
     /// for dynamic rules, it has no masks left).
     fn advance_block(&mut self) {
@@ -394,11 +495,7 @@ impl Sampler {
     /// The logits row that predicts `position` (shifted by one for Dream-style models), with
     /// classifier-free guidance applied: un + (s + 1)(cond - un).
     fn row(&self, logits: &[Logits], position: usize) -> Vec<f32> {
-        let source = if self.traits.shift_logits {
-            position.saturating_sub(1)
-        } else {
-            position
-        };
+        let source = self.source_row(position);
         let cond = logits[0].row(source);
         match logits.get(1) {
             Some(uncond) if self.params.cfg_scale > 0.0 => {

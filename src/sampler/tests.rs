@@ -35,8 +35,9 @@ fn run(
     let mut sampler = Sampler::new(tokens, params, traits()).unwrap();
     let mut reports = Vec::new();
     while let Some(r) = sampler
-        .step(|inputs| {
-            Ok(inputs
+        .step(|request| {
+            Ok(request
+                .canvases
                 .iter()
                 .map(|t| fake_logits(t.len(), &sharp))
                 .collect())

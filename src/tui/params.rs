@@ -5,7 +5,7 @@ use crossterm::event::{KeyCode, KeyEvent};
 use serde::{Deserialize, Serialize};
 
 use super::app::Settings;
-use crate::sampler::{Parallel, Schedule, Strategy};
+use crate::sampler::{CacheMode, Parallel, Schedule, Strategy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Field {
@@ -19,6 +19,7 @@ pub enum Field {
     Schedule,
     Threshold,
     Factor,
+    Cache,
     AlgTemp,
     Cfg,
     Seed,
@@ -26,7 +27,7 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: [Field; 14] = [
+    pub const ALL: [Field; 15] = [
         Field::Length,
         Field::Steps,
         Field::BlockLength,
@@ -37,6 +38,7 @@ impl Field {
         Field::Schedule,
         Field::Threshold,
         Field::Factor,
+        Field::Cache,
         Field::AlgTemp,
         Field::Cfg,
         Field::Seed,
@@ -55,6 +57,7 @@ impl Field {
             Field::Schedule => "schedule",
             Field::Threshold => "threshold",
             Field::Factor => "factor",
+            Field::Cache => "cache",
             Field::AlgTemp => "alg temp",
             Field::Cfg => "cfg scale",
             Field::Seed => "seed",
@@ -81,6 +84,7 @@ impl Field {
                 Some(Parallel::Factor(f)) => Some(f),
                 _ => None,
             }),
+            Field::Cache => s.params.cache.name().into(),
             Field::AlgTemp => opt(s.params.alg_temp),
             Field::Cfg => format!("{}", s.params.cfg_scale),
             Field::Seed => s.params.seed.to_string(),
@@ -139,6 +143,12 @@ impl Field {
                 } else {
                     Some(Parallel::Factor(num("factor")?))
                 }
+            }
+            Field::Cache => {
+                next.params.cache = CacheMode::ALL
+                    .into_iter()
+                    .find(|m| m.name() == text)
+                    .ok_or_else(|| format!("cache: {text:?} is not one of none, prefix, dual"))?
             }
             Field::AlgTemp => {
                 next.params.alg_temp = if off { None } else { Some(num("alg temp")?) }
@@ -223,6 +233,7 @@ impl Field {
                     _ => Some(Parallel::Factor(1.0)),
                 }
             }
+            Field::Cache => p.cache = cycle(&CacheMode::ALL, p.cache, up),
             Field::AlgTemp => {
                 p.alg_temp = match p.alg_temp {
                     None if up => Some(0.1),

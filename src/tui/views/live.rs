@@ -129,6 +129,8 @@ fn stats_line(app: &App, lane: &LaneView, shown: usize) -> Line<'static> {
         stat("masks", f.masked.to_string());
         stat("nfe", f.nfe.to_string());
         stat("", format!("{:.2}s", f.elapsed.as_secs_f64()));
+        // Work saved by parallel decoding and caching, against plain decoding.
+        stat("", format!("{:.1}x", f.speedup));
     }
     if let Some(s) = &lane.summary {
         // Mean score of the committed tokens (their confidence for probability-like strategies).
