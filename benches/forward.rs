@@ -6,9 +6,8 @@ use std::hint::black_box;
 use candle_core::Device;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use dlm_tui::model::embedded;
-use dlm_tui::model::llada::AttentionKernel;
 use dlm_tui::model::loader::Precision;
-use dlm_tui::model::{Denoiser, KvCache};
+use dlm_tui::model::{AttentionKernel, Denoiser, KvCache};
 use dlm_tui::sampler::{CacheMode, ForwardRequest};
 
 fn forward(c: &mut Criterion) {

@@ -28,6 +28,7 @@ def main():
     ap.add_argument("--pilot", action="append", default=[])
     ap.add_argument("--vocab-table", help="output of dlm-tui train --measure-vocab")
     ap.add_argument("--note", action="append", default=[], help="a sentence about the training sittings")
+    ap.add_argument("--defaults", help="output of scripts/choose_defaults.py")
     args = ap.parse_args()
     training = json.load(open(os.path.join(MODEL, "training.json")))
     report = json.load(open(args.eval))
@@ -105,9 +106,25 @@ def main():
     for s in report["samples"][:5]:
         w("> " + s.replace("\n", "\n> ") + "\n")
     w("## Default generation parameters\n")
-    w("The playground's defaults (config.toml) are length 64, one step per masked token, block 32,")
-    w("greedy low-confidence remasking. They will be re-chosen by measurement once the model is past")
-    w("its early training (see the issue tracker).\n")
+    if args.defaults:
+        d = json.load(open(args.defaults))
+        w(f"Chosen by `scripts/choose_defaults.py`: each candidate generated {d['length']} tokens after each of the 20")
+        w("story prompts (`dlm-tui bench --against-plain --seeds 20`), one step per token unless stated, greedy")
+        w("unless stated. Word rate: Debian wamerican; log-likelihood: mean over samples of the output's")
+        w("ELBO estimate under the model (nats/token, higher is better); repeats: share of word trigrams that")
+        w("repeat within a sample. Rule: word rate at least 97%, then the fewest repeats; within one point of")
+        w("that, the highest likelihood, then the fewest forward passes.\n")
+        w("| setting | word rate | log-likelihood | repeats | forward passes | wall time (20 samples) |")
+        w("| --- | --- | --- | --- | --- | --- |")
+        for r in d["rows"]:
+            mark = " **(chosen)**" if r["name"] == d["choice"] else ""
+            w(f"| {r['name']}{mark} | {r['word_rate']:.1%} | {r['log_likelihood']:.3f} | {r['repeated_trigrams']:.1%} | {r['nfe']:.1f} | {r['wall_ms'] / 1e3:.1f} s |")
+        chosen = next(r for r in d["rows"] if r["name"] == d["choice"])
+        w(f"\nThe playground starts with length {d['length']} and {d['choice']} (`config.toml`; `dlm-tui generate` keeps")
+        w("LLaDA's defaults so its output compares with the reference; pass the flags to get the same):\n")
+        w("```sh")
+        w(f"dlm-tui generate --prompt \"Once upon a time\" --length {d['length']} {' '.join(chosen['flags'])}")
+        w("```\n")
     open(os.path.join(MODEL, "MODEL_CARD.md"), "w").write("\n".join(out))
 
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use dlm_tui::model::llada::{Llada, LladaConfig};
 use dlm_tui::model::loader::{load_dir, Precision};
-use dlm_tui::model::KvCache;
+use dlm_tui::model::{AttentionKernel, KvCache};
 use dlm_tui::sampler::{CacheMode, ForwardRequest, ModelTraits, Parallel, Sampler, SamplerParams};
 use serde_json::Value;
 
@@ -30,22 +30,33 @@ fn ids(v: &Value) -> Vec<u32> {
 
 #[test]
 fn logits_match_the_reference_model_within_1e_4() {
-    for case in golden("llada_logits.json") {
-        let name = case["model"].as_str().unwrap();
-        let mut loaded = load_dir(&fixtures().join(name), Precision::F32, &Device::Cpu).unwrap();
-        let input = ids(&case["input_ids"]);
-        let logits = loaded.model.forward(&input).unwrap();
-        let expected = case["logits"].as_array().unwrap();
-        assert_eq!(expected.len(), input.len());
-        let mut worst = 0f32;
-        for (pos, row) in expected.iter().enumerate() {
-            let row = row.as_array().unwrap();
-            assert_eq!(row.len(), logits.width(), "{name}: logits width");
-            for (want, got) in row.iter().zip(logits.row(pos)) {
-                worst = worst.max((want.as_f64().unwrap() as f32 - got).abs());
+    for kernel in [
+        AttentionKernel::Auto,
+        AttentionKernel::Fused,
+        AttentionKernel::Matmul,
+    ] {
+        for case in golden("llada_logits.json") {
+            let name = case["model"].as_str().unwrap();
+            let mut loaded =
+                load_dir(&fixtures().join(name), Precision::F32, &Device::Cpu).unwrap();
+            loaded.model.set_attention(kernel);
+            let input = ids(&case["input_ids"]);
+            let logits = loaded.model.forward(&input).unwrap();
+            let expected = case["logits"].as_array().unwrap();
+            assert_eq!(expected.len(), input.len());
+            let mut worst = 0f32;
+            for (pos, row) in expected.iter().enumerate() {
+                let row = row.as_array().unwrap();
+                assert_eq!(row.len(), logits.width(), "{name}: logits width");
+                for (want, got) in row.iter().zip(logits.row(pos)) {
+                    worst = worst.max((want.as_f64().unwrap() as f32 - got).abs());
+                }
             }
+            assert!(
+                worst < 1e-4,
+                "{name} {kernel:?}: max |logit diff| = {worst}"
+            );
         }
-        assert!(worst < 1e-4, "{name}: max |logit diff| = {worst}");
     }
 }
 
@@ -248,7 +259,12 @@ fn cached_passes_over_an_unchanged_canvas_equal_the_full_pass() {
     canvas.extend([mask; 32]);
     let mut uncond = canvas.clone();
     uncond[..16].fill(mask);
-    for canvases in [vec![canvas.clone()], vec![canvas.clone(), uncond]] {
+    let batches = [vec![canvas.clone()], vec![canvas.clone(), uncond]];
+    for (kernel, canvases) in [AttentionKernel::Fused, AttentionKernel::Matmul]
+        .into_iter()
+        .flat_map(|k| batches.iter().map(move |b| (k, b.clone())))
+    {
+        loaded.model.set_attention(kernel);
         let full = loaded.model.forward_batch(&canvases).unwrap();
         for cache in [CacheMode::Prefix, CacheMode::Dual] {
             let request = ForwardRequest {
@@ -279,7 +295,7 @@ fn cached_passes_over_an_unchanged_canvas_equal_the_full_pass() {
                         .zip(f.row(pos))
                         .map(|(a, b)| (a - b).abs())
                         .fold(0f32, f32::max);
-                    assert!(worst < 1e-4, "{cache:?} position {pos}: {worst}");
+                    assert!(worst < 1e-4, "{kernel:?} {cache:?} position {pos}: {worst}");
                 }
             }
             // A new block invalidates the record.

@@ -96,6 +96,8 @@ pub struct SettingReport {
     pub word_rate: Option<f64>,
     /// Mean over generations of -sequence_nll (nats per generated token; higher is better).
     pub mean_log_likelihood: f64,
+    /// Share of word trigrams that repeat an earlier trigram of the same sample (lower is better).
+    pub repeated_trigrams: f64,
     pub samples: Vec<String>,
 }
 
@@ -115,6 +117,18 @@ pub struct ComparisonReport {
     /// negative, so this is plain / tested there: above 1 is better).
     pub word_rate_ratio: Option<f64>,
     pub likelihood_ratio: f64,
+}
+
+/// Share of word trigrams (case-folded) that already occurred earlier in the same text.
+pub fn repeated_trigrams(words: &[String]) -> f64 {
+    let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
+    let trigrams: Vec<&[String]> = lower.windows(3).collect();
+    if trigrams.is_empty() {
+        return 0.0;
+    }
+    let mut seen = std::collections::HashSet::new();
+    let repeats = trigrams.iter().filter(|t| !seen.insert(**t)).count();
+    repeats as f64 / trigrams.len() as f64
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -361,6 +375,7 @@ fn run_against_plain(args: &BenchArgs) -> Result<()> {
             let (mut agree, mut total, mut likelihood) = (0usize, 0usize, 0.0);
             let mut all_words = Vec::new();
             let mut samples = Vec::new();
+            let mut repeated = 0.0;
             for ((g, prompt_len), (r, _)) in runs.iter().zip(reference) {
                 let region = *prompt_len..g.tokens.len();
                 agree += region
@@ -370,7 +385,9 @@ fn run_against_plain(args: &BenchArgs) -> Result<()> {
                 total += region.len();
                 likelihood -= sequence_nll(loaded.model.as_mut(), &g.tokens, region.clone(), 16)?;
                 let text = codec.decode(&g.tokens[region], true);
-                all_words.extend(words(&text));
+                let sample_words = words(&text);
+                repeated += repeated_trigrams(&sample_words);
+                all_words.extend(sample_words);
                 samples.push(text);
             }
             Ok(SettingReport {
@@ -381,6 +398,7 @@ fn run_against_plain(args: &BenchArgs) -> Result<()> {
                 token_agreement: agree as f64 / total.max(1) as f64,
                 word_rate: dictionary.as_ref().map(|d| dictionary_rate(&all_words, d)),
                 mean_log_likelihood: likelihood / n,
+                repeated_trigrams: repeated / n,
                 samples,
             })
         };
@@ -407,11 +425,11 @@ fn run_against_plain(args: &BenchArgs) -> Result<()> {
     } else {
         let row = |name: &str, s: &SettingReport| {
             format!(
-                "  {name:<7} {:>9.0} ms {:>7.1} steps {:>7.1} nfe {:>5.1}% saved  agree {:>5.1}%  words {}  loglik {:.3}",
+                "  {name:<7} {:>9.0} ms {:>7.1} steps {:>7.1} nfe {:>5.1}% saved  agree {:>5.1}%  words {}  loglik {:.3}  repeats {:.1}%",
                 s.wall_ms_total, s.steps_mean, s.nfe_mean, s.flops_saved * 100.0,
                 s.token_agreement * 100.0,
                 s.word_rate.map_or("n/a".into(), |w| format!("{:.1}%", w * 100.0)),
-                s.mean_log_likelihood
+                s.mean_log_likelihood, s.repeated_trigrams * 100.0
             )
         };
         println!(
@@ -434,6 +452,10 @@ mod tests {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
         assert_eq!(median(&mut []), 0.0);
+        let w = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(repeated_trigrams(&w("a b c a b c")), 0.25);
+        assert_eq!(repeated_trigrams(&w("The cat sat the cat sat")), 0.25);
+        assert_eq!(repeated_trigrams(&w("a b")), 0.0);
         assert!(peak_rss_mb() > 1.0);
     }
 }

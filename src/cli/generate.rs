@@ -121,10 +121,12 @@ impl ScheduleArgs {
 
 /// Loads the model named by the arguments: a folder, or the embedded default model.
 pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
-    match &args.model_dir {
+    let mut loaded = match &args.model_dir {
         Some(dir) => load_dir(dir, args.dtype, &Device::Cpu),
         None => crate::model::embedded::load(args.dtype, &Device::Cpu),
-    }
+    }?;
+    loaded.model.set_attention(args.attention);
+    Ok(loaded)
 }
 
 /// The prompt as token ids plus `length` appended masks; returns (canvas, prompt_len).

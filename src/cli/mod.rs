@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::model::loader::Precision;
+use crate::model::AttentionKernel;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,6 +61,9 @@ pub struct ModelArgs {
     /// Precision of weights and activations.
     #[arg(long, value_enum, default_value_t = Precision::Auto)]
     pub dtype: Precision,
+    /// Attention kernel (for benchmarks: auto picks by the size of the score matrix).
+    #[arg(long, value_enum, default_value_t = AttentionKernel::Auto)]
+    pub attention: AttentionKernel,
 }
 
 /// An error caused by the user's input (arguments, prompt, model folder): exit code 2.

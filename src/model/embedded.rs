@@ -22,7 +22,8 @@ pub fn config() -> Result<LladaConfig> {
 
 /// Loads the embedded model. Its f16 weights are widened to f32 unless asked otherwise.
 pub fn load(precision: Precision, device: &Device) -> Result<LoadedModel> {
-    let (model, codec) = load_llada(precision, device)?;
+    let (mut model, codec) = load_llada(precision, device)?;
+    model.fuse_projections()?;
     Ok(LoadedModel {
         model: Box::new(model),
         codec,

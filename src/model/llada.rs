@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use std::ops::Range;
 
-use super::{Denoiser, KvCache, ModelInfo};
+use super::{AttentionKernel, Denoiser, KvCache, ModelInfo};
 use crate::sampler::{CacheMode, ForwardRequest, Logits};
 
 /// LLaDA's `config.json`, with the defaults of the reference `ModelConfig`.
@@ -239,7 +239,16 @@ impl RmsNorm {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `fused`: use candle's one-pass kernel where it computes the same thing (f32, affine weight
+    /// without bias; it has no backward pass, so training passes false).
+    fn forward(&self, x: &Tensor, fused: bool) -> Result<Tensor> {
+        if let (true, Some(weight), None, false, DType::F32) =
+            (fused, &self.weight, &self.bias, self.gemma, x.dtype())
+        {
+            if x.is_contiguous() {
+                return Ok(candle_nn::ops::rms_norm(x, weight, self.eps as f32)?);
+            }
+        }
         let dtype = x.dtype();
         let xf = x.to_dtype(DType::F32)?;
         let variance = xf.sqr()?.mean_keepdim(D::Minus1)?;
@@ -316,17 +325,6 @@ impl Rotary {
     }
 }
 
-/// How inference computes attention (benchmarks compare the two; results agree to float noise).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AttentionKernel {
-    /// candle's fused CPU kernel (online softmax, no score matrix) for f32 on the CPU; matmul
-    /// otherwise.
-    #[default]
-    Fused,
-    /// Materialised scores: matmul, softmax, matmul.
-    Matmul,
-}
-
 /// candle's fused rope and softmax kernels have no backward pass; training needs the composed ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernels {
@@ -361,12 +359,11 @@ const INIT_STD: f64 = 0.02;
 struct Block {
     attn_norm: RmsNorm,
     ff_norm: RmsNorm,
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    /// q_proj, k_proj, v_proj.
+    attn_in: Projections,
     attn_out: Linear,
-    ff_proj: Linear,
-    up_proj: Linear,
+    /// ff_proj (gated), up_proj.
+    ff_in: Projections,
     ff_out: Linear,
     n_heads: usize,
     n_kv_heads: usize,
@@ -385,12 +382,16 @@ impl Block {
         Ok(Self {
             attn_norm: RmsNorm::new(cfg, vb.pp("attn_norm"))?,
             ff_norm: RmsNorm::new(cfg, vb.pp("ff_norm"))?,
-            q_proj: linear(d, d, qkv_bias, std, vb.pp("q_proj"))?,
-            k_proj: linear(d, kv_dim, qkv_bias, std, vb.pp("k_proj"))?,
-            v_proj: linear(d, kv_dim, qkv_bias, std, vb.pp("v_proj"))?,
+            attn_in: Projections::Separate(vec![
+                linear(d, d, qkv_bias, std, vb.pp("q_proj"))?,
+                linear(d, kv_dim, qkv_bias, std, vb.pp("k_proj"))?,
+                linear(d, kv_dim, qkv_bias, std, vb.pp("v_proj"))?,
+            ]),
             attn_out: linear(d, d, bias, out_std, vb.pp("attn_out"))?,
-            ff_proj: linear(d, hidden, bias, std, vb.pp("ff_proj"))?,
-            up_proj: linear(d, hidden, bias, std, vb.pp("up_proj"))?,
+            ff_in: Projections::Separate(vec![
+                linear(d, hidden, bias, std, vb.pp("ff_proj"))?,
+                linear(d, hidden, bias, std, vb.pp("up_proj"))?,
+            ]),
             ff_out: linear(hidden, d, bias, out_std, vb.pp("ff_out"))?,
             n_heads: cfg.n_heads,
             n_kv_heads: cfg.effective_n_kv_heads()?,
@@ -402,17 +403,16 @@ impl Block {
     /// fused rope, softmax and attention kernels have no backward pass).
     fn forward_train(&self, x: &Tensor, rotary: &Rotary) -> Result<Tensor> {
         let (b, t, c) = x.dims3()?;
-        let normed = self.attn_norm.forward(x)?;
-        let heads = |proj: &Linear, n: usize| -> Result<Tensor> {
-            Ok(proj
-                .forward(&normed)?
-                .reshape((b, t, n, self.head_dim))?
+        let normed = self.attn_norm.forward(x, false)?;
+        let [q, k, v] = self.attn_in.forward::<3>(&normed)?;
+        let heads = |y: Tensor, n: usize| -> Result<Tensor> {
+            Ok(y.reshape((b, t, n, self.head_dim))?
                 .transpose(1, 2)?
                 .contiguous()?)
         };
-        let q = rotary.apply(&heads(&self.q_proj, self.n_heads)?)?;
-        let k = rotary.apply(&heads(&self.k_proj, self.n_kv_heads)?)?;
-        let v = heads(&self.v_proj, self.n_kv_heads)?;
+        let q = rotary.apply(&heads(q, self.n_heads)?)?;
+        let k = rotary.apply(&heads(k, self.n_kv_heads)?)?;
+        let v = heads(v, self.n_kv_heads)?;
         let k = repeat_kv(k, self.n_heads / self.n_kv_heads)?;
         let v = repeat_kv(v, self.n_heads / self.n_kv_heads)?;
 
@@ -423,9 +423,9 @@ impl Block {
         let att = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?;
         let x = (x + self.attn_out.forward(&att)?)?;
 
-        let normed = self.ff_norm.forward(&x)?;
-        let gate = candle_nn::ops::silu(&self.ff_proj.forward(&normed)?)?;
-        let up = self.up_proj.forward(&normed)?;
+        let normed = self.ff_norm.forward(&x, false)?;
+        let [gate, up] = self.ff_in.forward::<2>(&normed)?;
+        let gate = candle_nn::ops::silu(&gate)?;
         Ok((&x + self.ff_out.forward(&(gate * up)?)?)?)
     }
 }
@@ -443,13 +443,13 @@ impl Block {
         kernel: AttentionKernel,
     ) -> Result<(Tensor, (Tensor, Tensor))> {
         let (b, t, _) = x.dims3()?;
-        let normed = self.attn_norm.forward(x)?;
-        let heads = |proj: &Linear, n: usize| -> Result<Tensor> {
-            Ok(proj.forward(&normed)?.reshape((b, t, n, self.head_dim))?)
-        };
-        let q = rotary.apply_thd(&heads(&self.q_proj, self.n_heads)?, offset)?;
-        let k = rotary.apply_thd(&heads(&self.k_proj, self.n_kv_heads)?, offset)?;
-        let v = heads(&self.v_proj, self.n_kv_heads)?;
+        let normed = self.attn_norm.forward(x, true)?;
+        let [q, k, v] = self.attn_in.forward::<3>(&normed)?;
+        let heads =
+            |y: Tensor, n: usize| -> Result<Tensor> { Ok(y.reshape((b, t, n, self.head_dim))?) };
+        let q = rotary.apply_thd(&heads(q, self.n_heads)?, offset)?;
+        let k = rotary.apply_thd(&heads(k, self.n_kv_heads)?, offset)?;
+        let v = heads(v, self.n_kv_heads)?.contiguous()?;
         let (k_all, v_all) = match past {
             None => (k.clone(), v.clone()),
             Some((pk, pv)) => (splice(pk, &k, offset)?, splice(pv, &v, offset)?),
@@ -457,10 +457,63 @@ impl Block {
         let att = attend(&q, &k_all, &v_all, self.n_heads / self.n_kv_heads, kernel)?;
         let x = (x + self.attn_out.forward(&att)?)?;
 
-        let normed = self.ff_norm.forward(&x)?;
-        let gate = candle_nn::ops::silu(&self.ff_proj.forward(&normed)?)?;
-        let up = self.up_proj.forward(&normed)?;
+        let normed = self.ff_norm.forward(&x, true)?;
+        let [gate, up] = self.ff_in.forward::<2>(&normed)?;
+        let gate = candle_nn::ops::silu(&gate)?;
         Ok(((&x + self.ff_out.forward(&(gate * up)?)?)?, (k, v)))
+    }
+}
+
+/// Linear layers that read the same input: separate (as stored, and for training), or fused into
+/// one matrix for inference so each block runs two input matmuls instead of five.
+#[derive(Debug, Clone)]
+enum Projections {
+    Separate(Vec<Linear>),
+    Fused { linear: Linear, widths: Vec<usize> },
+}
+
+impl Projections {
+    fn forward<const N: usize>(&self, x: &Tensor) -> Result<[Tensor; N]> {
+        let outputs = match self {
+            Projections::Separate(layers) => layers
+                .iter()
+                .map(|l| Ok(l.forward(x)?))
+                .collect::<Result<Vec<_>>>()?,
+            Projections::Fused { linear, widths } => {
+                let y = linear.forward(x)?;
+                let mut offset = 0;
+                widths
+                    .iter()
+                    .map(|&w| {
+                        let part = y.narrow(D::Minus1, offset, w)?;
+                        offset += w;
+                        Ok(part)
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            }
+        };
+        outputs
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("expected {N} projections"))
+    }
+
+    /// Concatenates the weights (and biases) along the output dimension.
+    fn fuse(&mut self) -> Result<()> {
+        let Projections::Separate(layers) = self else {
+            return Ok(());
+        };
+        let weights: Vec<Tensor> = layers.iter().map(|l| l.weight().clone()).collect();
+        let widths = weights
+            .iter()
+            .map(|w| w.dim(0))
+            .collect::<Result<Vec<_>, _>>()?;
+        let biases: Option<Vec<Tensor>> = layers.iter().map(|l| l.bias().cloned()).collect();
+        let linear = Linear::new(
+            Tensor::cat(&weights, 0)?,
+            biases.map(|b| Tensor::cat(&b, 0)).transpose()?,
+        );
+        *self = Projections::Fused { linear, widths };
+        Ok(())
     }
 }
 
@@ -481,8 +534,8 @@ fn splice(past: &Tensor, fresh: &Tensor, offset: usize) -> Result<Tensor> {
 
 /// Bidirectional attention (no mask, as the reference's SDPA with is_causal=False) of q
 /// (B, T, H, D) over k, v (B, S, KV, D), KV head h / n_rep serving query head h. Returns
-/// (B, T, H * D). f32 goes through candle's fused CPU kernel, which never materialises the
-/// T x S score matrix; other dtypes and devices use matmul + softmax.
+/// (B, T, H * D). candle's fused CPU kernel (f32 only) never materialises the T x S score
+/// matrix; matmul + softmax does, and is faster while that matrix is small (BENCHMARKS.md).
 fn attend(
     q: &Tensor,
     k: &Tensor,
@@ -492,7 +545,16 @@ fn attend(
 ) -> Result<Tensor> {
     let (b, t, h, d) = q.dims4()?;
     let scale = 1.0 / (d as f64).sqrt();
-    let fused = kernel == AttentionKernel::Fused && q.device().is_cpu() && q.dtype() == DType::F32;
+    let s = k.dim(1)?;
+    // The score matrix a matmul pass materialises, in bytes.
+    let scores_bytes = b * h * t * s * 4;
+    let fused = q.device().is_cpu()
+        && q.dtype() == DType::F32
+        && match kernel {
+            AttentionKernel::Fused => true,
+            AttentionKernel::Matmul => false,
+            AttentionKernel::Auto => scores_bytes > AttentionKernel::AUTO_FUSED_ABOVE,
+        };
     let out = if fused {
         candle_nn::attention::flash_attn::<f32>(
             q,
@@ -605,9 +667,14 @@ impl Llada {
         self.kernels = kernels;
     }
 
-    /// Chooses the inference attention kernel.
-    pub fn set_attention(&mut self, attention: AttentionKernel) {
-        self.attention = attention;
+    /// Fuses q/k/v and gate/up projections for inference (a model that will be trained must
+    /// keep them separate: the optimizer holds the separate variables).
+    pub fn fuse_projections(&mut self) -> Result<()> {
+        for block in &mut self.blocks {
+            block.attn_in.fuse()?;
+            block.ff_in.fuse()?;
+        }
+        Ok(())
     }
 
     /// Token ids (B, T) to logits (B, T, embedding_size) in f32.
@@ -632,7 +699,7 @@ impl Llada {
     }
 
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.ln_f.forward(x)?;
+        let x = self.ln_f.forward(x, self.kernels == Kernels::Fused)?;
         let mut logits = self.head.forward(&x)?;
         if self.cfg.scale_logits {
             logits = (logits * (1.0 / (self.cfg.d_model as f64).sqrt()))?;
@@ -768,5 +835,9 @@ impl Denoiser for Llada {
 
     fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    fn set_attention(&mut self, kernel: AttentionKernel) {
+        self.attention = kernel;
     }
 }

@@ -141,7 +141,8 @@ fn resolve_precision(precision: Precision, parameters: usize) -> DType {
 
 /// Loads a model folder from disk (weights are memory-mapped).
 pub fn load_dir(dir: &Path, precision: Precision, device: &Device) -> Result<LoadedModel> {
-    let (model, codec) = load_llada_dir(dir, precision, device)?;
+    let (mut model, codec) = load_llada_dir(dir, precision, device)?;
+    model.fuse_projections()?;
     Ok(LoadedModel {
         model: Box::new(model),
         codec,

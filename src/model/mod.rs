@@ -31,6 +31,23 @@ pub struct ModelInfo {
     pub parameters: usize,
 }
 
+/// How inference computes bidirectional attention. Both agree to float noise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AttentionKernel {
+    /// The fused kernel once the score matrix would pass `AUTO_FUSED_ABOVE` bytes, matmul below.
+    #[default]
+    Auto,
+    /// candle's fused CPU kernel (online softmax, no score matrix; f32 on the CPU only).
+    Fused,
+    /// Materialised scores: matmul, softmax, matmul.
+    Matmul,
+}
+
+impl AttentionKernel {
+    /// Score matrices up to this size (batch x heads x queries x keys x 4 bytes) use matmul.
+    pub const AUTO_FUSED_ABOVE: usize = 128 << 20;
+}
+
 /// A masked-token predictor: all positions in, one logits row per position out.
 ///
 /// `forward_batch` exists so classifier-free guidance can run its conditional and unconditional
@@ -50,6 +67,11 @@ pub trait Denoiser: Send {
     ) -> anyhow::Result<Vec<Logits>> {
         let _ = cache;
         self.forward_batch(&request.canvases)
+    }
+
+    /// Chooses how inference computes attention (models with one kernel ignore it).
+    fn set_attention(&mut self, kernel: AttentionKernel) {
+        let _ = kernel;
     }
 
     fn forward(&mut self, tokens: &[u32]) -> anyhow::Result<Logits> {
