@@ -8,6 +8,9 @@ use tokenizers::{Encoding, Token, Tokenizer};
 
 use crate::prompt::Segment;
 
+/// Qwen2's pre-tokenizer split (tokenization_qwen2.py's PRETOKENIZE_REGEX).
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 /// How a masked position is shown in text output.
 pub const MASK_GLYPH: &str = "[MASK]";
 
@@ -19,6 +22,89 @@ impl TextCodec {
     pub fn from_file(path: &Path) -> Result<Self> {
         let tokenizer = Tokenizer::from_file(path)
             .map_err(|e| anyhow!("{}: not a usable tokenizer.json: {e}", path.display()))?;
+        Ok(Self::new(tokenizer))
+    }
+
+    /// A Qwen2-style byte-level BPE from `vocab.json`, `merges.txt` and the added tokens of
+    /// `added_tokens.json` / `tokenizer_config.json` (Dream's hub repos ship no tokenizer.json).
+    /// The pipeline is Qwen2's fast tokenizer: NFC, the Qwen2 pre-split regex, byte-level mapping
+    /// without a prefix space, no BOS or EOS added.
+    pub fn from_vocab_and_merges(dir: &Path) -> Result<Self> {
+        let read_json = |name: &str| -> Result<Option<serde_json::Value>> {
+            let path = dir.join(name);
+            if !path.is_file() {
+                return Ok(None);
+            }
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Ok(Some(serde_json::from_str(&text).with_context(|| {
+                format!("{} is not valid JSON", path.display())
+            })?))
+        };
+        let vocab = read_json("vocab.json")?
+            .ok_or_else(|| anyhow!("{} has no vocab.json", dir.display()))?;
+        let merges_path = dir.join("merges.txt");
+        let merges: Vec<String> = std::fs::read_to_string(&merges_path)
+            .with_context(|| format!("reading {}", merges_path.display()))?
+            .lines()
+            .filter(|l| !l.starts_with("#version") && !l.trim().is_empty())
+            .map(str::to_string)
+            .collect();
+        // id -> (content, special): added_tokens.json, with flags from tokenizer_config.json.
+        let mut added: std::collections::BTreeMap<u64, (String, bool)> = Default::default();
+        if let Some(map) = read_json("added_tokens.json")? {
+            for (content, id) in map.as_object().into_iter().flatten() {
+                if let Some(id) = id.as_u64() {
+                    added.insert(id, (content.clone(), true));
+                }
+            }
+        }
+        if let Some(cfg) = read_json("tokenizer_config.json")? {
+            for (id, tok) in cfg["added_tokens_decoder"]
+                .as_object()
+                .into_iter()
+                .flatten()
+            {
+                if let (Ok(id), Some(content)) = (id.parse::<u64>(), tok["content"].as_str()) {
+                    let special = tok["special"].as_bool().unwrap_or(true);
+                    added.insert(id, (content.to_string(), special));
+                }
+            }
+        }
+        let added_tokens: Vec<serde_json::Value> = added
+            .into_iter()
+            .map(|(id, (content, special))| {
+                serde_json::json!({"id": id, "content": content, "single_word": false,
+                    "lstrip": false, "rstrip": false, "normalized": false, "special": special})
+            })
+            .collect();
+        let json = serde_json::json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": added_tokens,
+            "normalizer": {"type": "NFC"},
+            "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": QWEN2_SPLIT}, "behavior": "Isolated",
+                 "invert": false},
+                {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true,
+                 "use_regex": false}
+            ]},
+            "post_processor": {"type": "ByteLevel", "add_prefix_space": false,
+                "trim_offsets": false, "use_regex": false},
+            "decoder": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true,
+                "use_regex": false},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                "vocab": vocab, "merges": merges}
+        });
+        let tokenizer = Tokenizer::from_bytes(serde_json::to_vec(&json)?).map_err(|e| {
+            anyhow!(
+                "{}: vocab.json and merges.txt do not make a tokenizer: {e}",
+                dir.display()
+            )
+        })?;
         Ok(Self::new(tokenizer))
     }
 

@@ -49,6 +49,50 @@ pub struct LladaConfig {
     pub weight_tying: bool,
     pub eos_token_id: Option<u32>,
     pub mask_token_id: Option<u32>,
+    /// Not a LLaDA key: how tensors are named (Dream's Qwen2 layout reuses this transformer).
+    #[serde(skip)]
+    pub naming: Naming,
+}
+
+/// Tensor names of the two layouts this transformer loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Naming {
+    /// LLaDA's OLMo-style names: `model.transformer.blocks.N.q_proj`, `ff_proj` (gated), `ln_f`.
+    #[default]
+    Llada,
+    /// Qwen2's names (Dream): `model.layers.N.self_attn.q_proj`, `mlp.gate_proj`, `model.norm`,
+    /// `lm_head`; logits are shifted by one.
+    Qwen2,
+}
+
+impl Naming {
+    /// (attn_norm, ff_norm, q, k, v, attn_out, gate, up, ff_out) under a block's prefix.
+    fn block(self) -> [&'static str; 9] {
+        match self {
+            Naming::Llada => [
+                "attn_norm",
+                "ff_norm",
+                "q_proj",
+                "k_proj",
+                "v_proj",
+                "attn_out",
+                "ff_proj",
+                "up_proj",
+                "ff_out",
+            ],
+            Naming::Qwen2 => [
+                "input_layernorm",
+                "post_attention_layernorm",
+                "self_attn.q_proj",
+                "self_attn.k_proj",
+                "self_attn.v_proj",
+                "self_attn.o_proj",
+                "mlp.gate_proj",
+                "mlp.up_proj",
+                "mlp.down_proj",
+            ],
+        }
+    }
 }
 
 impl Default for LladaConfig {
@@ -82,6 +126,7 @@ impl Default for LladaConfig {
             weight_tying: true,
             eos_token_id: Some(50256),
             mask_token_id: Some(50256),
+            naming: Naming::Llada,
         }
     }
 }
@@ -379,20 +424,21 @@ impl Block {
         let bias = cfg.include_bias;
         let std = INIT_STD;
         let out_std = INIT_STD / (2.0 * cfg.n_layers as f64).sqrt();
+        let [attn_norm, ff_norm, q, k, v, attn_out, gate, up, ff_out] = cfg.naming.block();
         Ok(Self {
-            attn_norm: RmsNorm::new(cfg, vb.pp("attn_norm"))?,
-            ff_norm: RmsNorm::new(cfg, vb.pp("ff_norm"))?,
+            attn_norm: RmsNorm::new(cfg, vb.pp(attn_norm))?,
+            ff_norm: RmsNorm::new(cfg, vb.pp(ff_norm))?,
             attn_in: Projections::Separate(vec![
-                linear(d, d, qkv_bias, std, vb.pp("q_proj"))?,
-                linear(d, kv_dim, qkv_bias, std, vb.pp("k_proj"))?,
-                linear(d, kv_dim, qkv_bias, std, vb.pp("v_proj"))?,
+                linear(d, d, qkv_bias, std, vb.pp(q))?,
+                linear(d, kv_dim, qkv_bias, std, vb.pp(k))?,
+                linear(d, kv_dim, qkv_bias, std, vb.pp(v))?,
             ]),
-            attn_out: linear(d, d, bias, out_std, vb.pp("attn_out"))?,
+            attn_out: linear(d, d, bias, out_std, vb.pp(attn_out))?,
             ff_in: Projections::Separate(vec![
-                linear(d, hidden, bias, std, vb.pp("ff_proj"))?,
-                linear(d, hidden, bias, std, vb.pp("up_proj"))?,
+                linear(d, hidden, bias, std, vb.pp(gate))?,
+                linear(d, hidden, bias, std, vb.pp(up))?,
             ]),
-            ff_out: linear(hidden, d, bias, out_std, vb.pp("ff_out"))?,
+            ff_out: linear(hidden, d, bias, out_std, vb.pp(ff_out))?,
             n_heads: cfg.n_heads,
             n_kv_heads: cfg.effective_n_kv_heads()?,
             head_dim: cfg.head_dim(),
@@ -605,12 +651,18 @@ impl Llada {
     pub fn new(cfg: LladaConfig, vb: VarBuilder, name: String) -> Result<Self> {
         cfg.validate()?;
         let device = vb.device().clone();
-        let vb = vb.pp("model.transformer");
+        let root = vb.clone();
+        let qwen2 = cfg.naming == Naming::Qwen2;
+        let vb = vb.pp(if qwen2 { "model" } else { "model.transformer" });
         let rows = cfg.embedding_rows();
         let wte_weight = vb
             .get_with_hints(
                 (rows, cfg.d_model),
-                "wte.weight",
+                if qwen2 {
+                    "embed_tokens.weight"
+                } else {
+                    "wte.weight"
+                },
                 Init::Randn {
                     mean: 0.0,
                     stdev: INIT_STD,
@@ -620,31 +672,32 @@ impl Llada {
         let wte = Embedding::new(wte_weight.clone(), cfg.d_model);
         let blocks = (0..cfg.n_layers)
             .map(|i| {
-                Block::new(&cfg, vb.pp(format!("blocks.{i}")))
+                let prefix = if qwen2 { "layers" } else { "blocks" };
+                Block::new(&cfg, vb.pp(format!("{prefix}.{i}")))
                     .with_context(|| format!("loading block {i}"))
             })
             .collect::<Result<Vec<_>>>()?;
-        let ln_f = RmsNorm::new(&cfg, vb.pp("ln_f")).context("loading ln_f")?;
+        let ln_f = RmsNorm::new(&cfg, vb.pp(if qwen2 { "norm" } else { "ln_f" }))
+            .context("loading the final norm")?;
         let head = if cfg.weight_tying {
             Linear::new(wte_weight, None)
         } else {
-            linear(
-                cfg.d_model,
-                rows,
-                cfg.include_bias,
-                INIT_STD,
-                vb.pp("ff_out"),
-            )
-            .context("loading the output head ff_out")?
+            let head_vb = if qwen2 {
+                root.pp("lm_head")
+            } else {
+                vb.pp("ff_out")
+            };
+            linear(cfg.d_model, rows, cfg.include_bias, INIT_STD, head_vb)
+                .context("loading the output head")?
         };
         let rotary = Rotary::new(&cfg, &device)?;
         let info = ModelInfo {
             name,
-            family: "llada",
+            family: if qwen2 { "dream" } else { "llada" },
             mask_id: cfg.mask_token_id.unwrap_or_default(),
             logits_width: rows,
             max_context: cfg.max_sequence_length,
-            shift_logits: false,
+            shift_logits: qwen2,
             eos_ids: cfg.eos_token_id.into_iter().collect(),
             parameters: cfg.parameter_count(),
         };
@@ -716,20 +769,22 @@ impl Llada {
         offset: usize,
         past: Option<&[(Tensor, Tensor)]>,
     ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
-        let mut x = self.embed(ids)?;
-        let mut kv = Vec::with_capacity(self.blocks.len());
-        for (i, block) in self.blocks.iter().enumerate() {
-            let (y, layer_kv) = block.forward_infer(
-                &x,
-                &self.rotary,
-                offset,
-                past.map(|p| &p[i]),
-                self.attention,
-            )?;
-            x = y;
-            kv.push(layer_kv);
-        }
-        Ok((self.logits(&x)?, kv))
+        super::in_pool(|| {
+            let mut x = self.embed(ids)?;
+            let mut kv = Vec::with_capacity(self.blocks.len());
+            for (i, block) in self.blocks.iter().enumerate() {
+                let (y, layer_kv) = block.forward_infer(
+                    &x,
+                    &self.rotary,
+                    offset,
+                    past.map(|p| &p[i]),
+                    self.attention,
+                )?;
+                x = y;
+                kv.push(layer_kv);
+            }
+            Ok((self.logits(&x)?, kv))
+        })
     }
 
     /// Forward FLOPs (multiply-adds counted as 2) for `rows` query positions attending over

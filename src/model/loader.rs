@@ -7,12 +7,13 @@ use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
+use super::dream::DreamConfig;
 use super::llada::{Llada, LladaConfig};
 use super::Denoiser;
 use crate::text::TextCodec;
 
 /// Families `dlm-tui` can run, as detected from `config.json`.
-pub const SUPPORTED_FAMILIES: &[&str] = &["llada (LLaDAModelLM)"];
+pub const SUPPORTED_FAMILIES: &[&str] = &["llada (LLaDAModelLM)", "dream (DreamModel)"];
 
 /// Numeric precision for the weights and activations.
 #[derive(
@@ -54,8 +55,12 @@ impl ModelFiles {
             );
         }
         let tokenizer = dir.join("tokenizer.json");
-        if !tokenizer.is_file() {
-            bail!("{} has no tokenizer.json", dir.display());
+        let qwen2_files = dir.join("vocab.json").is_file() && dir.join("merges.txt").is_file();
+        if !tokenizer.is_file() && !qwen2_files {
+            bail!(
+                "{} has no tokenizer.json (nor vocab.json + merges.txt)",
+                dir.display()
+            );
         }
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -120,6 +125,11 @@ pub fn detect_family(config: &serde_json::Value) -> Result<&'static str> {
     if model_type == Some("llada") || architectures.contains(&"LLaDAModelLM") {
         return Ok("llada");
     }
+    if model_type.is_some_and(|t| t.eq_ignore_ascii_case("dream"))
+        || architectures.contains(&"DreamModel")
+    {
+        return Ok("dream");
+    }
     bail!(
         "config.json describes an unsupported model (model_type {:?}, architectures {:?}); supported: {}",
         model_type.unwrap_or("none"),
@@ -164,17 +174,29 @@ pub fn load_llada_dir(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| dir.display().to_string());
-    let codec = TextCodec::from_file(&files.tokenizer)?;
+    let codec = if files.tokenizer.is_file() {
+        TextCodec::from_file(&files.tokenizer)?
+    } else {
+        TextCodec::from_vocab_and_merges(dir)?
+    };
     let family = detect_family(&json)?;
-    if family != "llada" {
-        bail!("no loader for family {family}");
-    }
-    let cfg: LladaConfig = serde_json::from_value(json).with_context(|| {
-        format!(
-            "{} does not match LLaDA's config keys",
-            files.config.display()
-        )
-    })?;
+    let cfg: LladaConfig = match family {
+        "dream" => serde_json::from_value::<DreamConfig>(json)
+            .with_context(|| {
+                format!(
+                    "{} does not match Dream's config keys",
+                    files.config.display()
+                )
+            })?
+            .to_transformer()
+            .with_context(|| format!("in {}", files.config.display()))?,
+        _ => serde_json::from_value(json).with_context(|| {
+            format!(
+                "{} does not match LLaDA's config keys",
+                files.config.display()
+            )
+        })?,
+    };
     cfg.validate()
         .with_context(|| format!("in {}", files.config.display()))?;
     let dtype = resolve_precision(precision, cfg.parameter_count());
@@ -184,6 +206,6 @@ pub fn load_llada_dir(
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&weights, dtype, device) }
         .with_context(|| format!("reading safetensors in {}", dir.display()))?;
     let model = Llada::new(cfg, vb, name)
-        .with_context(|| format!("loading LLaDA weights from {}", dir.display()))?;
+        .with_context(|| format!("loading {family} weights from {}", dir.display()))?;
     Ok((model, codec))
 }

@@ -1,5 +1,6 @@
 //! Everything candle: architectures (one per file) behind the [`Denoiser`] trait, and loading.
 
+pub mod dream;
 pub mod embedded;
 pub mod llada;
 pub mod loader;
@@ -78,6 +79,21 @@ pub trait Denoiser: Send {
         let mut out = self.forward_batch(&[tokens.to_vec()])?;
         out.pop()
             .ok_or_else(|| anyhow::anyhow!("the model returned no logits"))
+    }
+}
+
+/// Runs `f` on a worker of rayon's global pool, the pool candle's matmuls parallelise over. Called
+/// from any other thread (the engine's, a benchmark's), every matmul would hand its work to the
+/// pool and sleep until it is done; from inside, the calling worker does its share, and one
+/// hand-over serves the whole forward pass.
+/// `DLM_TUI_POOL=0` turns this off (for benchmarks).
+pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    static POOLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let pooled = *POOLED.get_or_init(|| std::env::var("DLM_TUI_POOL").map_or(true, |v| v != "0"));
+    if !pooled || rayon::current_thread_index().is_some() {
+        f()
+    } else {
+        rayon::scope(|_| f())
     }
 }
 

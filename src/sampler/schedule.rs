@@ -76,16 +76,18 @@ impl Schedule {
 }
 
 /// Element `i` of `torch.linspace(start, end, n)` in f32, computed the way torch's CPU kernel does
-/// (from the start for the first half, from the end for the second).
+/// (from the start for the first half, from the end for the second, each with one FMA).
 fn linspace_f32(start: f32, end: f32, n: usize, i: usize) -> f32 {
     if n == 1 {
         return start;
     }
+    // Each element is one fused multiply-add (a single rounding), as in torch's kernel; the
+    // unfused formula differs in the last bit for most n.
     let step = (end - start) / (n - 1) as f32;
     if i < n / 2 {
-        start + step * i as f32
+        step.mul_add(i as f32, start)
     } else {
-        end - step * (n - 1 - i) as f32
+        (-step).mul_add((n - 1 - i) as f32, end)
     }
 }
 
