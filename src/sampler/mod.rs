@@ -511,26 +511,34 @@ impl Sampler {
 
     /// Proposes and scores every masked position before `window_end` (LLaDA sets the score of
     /// later positions to -inf; masks before the block are still eligible).
+    ///
+    /// Rows are independent, so they are scored in parallel (a 126k-entry vocabulary makes each
+    /// row expensive). Randomness stays reproducible for a seed whatever the thread count: each
+    /// step draws one base seed from the run's generator, and position p uses stream p of it.
     fn score_candidates(&mut self, logits: &[Logits], window_end: usize) -> Vec<Commit> {
-        let mut candidates = Vec::new();
-        for pos in 0..window_end {
-            if self.tokens[pos] != self.traits.mask_id {
-                continue;
-            }
-            let row = self.row(logits, pos);
-            let (id, dist): (u32, Distribution) = self.proposal.propose(&row, &mut self.rng);
-            let uniform = if self.params.strategy == Strategy::Random {
-                self.rng.random::<f64>()
-            } else {
-                0.0
-            };
-            candidates.push(Commit {
-                pos,
-                id,
-                score: score(self.params.strategy, &dist, pos, uniform),
-            });
-        }
-        candidates
+        use rayon::prelude::*;
+        let positions: Vec<usize> = (0..window_end)
+            .filter(|&p| self.tokens[p] == self.traits.mask_id)
+            .collect();
+        let random = self.params.strategy == Strategy::Random;
+        let needs_rng = random || !matches!(self.proposal, Proposal::Argmax);
+        let base: u64 = if needs_rng { self.rng.random() } else { 0 };
+        let this = &*self;
+        positions
+            .into_par_iter()
+            .map(|pos| {
+                let mut rng = ChaCha8Rng::seed_from_u64(base);
+                rng.set_stream(pos as u64);
+                let row = this.row(logits, pos);
+                let (id, dist): (u32, Distribution) = this.proposal.propose(&row, &mut rng);
+                let uniform = if random { rng.random::<f64>() } else { 0.0 };
+                Commit {
+                    pos,
+                    id,
+                    score: score(this.params.strategy, &dist, pos, uniform),
+                }
+            })
+            .collect()
     }
 
     /// Picks the positions to commit: top-k by score (ties to the left), k sampled without
