@@ -24,6 +24,7 @@ impl Toy {
                 shift_logits: false,
                 eos_ids: vec![],
                 parameters: 0,
+                weight_bytes: 0,
             },
             fail_after: None,
             panic: false,

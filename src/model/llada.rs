@@ -669,6 +669,7 @@ impl Llada {
                 },
             )
             .context("loading the token embedding")?;
+        let weight_dtype = wte_weight.dtype();
         let wte = Embedding::new(wte_weight.clone(), cfg.d_model);
         let blocks = (0..cfg.n_layers)
             .map(|i| {
@@ -700,6 +701,7 @@ impl Llada {
             shift_logits: qwen2,
             eos_ids: cfg.eos_token_id.into_iter().collect(),
             parameters: cfg.parameter_count(),
+            weight_bytes: cfg.parameter_count() * weight_dtype.size_in_bytes(),
         };
         Ok(Self {
             wte,

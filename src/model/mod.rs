@@ -30,6 +30,8 @@ pub struct ModelInfo {
     pub eos_ids: Vec<u32>,
     /// Number of parameters, for the status bar.
     pub parameters: usize,
+    /// Bytes the weights take in memory (parameters times the size of their dtype).
+    pub weight_bytes: usize,
 }
 
 /// How inference computes bidirectional attention. Both agree to float noise.

@@ -39,9 +39,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     }
     let p = &app.settings.params;
     let params = format!(
-        " {} ({:.1}M) · L={} S={} B={} T={} {} {} ",
+        " {} ({:.1}M, {}) · L={} S={} B={} T={} {} {} ",
         app.model.name,
         app.model.parameters as f64 / 1e6,
+        human_bytes(app.model.weight_bytes),
         app.settings.length,
         app.settings.steps.map_or("auto".into(), |s| s.to_string()),
         p.block_length,
@@ -60,6 +61,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         Some(crate::sampler::Parallel::Threshold(t)) => extras.push(format!("τ={t}")),
         Some(crate::sampler::Parallel::Factor(f)) => extras.push(format!("factor={f}")),
         None => {}
+    }
+    if p.cache != crate::sampler::CacheMode::None {
+        extras.push(format!("cache={}", p.cache.name()));
     }
     if let Some(a) = p.alg_temp {
         extras.push(format!("alg-temp={a}"));
@@ -104,4 +108,16 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         Paragraph::new(vec![Line::from(top).style(theme.status), bottom]),
         area,
     );
+}
+
+/// Memory in MiB or GiB, for the status bar.
+fn human_bytes(bytes: usize) -> String {
+    let mib = bytes as f64 / (1 << 20) as f64;
+    if mib >= 1024.0 {
+        format!("{:.1} GiB", mib / 1024.0)
+    } else if mib >= 10.0 {
+        format!("{mib:.0} MiB")
+    } else {
+        format!("{mib:.1} MiB")
+    }
 }
