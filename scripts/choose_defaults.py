@@ -16,17 +16,18 @@ import argparse
 import json
 import subprocess
 
+# (name, lane spec in the TUI's comparison syntax); greedy and one step per token unless stated.
 CANDIDATES = [
-    ("low-confidence, block 64", ["--block-length", "64"]),
-    ("low-confidence, block 32", ["--block-length", "32"]),
-    ("low-confidence, block 16", ["--block-length", "16"]),
-    ("low-confidence, block 8", ["--block-length", "8"]),
-    ("margin, block 32", ["--block-length", "32", "--strategy", "margin"]),
-    ("entropy, block 32", ["--block-length", "32", "--strategy", "entropy"]),
-    ("low-confidence, block 32, 32 steps", ["--block-length", "32", "--steps", "32"]),
-    ("low-confidence, block 16, temperature 0.5", ["--block-length", "16", "--temperature", "0.5"]),
+    ("low-confidence, block 64", "low-confidence:block-length=64"),
+    ("low-confidence, block 32", "low-confidence:block-length=32"),
+    ("low-confidence, block 16", "low-confidence:block-length=16"),
+    ("low-confidence, block 8", "low-confidence:block-length=8"),
+    ("margin, block 32", "margin:block-length=32"),
+    ("entropy, block 32", "entropy:block-length=32"),
+    ("low-confidence, block 32, 32 steps", "low-confidence:block-length=32:steps=32"),
+    ("low-confidence, block 16, temperature 0.5", "low-confidence:block-length=16:temperature=0.5"),
     ("low-confidence, block 16, threshold 0.9, dual cache",
-     ["--block-length", "16", "--threshold", "0.9", "--cache", "dual"]),
+     "low-confidence:block-length=16:threshold=0.9:cache=dual"),
 ]
 
 
@@ -36,17 +37,17 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--length", type=int, default=64)
     args = ap.parse_args()
+    cmd = [args.bin, "bench", "--against-plain", "--seeds", "20", "--length", str(args.length), "--json"]
+    for _, spec in CANDIDATES:
+        cmd += ["--setting", spec]
+    report = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     rows = []
-    for name, flags in CANDIDATES:
-        cmd = [args.bin, "bench", "--against-plain", "--seeds", "20", "--length", str(args.length), *flags, "--json"]
-        report = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-        t = report["tested"]
-        rows.append(dict(name=name, flags=flags, word_rate=t["word_rate"], log_likelihood=t["mean_log_likelihood"],
+    for (name, spec), t in zip(CANDIDATES, report["tested"]):
+        rows.append(dict(name=name, spec=spec, word_rate=t["word_rate"], log_likelihood=t["mean_log_likelihood"],
                          repeated_trigrams=t["repeated_trigrams"], steps=t["steps_mean"], nfe=t["nfe_mean"],
                          wall_ms=t["wall_ms_total"], sample=t["samples"][0]))
         print(f"{name:<55} words {t['word_rate']:.3f} loglik {t['mean_log_likelihood']:.3f} "
-              f"repeats {t['repeated_trigrams']:.3f} nfe {t['nfe_mean']:.1f} wall {t['wall_ms_total'] / 1e3:.1f}s",
-              flush=True)
+              f"repeats {t['repeated_trigrams']:.3f} nfe {t['nfe_mean']:.1f} wall {t['wall_ms_total'] / 1e3:.1f}s")
     eligible = [r for r in rows if r["word_rate"] >= 0.97] or rows
     best_rep = min(r["repeated_trigrams"] for r in eligible)
     close = [r for r in eligible if r["repeated_trigrams"] <= best_rep + 0.01]

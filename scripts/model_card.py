@@ -122,8 +122,14 @@ def main():
         chosen = next(r for r in d["rows"] if r["name"] == d["choice"])
         w(f"\nThe playground starts with length {d['length']} and {d['choice']} (`config.toml`; `dlm-tui generate` keeps")
         w("LLaDA's defaults so its output compares with the reference; pass the flags to get the same):\n")
+        flags = []
+        strategy, *overrides = chosen["spec"].split(":")
+        flags += ["--strategy", strategy]
+        for o in overrides:
+            key, value = o.split("=", 1)
+            flags += [f"--{key}", value]
         w("```sh")
-        w(f"dlm-tui generate --prompt \"Once upon a time\" --length {d['length']} {' '.join(chosen['flags'])}")
+        w(f"dlm-tui generate --prompt \"Once upon a time\" --length {d['length']} {' '.join(flags)}")
         w("```\n")
     open(os.path.join(MODEL, "MODEL_CARD.md"), "w").write("\n".join(out))
 

@@ -460,7 +460,7 @@ fn bench_against_plain_reports_speed_agreement_and_quality() {
         "dual",
         "--json",
     ]);
-    let (plain, tested) = (&report["plain"], &report["tested"]);
+    let (plain, tested) = (&report["plain"], &report["tested"][0]);
     // Plain decoding agrees with itself and takes one step per token.
     assert_eq!(plain["token_agreement"], 1.0);
     assert_eq!(plain["steps_mean"], 32.0);
@@ -473,6 +473,27 @@ fn bench_against_plain_reports_speed_agreement_and_quality() {
         assert!(s["mean_log_likelihood"].as_f64().unwrap() < 0.0, "{report}");
         assert_eq!(s["samples"].as_array().unwrap().len(), 2);
     }
-    assert!(report["speedup"].as_f64().unwrap() > 0.0);
-    assert!(report["likelihood_ratio"].as_f64().unwrap() > 0.0);
+    assert!(tested["speedup"].as_f64().unwrap() > 0.0);
+    assert!(tested["likelihood_ratio"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["tested"].as_array().unwrap().len(), 1);
+
+    // Several settings share one plain run; each is named by its lane spec.
+    let report = bench(&[
+        "--against-plain",
+        "--seeds",
+        "1",
+        "--length",
+        "16",
+        "--setting",
+        "low-confidence:cache=prefix",
+        "--setting",
+        "margin:threshold=0.12:block-length=8",
+        "--json",
+    ]);
+    let tested = report["tested"].as_array().unwrap();
+    assert_eq!(tested.len(), 2);
+    assert_eq!(tested[0]["name"], "low-confidence:cache=prefix");
+    assert_eq!(tested[0]["cache"], "prefix");
+    assert_eq!(tested[1]["block_length"], 8);
+    assert_eq!(tested[1]["parallel"]["value"], 0.12);
 }

@@ -14,6 +14,8 @@ use crate::model::{Denoiser, KvCache};
 use crate::sampler::{CacheMode, ModelTraits, Sampler, SamplerParams, Schedule};
 use crate::text::TextCodec;
 use crate::train::eval::{dictionary_rate, load_dictionary, sequence_nll, words, STORY_PROMPTS};
+use crate::tui::app::Settings;
+use crate::tui::params::LaneSpec;
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
@@ -41,6 +43,11 @@ pub struct BenchArgs {
     /// English-word rate and the output's mean log-likelihood under the model.
     #[arg(long)]
     pub against_plain: bool,
+    /// With `--against-plain`: a setting to test, in the TUI's comparison-lane syntax
+    /// (`low-confidence:threshold=0.9:cache=dual`, over the schedule flags); repeat it to test
+    /// several against one plain run. Without it, the schedule flags are the one setting.
+    #[arg(long = "setting", value_name = "SPEC", requires = "against_plain")]
+    pub settings: Vec<String>,
     /// Generations per setting for `--against-plain` (seed i uses story prompt i).
     #[arg(long, default_value_t = 20)]
     pub seeds: usize,
@@ -108,9 +115,18 @@ pub struct ComparisonReport {
     pub block_length: usize,
     pub seeds: usize,
     pub plain: SettingReport,
-    pub tested: SettingReport,
+    pub tested: Vec<TestedReport>,
+}
+
+/// One tested setting against plain decoding.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestedReport {
+    pub name: String,
+    pub block_length: usize,
     pub cache: CacheMode,
     pub parallel: Option<crate::sampler::Parallel>,
+    #[serde(flatten)]
+    pub report: SettingReport,
     /// plain wall time / tested wall time.
     pub speedup: f64,
     /// tested / plain, for the English-word rate and the mean log-likelihood (likelihoods are
@@ -339,24 +355,48 @@ fn run_against_plain(args: &BenchArgs) -> Result<()> {
     let mut loaded = load_model(&args.model).map_err(usage)?;
     let info = loaded.model.info().clone();
     let length = args.schedule.length;
-    let tested = args.schedule.sampler_params(length).map_err(usage)?;
+    let base = args.schedule.sampler_params(length).map_err(usage)?;
     let plain = SamplerParams {
         steps: length,
         schedule: Schedule::Uniform,
         parallel: None,
         cache: CacheMode::None,
-        ..tested.clone()
+        ..base.clone()
     };
+    let mut tested: Vec<(String, SamplerParams)> = Vec::new();
+    for spec in &args.settings {
+        let lane = LaneSpec::try_from(spec.clone())
+            .map_err(|e| usage(anyhow!("--setting {spec:?}: {e}")))?;
+        let shared = Settings {
+            params: base.clone(),
+            length,
+            steps: Some(base.steps),
+            compare: Vec::new(),
+        };
+        let lane_settings = lane
+            .apply(&shared)
+            .map_err(|e| usage(anyhow!("--setting {spec:?}: {e}")))?;
+        let mut params = lane_settings.params;
+        params.steps = lane_settings.steps.unwrap_or(length);
+        params.validate().map_err(usage)?;
+        tested.push((spec.clone(), params));
+    }
+    if tested.is_empty() {
+        tested.push(("given".into(), base.clone()));
+    }
     let dictionary = load_dictionary(&args.words).ok();
-    let mut outcomes: [Vec<(Generated, usize)>; 2] = [Vec::new(), Vec::new()];
+    let settings: Vec<&SamplerParams> = std::iter::once(&plain)
+        .chain(tested.iter().map(|(_, p)| p))
+        .collect();
+    let mut outcomes: Vec<Vec<(Generated, usize)>> = settings.iter().map(|_| Vec::new()).collect();
     for seed in 0..args.seeds {
         let prompt = STORY_PROMPTS[seed % STORY_PROMPTS.len()];
         let (canvas, prompt_len) =
             build_canvas(&loaded.codec, prompt, length, info.mask_id).map_err(usage)?;
-        for (i, params) in [&plain, &tested].into_iter().enumerate() {
+        for (i, params) in settings.iter().enumerate() {
             let params = SamplerParams {
                 seed: seed as u64,
-                ..params.clone()
+                ..(*params).clone()
             };
             if seed == 0 {
                 // Warm-up, untimed.
@@ -403,29 +443,37 @@ fn run_against_plain(args: &BenchArgs) -> Result<()> {
             })
         };
     let plain_report = summarise(&outcomes[0], &outcomes[0])?;
-    let tested_report = summarise(&outcomes[1], &outcomes[0])?;
+    let mut tested_reports = Vec::new();
+    for ((name, params), runs) in tested.iter().zip(&outcomes[1..]) {
+        let report = summarise(runs, &outcomes[0])?;
+        tested_reports.push(TestedReport {
+            name: name.clone(),
+            block_length: params.block_length,
+            cache: params.cache,
+            parallel: params.parallel,
+            speedup: plain_report.wall_ms_total / report.wall_ms_total,
+            word_rate_ratio: plain_report
+                .word_rate
+                .zip(report.word_rate)
+                .map(|(p, t)| t / p),
+            likelihood_ratio: plain_report.mean_log_likelihood / report.mean_log_likelihood,
+            report,
+        });
+    }
     let report = ComparisonReport {
         model: info.name,
         length,
-        block_length: tested.block_length,
+        block_length: base.block_length,
         seeds: args.seeds,
-        cache: tested.cache,
-        parallel: tested.parallel,
-        speedup: plain_report.wall_ms_total / tested_report.wall_ms_total,
-        word_rate_ratio: plain_report
-            .word_rate
-            .zip(tested_report.word_rate)
-            .map(|(p, t)| t / p),
-        likelihood_ratio: plain_report.mean_log_likelihood / tested_report.mean_log_likelihood,
         plain: plain_report,
-        tested: tested_report,
+        tested: tested_reports,
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         let row = |name: &str, s: &SettingReport| {
             format!(
-                "  {name:<7} {:>9.0} ms {:>7.1} steps {:>7.1} nfe {:>5.1}% saved  agree {:>5.1}%  words {}  loglik {:.3}  repeats {:.1}%",
+                "  {name:<40} {:>9.0} ms {:>7.1} steps {:>7.1} nfe {:>5.1}% saved  agree {:>5.1}%  words {}  loglik {:.3}  repeats {:.1}%",
                 s.wall_ms_total, s.steps_mean, s.nfe_mean, s.flops_saved * 100.0,
                 s.token_agreement * 100.0,
                 s.word_rate.map_or("n/a".into(), |w| format!("{:.1}%", w * 100.0)),
@@ -433,12 +481,23 @@ fn run_against_plain(args: &BenchArgs) -> Result<()> {
             )
         };
         println!(
-            "{}: length {} block {}, {} prompts\n{}\n{}\n  speed-up {:.2}x  word-rate ratio {}  likelihood ratio {:.3}",
-            report.model, report.length, report.block_length, report.seeds,
-            row("plain", &report.plain), row("tested", &report.tested), report.speedup,
-            report.word_rate_ratio.map_or("n/a".into(), |r| format!("{r:.3}")),
-            report.likelihood_ratio
+            "{}: length {} block {}, {} prompts\n{}",
+            report.model,
+            report.length,
+            report.block_length,
+            report.seeds,
+            row("plain", &report.plain)
         );
+        for t in &report.tested {
+            println!(
+                "{}\n    speed-up {:.2}x  word-rate ratio {}  likelihood ratio {:.3}",
+                row(&t.name, &t.report),
+                t.speedup,
+                t.word_rate_ratio
+                    .map_or("n/a".into(), |r| format!("{r:.3}")),
+                t.likelihood_ratio
+            );
+        }
     }
     Ok(())
 }

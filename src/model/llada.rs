@@ -612,10 +612,11 @@ fn attend(
             None,
         )?
     } else {
-        let q = q.transpose(1, 2)?.contiguous()?;
+        // Scaling q (T x D) costs less than scaling the scores (T x S).
+        let q = (q.transpose(1, 2)? * scale)?;
         let k = repeat_kv(k.transpose(1, 2)?.contiguous()?, n_rep)?;
         let v = repeat_kv(v.transpose(1, 2)?.contiguous()?, n_rep)?;
-        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let scores = q.matmul(&k.t()?)?;
         candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?
     };
     // (B, H, T, D) -> (B, T, H * D)
