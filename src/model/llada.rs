@@ -505,7 +505,7 @@ impl Block {
 
         let normed = self.ff_norm.forward(&x, true)?;
         let [gate, up] = self.ff_in.forward::<2>(&normed)?;
-        let gate = candle_nn::ops::silu(&gate)?;
+        let gate = super::kernels::silu(&gate.contiguous()?)?;
         Ok(((&x + self.ff_out.forward(&(gate * up)?)?)?, (k, v)))
     }
 }
@@ -617,7 +617,7 @@ fn attend(
         let k = repeat_kv(k.transpose(1, 2)?.contiguous()?, n_rep)?;
         let v = repeat_kv(v.transpose(1, 2)?.contiguous()?, n_rep)?;
         let scores = q.matmul(&k.t()?)?;
-        candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?
+        super::kernels::softmax_last_dim(&scores)?.matmul(&v)?
     };
     // (B, H, T, D) -> (B, T, H * D)
     Ok(out.transpose(1, 2)?.reshape((b, t, h * d))?)
