@@ -6,31 +6,14 @@
 //! Left-padded batches (the cases with an attention mask) are Dream's batching of prompts of
 //! different lengths; dlm-tui runs one canvas per lane, so those cases are skipped here.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{fixtures, golden, ids, model_and_canvas};
 
 use candle_core::Device;
 use dlm_tui::model::loader::{load_dir, Precision};
 use dlm_tui::model::KvCache;
 use dlm_tui::sampler::{ModelTraits, Sampler, SamplerParams, Schedule, Strategy};
-use serde_json::Value;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn golden(name: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(fixtures().join("golden").join(name)).unwrap();
-    let json: Value = serde_json::from_str(&text).unwrap();
-    json["cases"].as_array().unwrap().clone()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
 
 #[test]
 fn dream_folders_load_as_the_dream_family() {
@@ -96,12 +79,8 @@ fn generation_matches_dream_diffusion_generate_token_for_token() {
         if !case["attention_mask"].is_null() {
             continue; // left-padded batch: see the module comment
         }
-        let name = case["model"].as_str().unwrap();
-        let mut loaded = load_dir(&fixtures().join(name), Precision::F32, &Device::Cpu).unwrap();
+        let (mut loaded, canvas) = model_and_canvas(&case, &case["input_ids"][0], "max_new_tokens");
         let info = loaded.model.info().clone();
-        let mut canvas = ids(&case["input_ids"][0]);
-        let new_tokens = case["max_new_tokens"].as_u64().unwrap() as usize;
-        canvas.extend(std::iter::repeat_n(info.mask_id, new_tokens));
         let params = SamplerParams {
             steps: case["steps"].as_u64().unwrap() as usize,
             // Dream denoises the whole canvas at once: one block.

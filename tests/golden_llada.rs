@@ -1,7 +1,9 @@
 //! Golden tests against LLaDA's reference code: logits of the tiny fixture models, and full token
 //! sequences from LLaDA's `generate.py` at temperature 0 (see tests/fixtures/make_llada_fixtures.py).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{fixtures, golden, ids, model_and_canvas};
 
 use candle_core::Device;
 use dlm_tui::model::llada::{Llada, LladaConfig};
@@ -9,24 +11,6 @@ use dlm_tui::model::loader::{load_dir, Precision};
 use dlm_tui::model::{AttentionKernel, KvCache};
 use dlm_tui::sampler::{CacheMode, ForwardRequest, ModelTraits, Parallel, Sampler, SamplerParams};
 use serde_json::Value;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn golden(name: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(fixtures().join("golden").join(name)).unwrap();
-    let json: Value = serde_json::from_str(&text).unwrap();
-    json["cases"].as_array().unwrap().clone()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
 
 #[test]
 fn logits_match_the_reference_model_within_1e_4() {
@@ -63,14 +47,8 @@ fn logits_match_the_reference_model_within_1e_4() {
 #[test]
 fn generate_matches_llada_generate_py_token_for_token() {
     for case in golden("llada_generate.json") {
-        let name = case["model"].as_str().unwrap();
-        let mut loaded = load_dir(&fixtures().join(name), Precision::F32, &Device::Cpu).unwrap();
+        let (mut loaded, canvas) = model_and_canvas(&case, &case["prompt_ids"], "gen_length");
         let info = loaded.model.info().clone();
-        let mut canvas = ids(&case["prompt_ids"]);
-        canvas.extend(std::iter::repeat_n(
-            info.mask_id,
-            case["gen_length"].as_u64().unwrap() as usize,
-        ));
         let params = SamplerParams {
             steps: case["steps"].as_u64().unwrap() as usize,
             block_length: case["block_length"].as_u64().unwrap() as usize,
@@ -185,14 +163,8 @@ fn cached_and_threshold_decoding_match_fast_dllm() {
     assert!(cases.len() >= 9);
     let mut approximate = 0;
     for case in cases {
-        let name = case["model"].as_str().unwrap();
-        let mut loaded = load_dir(&fixtures().join(name), Precision::F32, &Device::Cpu).unwrap();
+        let (mut loaded, canvas) = model_and_canvas(&case, &case["prompt_ids"], "gen_length");
         let info = loaded.model.info().clone();
-        let mut canvas = ids(&case["prompt_ids"]);
-        canvas.extend(std::iter::repeat_n(
-            info.mask_id,
-            case["gen_length"].as_u64().unwrap() as usize,
-        ));
         let cache = match case["cache"].as_str().unwrap() {
             "none" => CacheMode::None,
             "prefix" => CacheMode::Prefix,
