@@ -5,6 +5,7 @@
 //! I/O), [`engine`] runs sampler lanes over a model on a background thread and streams
 //! [`engine::Event`]s, and [`cli`] is the command-line front end.
 
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod engine;

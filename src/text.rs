@@ -129,6 +129,18 @@ impl TextCodec {
     /// tokenizer's post-processor once over the whole (e.g. LLaDA's BOS), exactly as
     /// `tokenizer(text)` would for a prompt without masks.
     pub fn encode_segments(&self, segments: &[Segment], mask_id: u32) -> Result<Vec<u32>> {
+        self.encode_segments_with(segments, mask_id, true)
+    }
+
+    /// As [`Self::encode_segments`]; without `add_special` the tokenizer's post-processor (which
+    /// may add BOS) is skipped, as transformers does for a rendered chat template, which carries
+    /// its own special tokens.
+    pub fn encode_segments_with(
+        &self,
+        segments: &[Segment],
+        mask_id: u32,
+        add_special: bool,
+    ) -> Result<Vec<u32>> {
         let mut pieces = Vec::with_capacity(segments.len());
         for segment in segments {
             let encoding = match segment {
@@ -144,6 +156,9 @@ impl TextCodec {
             pieces.push(encoding);
         }
         let merged = Encoding::merge(pieces, false);
+        if !add_special {
+            return Ok(merged.get_ids().to_vec());
+        }
         let processed = self
             .tokenizer
             .post_process(merged, None, true)
@@ -158,6 +173,11 @@ impl TextCodec {
             .map_err(|e| anyhow!("tokenizing: {e}"))
             .context("encode")?;
         Ok(enc.get_ids().to_vec())
+    }
+
+    /// The id of a token, if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.tokenizer.token_to_id(token)
     }
 
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> String {

@@ -9,6 +9,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::{usage, ModelArgs};
+use crate::chat::{ChatTemplate, Message};
 use crate::engine::{Engine, Event, Job, StepEvent};
 use crate::model::loader::{load_dir, LoadedModel};
 use crate::prompt;
@@ -24,6 +25,11 @@ pub struct GenerateArgs {
     pub prompt: String,
     #[command(flatten)]
     pub schedule: ScheduleArgs,
+    /// Instruct models: send the prompt as a user message through the model's chat template
+    /// (tokenizer_config.json) and denoise the answer after it; the printed answer stops at the
+    /// first end-of-text token.
+    #[arg(long)]
+    pub chat: bool,
     /// Print every step as a JSON line, then a final `done` line.
     #[arg(long)]
     pub json: bool,
@@ -136,8 +142,19 @@ pub fn build_canvas(
     length: usize,
     mask_id: u32,
 ) -> Result<(Vec<u32>, usize)> {
+    build_canvas_with(codec, text, length, mask_id, true)
+}
+
+/// As [`build_canvas`]; `add_special` false for a rendered chat template (it has its own).
+pub fn build_canvas_with(
+    codec: &TextCodec,
+    text: &str,
+    length: usize,
+    mask_id: u32,
+    add_special: bool,
+) -> Result<(Vec<u32>, usize)> {
     let segments = prompt::parse(text)?;
-    let mut canvas = codec.encode_segments(&segments, mask_id)?;
+    let mut canvas = codec.encode_segments_with(&segments, mask_id, add_special)?;
     let prompt_len = canvas.len();
     canvas.extend(std::iter::repeat_n(mask_id, length));
     Ok((canvas, prompt_len))
@@ -146,8 +163,28 @@ pub fn build_canvas(
 pub fn run(args: GenerateArgs) -> Result<()> {
     let LoadedModel { model, codec } = load_model(&args.model).map_err(usage)?;
     let info = model.info().clone();
-    let (canvas, prompt_len) =
-        build_canvas(&codec, &args.prompt, args.schedule.length, info.mask_id).map_err(usage)?;
+    let (canvas, prompt_len) = if args.chat {
+        let dir = args.model.model_dir.as_deref().ok_or_else(|| {
+            usage(anyhow!(
+                "--chat needs an instruct model (--model-dir DIR): the embedded model has no chat template"
+            ))
+        })?;
+        let template = ChatTemplate::from_model_dir(dir)
+            .map_err(usage)?
+            .ok_or_else(|| {
+                usage(anyhow!(
+                    "{} has no chat_template in tokenizer_config.json: --chat needs an instruct model",
+                    dir.display()
+                ))
+            })?;
+        let prompt = template
+            .render(&[Message::user(&args.prompt)], true)
+            .map_err(usage)?;
+        build_canvas_with(&codec, &prompt, args.schedule.length, info.mask_id, false)
+    } else {
+        build_canvas(&codec, &args.prompt, args.schedule.length, info.mask_id)
+    }
+    .map_err(usage)?;
     if canvas.len() > info.max_context {
         return Err(usage(anyhow!(
             "the prompt and generation region need {} tokens but {} accepts at most {}",
@@ -184,7 +221,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             }
             Event::LaneDone(_) => {}
             Event::Finished { elapsed } => {
-                let text = codec.decode(&last, true);
+                let text = if args.chat {
+                    answer(&codec, &last[prompt_len..], &info.eos_ids)
+                } else {
+                    codec.decode(&last, true)
+                };
                 if args.json {
                     let done = json!({
                         "type": "done",
@@ -205,6 +246,24 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         }
     }
     Err(anyhow!("the engine stopped without finishing"))
+}
+
+/// End-of-turn tokens of common chat templates (ChatML, Llama 3 / LLaDA-Instruct).
+const END_OF_TURN: [&str; 3] = ["<|im_end|>", "<|eot_id|>", "<|endoftext|>"];
+
+/// A chat answer: the generated ids up to the first end-of-text or end-of-turn token (instruct
+/// models fill the rest of the canvas with them), decoded without special tokens.
+pub fn answer(codec: &TextCodec, generated: &[u32], eos_ids: &[u32]) -> String {
+    let stops: Vec<u32> = eos_ids
+        .iter()
+        .copied()
+        .chain(END_OF_TURN.iter().filter_map(|t| codec.token_id(t)))
+        .collect();
+    let end = generated
+        .iter()
+        .position(|id| stops.contains(id))
+        .unwrap_or(generated.len());
+    codec.decode(&generated[..end], true).trim().to_string()
 }
 
 /// The JSON line for one step.
