@@ -464,3 +464,55 @@ fn cache_and_threshold_are_parameters_and_lanes_show_the_speedup() {
     let screen = draw(&mut app, 120, 24);
     assert!(screen.contains(&format!("{:.1}x", speedups[1])), "{screen}");
 }
+
+#[test]
+fn chat_mode_wraps_the_text_in_the_models_template() {
+    // Without a template (the LLaDA fixture), F3 says why it cannot chat.
+    let (mut app, _engine) = app();
+    update(&mut app, key(KeyCode::F(3)));
+    assert!(!app.chat_mode);
+    assert!(app
+        .message
+        .as_ref()
+        .unwrap()
+        .text
+        .contains("no chat template"));
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dream-tiny-gqa");
+    let loaded = load_dir(&dir, Precision::F32, &Device::Cpu).unwrap();
+    let info = loaded.model.info().clone();
+    let themes: Vec<Theme> = BUILTIN
+        .iter()
+        .map(|(n, _)| Theme::builtin(n).unwrap())
+        .collect();
+    let mut app = App::new(Arc::new(loaded.codec), info, KeyMap::defaults(), themes, 0);
+    app.chat_template = dlm_tui::chat::ChatTemplate::from_model_dir(&dir).unwrap();
+    type_text(&mut app, "Tell me a story about a cat.");
+    app.settings.length = 6;
+    update(&mut app, key(KeyCode::F(3)));
+    assert!(app.chat_mode);
+    assert!(draw(&mut app, 100, 24).contains("chat"));
+    let effects = update(&mut app, key(KeyCode::F(5)));
+    let dlm_tui::tui::app::Effect::Submit(job) = &effects[0] else {
+        panic!("{effects:?}")
+    };
+    // The canvas is transformers' apply_chat_template ids, then the answer's masks.
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden/chat_template.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let expected: Vec<u32> = golden["cases"][0]["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(&job.canvas[..expected.len()], expected.as_slice());
+    assert_eq!(&job.canvas[expected.len()..], &[304; 6]);
+    // F3 again: the text is the canvas.
+    update(&mut app, key(KeyCode::F(3)));
+    assert!(!app.chat_mode);
+}

@@ -148,6 +148,10 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
         model_args.dtype = config.model.dtype;
     }
     let loaded = generate::load_model(&model_args).map_err(usage)?;
+    let chat_template = match &model_args.model_dir {
+        Some(dir) => crate::chat::ChatTemplate::from_model_dir(dir).map_err(usage)?,
+        None => None,
+    };
     crate::tui::run(
         loaded,
         Options {
@@ -160,6 +164,7 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
             } else {
                 session::default_path()
             },
+            chat_template,
         },
     )
 }

@@ -12,6 +12,7 @@ use super::editor::{index_at, visual_rows, Document, Unit};
 use super::keymap::{Command, KeyMap};
 use super::params::{Field, LaneSpec, ParamsForm};
 use super::theme::Theme;
+use crate::chat::{ChatTemplate, Message as ChatMessage};
 use crate::engine::{Event, Job, LaneSummary, StepEvent};
 use crate::model::ModelInfo;
 use crate::sampler::{SamplerParams, Strategy};
@@ -215,6 +216,9 @@ pub struct App {
     pub show_help: bool,
     pub confidence_colours: bool,
     pub compare_mode: bool,
+    /// Instruct models: the model's chat template, and whether runs wrap the text in it.
+    pub chat_template: Option<ChatTemplate>,
+    pub chat_mode: bool,
     pub message: Option<Message>,
     pub model: ModelInfo,
     pub tokens: Arc<TokenTable>,
@@ -267,6 +271,8 @@ impl App {
             show_help: false,
             confidence_colours: false,
             compare_mode: false,
+            chat_template: None,
+            chat_mode: false,
             message: None,
             model,
             tokens,
@@ -327,11 +333,23 @@ impl App {
 
     /// Builds the job for the editor's content, or explains why it cannot run.
     pub fn build_job(&self) -> Result<(Job, Vec<String>, usize), String> {
-        let segments = self.doc.segments();
-        let mut canvas = self
-            .codec
-            .encode_segments(&segments, self.model.mask_id)
-            .map_err(|e| format!("{e:#}"))?;
+        let mut canvas = match (&self.chat_template, self.chat_mode) {
+            (Some(template), true) => {
+                // The user's text (masks included, as [MASK:N]) becomes the user message; the
+                // rendered prompt carries its own special tokens.
+                let prompt = template
+                    .render(&[ChatMessage::user(&self.doc.to_prompt())], true)
+                    .map_err(|e| format!("{e:#}"))?;
+                let segments = crate::prompt::parse(&prompt).map_err(|e| format!("{e:#}"))?;
+                self.codec
+                    .encode_segments_with(&segments, self.model.mask_id, false)
+                    .map_err(|e| format!("{e:#}"))?
+            }
+            _ => self
+                .codec
+                .encode_segments(&self.doc.segments(), self.model.mask_id)
+                .map_err(|e| format!("{e:#}"))?,
+        };
         let prompt_len = canvas.len();
         canvas.extend(std::iter::repeat_n(
             self.model.mask_id,
@@ -532,6 +550,17 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
                 "compare off".to_string()
             });
         }
+        Command::ToggleChat => match app.chat_template {
+            None => app.error("this model has no chat template (tokenizer_config.json)"),
+            Some(_) => {
+                app.chat_mode = !app.chat_mode;
+                app.info(if app.chat_mode {
+                    "chat on: the text is sent as a user message and the answer is denoised"
+                } else {
+                    "chat off: the text is the canvas"
+                });
+            }
+        },
         Command::ApplyResult => match (&app.run, app.result_text()) {
             (Some(run), Some(text)) if run.state != RunState::Running => {
                 app.doc.replace_all(&text);

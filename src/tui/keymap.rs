@@ -32,13 +32,14 @@ pub enum Command {
     ScrubLast,
     ToggleConfidence,
     ToggleCompare,
+    ToggleChat,
     ApplyResult,
     CycleTheme,
     Export,
 }
 
 impl Command {
-    pub const ALL: [Command; 22] = [
+    pub const ALL: [Command; 23] = [
         Command::Run,
         Command::Cancel,
         Command::Quit,
@@ -58,6 +59,7 @@ impl Command {
         Command::ScrubLast,
         Command::ToggleConfidence,
         Command::ToggleCompare,
+        Command::ToggleChat,
         Command::ApplyResult,
         Command::CycleTheme,
         Command::Export,
@@ -84,6 +86,9 @@ impl Command {
             Command::ScrubLast => "history: latest step (follow live)",
             Command::ToggleConfidence => "colour tokens by confidence",
             Command::ToggleCompare => "compare strategies side by side",
+            Command::ToggleChat => {
+                "chat mode: the text is a user message in the model's chat template"
+            }
             Command::ApplyResult => "copy the finished text into the editor",
             Command::CycleTheme => "next colour theme",
             Command::Export => "export the last run (JSON lines and text)",
@@ -347,6 +352,7 @@ pub fn default_table() -> BTreeMap<Command, Vec<String>> {
         (Command::ScrubLast, t(&["Ctrl-PageDown"])),
         (Command::ToggleConfidence, t(&["F2"])),
         (Command::ToggleCompare, t(&["F7"])),
+        (Command::ToggleChat, t(&["F3"])),
         (Command::ApplyResult, t(&["F6"])),
         (Command::CycleTheme, t(&["F8"])),
         (Command::Export, t(&["F9"])),

@@ -42,6 +42,8 @@ pub struct Options {
     pub settings: app::Settings,
     /// Where the session (text, masks, parameters) is saved; `None` disables autosave.
     pub session_path: Option<PathBuf>,
+    /// The model's chat template, if it is an instruct model (enables chat mode).
+    pub chat_template: Option<crate::chat::ChatTemplate>,
 }
 
 /// Runs the app until the user quits. The terminal is restored on every exit path.
@@ -56,6 +58,7 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
         options.themes,
         options.theme_index,
     );
+    app.chat_template = options.chat_template;
     if let Some(path) = &options.session_path {
         match session::load(path) {
             Ok(Some(saved)) => saved.apply(&mut app),

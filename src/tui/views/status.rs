@@ -62,6 +62,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         Some(crate::sampler::Parallel::Factor(f)) => extras.push(format!("factor={f}")),
         None => {}
     }
+    if app.chat_mode {
+        extras.push("chat".to_string());
+    }
     if p.cache != crate::sampler::CacheMode::None {
         extras.push(format!("cache={}", p.cache.name()));
     }
