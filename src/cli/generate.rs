@@ -77,6 +77,10 @@ pub struct ScheduleArgs {
     /// precedes the block; dual also reuses the stale suffix.
     #[arg(long, value_enum, default_value_t = CacheMode::None)]
     pub cache: CacheMode,
+    /// Instruct models: once the answer has ended (a generated end-of-text with only masks after
+    /// it), fill the rest with end-of-text and stop.
+    #[arg(long)]
+    pub stop_at_eos: bool,
     /// Sample committed positions from softmax(score / T) instead of taking the top ones.
     #[arg(long, value_name = "T", allow_negative_numbers = true)]
     pub alg_temp: Option<f64>,
@@ -115,6 +119,7 @@ impl ScheduleArgs {
                 (None, None) => None,
             },
             cache: self.cache,
+            stop_at_eos: self.stop_at_eos,
             alg_temp: self.alg_temp,
             cfg_scale: self.cfg,
             seed: self.seed,

@@ -256,7 +256,8 @@ fn run_job(
         .lanes
         .iter()
         .map(|params| {
-            let sampler = Sampler::new(job.canvas.clone(), params.clone(), traits.clone())?;
+            let sampler = Sampler::new(job.canvas.clone(), params.clone(), traits.clone())?
+                .with_eos(info.eos_ids.clone());
             Ok(Lane {
                 initial_masks: sampler.masked(),
                 sampler,

@@ -141,6 +141,9 @@ pub struct SamplerParams {
     pub cfg_scale: f64,
     /// Key/value caching across the steps of a block (approximate unless `none`).
     pub cache: CacheMode,
+    /// Instruct models: once a committed end-of-text token has only masks after it, fill them all
+    /// with end-of-text and stop (the model would spend its remaining steps writing padding).
+    pub stop_at_eos: bool,
     /// Dream's final timestep for the `timestep` schedule.
     pub eps: f64,
     pub seed: u64,
@@ -161,6 +164,7 @@ impl Default for SamplerParams {
             alg_temp: None,
             cfg_scale: 0.0,
             cache: CacheMode::None,
+            stop_at_eos: false,
             eps: 1e-3,
             seed: 0,
         }
@@ -287,6 +291,8 @@ pub struct Sampler {
     steps_done: usize,
     nfe: usize,
     rng: ChaCha8Rng,
+    /// End-of-text ids, for `stop_at_eos`.
+    eos_ids: Vec<u32>,
 }
 
 impl Sampler {
@@ -319,11 +325,18 @@ impl Sampler {
             block_initial_masks: 0,
             steps_done: 0,
             nfe: 0,
+            eos_ids: Vec::new(),
         };
         sampler.block_initial_masks = sampler.masks_in_block();
         // Skip leading blocks that have nothing to denoise.
         sampler.advance_block();
         Ok(sampler)
+    }
+
+    /// The model's end-of-text ids (needed by `stop_at_eos`).
+    pub fn with_eos(mut self, eos_ids: Vec<u32>) -> Self {
+        self.eos_ids = eos_ids;
+        self
     }
 
     pub fn tokens(&self) -> &[u32] {
@@ -351,6 +364,9 @@ impl Sampler {
 
     /// Planned total steps; for dynamic rules an upper bound (each step commits at least one).
     pub fn planned_steps(&self) -> usize {
+        if self.is_done() {
+            return self.steps_done;
+        }
         match self.params.parallel {
             None => self.blocks.iter().map(|b| b.steps).sum(),
             Some(_) => self.steps_done + self.masked(),
@@ -448,9 +464,12 @@ impl Sampler {
                 bail!("the model returned logits of the wrong shape");
             }
             let candidates = self.score_candidates(&logits, block.end);
-            let chosen = self.choose(candidates, fixed_count);
+            let mut chosen = self.choose(candidates, fixed_count);
             for c in &chosen {
                 self.tokens[c.pos] = c.id;
+            }
+            if self.params.stop_at_eos {
+                chosen.extend(self.fill_after_eos());
             }
             chosen
         };
@@ -473,6 +492,40 @@ impl Sampler {
     {
         while self.step(&mut forward)?.is_some() {}
         Ok(())
+    }
+
+    /// `stop_at_eos`: when the first remaining mask follows a generated end-of-text token and
+    /// nothing after it but masks and end-of-text remains, those masks become end-of-text too and
+    /// every block is finished.
+    fn fill_after_eos(&mut self) -> Vec<Commit> {
+        let Some(&eos) = self.eos_ids.first() else {
+            return Vec::new();
+        };
+        let Some(first_mask) = self.tokens.iter().position(|&t| t == self.traits.mask_id) else {
+            return Vec::new();
+        };
+        let is_eos = |t: u32| self.eos_ids.contains(&t);
+        let after_eos =
+            first_mask > 0 && !self.context[first_mask - 1] && is_eos(self.tokens[first_mask - 1]);
+        let rest_is_padding = self.tokens[first_mask..]
+            .iter()
+            .all(|&t| t == self.traits.mask_id || is_eos(t));
+        if !(after_eos && rest_is_padding) {
+            return Vec::new();
+        }
+        let fills: Vec<Commit> = (first_mask..self.tokens.len())
+            .filter(|&p| self.tokens[p] == self.traits.mask_id)
+            .map(|pos| Commit {
+                pos,
+                id: eos,
+                score: 0.0,
+            })
+            .collect();
+        for c in &fills {
+            self.tokens[c.pos] = eos;
+        }
+        self.block = self.blocks.len();
+        fills
     }
 
     /// Moves to the next block once the current one is finished (its step budget is spent, or,

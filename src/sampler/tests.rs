@@ -295,3 +295,87 @@ fn invalid_parameters_are_refused_with_their_name() {
     .contains("top-p"));
     assert!(Sampler::new(vec![1, 2], params(4, 4), traits()).is_err());
 }
+
+/// A model that writes token 1 at positions 2..4 and end-of-text (7) from position 4 on, most
+/// sure of the leftmost positions, so generation goes left to right.
+fn eos_logits(len: usize) -> Logits {
+    let mut data = vec![0.0; len * VOCAB];
+    for p in 0..len {
+        let token = if p < 4 { 1 } else { 7 };
+        data[p * VOCAB + token] = 20.0 - p as f32;
+    }
+    Logits::new(data, VOCAB)
+}
+
+fn run_eos(params: SamplerParams) -> (Vec<u32>, Vec<StepReport>, usize) {
+    let mut sampler = Sampler::new(canvas(2, 10), params, traits())
+        .unwrap()
+        .with_eos(vec![7]);
+    let mut reports = Vec::new();
+    while let Some(r) = sampler
+        .step(|request| Ok(vec![eos_logits(request.canvases[0].len())]))
+        .unwrap()
+    {
+        reports.push(r);
+    }
+    let nfe = sampler.nfe();
+    (sampler.tokens().to_vec(), reports, nfe)
+}
+
+#[test]
+fn stop_at_eos_fills_the_padding_once_the_answer_has_ended() {
+    let plain = params(10, 12);
+    let (tokens, reports, nfe) = run_eos(plain.clone());
+    assert_eq!(tokens, vec![0, 1, 1, 1, 7, 7, 7, 7, 7, 7, 7, 7]);
+    assert_eq!((reports.len(), nfe), (10, 10));
+
+    let (tokens_stop, reports, nfe) = run_eos(SamplerParams {
+        stop_at_eos: true,
+        ..plain
+    });
+    assert_eq!(tokens_stop, tokens, "the same text");
+    // Steps 1-2 write the answer, step 3 its end-of-text, and the rest is filled at once.
+    assert_eq!((reports.len(), nfe), (3, 3));
+    let last = reports.last().unwrap();
+    assert_eq!(last.committed.len(), 8);
+    assert_eq!((last.step, last.steps, last.masked), (3, 3, 0));
+}
+
+#[test]
+fn stop_at_eos_waits_while_text_could_follow() {
+    // End-of-text is written at position 4 first (it is the surest), while 2..4 are still masked:
+    // nothing is filled until the answer before it is complete.
+    let mut sampler = Sampler::new(
+        canvas(2, 6),
+        SamplerParams {
+            stop_at_eos: true,
+            ..params(6, 8)
+        },
+        traits(),
+    )
+    .unwrap()
+    .with_eos(vec![7]);
+    let logits = |len: usize| {
+        let mut data = vec![0.0; len * VOCAB];
+        for p in 0..len {
+            let (token, sure) = if p < 4 {
+                (1, 1.0)
+            } else {
+                (7, 30.0 - p as f32)
+            };
+            data[p * VOCAB + token] = sure;
+        }
+        Logits::new(data, VOCAB)
+    };
+    let first = sampler
+        .step(|r| Ok(vec![logits(r.canvases[0].len())]))
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.committed.len(), 1);
+    assert_eq!(first.committed[0].pos, 4);
+    assert!(!sampler.is_done());
+    sampler
+        .run_to_end(|r| Ok(vec![logits(r.canvases[0].len())]))
+        .unwrap();
+    assert_eq!(sampler.masked(), 0);
+}

@@ -20,6 +20,7 @@ pub enum Field {
     Threshold,
     Factor,
     Cache,
+    StopAtEos,
     AlgTemp,
     Cfg,
     Seed,
@@ -27,7 +28,7 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: [Field; 15] = [
+    pub const ALL: [Field; 16] = [
         Field::Length,
         Field::Steps,
         Field::BlockLength,
@@ -39,6 +40,7 @@ impl Field {
         Field::Threshold,
         Field::Factor,
         Field::Cache,
+        Field::StopAtEos,
         Field::AlgTemp,
         Field::Cfg,
         Field::Seed,
@@ -58,6 +60,7 @@ impl Field {
             Field::Threshold => "threshold",
             Field::Factor => "factor",
             Field::Cache => "cache",
+            Field::StopAtEos => "stop at eos",
             Field::AlgTemp => "alg temp",
             Field::Cfg => "cfg scale",
             Field::Seed => "seed",
@@ -85,6 +88,7 @@ impl Field {
                 _ => None,
             }),
             Field::Cache => s.params.cache.name().into(),
+            Field::StopAtEos => if s.params.stop_at_eos { "on" } else { "off" }.into(),
             Field::AlgTemp => opt(s.params.alg_temp),
             Field::Cfg => format!("{}", s.params.cfg_scale),
             Field::Seed => s.params.seed.to_string(),
@@ -149,6 +153,13 @@ impl Field {
                     .into_iter()
                     .find(|m| m.name() == text)
                     .ok_or_else(|| format!("cache: {text:?} is not one of none, prefix, dual"))?
+            }
+            Field::StopAtEos => {
+                next.params.stop_at_eos = match text {
+                    "on" | "true" | "yes" => true,
+                    "off" | "false" | "no" => false,
+                    _ => return Err(format!("stop at eos: {text:?} is not on or off")),
+                }
             }
             Field::AlgTemp => {
                 next.params.alg_temp = if off { None } else { Some(num("alg temp")?) }
@@ -234,6 +245,7 @@ impl Field {
                 }
             }
             Field::Cache => p.cache = cycle(&CacheMode::ALL, p.cache, up),
+            Field::StopAtEos => p.stop_at_eos = !p.stop_at_eos,
             Field::AlgTemp => {
                 p.alg_temp = match p.alg_temp {
                     None if up => Some(0.1),
