@@ -403,7 +403,7 @@ fn compare_lanes_may_carry_their_own_parameters() {
     assert_eq!(job.lanes.len(), 2);
     assert_eq!(
         (job.lanes[0].block_length, job.lanes[0].temperature),
-        (8, 0.0)
+        (8, app.settings.params.temperature)
     );
     assert_eq!(
         (job.lanes[1].block_length, job.lanes[1].temperature),

@@ -54,9 +54,16 @@ pub struct Settings {
 }
 
 impl Default for Settings {
+    /// The embedded model's defaults, chosen by measurement (models/default/MODEL_CARD.md:
+    /// scripts/choose_defaults.py): 64 tokens, one step per token, blocks of 16, low-confidence
+    /// remasking at temperature 0.5 (the fewest repeated phrases with at least 97% English words).
     fn default() -> Self {
         Self {
-            params: SamplerParams::default(),
+            params: SamplerParams {
+                block_length: 16,
+                temperature: 0.5,
+                ..SamplerParams::default()
+            },
             length: 64,
             steps: None,
             compare: vec![

@@ -514,6 +514,7 @@ mod tests {
     #[test]
     fn arrows_adjust_within_bounds() {
         let mut s = Settings::default();
+        s.params.temperature = 0.0;
         Field::Temperature.adjust(&mut s, false).unwrap();
         assert_eq!(s.params.temperature, 0.0);
         Field::Temperature.adjust(&mut s, true).unwrap();
