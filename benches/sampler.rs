@@ -38,6 +38,7 @@ fn step(c: &mut Criterion) {
         let traits = ModelTraits {
             mask_id: mask,
             shift_logits: false,
+            eos_ids: Vec::new(),
         };
         let id = format!("vocab{vocab}_t{temperature}");
         group.bench_function(BenchmarkId::from_parameter(id), |b| {

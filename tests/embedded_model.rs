@@ -6,7 +6,7 @@ use std::process::Command;
 use candle_core::Device;
 use dlm_tui::model::embedded;
 use dlm_tui::model::loader::Precision;
-use dlm_tui::sampler::{ModelTraits, Sampler, SamplerParams};
+use dlm_tui::sampler::{Sampler, SamplerParams};
 
 fn generate_in_empty_home(seed: &str) -> serde_json::Value {
     let home = std::env::temp_dir().join(format!("dlm-empty-home-{}-{seed}", std::process::id()));
@@ -74,10 +74,7 @@ fn embedded_model_loads_and_fills_every_mask() {
         block_length: 8,
         ..SamplerParams::default()
     };
-    let traits = ModelTraits {
-        mask_id: info.mask_id,
-        shift_logits: false,
-    };
+    let traits = info.traits();
     let mut sampler = Sampler::new(canvas, params, traits).unwrap();
     sampler
         .run_to_end(|request| loaded.model.forward_batch(&request.canvases))

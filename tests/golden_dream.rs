@@ -13,7 +13,7 @@ use common::{fixtures, golden, ids, model_and_canvas};
 use candle_core::Device;
 use dlm_tui::model::loader::{load_dir, Precision};
 use dlm_tui::model::KvCache;
-use dlm_tui::sampler::{ModelTraits, Sampler, SamplerParams, Schedule, Strategy};
+use dlm_tui::sampler::{Sampler, SamplerParams, Schedule, Strategy};
 
 #[test]
 fn dream_folders_load_as_the_dream_family() {
@@ -92,10 +92,7 @@ fn generation_matches_dream_diffusion_generate_token_for_token() {
             eps: case["eps"].as_f64().unwrap(),
             ..SamplerParams::default()
         };
-        let traits = ModelTraits {
-            mask_id: info.mask_id,
-            shift_logits: info.shift_logits,
-        };
+        let traits = info.traits();
         let mut sampler = Sampler::new(canvas, params, traits).unwrap();
         let mut cache = KvCache::default();
         let mut transfers = Vec::new();

@@ -9,7 +9,7 @@ use candle_core::Device;
 use dlm_tui::model::llada::{Llada, LladaConfig};
 use dlm_tui::model::loader::{load_dir, Precision};
 use dlm_tui::model::{AttentionKernel, KvCache};
-use dlm_tui::sampler::{CacheMode, ForwardRequest, ModelTraits, Parallel, Sampler, SamplerParams};
+use dlm_tui::sampler::{CacheMode, ForwardRequest, Parallel, Sampler, SamplerParams};
 use serde_json::Value;
 
 #[test]
@@ -55,10 +55,7 @@ fn generate_matches_llada_generate_py_token_for_token() {
             cfg_scale: case["cfg_scale"].as_f64().unwrap(),
             ..SamplerParams::default()
         };
-        let traits = ModelTraits {
-            mask_id: info.mask_id,
-            shift_logits: false,
-        };
+        let traits = info.traits();
         let mut sampler = Sampler::new(canvas, params, traits).unwrap();
         sampler
             .run_to_end(|request| loaded.model.forward_batch(&request.canvases))
@@ -178,10 +175,7 @@ fn cached_and_threshold_decoding_match_fast_dllm() {
             cache,
             ..SamplerParams::default()
         };
-        let traits = ModelTraits {
-            mask_id: info.mask_id,
-            shift_logits: false,
-        };
+        let traits = info.traits();
         let exact = {
             let params = SamplerParams {
                 cache: CacheMode::None,

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::generate::{build_canvas, load_model, ScheduleArgs};
 use super::{usage, ModelArgs};
 use crate::model::{Denoiser, KvCache};
-use crate::sampler::{CacheMode, ModelTraits, Sampler, SamplerParams, Schedule};
+use crate::sampler::{CacheMode, Sampler, SamplerParams, Schedule};
 use crate::text::TextCodec;
 use crate::train::eval::{dictionary_rate, load_dictionary, sequence_nll, words, STORY_PROMPTS};
 use crate::tui::app::Settings;
@@ -169,14 +169,6 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn traits(model: &dyn Denoiser) -> ModelTraits {
-    let info = model.info();
-    ModelTraits {
-        mask_id: info.mask_id,
-        shift_logits: info.shift_logits,
-    }
-}
-
 /// A canvas of exactly `length` tokens: the prompt's tokens (cut if needed), then masks.
 fn forward_canvas(
     codec: &TextCodec,
@@ -210,7 +202,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .schedule
         .sampler_params(args.schedule.length)
         .map_err(usage)?;
-    let traits = traits(loaded.model.as_ref());
+    let traits = info.traits();
     let (mut forwards, mut steps, mut totals) = (Vec::new(), Vec::new(), Vec::new());
     let (mut nfe, mut saved) = (0, 0.0);
     for run in 0..args.warmup + args.runs {
@@ -330,7 +322,7 @@ fn generate_once(
     canvas: &[u32],
     params: &SamplerParams,
 ) -> Result<Generated> {
-    let traits = traits(model);
+    let traits = model.info().traits();
     let mut sampler = Sampler::new(canvas.to_vec(), params.clone(), traits)?;
     let mut cache = KvCache::default();
     let start = Instant::now();

@@ -16,7 +16,7 @@ use anyhow::{anyhow, Result};
 use tokio::sync::mpsc;
 
 use crate::model::{Denoiser, KvCache, ModelInfo};
-use crate::sampler::{Commit, ModelTraits, Sampler, SamplerParams};
+use crate::sampler::{Commit, Sampler, SamplerParams};
 
 /// Name of the engine's thread (the UI's panic hook leaves that thread's panics to the engine).
 pub const WORKER_NAME: &str = "dlm-engine";
@@ -248,16 +248,12 @@ fn run_job(
             info.max_context
         ));
     }
-    let traits = ModelTraits {
-        mask_id: info.mask_id,
-        shift_logits: info.shift_logits,
-    };
+    let traits = info.traits();
     let mut lanes = job
         .lanes
         .iter()
         .map(|params| {
-            let sampler = Sampler::new(job.canvas.clone(), params.clone(), traits.clone())?
-                .with_eos(info.eos_ids.clone());
+            let sampler = Sampler::new(job.canvas.clone(), params.clone(), traits.clone())?;
             Ok(Lane {
                 initial_masks: sampler.masked(),
                 sampler,

@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use candle_core::Tensor;
 
-use crate::sampler::{CacheMode, ForwardRequest, Logits};
+use crate::sampler::{CacheMode, ForwardRequest, Logits, ModelTraits};
 
 /// What the sampler and the UI need to know about a loaded model.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +33,17 @@ pub struct ModelInfo {
     pub parameters: usize,
     /// Bytes the weights take in memory (parameters times the size of their dtype).
     pub weight_bytes: usize,
+}
+
+impl ModelInfo {
+    /// What the sampler needs to know about this model.
+    pub fn traits(&self) -> ModelTraits {
+        ModelTraits {
+            mask_id: self.mask_id,
+            shift_logits: self.shift_logits,
+            eos_ids: self.eos_ids.clone(),
+        }
+    }
 }
 
 /// How inference computes bidirectional attention. Both agree to float noise.
@@ -149,9 +160,5 @@ impl KvCache {
         } else {
             1.0 - self.spent / self.full
         }
-    }
-
-    pub fn clear(&mut self) {
-        *self = Self::default();
     }
 }

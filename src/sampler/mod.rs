@@ -251,6 +251,8 @@ impl Strategy {
 pub struct ModelTraits {
     pub mask_id: u32,
     pub shift_logits: bool,
+    /// End-of-text ids (what `stop_at_eos` looks for).
+    pub eos_ids: Vec<u32>,
 }
 
 /// One token committed in a step.
@@ -291,8 +293,6 @@ pub struct Sampler {
     steps_done: usize,
     nfe: usize,
     rng: ChaCha8Rng,
-    /// End-of-text ids, for `stop_at_eos`.
-    eos_ids: Vec<u32>,
 }
 
 impl Sampler {
@@ -325,18 +325,11 @@ impl Sampler {
             block_initial_masks: 0,
             steps_done: 0,
             nfe: 0,
-            eos_ids: Vec::new(),
         };
         sampler.block_initial_masks = sampler.masks_in_block();
         // Skip leading blocks that have nothing to denoise.
         sampler.advance_block();
         Ok(sampler)
-    }
-
-    /// The model's end-of-text ids (needed by `stop_at_eos`).
-    pub fn with_eos(mut self, eos_ids: Vec<u32>) -> Self {
-        self.eos_ids = eos_ids;
-        self
     }
 
     pub fn tokens(&self) -> &[u32] {
@@ -498,13 +491,13 @@ impl Sampler {
     /// nothing after it but masks and end-of-text remains, those masks become end-of-text too and
     /// every block is finished.
     fn fill_after_eos(&mut self) -> Vec<Commit> {
-        let Some(&eos) = self.eos_ids.first() else {
+        let Some(&eos) = self.traits.eos_ids.first() else {
             return Vec::new();
         };
         let Some(first_mask) = self.tokens.iter().position(|&t| t == self.traits.mask_id) else {
             return Vec::new();
         };
-        let is_eos = |t: u32| self.eos_ids.contains(&t);
+        let is_eos = |t: u32| self.traits.eos_ids.contains(&t);
         let after_eos =
             first_mask > 0 && !self.context[first_mask - 1] && is_eos(self.tokens[first_mask - 1]);
         let rest_is_padding = self.tokens[first_mask..]

@@ -9,6 +9,7 @@ fn traits() -> ModelTraits {
     ModelTraits {
         mask_id: MASK,
         shift_logits: false,
+        eos_ids: vec![7],
     }
 }
 
@@ -204,8 +205,8 @@ fn shifted_models_read_the_previous_row() {
         vec![5, MASK, MASK],
         params(2, 2),
         ModelTraits {
-            mask_id: MASK,
             shift_logits: true,
+            ..traits()
         },
     )
     .unwrap();
@@ -308,9 +309,7 @@ fn eos_logits(len: usize) -> Logits {
 }
 
 fn run_eos(params: SamplerParams) -> (Vec<u32>, Vec<StepReport>, usize) {
-    let mut sampler = Sampler::new(canvas(2, 10), params, traits())
-        .unwrap()
-        .with_eos(vec![7]);
+    let mut sampler = Sampler::new(canvas(2, 10), params, traits()).unwrap();
     let mut reports = Vec::new();
     while let Some(r) = sampler
         .step(|request| Ok(vec![eos_logits(request.canvases[0].len())]))
@@ -353,8 +352,7 @@ fn stop_at_eos_waits_while_text_could_follow() {
         },
         traits(),
     )
-    .unwrap()
-    .with_eos(vec![7]);
+    .unwrap();
     let logits = |len: usize| {
         let mut data = vec![0.0; len * VOCAB];
         for p in 0..len {

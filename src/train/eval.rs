@@ -16,7 +16,7 @@ use super::objective::heldout_nll;
 use crate::model::llada::Llada;
 use crate::model::loader::Precision;
 use crate::model::Denoiser;
-use crate::sampler::{ModelTraits, Sampler, SamplerParams};
+use crate::sampler::{Sampler, SamplerParams};
 use crate::text::TextCodec;
 
 /// Prompts the quality bar is measured on: openings in the style of the corpus.
@@ -212,11 +212,7 @@ pub fn sample(
     let mut canvas = codec.encode(prompt, false)?;
     let prompt_len = canvas.len();
     canvas.extend(std::iter::repeat_n(info.mask_id, length));
-    let traits = ModelTraits {
-        mask_id: info.mask_id,
-        shift_logits: false,
-    };
-    let mut sampler = Sampler::new(canvas, params.clone(), traits)?;
+    let mut sampler = Sampler::new(canvas, params.clone(), info.traits())?;
     let mut cache = crate::model::KvCache::default();
     sampler.run_to_end(|request| model.denoise(request, &mut cache))?;
     Ok(codec.decode(&sampler.tokens()[prompt_len..], true))
