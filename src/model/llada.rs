@@ -65,7 +65,44 @@ pub enum Naming {
     Qwen2,
 }
 
+/// Where the non-block tensors live: (transformer prefix, embedding, block list, final norm,
+/// output head from the checkpoint root).
+struct TopNames {
+    prefix: &'static str,
+    embedding: &'static str,
+    blocks: &'static str,
+    final_norm: &'static str,
+    head: &'static str,
+}
+
 impl Naming {
+    fn top(self) -> TopNames {
+        match self {
+            Naming::Llada => TopNames {
+                prefix: "model.transformer",
+                embedding: "wte.weight",
+                blocks: "blocks",
+                final_norm: "ln_f",
+                head: "model.transformer.ff_out",
+            },
+            Naming::Qwen2 => TopNames {
+                prefix: "model",
+                embedding: "embed_tokens.weight",
+                blocks: "layers",
+                final_norm: "norm",
+                head: "lm_head",
+            },
+        }
+    }
+
+    /// The model family this layout belongs to, as ModelInfo reports it.
+    fn family(self) -> &'static str {
+        match self {
+            Naming::Llada => "llada",
+            Naming::Qwen2 => "dream",
+        }
+    }
+
     /// (attn_norm, ff_norm, q, k, v, attn_out, gate, up, ff_out) under a block's prefix.
     fn block(self) -> [&'static str; 9] {
         match self {
@@ -650,18 +687,14 @@ impl Llada {
     pub fn new(cfg: LladaConfig, vb: VarBuilder, name: String) -> Result<Self> {
         cfg.validate()?;
         let device = vb.device().clone();
+        let names = cfg.naming.top();
         let root = vb.clone();
-        let qwen2 = cfg.naming == Naming::Qwen2;
-        let vb = vb.pp(if qwen2 { "model" } else { "model.transformer" });
+        let vb = vb.pp(names.prefix);
         let rows = cfg.embedding_rows();
         let wte_weight = vb
             .get_with_hints(
                 (rows, cfg.d_model),
-                if qwen2 {
-                    "embed_tokens.weight"
-                } else {
-                    "wte.weight"
-                },
+                names.embedding,
                 Init::Randn {
                     mean: 0.0,
                     stdev: INIT_STD,
@@ -672,32 +705,32 @@ impl Llada {
         let wte = Embedding::new(wte_weight.clone(), cfg.d_model);
         let blocks = (0..cfg.n_layers)
             .map(|i| {
-                let prefix = if qwen2 { "layers" } else { "blocks" };
-                Block::new(&cfg, vb.pp(format!("{prefix}.{i}")))
+                Block::new(&cfg, vb.pp(format!("{}.{i}", names.blocks)))
                     .with_context(|| format!("loading block {i}"))
             })
             .collect::<Result<Vec<_>>>()?;
-        let ln_f = RmsNorm::new(&cfg, vb.pp(if qwen2 { "norm" } else { "ln_f" }))
-            .context("loading the final norm")?;
+        let ln_f = RmsNorm::new(&cfg, vb.pp(names.final_norm)).context("loading the final norm")?;
         let head = if cfg.weight_tying {
             Linear::new(wte_weight, None)
         } else {
-            let head_vb = if qwen2 {
-                root.pp("lm_head")
-            } else {
-                vb.pp("ff_out")
-            };
-            linear(cfg.d_model, rows, cfg.include_bias, INIT_STD, head_vb)
-                .context("loading the output head")?
+            linear(
+                cfg.d_model,
+                rows,
+                cfg.include_bias,
+                INIT_STD,
+                root.pp(names.head),
+            )
+            .context("loading the output head")?
         };
         let rotary = Rotary::new(&cfg, &device)?;
         let info = ModelInfo {
             name,
-            family: if qwen2 { "dream" } else { "llada" },
+            family: cfg.naming.family(),
             mask_id: cfg.mask_token_id.unwrap_or_default(),
             logits_width: rows,
             max_context: cfg.max_sequence_length,
-            shift_logits: qwen2,
+            // Qwen2-initialised models still predict position i from the output at i - 1.
+            shift_logits: cfg.naming == Naming::Qwen2,
             eos_ids: cfg.eos_token_id.into_iter().collect(),
             parameters: cfg.parameter_count(),
             weight_bytes: cfg.parameter_count() * weight_dtype.size_in_bytes(),
