@@ -328,34 +328,19 @@ fn malformed_model_folders_exit_2() {
 
 #[test]
 fn bench_reports_the_documented_fields() {
-    let dir = fixture("llada-tiny-gqa");
-    let out = Command::new(env!("CARGO_BIN_EXE_dlm-tui"))
-        .args([
-            "bench",
-            "--model-dir",
-            dir.to_str().unwrap(),
-            "--length",
-            "16",
-            "--steps",
-            "8",
-        ])
-        .args([
-            "--block-length",
-            "8",
-            "--warmup",
-            "0",
-            "--runs",
-            "2",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = bench(&[
+        "--length",
+        "16",
+        "--steps",
+        "8",
+        "--block-length",
+        "8",
+        "--warmup",
+        "0",
+        "--runs",
+        "2",
+        "--json",
+    ]);
     for key in [
         "forward_ms_median",
         "step_ms_median",
