@@ -44,8 +44,22 @@ impl ChatTemplate {
     /// Reads `tokenizer_config.json` of a model folder; `Ok(None)` when it has no template.
     pub fn from_model_dir(dir: &Path) -> Result<Option<Self>> {
         let path = dir.join("tokenizer_config.json");
+        // Newer repositories keep the template in a file of its own.
+        let jinja = dir.join("chat_template.jinja");
+        let separate = if jinja.is_file() {
+            Some(
+                std::fs::read_to_string(&jinja)
+                    .with_context(|| format!("reading {}", jinja.display()))?,
+            )
+        } else {
+            None
+        };
         if !path.is_file() {
-            return Ok(None);
+            return Ok(separate.map(|source| Self {
+                source,
+                bos_token: String::new(),
+                eos_token: String::new(),
+            }));
         }
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
@@ -53,6 +67,7 @@ impl ChatTemplate {
             .with_context(|| format!("{} is not valid JSON", path.display()))?;
         // A string, or a list of named templates of which "default" is the chat one.
         let source = match &cfg["chat_template"] {
+            _ if separate.is_some() => separate,
             serde_json::Value::String(s) => Some(s.clone()),
             serde_json::Value::Array(list) => list
                 .iter()

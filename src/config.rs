@@ -40,6 +40,8 @@ impl Default for Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelSection {
+    /// A hub model, ORG/NAME[@REVISION] (empty: none).
+    pub repo: String,
     pub dir: String,
     pub dtype: Precision,
 }
@@ -47,6 +49,7 @@ pub struct ModelSection {
 impl Default for ModelSection {
     fn default() -> Self {
         Self {
+            repo: String::new(),
             dir: String::new(),
             dtype: Precision::Auto,
         }

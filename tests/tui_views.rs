@@ -516,3 +516,34 @@ fn chat_mode_wraps_the_text_in_the_models_template() {
     update(&mut app, key(KeyCode::F(3)));
     assert!(!app.chat_mode);
 }
+
+#[test]
+fn hub_download_panel() {
+    use dlm_tui::model::hub::DownloadProgress;
+    use dlm_tui::tui::download::{render, DownloadView};
+    let theme = Theme::builtin("dark").unwrap();
+    let mut view = DownloadView {
+        spec: "GSAI-ML/LLaDA-8B-Instruct".into(),
+        endpoint: "https://huggingface.co".into(),
+        cache_dir: "/home/user/.cache/huggingface/hub".into(),
+        progress: DownloadProgress::default(),
+        elapsed: Duration::from_secs(1),
+    };
+    let mut terminal = Terminal::new(TestBackend::new(90, 16)).unwrap();
+    terminal
+        .draw(|f| render(&view, &theme, f, f.area()))
+        .unwrap();
+    insta::assert_snapshot!("hub_download_listing", terminal.backend().to_string());
+    view.progress = DownloadProgress {
+        total_files: 9,
+        total_bytes: 16 << 30,
+        done_bytes: 6 << 30,
+        done_files: 4,
+        current: Some("model-00003-of-00006.safetensors".into()),
+    };
+    view.elapsed = Duration::from_secs(120);
+    terminal
+        .draw(|f| render(&view, &theme, f, f.area()))
+        .unwrap();
+    insta::assert_snapshot!("hub_download_midway", terminal.backend().to_string());
+}

@@ -182,7 +182,8 @@ fn forward_canvas(
     Ok(canvas)
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
+pub fn run(mut args: BenchArgs) -> Result<()> {
+    args.model.fetch_hub_model()?;
     if args.forward_only {
         return run_forward(&args);
     }

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::{usage, ModelArgs};
 use crate::chat::{ChatTemplate, Message};
 use crate::engine::{Engine, Event, Job, StepEvent};
-use crate::model::loader::{load_dir, LoadedModel};
+use crate::model::loader::{load_dir_as, LoadedModel};
 use crate::prompt;
 use crate::sampler::{CacheMode, Parallel, SamplerParams, Schedule, Strategy};
 use crate::text::TextCodec;
@@ -133,7 +133,7 @@ impl ScheduleArgs {
 /// Loads the model named by the arguments: a folder, or the embedded default model.
 pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
     let mut loaded = match &args.model_dir {
-        Some(dir) => load_dir(dir, args.dtype, &Device::Cpu),
+        Some(dir) => load_dir_as(dir, args.display_name.as_deref(), args.dtype, &Device::Cpu),
         None => crate::model::embedded::load(args.dtype, &Device::Cpu),
     }?;
     loaded.model.set_attention(args.attention);
@@ -165,13 +165,14 @@ pub fn build_canvas_with(
     Ok((canvas, prompt_len))
 }
 
-pub fn run(args: GenerateArgs) -> Result<()> {
+pub fn run(mut args: GenerateArgs) -> Result<()> {
+    args.model.fetch_hub_model()?;
     let LoadedModel { model, codec } = load_model(&args.model).map_err(usage)?;
     let info = model.info().clone();
     let (canvas, prompt_len) = if args.chat {
         let dir = args.model.model_dir.as_deref().ok_or_else(|| {
             usage(anyhow!(
-                "--chat needs an instruct model (--model-dir DIR): the embedded model has no chat template"
+                "--chat needs an instruct model (--model ORG/NAME or --model-dir DIR): the embedded model has no chat template"
             ))
         })?;
         let template = ChatTemplate::from_model_dir(dir)

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::model::hub::{self, RepoSpec};
 use crate::model::loader::Precision;
 use crate::model::AttentionKernel;
 
@@ -49,21 +50,95 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Measure a LLaDA-format model: held-out NLL bound, unigram baseline, samples, latency.
     Eval(crate::train::eval::EvalArgs),
+    /// Fetch a model from the Hugging Face hub into its cache (what --model does on first use).
+    Download(DownloadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// The model, ORG/NAME or ORG/NAME@REVISION.
+    #[arg(value_name = "ORG/NAME[@REV]", value_parser = parse_repo)]
+    pub model: RepoSpec,
 }
 
 /// Which model to run.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    /// A local model folder: config.json, tokenizer.json and *.safetensors (LLaDA format).
-    /// Without it, the embedded default model runs.
+    /// A model on the Hugging Face hub, e.g. GSAI-ML/LLaDA-8B-Instruct or
+    /// Dream-org/Dream-v0-Base-7B@main. Downloaded into the Hugging Face cache on first use
+    /// (HF_HOME, HF_HUB_CACHE); HF_TOKEN, HF_ENDPOINT and HF_HUB_OFFLINE=1 are honoured.
+    #[arg(long, value_name = "ORG/NAME[@REV]", value_parser = parse_repo, conflicts_with = "model_dir")]
+    pub model: Option<RepoSpec>,
+    /// A local model folder: config.json, a tokenizer and *.safetensors (LLaDA or Dream).
+    /// Without it or --model, the embedded default model runs.
     #[arg(long, value_name = "DIR")]
     pub model_dir: Option<PathBuf>,
+    /// The hub id to show for a fetched model (set by `fetch_hub_model`).
+    #[arg(skip)]
+    pub display_name: Option<String>,
     /// Precision of weights and activations.
     #[arg(long, value_enum, default_value_t = Precision::Auto)]
     pub dtype: Precision,
     /// Attention kernel (for benchmarks: auto picks by the size of the score matrix).
     #[arg(long, value_enum, default_value_t = AttentionKernel::Auto)]
     pub attention: AttentionKernel,
+}
+
+fn parse_repo(text: &str) -> Result<RepoSpec, String> {
+    RepoSpec::parse(text).map_err(|e| e.to_string())
+}
+
+impl ModelArgs {
+    /// With `--model`, fetches the model (from the cache when it is complete there, else from the
+    /// hub with a progress bar on stderr) and points `model_dir` at its snapshot.
+    pub fn fetch_hub_model(&mut self) -> anyhow::Result<()> {
+        let Some(spec) = self.model.clone() else {
+            return Ok(());
+        };
+        let fetched = fetch_with_progress_bar(&spec)?;
+        self.model_dir = Some(fetched.dir);
+        self.display_name = Some(spec.to_string());
+        Ok(())
+    }
+}
+
+/// Fetches `spec` with an indicatif bar on stderr (drawn only on a terminal) and a closing line.
+pub fn fetch_with_progress_bar(spec: &RepoSpec) -> anyhow::Result<hub::Fetched> {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:30!} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!("fetching {spec}"));
+    let sink_bar = bar.clone();
+    let sink: hub::ProgressSink = std::sync::Arc::new(move |p: &hub::DownloadProgress| {
+        sink_bar.set_length(p.total_bytes);
+        sink_bar.set_position(p.done_bytes);
+        if let Some(file) = &p.current {
+            sink_bar.set_message(file.clone());
+        }
+    });
+    let started = std::time::Instant::now();
+    let result = hub::fetch_blocking(spec, sink);
+    let total = bar.length().unwrap_or(0);
+    bar.finish_and_clear();
+    let fetched = result?;
+    match fetched.origin {
+        hub::Origin::Cache => {
+            eprintln!("dlm-tui: {spec} from the cache: {}", fetched.dir.display())
+        }
+        hub::Origin::Network => eprintln!(
+            "dlm-tui: downloaded {spec} ({:.1} MiB in {:.1} s) into {}",
+            total as f64 / (1 << 20) as f64,
+            started.elapsed().as_secs_f64(),
+            fetched.dir.display()
+        ),
+    }
+    Ok(fetched)
 }
 
 /// An error caused by the user's input (arguments, prompt, model folder): exit code 2.
@@ -90,6 +165,9 @@ pub fn main() -> ExitCode {
         Some(Command::Train(args)) => crate::train::run(args),
         Some(Command::Eval(args)) => crate::train::eval::run(args),
         Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Download(args)) => fetch_with_progress_bar(&args.model).map(|fetched| {
+            println!("{}", fetched.dir.display());
+        }),
         None => run_app(cli.app),
     };
     match result {
@@ -141,8 +219,27 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
             ))
         })?;
     let mut model_args = args.model.clone();
-    if model_args.model_dir.is_none() && !config.model.dir.is_empty() {
-        model_args.model_dir = Some(config.model.dir.clone().into());
+    if model_args.model.is_none() && model_args.model_dir.is_none() {
+        match (config.model.repo.trim(), config.model.dir.as_str()) {
+            ("", "") => {}
+            (repo, "") => {
+                model_args.model = Some(
+                    RepoSpec::parse(repo)
+                        .map_err(|e| usage(anyhow::anyhow!("{origin}: [model] repo: {e:#}")))?,
+                )
+            }
+            ("", dir) => model_args.model_dir = Some(dir.into()),
+            _ => {
+                return Err(usage(anyhow::anyhow!(
+                    "{origin}: [model] sets both repo and dir: keep one"
+                )))
+            }
+        }
+    }
+    if let Some(spec) = model_args.model.clone() {
+        let fetched = crate::tui::download::fetch(&spec, &themes[theme_index])?;
+        model_args.model_dir = Some(fetched.dir);
+        model_args.display_name = Some(spec.to_string());
     }
     if model_args.dtype == crate::model::loader::Precision::Auto {
         model_args.dtype = config.model.dtype;

@@ -151,7 +151,17 @@ fn resolve_precision(precision: Precision, parameters: usize) -> DType {
 
 /// Loads a model folder from disk (weights are memory-mapped).
 pub fn load_dir(dir: &Path, precision: Precision, device: &Device) -> Result<LoadedModel> {
-    let (mut model, codec) = load_llada_dir(dir, precision, device)?;
+    load_dir_as(dir, None, precision, device)
+}
+
+/// As [`load_dir`], showing the model as `name` (a hub id) rather than by its folder's name.
+pub fn load_dir_as(
+    dir: &Path,
+    name: Option<&str>,
+    precision: Precision,
+    device: &Device,
+) -> Result<LoadedModel> {
+    let (mut model, codec) = load_llada_dir_as(dir, name, precision, device)?;
     model.fuse_projections()?;
     Ok(LoadedModel {
         model: Box::new(model),
@@ -165,15 +175,27 @@ pub fn load_llada_dir(
     precision: Precision,
     device: &Device,
 ) -> Result<(Llada, TextCodec)> {
+    load_llada_dir_as(dir, None, precision, device)
+}
+
+fn load_llada_dir_as(
+    dir: &Path,
+    name: Option<&str>,
+    precision: Precision,
+    device: &Device,
+) -> Result<(Llada, TextCodec)> {
     let files = ModelFiles::locate(dir)?;
     let text = std::fs::read_to_string(&files.config)
         .with_context(|| format!("reading {}", files.config.display()))?;
     let json: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not valid JSON", files.config.display()))?;
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| dir.display().to_string());
+    let name = match name {
+        Some(name) => name.to_string(),
+        None => dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| dir.display().to_string()),
+    };
     let codec = if files.tokenizer.is_file() {
         TextCodec::from_file(&files.tokenizer)?
     } else {

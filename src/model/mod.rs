@@ -2,6 +2,7 @@
 
 pub mod dream;
 pub mod embedded;
+pub mod hub;
 pub mod kernels;
 pub mod llada;
 pub mod loader;

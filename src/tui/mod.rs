@@ -2,6 +2,7 @@
 //! handles input; the model runs on the engine's own thread and streams step events back.
 
 pub mod app;
+pub mod download;
 pub mod editor;
 pub mod keymap;
 pub mod params;

@@ -1,0 +1,646 @@
+//! `--model ORG/NAME` over real HTTP: a server on 127.0.0.1 serves fixture repositories in the
+//! hub's URL layout (`HF_ENDPOINT` points at it) and logs every request, so each test can say
+//! which requests were made: the first download (with progress), a second run from the cache
+//! with none, offline mode, missing files, unknown families and cut-off transfers.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use dlm_tui::model::hub::{DownloadProgress, Hub, Origin, RepoSpec};
+
+const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+struct Repo {
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+#[derive(Default)]
+struct State {
+    repos: HashMap<String, Repo>,
+    /// File name → how many more GETs of it are cut off half-way.
+    cuts: HashMap<String, usize>,
+    log: Vec<String>,
+}
+
+/// A minimal hub: repository info, recursive tree listing, and HEAD/GET of `resolve` URLs.
+struct FakeHub {
+    url: String,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeHub {
+    fn start(repos: Vec<(&str, Repo)>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State {
+            repos: repos
+                .into_iter()
+                .map(|(id, repo)| (id.to_string(), repo))
+                .collect(),
+            ..State::default()
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let state = state.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let state = state.clone();
+                    std::thread::spawn(move || serve(stream, &state));
+                }
+            })
+        };
+        Self {
+            url: format!("http://{addr}"),
+            state,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.state.lock().unwrap().log.clone()
+    }
+
+    fn clear_log(&self) {
+        self.state.lock().unwrap().log.clear();
+    }
+
+    fn cut(&self, file: &str, times: usize) {
+        self.state.lock().unwrap().cuts.insert(file.into(), times);
+    }
+}
+
+impl Drop for FakeHub {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.url.trim_start_matches("http://"));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn etag(bytes: &[u8]) -> String {
+    // FNV-1a: unique enough to name blobs in a test cache.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        h = (h ^ *b as u64).wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}{:08x}", bytes.len())
+}
+
+fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]) {
+    let mut head = format!("HTTP/1.1 {status}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body);
+    let _ = stream.flush();
+}
+
+fn not_found(stream: &mut TcpStream, code: &str, with_commit: bool) {
+    let mut headers = vec![
+        ("X-Error-Code", code.to_string()),
+        ("Content-Type", "application/json".to_string()),
+    ];
+    let body = format!("{{\"error\": \"{code}\"}}");
+    headers.push(("Content-Length", body.len().to_string()));
+    if with_commit {
+        headers.push(("X-Repo-Commit", SHA.to_string()));
+    }
+    respond(stream, "404 Not Found", &headers, body.as_bytes());
+}
+
+fn serve(mut stream: TcpStream, state: &Mutex<State>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request = String::new();
+    if reader.read_line(&mut request).is_err() {
+        return;
+    }
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+    }
+    let mut parts = request.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let path = target.split('?').next().unwrap_or("").to_string();
+    let mut state = state.lock().unwrap();
+    state.log.push(format!("{method} {path}"));
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let json = |stream: &mut TcpStream, body: String| {
+        respond(
+            stream,
+            "200 OK",
+            &[
+                ("Content-Type", "application/json".to_string()),
+                ("Content-Length", body.len().to_string()),
+            ],
+            body.as_bytes(),
+        )
+    };
+    // /api/models/{owner}/{name}/revision/{rev} and /api/models/{owner}/{name}/tree/{rev}
+    if segments.len() == 6 && segments[0] == "api" && segments[1] == "models" {
+        let id = format!("{}/{}", segments[2], segments[3]);
+        let Some(repo) = state.repos.get(&id) else {
+            return not_found(&mut stream, "RepoNotFound", false);
+        };
+        if segments[5] != "main" && segments[5] != SHA {
+            return not_found(&mut stream, "RevisionNotFound", false);
+        }
+        match segments[4] {
+            "revision" => json(
+                &mut stream,
+                format!("{{\"id\": \"{id}\", \"sha\": \"{SHA}\"}}"),
+            ),
+            "tree" => {
+                let entries: Vec<String> = repo
+                    .files
+                    .iter()
+                    .map(|(name, bytes)| {
+                        format!(
+                            "{{\"type\": \"file\", \"oid\": \"{}\", \"size\": {}, \"path\": \"{name}\"}}",
+                            etag(bytes),
+                            bytes.len()
+                        )
+                    })
+                    .collect();
+                json(&mut stream, format!("[{}]", entries.join(", ")))
+            }
+            _ => not_found(&mut stream, "EntryNotFound", false),
+        }
+        return;
+    }
+    // /{owner}/{name}/resolve/{rev}/{file...}
+    if segments.len() >= 5 && segments[2] == "resolve" {
+        let id = format!("{}/{}", segments[0], segments[1]);
+        let file = segments[4..].join("/");
+        let Some(repo) = state.repos.get(&id) else {
+            return not_found(&mut stream, "RepoNotFound", false);
+        };
+        if segments[3] != "main" && segments[3] != SHA {
+            return not_found(&mut stream, "RevisionNotFound", false);
+        }
+        let Some(bytes) = repo.files.get(&file).cloned() else {
+            return not_found(&mut stream, "EntryNotFound", true);
+        };
+        let headers = [
+            ("ETag", format!("\"{}\"", etag(&bytes))),
+            ("X-Repo-Commit", SHA.to_string()),
+            ("Content-Length", bytes.len().to_string()),
+        ];
+        if method == "HEAD" {
+            return respond(&mut stream, "200 OK", &headers, &[]);
+        }
+        let cut = match state.cuts.get_mut(&file) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        };
+        drop(state);
+        if cut {
+            // Promise the whole file, send half, hang up.
+            respond(&mut stream, "200 OK", &headers, &bytes[..bytes.len() / 2]);
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        } else {
+            respond(&mut stream, "200 OK", &headers, &bytes);
+        }
+        return;
+    }
+    not_found(&mut stream, "EntryNotFound", false);
+}
+
+fn folder(name: &str) -> BTreeMap<String, Vec<u8>> {
+    let dir = common::fixtures().join(name);
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let mut bytes = Vec::new();
+            std::fs::File::open(&p)
+                .unwrap()
+                .read_to_end(&mut bytes)
+                .unwrap();
+            (name, bytes)
+        })
+        .collect()
+}
+
+/// The sharded Dream fixture plus files `dlm-tui` must leave on the hub.
+fn dream_repo() -> Repo {
+    let mut files = folder("dream-tiny-gqa");
+    files.insert("modeling_dream.py".into(), b"raise SystemExit".to_vec());
+    files.insert("pytorch_model.bin".into(), vec![7u8; 4096]);
+    files.insert("onnx/model.safetensors".into(), vec![9u8; 4096]);
+    Repo { files }
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "dlm-tui-hub-{tag}-{}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn dlm_tui(endpoint: &str, cache: &Path, offline: bool, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dlm-tui"));
+    command
+        .args(args)
+        .env("HF_ENDPOINT", endpoint)
+        .env("HF_HUB_CACHE", cache)
+        .env("HF_HOME", cache.join("home"))
+        .env_remove("HF_TOKEN")
+        .env_remove("HUGGINGFACE_HUB_CACHE");
+    if offline {
+        command.env("HF_HUB_OFFLINE", "1");
+    } else {
+        command.env_remove("HF_HUB_OFFLINE");
+    }
+    command.output().expect("running dlm-tui")
+}
+
+fn generate_args(model: &str) -> Vec<&str> {
+    vec![
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "hello",
+        "--length",
+        "6",
+        "--steps",
+        "6",
+        "--block-length",
+        "6",
+    ]
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn gets_of(log: &[String], file: &str) -> usize {
+    log.iter()
+        .filter(|l| l.starts_with("GET ") && l.ends_with(&format!("/{file}")))
+        .count()
+}
+
+fn snapshot(cache: &Path, id: &str) -> PathBuf {
+    cache
+        .join(format!("models--{}", id.replace('/', "--")))
+        .join("snapshots")
+        .join(SHA)
+}
+
+#[test]
+fn first_run_downloads_second_run_makes_no_request_offline_needs_the_cache() {
+    let hub = FakeHub::start(vec![("test-org/tiny-dream", dream_repo())]);
+    let cache = temp_dir("first");
+    let args = generate_args("test-org/tiny-dream");
+
+    let first = dlm_tui(&hub.url, &cache, false, &args);
+    assert!(first.status.success(), "stderr: {}", stderr(&first));
+    assert!(
+        stderr(&first).contains("downloaded test-org/tiny-dream"),
+        "{}",
+        stderr(&first)
+    );
+    let log = hub.log();
+    for file in [
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        assert_eq!(gets_of(&log, file), 1, "{file}: {log:#?}");
+        assert!(snapshot(&cache, "test-org/tiny-dream").join(file).is_file());
+    }
+    for file in [
+        "modeling_dream.py",
+        "pytorch_model.bin",
+        "model.safetensors",
+    ] {
+        assert_eq!(gets_of(&log, file), 0, "{file} was fetched: {log:#?}");
+    }
+    // The output names the model by its hub id.
+    let local = Command::new(env!("CARGO_BIN_EXE_dlm-tui"))
+        .args(["generate", "--model-dir"])
+        .arg(common::fixtures().join("dream-tiny-gqa"))
+        .args(&args[3..])
+        .output()
+        .unwrap();
+    assert_eq!(
+        first.stdout, local.stdout,
+        "the hub copy generates what the local folder does"
+    );
+
+    hub.clear_log();
+    let second = dlm_tui(&hub.url, &cache, false, &args);
+    assert!(second.status.success(), "stderr: {}", stderr(&second));
+    assert_eq!(
+        hub.log(),
+        Vec::<String>::new(),
+        "a cached model needs no request"
+    );
+    assert!(stderr(&second).contains("from the cache"));
+    assert_eq!(first.stdout, second.stdout);
+
+    // Offline with the server gone: the cache alone serves.
+    let url = hub.url.clone();
+    drop(hub);
+    let offline = dlm_tui(&url, &cache, true, &args);
+    assert!(offline.status.success(), "stderr: {}", stderr(&offline));
+    assert_eq!(first.stdout, offline.stdout);
+
+    // A shard missing from the cache is named, with the command that fetches it.
+    std::fs::remove_file(
+        snapshot(&cache, "test-org/tiny-dream").join("model-00002-of-00002.safetensors"),
+    )
+    .unwrap();
+    let partial = dlm_tui(&url, &cache, true, &args);
+    assert!(!partial.status.success());
+    let err = stderr(&partial);
+    assert!(
+        err.contains("model-00002-of-00002.safetensors")
+            && err.contains("HF_HUB_OFFLINE")
+            && err.contains("dlm-tui download test-org/tiny-dream"),
+        "{err}"
+    );
+    // No network at all (nothing listens there now) fails the same clear way.
+    let unreachable = dlm_tui(&url, &cache, false, &args);
+    assert!(!unreachable.status.success());
+    let err = stderr(&unreachable);
+    assert!(
+        err.contains("model-00002-of-00002.safetensors")
+            && err.contains("dlm-tui download test-org/tiny-dream"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn offline_with_an_empty_cache_names_the_files_and_the_command() {
+    let hub = FakeHub::start(vec![("test-org/tiny-dream", dream_repo())]);
+    let cache = temp_dir("offline");
+    let out = dlm_tui(
+        &hub.url,
+        &cache,
+        true,
+        &generate_args("test-org/tiny-dream@main"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("config.json")
+            && err.contains("HF_HUB_OFFLINE")
+            && err.contains("dlm-tui download test-org/tiny-dream@main"),
+        "{err}"
+    );
+    assert!(
+        hub.log().is_empty(),
+        "offline made requests: {:?}",
+        hub.log()
+    );
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn progress_events_cover_every_byte_once() {
+    let hub = FakeHub::start(vec![("test-org/tiny-dream", dream_repo())]);
+    let cache = temp_dir("progress");
+    let events: Arc<Mutex<Vec<DownloadProgress>>> = Arc::default();
+    let sink_events = events.clone();
+    let spec = RepoSpec::parse("test-org/tiny-dream").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fetched = runtime
+        .block_on(async {
+            Hub::new(&hub.url, cache.clone(), false)
+                .unwrap()
+                .fetch(
+                    &spec,
+                    Arc::new(move |p: &DownloadProgress| {
+                        sink_events.lock().unwrap().push(p.clone())
+                    }),
+                )
+                .await
+        })
+        .unwrap();
+    assert_eq!(fetched.origin, Origin::Network);
+    let events = events.lock().unwrap().clone();
+    let wanted: u64 = dream_repo()
+        .files
+        .iter()
+        .filter(|(name, _)| {
+            !name.contains('/')
+                && !name.ends_with(".py")
+                && !name.ends_with(".bin")
+                && name.as_str() != "config.json"
+        })
+        .map(|(_, b)| b.len() as u64)
+        .sum();
+    let last = events.last().expect("progress events");
+    assert_eq!(
+        last.total_bytes, wanted,
+        "config.json came first, separately"
+    );
+    assert_eq!(last.done_bytes, last.total_bytes);
+    assert!(events.len() > 3, "{events:?}");
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[0].done_bytes <= w[1].done_bytes),
+        "progress went backwards: {events:?}"
+    );
+    // Fetching again is answered by the cache.
+    let again = runtime
+        .block_on(async {
+            Hub::new(&hub.url, cache.clone(), false)
+                .unwrap()
+                .fetch(&spec, Arc::new(|_: &DownloadProgress| {}))
+                .await
+        })
+        .unwrap();
+    assert_eq!(again.origin, Origin::Cache);
+    assert_eq!(again.dir, fetched.dir);
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn missing_files_unknown_models_and_revisions_get_clear_errors() {
+    let mut no_tokenizer = folder("llada-tiny-tied");
+    no_tokenizer.remove("tokenizer.json");
+    let mut files = BTreeMap::new();
+    files.insert(
+        "config.json".to_string(),
+        br#"{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}"#.to_vec(),
+    );
+    files.insert("model.safetensors".to_string(), vec![0u8; 1 << 16]);
+    let hub = FakeHub::start(vec![
+        (
+            "test-org/no-tokenizer",
+            Repo {
+                files: no_tokenizer,
+            },
+        ),
+        ("test-org/gpt2", Repo { files }),
+    ]);
+    let cache = temp_dir("errors");
+
+    let out = dlm_tui(
+        &hub.url,
+        &cache,
+        false,
+        &generate_args("test-org/no-tokenizer"),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("has no tokenizer.json"),
+        "{}",
+        stderr(&out)
+    );
+
+    hub.clear_log();
+    let out = dlm_tui(&hub.url, &cache, false, &generate_args("test-org/gpt2"));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("unsupported") && err.contains("llada") && err.contains("dream"),
+        "{err}"
+    );
+    assert_eq!(
+        gets_of(&hub.log(), "model.safetensors"),
+        0,
+        "weights of an unsupported model were fetched"
+    );
+
+    let out = dlm_tui(
+        &hub.url,
+        &cache,
+        false,
+        &generate_args("test-org/nothing-here"),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("test-org/nothing-here is not a model") && err.contains("HF_TOKEN"),
+        "{err}"
+    );
+
+    let out = dlm_tui(
+        &hub.url,
+        &cache,
+        false,
+        &generate_args("test-org/gpt2@no-such-branch"),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no revision \"no-such-branch\""),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = dlm_tui(&hub.url, &cache, false, &generate_args("not-an-id"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("ORG/NAME"), "{}", stderr(&out));
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn a_cut_off_transfer_is_retried_and_a_lasting_one_resumes_on_the_next_run() {
+    let hub = FakeHub::start(vec![("test-org/tiny-dream", dream_repo())]);
+    let shard = "model-00002-of-00002.safetensors";
+
+    // Cut once: the same run tries again and succeeds.
+    let cache = temp_dir("cut-once");
+    hub.cut(shard, 1);
+    let out = dlm_tui(
+        &hub.url,
+        &cache,
+        false,
+        &["download", "test-org/tiny-dream"],
+    );
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(gets_of(&hub.log(), shard), 2, "{:?}", hub.log());
+    let snap = snapshot(&cache, "test-org/tiny-dream");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        snap.to_string_lossy()
+    );
+    assert_eq!(
+        std::fs::read(snap.join(shard)).unwrap(),
+        std::fs::read(common::fixtures().join("dream-tiny-gqa").join(shard)).unwrap()
+    );
+    std::fs::remove_dir_all(&cache).unwrap();
+
+    // Cut every time: a clear error, no truncated file in the snapshot, and the next run
+    // fetches only what is missing.
+    let cache = temp_dir("cut-always");
+    hub.clear_log();
+    hub.cut(shard, usize::MAX);
+    let out = dlm_tui(
+        &hub.url,
+        &cache,
+        false,
+        &generate_args("test-org/tiny-dream"),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("run the same command again"), "{err}");
+    assert!(!snapshot(&cache, "test-org/tiny-dream").join(shard).exists());
+    // Shards download concurrently: the other one may have finished before the failure.
+    let other = "model-00001-of-00002.safetensors";
+    let other_finished = snapshot(&cache, "test-org/tiny-dream")
+        .join(other)
+        .is_file();
+    hub.cut(shard, 0);
+    hub.clear_log();
+    let out = dlm_tui(
+        &hub.url,
+        &cache,
+        false,
+        &generate_args("test-org/tiny-dream"),
+    );
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let log = hub.log();
+    assert_eq!(gets_of(&log, shard), 1, "{log:?}");
+    assert_eq!(
+        gets_of(&log, other),
+        usize::from(!other_finished),
+        "finished: {other_finished}; {log:?}"
+    );
+    assert_eq!(
+        gets_of(&log, "config.json"),
+        0,
+        "config.json was fetched again: {log:?}"
+    );
+    std::fs::remove_dir_all(&cache).unwrap();
+}
