@@ -39,6 +39,7 @@ fn step(c: &mut Criterion) {
             mask_id: mask,
             shift_logits: false,
             eos_ids: Vec::new(),
+            eot_ids: Vec::new(),
         };
         let id = format!("vocab{vocab}_t{temperature}");
         group.bench_function(BenchmarkId::from_parameter(id), |b| {

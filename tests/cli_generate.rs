@@ -400,6 +400,71 @@ fn cache_and_threshold_flags_reproduce_fast_dllm_from_prompt_text() {
     }
 }
 
+#[test]
+fn suppress_eos_flag_reproduces_llada_logits_eos_inf() {
+    // The golden cases use a stand-in end-of-text id: a copy of the fixture whose config names it
+    // as eos_token_id lets the real CLI run them (`--logits-eos-inf` is an alias).
+    let read = |name: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(fixture(name)).unwrap()).unwrap()
+    };
+    let plain = read("golden/llada_generate.json");
+    let eos = read("golden/llada_eos_generate.json");
+    let mut ran = 0;
+    for case in eos["cases"].as_array().unwrap() {
+        if !case["logits_eos_inf"].as_bool().unwrap()
+            || case["confidence_eos_eot_inf"].as_bool().unwrap()
+        {
+            continue;
+        }
+        let name = case["model"].as_str().unwrap();
+        let dir =
+            std::env::temp_dir().join(format!("dlm-tui-eos-{}-{name}-{ran}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(fixture(name)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+        let mut config: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+                .unwrap();
+        config["eos_token_id"] = case["eos_id"].clone();
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        let prompt = plain["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["model"] == case["model"] && c["prompt"] == case["prompt"])
+            .unwrap()["prompt_text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let s = |k: &str| case[k].to_string();
+        let (len, steps, block) = (s("gen_length"), s("steps"), s("block_length"));
+        let lines = json_lines(&generate(&[
+            "--model-dir",
+            dir.to_str().unwrap(),
+            "--prompt",
+            &prompt,
+            "--length",
+            &len,
+            "--steps",
+            &steps,
+            "--block-length",
+            &block,
+            "--logits-eos-inf",
+            "--json",
+        ]));
+        assert_eq!(
+            tokens(&lines.last().unwrap()["tokens"]),
+            tokens(&case["output"]),
+            "case {case}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        ran += 1;
+    }
+    assert!(ran >= 2, "only {ran} cases");
+}
+
 fn bench(args: &[&str]) -> Value {
     let dir = fixture("llada-tiny-gqa");
     let out = Command::new(env!("CARGO_BIN_EXE_dlm-tui"))

@@ -81,6 +81,13 @@ pub struct ScheduleArgs {
     /// it), fill the rest with end-of-text and stop.
     #[arg(long)]
     pub stop_at_eos: bool,
+    /// Never propose end-of-text (LLaDA's logits_eos_inf).
+    #[arg(long, alias = "logits-eos-inf")]
+    pub suppress_eos: bool,
+    /// Score end-of-text and end-of-turn proposals 0, so they are committed last (LLaDA's
+    /// confidence_eos_eot_inf).
+    #[arg(long, alias = "confidence-eos-eot-inf")]
+    pub defer_eos: bool,
     /// Sample committed positions from softmax(score / T) instead of taking the top ones.
     #[arg(long, value_name = "T", allow_negative_numbers = true)]
     pub alg_temp: Option<f64>,
@@ -120,6 +127,8 @@ impl ScheduleArgs {
             },
             cache: self.cache,
             stop_at_eos: self.stop_at_eos,
+            suppress_eos: self.suppress_eos,
+            defer_eos: self.defer_eos,
             alg_temp: self.alg_temp,
             cfg_scale: self.cfg,
             seed: self.seed,

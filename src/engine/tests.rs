@@ -23,6 +23,7 @@ impl Toy {
                 max_context: 64,
                 shift_logits: false,
                 eos_ids: vec![],
+                eot_ids: vec![],
                 parameters: 0,
                 weight_bytes: 0,
             },

@@ -684,6 +684,11 @@ pub struct Llada {
 }
 
 impl Llada {
+    /// The end-of-turn ids of the tokenizer that goes with these weights.
+    pub fn set_eot_ids(&mut self, ids: Vec<u32>) {
+        self.info.eot_ids = ids;
+    }
+
     pub fn new(cfg: LladaConfig, vb: VarBuilder, name: String) -> Result<Self> {
         cfg.validate()?;
         let device = vb.device().clone();
@@ -732,6 +737,7 @@ impl Llada {
             // Qwen2-initialised models still predict position i from the output at i - 1.
             shift_logits: cfg.naming == Naming::Qwen2,
             eos_ids: cfg.eos_token_id.into_iter().collect(),
+            eot_ids: Vec::new(),
             parameters: cfg.parameter_count(),
             weight_bytes: cfg.parameter_count() * weight_dtype.size_in_bytes(),
         };

@@ -15,6 +15,9 @@ use crate::text::TextCodec;
 /// Families `dlm-tui` can run, as detected from `config.json`.
 pub const SUPPORTED_FAMILIES: &[&str] = &["llada (LLaDAModelLM)", "dream (DreamModel)"];
 
+/// End-of-turn tokens of the chat templates of supported families (LLaDA-Instruct, ChatML).
+pub const END_OF_TURN: [&str; 2] = ["<|eot_id|>", "<|im_end|>"];
+
 /// Numeric precision for the weights and activations.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize,
@@ -227,7 +230,13 @@ fn load_llada_dir_as(
     // undefined behaviour, as for every mmap-based loader.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&weights, dtype, device) }
         .with_context(|| format!("reading safetensors in {}", dir.display()))?;
-    let model = Llada::new(cfg, vb, name)
+    let mut model = Llada::new(cfg, vb, name)
         .with_context(|| format!("loading {family} weights from {}", dir.display()))?;
+    model.set_eot_ids(
+        END_OF_TURN
+            .iter()
+            .filter_map(|t| codec.token_id(t))
+            .collect(),
+    );
     Ok((model, codec))
 }

@@ -30,6 +30,8 @@ pub struct ModelInfo {
     pub shift_logits: bool,
     /// End-of-text ids (shown dimmed, optionally suppressed).
     pub eos_ids: Vec<u32>,
+    /// End-of-turn ids of the chat template (`<|eot_id|>`, `<|im_end|>`), when the tokenizer has them.
+    pub eot_ids: Vec<u32>,
     /// Number of parameters, for the status bar.
     pub parameters: usize,
     /// Bytes the weights take in memory (parameters times the size of their dtype).
@@ -43,6 +45,7 @@ impl ModelInfo {
             mask_id: self.mask_id,
             shift_logits: self.shift_logits,
             eos_ids: self.eos_ids.clone(),
+            eot_ids: self.eot_ids.clone(),
         }
     }
 }

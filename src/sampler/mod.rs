@@ -144,6 +144,12 @@ pub struct SamplerParams {
     /// Instruct models: once a committed end-of-text token has only masks after it, fill them all
     /// with end-of-text and stop (the model would spend its remaining steps writing padding).
     pub stop_at_eos: bool,
+    /// Never propose end-of-text: its logit is -inf before sampling (LLaDA's `logits_eos_inf`).
+    pub suppress_eos: bool,
+    /// Score positions from a softmax with the end-of-text and end-of-turn logits at -inf, so a
+    /// position that proposes one of them scores 0 and is committed last (LLaDA's
+    /// `confidence_eos_eot_inf` at temperature 0).
+    pub defer_eos: bool,
     /// Dream's final timestep for the `timestep` schedule.
     pub eps: f64,
     pub seed: u64,
@@ -165,6 +171,8 @@ impl Default for SamplerParams {
             cfg_scale: 0.0,
             cache: CacheMode::None,
             stop_at_eos: false,
+            suppress_eos: false,
+            defer_eos: false,
             eps: 1e-3,
             seed: 0,
         }
@@ -251,8 +259,10 @@ impl Strategy {
 pub struct ModelTraits {
     pub mask_id: u32,
     pub shift_logits: bool,
-    /// End-of-text ids (what `stop_at_eos` looks for).
+    /// End-of-text ids (what `stop_at_eos` looks for and `suppress_eos` forbids).
     pub eos_ids: Vec<u32>,
+    /// End-of-turn ids of chat templates (deferred by `defer_eos` along with end-of-text).
+    pub eot_ids: Vec<u32>,
 }
 
 /// One token committed in a step.
@@ -555,6 +565,19 @@ impl Sampler {
         }
     }
 
+    /// Token ids whose probability is taken out of the scoring distribution (`defer_eos`).
+    fn hidden_from_scores(&self) -> Vec<u32> {
+        if !self.params.defer_eos {
+            return Vec::new();
+        }
+        self.traits
+            .eos_ids
+            .iter()
+            .chain(&self.traits.eot_ids)
+            .copied()
+            .collect()
+    }
+
     /// Proposes and scores every masked position before `window_end` (LLaDA sets the score of
     /// later positions to -inf; masks before the block are still eligible).
     ///
@@ -569,14 +592,23 @@ impl Sampler {
         let random = self.params.strategy == Strategy::Random;
         let needs_rng = random || !matches!(self.proposal, Proposal::Argmax);
         let base: u64 = if needs_rng { self.rng.random() } else { 0 };
+        let hidden = self.hidden_from_scores();
         let this = &*self;
         positions
             .into_par_iter()
             .map(|pos| {
                 let mut rng = ChaCha8Rng::seed_from_u64(base);
                 rng.set_stream(pos as u64);
-                let row = this.row(logits, pos);
-                let (id, dist): (u32, Distribution) = this.proposal.propose(&row, &mut rng);
+                let mut row = this.row(logits, pos);
+                if this.params.suppress_eos {
+                    for &eos in &this.traits.eos_ids {
+                        if let Some(l) = row.get_mut(eos as usize) {
+                            *l = f32::NEG_INFINITY;
+                        }
+                    }
+                }
+                let (id, dist): (u32, Distribution) =
+                    this.proposal.propose(&row, &mut rng, &hidden);
                 let uniform = if random { rng.random::<f64>() } else { 0.0 };
                 Commit {
                     pos,

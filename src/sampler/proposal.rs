@@ -23,12 +23,30 @@ pub enum Proposal {
 }
 
 impl Proposal {
-    /// Proposes a token for one row and summarises the distribution that scores it.
-    pub fn propose(&self, logits: &[f32], rng: &mut ChaCha8Rng) -> (u32, Distribution) {
+    /// Proposes a token for one row and summarises the distribution that scores it; the `hidden`
+    /// ids are taken out of that distribution (not out of the proposal).
+    pub fn propose(
+        &self,
+        logits: &[f32],
+        rng: &mut ChaCha8Rng,
+        hidden: &[u32],
+    ) -> (u32, Distribution) {
+        let scored = |logits: &[f32], token: usize| {
+            if hidden.is_empty() {
+                return Distribution::from_logits(logits, token);
+            }
+            let mut masked = logits.to_vec();
+            for &id in hidden {
+                if let Some(l) = masked.get_mut(id as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+            Distribution::from_logits(&masked, token)
+        };
         match *self {
             Proposal::Argmax => {
                 let token = argmax(logits);
-                (token as u32, Distribution::from_logits(logits, token))
+                (token as u32, scored(logits, token))
             }
             Proposal::Gumbel { temperature } => {
                 let mut best = (0usize, f64::NEG_INFINITY);
@@ -39,7 +57,7 @@ impl Proposal {
                         best = (i, noisy);
                     }
                 }
-                (best.0 as u32, Distribution::from_logits(logits, best.0))
+                (best.0 as u32, scored(logits, best.0))
             }
             Proposal::Categorical {
                 temperature,
@@ -52,7 +70,7 @@ impl Proposal {
                 } else {
                     argmax(&filtered)
                 };
-                (token as u32, Distribution::from_logits(&filtered, token))
+                (token as u32, scored(&filtered, token))
             }
         }
     }
@@ -148,13 +166,13 @@ mod tests {
         let logits = [0.0f32, 5.0, 1.0];
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let g = Proposal::Gumbel { temperature: 1e-6 };
-        assert_eq!(g.propose(&logits, &mut rng).0, 1);
+        assert_eq!(g.propose(&logits, &mut rng, &[]).0, 1);
         let flat = [0.0f32; 50];
         let hot = Proposal::Gumbel { temperature: 1.0 };
         let draw = |seed| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             (0..8)
-                .map(|_| hot.propose(&flat, &mut rng).0)
+                .map(|_| hot.propose(&flat, &mut rng, &[]).0)
                 .collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
@@ -171,9 +189,23 @@ mod tests {
         };
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         for _ in 0..200 {
-            let (t, d) = c.propose(&logits, &mut rng);
+            let (t, d) = c.propose(&logits, &mut rng, &[]);
             assert!(t < 2);
             assert!(d.proposed > 0.45);
         }
+    }
+
+    #[test]
+    fn hidden_tokens_leave_the_scores_not_the_proposal() {
+        let logits = [1.0f32, 4.0, 2.0];
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let (token, plain) = Proposal::Argmax.propose(&logits, &mut rng, &[]);
+        let (same, hidden) = Proposal::Argmax.propose(&logits, &mut rng, &[1]);
+        assert_eq!((token, same), (1, 1));
+        assert!(plain.proposed > 0.8);
+        assert_eq!(hidden.proposed, 0.0);
+        // The rest renormalise without the hidden token: e^2 / (e^1 + e^2).
+        let expected = 2f32.exp() / (1f32.exp() + 2f32.exp());
+        assert!((hidden.top1 - expected).abs() < 1e-6, "{}", hidden.top1);
     }
 }

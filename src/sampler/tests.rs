@@ -10,6 +10,7 @@ fn traits() -> ModelTraits {
         mask_id: MASK,
         shift_logits: false,
         eos_ids: vec![7],
+        eot_ids: vec![],
     }
 }
 

@@ -21,14 +21,28 @@ pub enum Field {
     Factor,
     Cache,
     StopAtEos,
+    SuppressEos,
+    DeferEos,
     AlgTemp,
     Cfg,
     Seed,
     Compare,
 }
 
+fn on_off(value: bool) -> String {
+    if value { "on" } else { "off" }.into()
+}
+
+fn parse_on_off(field: Field, text: &str) -> Result<bool, String> {
+    match text {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("{}: {text:?} is not on or off", field.label())),
+    }
+}
+
 impl Field {
-    pub const ALL: [Field; 16] = [
+    pub const ALL: [Field; 18] = [
         Field::Length,
         Field::Steps,
         Field::BlockLength,
@@ -41,6 +55,8 @@ impl Field {
         Field::Factor,
         Field::Cache,
         Field::StopAtEos,
+        Field::SuppressEos,
+        Field::DeferEos,
         Field::AlgTemp,
         Field::Cfg,
         Field::Seed,
@@ -61,6 +77,8 @@ impl Field {
             Field::Factor => "factor",
             Field::Cache => "cache",
             Field::StopAtEos => "stop at eos",
+            Field::SuppressEos => "no eos",
+            Field::DeferEos => "defer eos",
             Field::AlgTemp => "alg temp",
             Field::Cfg => "cfg scale",
             Field::Seed => "seed",
@@ -88,7 +106,9 @@ impl Field {
                 _ => None,
             }),
             Field::Cache => s.params.cache.name().into(),
-            Field::StopAtEos => if s.params.stop_at_eos { "on" } else { "off" }.into(),
+            Field::StopAtEos => on_off(s.params.stop_at_eos),
+            Field::SuppressEos => on_off(s.params.suppress_eos),
+            Field::DeferEos => on_off(s.params.defer_eos),
             Field::AlgTemp => opt(s.params.alg_temp),
             Field::Cfg => format!("{}", s.params.cfg_scale),
             Field::Seed => s.params.seed.to_string(),
@@ -154,13 +174,9 @@ impl Field {
                     .find(|m| m.name() == text)
                     .ok_or_else(|| format!("cache: {text:?} is not one of none, prefix, dual"))?
             }
-            Field::StopAtEos => {
-                next.params.stop_at_eos = match text {
-                    "on" | "true" | "yes" => true,
-                    "off" | "false" | "no" => false,
-                    _ => return Err(format!("stop at eos: {text:?} is not on or off")),
-                }
-            }
+            Field::StopAtEos => next.params.stop_at_eos = parse_on_off(self, text)?,
+            Field::SuppressEos => next.params.suppress_eos = parse_on_off(self, text)?,
+            Field::DeferEos => next.params.defer_eos = parse_on_off(self, text)?,
             Field::AlgTemp => {
                 next.params.alg_temp = if off { None } else { Some(num("alg temp")?) }
             }
@@ -246,6 +262,8 @@ impl Field {
             }
             Field::Cache => p.cache = cycle(&CacheMode::ALL, p.cache, up),
             Field::StopAtEos => p.stop_at_eos = !p.stop_at_eos,
+            Field::SuppressEos => p.suppress_eos = !p.suppress_eos,
+            Field::DeferEos => p.defer_eos = !p.defer_eos,
             Field::AlgTemp => {
                 p.alg_temp = match p.alg_temp {
                     None if up => Some(0.1),
