@@ -52,6 +52,9 @@ pub struct LladaConfig {
     /// Not a LLaDA key: how tensors are named (Dream's Qwen2 layout reuses this transformer).
     #[serde(skip)]
     pub naming: Naming,
+    /// Not a LLaDA key: a head width other than d_model / n_heads (Qwen3's `head_dim`).
+    #[serde(skip)]
+    pub head_dim_override: Option<usize>,
 }
 
 /// Tensor names of the two layouts this transformer loads.
@@ -63,6 +66,9 @@ pub enum Naming {
     /// Qwen2's names (Dream): `model.layers.N.self_attn.q_proj`, `mlp.gate_proj`, `model.norm`,
     /// `lm_head`; logits are shifted by one.
     Qwen2,
+    /// Qwen3's names (dLLM's A2D conversions): Qwen2's plus per-head RMSNorm of queries and keys
+    /// (`self_attn.q_norm`, `self_attn.k_norm`); logits are not shifted.
+    Qwen3,
 }
 
 /// Where the non-block tensors live: (transformer prefix, embedding, block list, final norm,
@@ -85,7 +91,7 @@ impl Naming {
                 final_norm: "ln_f",
                 head: "model.transformer.ff_out",
             },
-            Naming::Qwen2 => TopNames {
+            Naming::Qwen2 | Naming::Qwen3 => TopNames {
                 prefix: "model",
                 embedding: "embed_tokens.weight",
                 blocks: "layers",
@@ -100,6 +106,7 @@ impl Naming {
         match self {
             Naming::Llada => "llada",
             Naming::Qwen2 => "dream",
+            Naming::Qwen3 => "a2d-qwen3",
         }
     }
 
@@ -117,7 +124,7 @@ impl Naming {
                 "up_proj",
                 "ff_out",
             ],
-            Naming::Qwen2 => [
+            Naming::Qwen2 | Naming::Qwen3 => [
                 "input_layernorm",
                 "post_attention_layernorm",
                 "self_attn.q_proj",
@@ -164,6 +171,7 @@ impl Default for LladaConfig {
             eos_token_id: Some(50256),
             mask_token_id: Some(50256),
             naming: Naming::Llada,
+            head_dim_override: None,
         }
     }
 }
@@ -207,17 +215,17 @@ impl LladaConfig {
         if self.attention_layer_norm {
             refuse("attention_layer_norm", "true".into(), "false")?;
         }
-        if self.n_heads == 0 || !self.d_model.is_multiple_of(self.n_heads) {
+        if self.n_heads == 0
+            || (self.head_dim_override.is_none() && !self.d_model.is_multiple_of(self.n_heads))
+        {
             bail!(
                 "config.json: d_model = {} is not divisible by n_heads = {}",
                 self.d_model,
                 self.n_heads
             );
         }
-        if !(self.d_model / self.n_heads).is_multiple_of(2) {
-            bail!(
-                "config.json: the head size d_model / n_heads must be even for rotary embeddings"
-            );
+        if !self.head_dim().is_multiple_of(2) {
+            bail!("config.json: the head size must be even for rotary embeddings");
         }
         let kv = self.effective_n_kv_heads()?;
         if kv == 0 || !self.n_heads.is_multiple_of(kv) {
@@ -266,7 +274,13 @@ impl LladaConfig {
     }
 
     pub fn head_dim(&self) -> usize {
-        self.d_model / self.n_heads
+        self.head_dim_override
+            .unwrap_or(self.d_model / self.n_heads)
+    }
+
+    /// Width of all query heads together (d_model unless `head_dim` says otherwise).
+    pub fn q_dim(&self) -> usize {
+        self.n_heads * self.head_dim()
     }
 
     /// Number of weights, from the shapes the config implies.
@@ -274,7 +288,12 @@ impl LladaConfig {
         let d = self.d_model;
         let kv = self.effective_n_kv_heads().unwrap_or(self.n_heads) * self.head_dim();
         let h = self.hidden_size();
-        let per_block = 2 * d * d + 2 * d * kv + 3 * d * h + 2 * d;
+        let qk_norms = if self.naming == Naming::Qwen3 {
+            2 * self.head_dim()
+        } else {
+            0
+        };
+        let per_block = 2 * d * self.q_dim() + 2 * d * kv + 3 * d * h + 2 * d + qk_norms;
         let embed = self.embedding_rows() * d;
         let head = if self.weight_tying { 0 } else { embed };
         embed + head + self.n_layers * per_block + d
@@ -301,7 +320,10 @@ struct RmsNorm {
 
 impl RmsNorm {
     fn new(cfg: &LladaConfig, vb: VarBuilder) -> Result<Self> {
-        let size = cfg.d_model;
+        Self::with_size(cfg, cfg.d_model, vb)
+    }
+
+    fn with_size(cfg: &LladaConfig, size: usize, vb: VarBuilder) -> Result<Self> {
         let (weight, bias) = if cfg.layer_norm_with_affine {
             let w = vb.get_with_hints(size, "weight", Init::Const(1.0))?;
             let b = if cfg.norm_has_bias() {
@@ -445,6 +467,8 @@ struct Block {
     /// ff_proj (gated), up_proj.
     ff_in: Projections,
     ff_out: Linear,
+    /// Qwen3's per-head RMSNorm of queries and keys, before the rotation.
+    qk_norm: Option<(RmsNorm, RmsNorm)>,
     n_heads: usize,
     n_kv_heads: usize,
     head_dim: usize,
@@ -460,15 +484,26 @@ impl Block {
         let std = INIT_STD;
         let out_std = INIT_STD / (2.0 * cfg.n_layers as f64).sqrt();
         let [attn_norm, ff_norm, q, k, v, attn_out, gate, up, ff_out] = cfg.naming.block();
+        let q_dim = cfg.q_dim();
+        let qk_norm = if cfg.naming == Naming::Qwen3 {
+            let size = cfg.head_dim();
+            Some((
+                RmsNorm::with_size(cfg, size, vb.pp("self_attn.q_norm"))?,
+                RmsNorm::with_size(cfg, size, vb.pp("self_attn.k_norm"))?,
+            ))
+        } else {
+            None
+        };
         Ok(Self {
+            qk_norm,
             attn_norm: RmsNorm::new(cfg, vb.pp(attn_norm))?,
             ff_norm: RmsNorm::new(cfg, vb.pp(ff_norm))?,
             attn_in: Projections::Separate(vec![
-                linear(d, d, qkv_bias, std, vb.pp(q))?,
+                linear(d, q_dim, qkv_bias, std, vb.pp(q))?,
                 linear(d, kv_dim, qkv_bias, std, vb.pp(k))?,
                 linear(d, kv_dim, qkv_bias, std, vb.pp(v))?,
             ]),
-            attn_out: linear(d, d, bias, out_std, vb.pp(attn_out))?,
+            attn_out: linear(q_dim, d, bias, out_std, vb.pp(attn_out))?,
             ff_in: Projections::Separate(vec![
                 linear(d, hidden, bias, std, vb.pp(gate))?,
                 linear(d, hidden, bias, std, vb.pp(up))?,
@@ -483,7 +518,7 @@ impl Block {
     /// Training pass over a whole canvas, built only from ops that propagate gradients (candle's
     /// fused rope, softmax and attention kernels have no backward pass).
     fn forward_train(&self, x: &Tensor, rotary: &Rotary) -> Result<Tensor> {
-        let (b, t, c) = x.dims3()?;
+        let (b, t, _) = x.dims3()?;
         let normed = self.attn_norm.forward(x, false)?;
         let [q, k, v] = self.attn_in.forward::<3>(&normed)?;
         let heads = |y: Tensor, n: usize| -> Result<Tensor> {
@@ -491,8 +526,9 @@ impl Block {
                 .transpose(1, 2)?
                 .contiguous()?)
         };
-        let q = rotary.apply(&heads(q, self.n_heads)?)?;
-        let k = rotary.apply(&heads(k, self.n_kv_heads)?)?;
+        let (q, k) = self.norm_qk(heads(q, self.n_heads)?, heads(k, self.n_kv_heads)?, false)?;
+        let q = rotary.apply(&q)?;
+        let k = rotary.apply(&k)?;
         let v = heads(v, self.n_kv_heads)?;
         let k = repeat_kv(k, self.n_heads / self.n_kv_heads)?;
         let v = repeat_kv(v, self.n_heads / self.n_kv_heads)?;
@@ -501,7 +537,11 @@ impl Block {
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?;
         let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let att = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?;
+        let att =
+            probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .reshape((b, t, self.n_heads * self.head_dim))?;
         let x = (x + self.attn_out.forward(&att)?)?;
 
         let normed = self.ff_norm.forward(&x, false)?;
@@ -512,6 +552,17 @@ impl Block {
 }
 
 impl Block {
+    /// Qwen3's RMSNorm of each query and key head over its width (identity elsewhere).
+    fn norm_qk(&self, q: Tensor, k: Tensor, fused: bool) -> Result<(Tensor, Tensor)> {
+        match &self.qk_norm {
+            None => Ok((q, k)),
+            Some((q_norm, k_norm)) => Ok((
+                q_norm.forward(&q.contiguous()?, fused)?,
+                k_norm.forward(&k.contiguous()?, fused)?,
+            )),
+        }
+    }
+
     /// Inference pass over canvas positions `offset..offset + T` of `x` (B, T, C). Keys and values
     /// of the positions outside that window come from `past` (whole-canvas keys and values of an
     /// earlier pass); returns the output and this window's keys and values (B, T, kv_heads, D).
@@ -528,8 +579,9 @@ impl Block {
         let [q, k, v] = self.attn_in.forward::<3>(&normed)?;
         let heads =
             |y: Tensor, n: usize| -> Result<Tensor> { Ok(y.reshape((b, t, n, self.head_dim))?) };
-        let q = rotary.apply_thd(&heads(q, self.n_heads)?, offset)?;
-        let k = rotary.apply_thd(&heads(k, self.n_kv_heads)?, offset)?;
+        let (q, k) = self.norm_qk(heads(q, self.n_heads)?, heads(k, self.n_kv_heads)?, true)?;
+        let q = rotary.apply_thd(&q, offset)?;
+        let k = rotary.apply_thd(&k, offset)?;
         let v = heads(v, self.n_kv_heads)?.contiguous()?;
         let (k_all, v_all) = match past {
             None => (k.clone(), v.clone()),
@@ -734,7 +786,7 @@ impl Llada {
             mask_id: cfg.mask_token_id.unwrap_or_default(),
             logits_width: rows,
             max_context: cfg.max_sequence_length,
-            // Qwen2-initialised models still predict position i from the output at i - 1.
+            // Dream still predicts position i from the output at i - 1 (A2D conversions do not).
             shift_logits: cfg.naming == Naming::Qwen2,
             eos_ids: cfg.eos_token_id.into_iter().collect(),
             eot_ids: Vec::new(),
@@ -834,9 +886,10 @@ impl Llada {
         let d = cfg.d_model as f64;
         let kv = (cfg.effective_n_kv_heads().unwrap_or(cfg.n_heads) * cfg.head_dim()) as f64;
         let hidden = cfg.hidden_size() as f64;
-        let per_row = 2.0 * (2.0 * d * d + 2.0 * d * kv + 3.0 * d * hidden) * cfg.n_layers as f64
+        let q = cfg.q_dim() as f64;
+        let per_row = 2.0 * (2.0 * d * q + 2.0 * d * kv + 3.0 * d * hidden) * cfg.n_layers as f64
             + 2.0 * d * cfg.embedding_rows() as f64;
-        let attention = 4.0 * d * keys as f64 * cfg.n_layers as f64;
+        let attention = 4.0 * q * keys as f64 * cfg.n_layers as f64;
         rows as f64 * (per_row + attention)
     }
 

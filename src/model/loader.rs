@@ -9,11 +9,16 @@ use candle_nn::VarBuilder;
 
 use super::dream::DreamConfig;
 use super::llada::{Llada, LladaConfig};
+use super::qwen3::Qwen3Config;
 use super::Denoiser;
 use crate::text::TextCodec;
 
 /// Families `dlm-tui` can run, as detected from `config.json`.
-pub const SUPPORTED_FAMILIES: &[&str] = &["llada (LLaDAModelLM)", "dream (DreamModel)"];
+pub const SUPPORTED_FAMILIES: &[&str] = &[
+    "llada (LLaDAModelLM)",
+    "dream (DreamModel)",
+    "a2d-qwen3 (A2DQwen3LMHeadModel)",
+];
 
 /// End-of-turn tokens of the chat templates of supported families (LLaDA-Instruct, ChatML).
 pub const END_OF_TURN: [&str; 2] = ["<|eot_id|>", "<|im_end|>"];
@@ -71,6 +76,31 @@ impl ModelFiles {
             tokenizer,
         })
     }
+}
+
+/// The id of the mask token `tokenizer_config.json` names (`mask_token`), if any.
+fn tokenizer_mask(dir: &Path, codec: &TextCodec) -> Result<Option<u32>> {
+    let path = dir.join("tokenizer_config.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let token = &json["mask_token"];
+    let Some(name) = token
+        .as_str()
+        .or_else(|| token.get("content").and_then(|c| c.as_str()))
+    else {
+        return Ok(None);
+    };
+    codec.token_id(name).map(Some).ok_or_else(|| {
+        anyhow!(
+            "{} names mask_token {name:?} but the tokenizer has no such token",
+            path.display()
+        )
+    })
 }
 
 /// Shards named by `model.safetensors.index.json`, else `model.safetensors`, else every `*.safetensors`.
@@ -132,6 +162,17 @@ pub fn detect_family(config: &serde_json::Value) -> Result<&'static str> {
         || architectures.contains(&"DreamModel")
     {
         return Ok("dream");
+    }
+    if model_type == Some("a2d-qwen3") || architectures.contains(&"A2DQwen3LMHeadModel") {
+        return Ok("a2d-qwen3");
+    }
+    if matches!(model_type, Some("qwen3" | "qwen2" | "llama")) {
+        bail!(
+            "config.json describes an autoregressive {} model; dlm-tui runs diffusion models \
+             (supported: {}; dLLM's A2D conversions of Qwen3 have model_type a2d-qwen3)",
+            model_type.unwrap_or_default(),
+            SUPPORTED_FAMILIES.join(", ")
+        );
     }
     bail!(
         "config.json describes an unsupported model (model_type {:?}, architectures {:?}); supported: {}",
@@ -214,6 +255,15 @@ fn load_llada_dir_as(
                 )
             })?
             .to_transformer()
+            .with_context(|| format!("in {}", files.config.display()))?,
+        "a2d-qwen3" => serde_json::from_value::<Qwen3Config>(json)
+            .with_context(|| {
+                format!(
+                    "{} does not match Qwen3's config keys",
+                    files.config.display()
+                )
+            })?
+            .to_transformer(tokenizer_mask(dir, &codec)?)
             .with_context(|| format!("in {}", files.config.display()))?,
         _ => serde_json::from_value(json).with_context(|| {
             format!(
