@@ -9,6 +9,7 @@ use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::model::loader::Precision;
+use crate::model::DeviceKind;
 use crate::sampler::{CacheMode, Parallel, SamplerParams, Schedule, Strategy};
 use crate::tui::app::Settings;
 use crate::tui::keymap::{default_table, Command};
@@ -44,6 +45,7 @@ pub struct ModelSection {
     pub repo: String,
     pub dir: String,
     pub dtype: Precision,
+    pub device: DeviceKind,
 }
 
 impl Default for ModelSection {
@@ -52,6 +54,7 @@ impl Default for ModelSection {
             repo: String::new(),
             dir: String::new(),
             dtype: Precision::Auto,
+            device: DeviceKind::Cpu,
         }
     }
 }

@@ -547,3 +547,17 @@ fn bench_against_plain_reports_speed_agreement_and_quality() {
     assert_eq!(tested[1]["block_length"], 8);
     assert_eq!(tested[1]["parallel"]["value"], 0.12);
 }
+
+#[test]
+fn a_gpu_device_in_a_cpu_build_says_how_to_get_one() {
+    if candle_core::utils::cuda_is_available() {
+        return; // a CUDA build: --device cuda is real there
+    }
+    let out = generate(&["--device", "cuda", "--prompt", "hi", "--length", "4"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--features cuda") && err.contains("--device cpu"),
+        "{err}"
+    );
+}

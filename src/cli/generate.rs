@@ -4,7 +4,6 @@
 use std::io::Write;
 
 use anyhow::{anyhow, Context, Result};
-use candle_core::Device;
 use clap::Args;
 use serde_json::json;
 
@@ -141,9 +140,10 @@ impl ScheduleArgs {
 
 /// Loads the model named by the arguments: a folder, or the embedded default model.
 pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
+    let device = args.device.open()?;
     let mut loaded = match &args.model_dir {
-        Some(dir) => load_dir_as(dir, args.display_name.as_deref(), args.dtype, &Device::Cpu),
-        None => crate::model::embedded::load(args.dtype, &Device::Cpu),
+        Some(dir) => load_dir_as(dir, args.display_name.as_deref(), args.dtype, &device),
+        None => crate::model::embedded::load(args.dtype, &device),
     }?;
     loaded.model.set_attention(args.attention);
     Ok(loaded)

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::model::hub::{self, RepoSpec};
 use crate::model::loader::Precision;
-use crate::model::AttentionKernel;
+use crate::model::{AttentionKernel, DeviceKind};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -79,6 +79,9 @@ pub struct ModelArgs {
     /// Precision of weights and activations.
     #[arg(long, value_enum, default_value_t = Precision::Auto)]
     pub dtype: Precision,
+    /// Where the model runs: cpu, or cuda / metal in builds with those cargo features.
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
     /// Attention kernel (for benchmarks: auto picks by the size of the score matrix).
     #[arg(long, value_enum, default_value_t = AttentionKernel::Auto)]
     pub attention: AttentionKernel,
@@ -243,6 +246,9 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
     }
     if model_args.dtype == crate::model::loader::Precision::Auto {
         model_args.dtype = config.model.dtype;
+    }
+    if model_args.device == DeviceKind::Cpu {
+        model_args.device = config.model.device;
     }
     let loaded = generate::load_model(&model_args).map_err(usage)?;
     let chat_template = match &model_args.model_dir {

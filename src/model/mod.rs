@@ -51,6 +51,49 @@ impl ModelInfo {
     }
 }
 
+/// Where the model runs. CUDA and Metal need the `cuda` / `metal` cargo features (the default
+/// build is CPU only).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Deserialize,
+    serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    #[default]
+    Cpu,
+    /// The first CUDA GPU (CUDA_VISIBLE_DEVICES chooses which).
+    Cuda,
+    /// The Apple GPU.
+    Metal,
+}
+
+impl DeviceKind {
+    /// Opens the device, explaining how to get a build that has it when this one does not.
+    pub fn open(self) -> anyhow::Result<candle_core::Device> {
+        use candle_core::{utils, Device};
+        match self {
+            DeviceKind::Cpu => Ok(Device::Cpu),
+            DeviceKind::Cuda if !utils::cuda_is_available() => anyhow::bail!(
+                "this dlm-tui was built without CUDA: rebuild with `cargo build --release \
+                 --features cuda` (needs the CUDA toolkit), or use --device cpu"
+            ),
+            DeviceKind::Metal if !utils::metal_is_available() => anyhow::bail!(
+                "this dlm-tui was built without Metal: rebuild on macOS with `cargo build \
+                 --release --features metal`, or use --device cpu"
+            ),
+            DeviceKind::Cuda => Ok(Device::new_cuda(0)?),
+            DeviceKind::Metal => Ok(Device::new_metal(0)?),
+        }
+    }
+}
+
 /// How inference computes bidirectional attention. Both agree to float noise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum AttentionKernel {
