@@ -9,6 +9,7 @@ use candle_nn::VarBuilder;
 
 use super::dream::DreamConfig;
 use super::llada::{Llada, LladaConfig};
+use super::modernbert::{self, ModernBert, ModernBertConfig};
 use super::qwen3::Qwen3Config;
 use super::Denoiser;
 use crate::text::TextCodec;
@@ -18,6 +19,7 @@ pub const SUPPORTED_FAMILIES: &[&str] = &[
     "llada (LLaDAModelLM)",
     "dream (DreamModel)",
     "a2d-qwen3 (A2DQwen3LMHeadModel)",
+    "modernbert (ModernBertForMaskedLM)",
 ];
 
 /// End-of-turn tokens of the chat templates of supported families (LLaDA-Instruct, ChatML).
@@ -166,6 +168,9 @@ pub fn detect_family(config: &serde_json::Value) -> Result<&'static str> {
     if model_type == Some("a2d-qwen3") || architectures.contains(&"A2DQwen3LMHeadModel") {
         return Ok("a2d-qwen3");
     }
+    if model_type == Some("modernbert") || architectures.contains(&"ModernBertForMaskedLM") {
+        return Ok("modernbert");
+    }
     if matches!(model_type, Some("qwen3" | "qwen2" | "llama")) {
         bail!(
             "config.json describes an autoregressive {} model; dlm-tui runs diffusion models \
@@ -205,8 +210,78 @@ pub fn load_dir_as(
     precision: Precision,
     device: &Device,
 ) -> Result<LoadedModel> {
+    let files = ModelFiles::locate(dir)?;
+    let text = std::fs::read_to_string(&files.config)
+        .with_context(|| format!("reading {}", files.config.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", files.config.display()))?;
+    if detect_family(&json)? == "modernbert" {
+        return load_modernbert(dir, &files, json, name, precision, device);
+    }
     let (mut model, codec) = load_llada_dir_as(dir, name, precision, device)?;
     model.fuse_projections()?;
+    Ok(LoadedModel {
+        model: Box::new(model),
+        codec,
+    })
+}
+
+fn folder_name(dir: &Path, name: Option<&str>) -> String {
+    match name {
+        Some(name) => name.to_string(),
+        None => dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| dir.display().to_string()),
+    }
+}
+
+fn load_codec(dir: &Path, files: &ModelFiles) -> Result<TextCodec> {
+    if files.tokenizer.is_file() {
+        TextCodec::from_file(&files.tokenizer)
+    } else {
+        TextCodec::from_vocab_and_merges(dir)
+    }
+}
+
+fn end_of_turn_ids(codec: &TextCodec) -> Vec<u32> {
+    END_OF_TURN
+        .iter()
+        .filter_map(|t| codec.token_id(t))
+        .collect()
+}
+
+fn load_modernbert(
+    dir: &Path,
+    files: &ModelFiles,
+    json: serde_json::Value,
+    name: Option<&str>,
+    precision: Precision,
+    device: &Device,
+) -> Result<LoadedModel> {
+    let codec = load_codec(dir, files)?;
+    let cfg: ModernBertConfig = serde_json::from_value(json).with_context(|| {
+        format!(
+            "{} does not match ModernBERT's config keys",
+            files.config.display()
+        )
+    })?;
+    let mask = modernbert::mask_id(&cfg, tokenizer_mask(dir, &codec)?)
+        .with_context(|| format!("in {}", dir.display()))?;
+    let dtype = resolve_precision(precision, cfg.parameter_count());
+    let weights = weight_files(dir)?;
+    // SAFETY: as in load_llada_dir_as.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&weights, dtype, device) }
+        .with_context(|| format!("reading safetensors in {}", dir.display()))?;
+    let model = ModernBert::new(
+        cfg,
+        vb,
+        folder_name(dir, name),
+        mask,
+        end_of_turn_ids(&codec),
+    )
+    .with_context(|| format!("loading modernbert weights from {}", dir.display()))
+    .with_context(|| format!("in {}", files.config.display()))?;
     Ok(LoadedModel {
         model: Box::new(model),
         codec,
@@ -233,19 +308,16 @@ fn load_llada_dir_as(
         .with_context(|| format!("reading {}", files.config.display()))?;
     let json: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not valid JSON", files.config.display()))?;
-    let name = match name {
-        Some(name) => name.to_string(),
-        None => dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| dir.display().to_string()),
-    };
-    let codec = if files.tokenizer.is_file() {
-        TextCodec::from_file(&files.tokenizer)?
-    } else {
-        TextCodec::from_vocab_and_merges(dir)?
-    };
+    let name = folder_name(dir, name);
+    let codec = load_codec(dir, &files)?;
     let family = detect_family(&json)?;
+    if family == "modernbert" {
+        bail!(
+            "{} is a ModernBERT model, which is not a LLaDA-format transformer (training and \
+             evaluation need one)",
+            dir.display()
+        );
+    }
     let cfg: LladaConfig = match family {
         "dream" => serde_json::from_value::<DreamConfig>(json)
             .with_context(|| {
@@ -282,11 +354,6 @@ fn load_llada_dir_as(
         .with_context(|| format!("reading safetensors in {}", dir.display()))?;
     let mut model = Llada::new(cfg, vb, name)
         .with_context(|| format!("loading {family} weights from {}", dir.display()))?;
-    model.set_eot_ids(
-        END_OF_TURN
-            .iter()
-            .filter_map(|t| codec.token_id(t))
-            .collect(),
-    );
+    model.set_eot_ids(end_of_turn_ids(&codec));
     Ok((model, codec))
 }

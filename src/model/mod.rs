@@ -6,6 +6,7 @@ pub mod hub;
 pub mod kernels;
 pub mod llada;
 pub mod loader;
+pub mod modernbert;
 pub mod qwen3;
 
 use std::ops::Range;
