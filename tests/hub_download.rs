@@ -20,6 +20,8 @@ const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
 struct Repo {
     files: BTreeMap<String, Vec<u8>>,
+    /// A gated repository answers 401 unless this bearer token comes with the request.
+    token: Option<String>,
 }
 
 #[derive(Default)]
@@ -134,10 +136,16 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
     if reader.read_line(&mut request).is_err() {
         return;
     }
+    let mut bearer = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
             break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("authorization") {
+                bearer = value.trim().strip_prefix("Bearer ").map(str::to_string);
+            }
         }
     }
     let mut parts = request.split_whitespace();
@@ -147,6 +155,25 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
     let mut state = state.lock().unwrap();
     state.log.push(format!("{method} {path}"));
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let repo_id = match segments.as_slice() {
+        ["api", "models", owner, name, ..] => format!("{owner}/{name}"),
+        [owner, name, ..] => format!("{owner}/{name}"),
+        _ => String::new(),
+    };
+    if let Some(required) = state.repos.get(&repo_id).and_then(|r| r.token.clone()) {
+        if bearer.as_deref() != Some(required.as_str()) {
+            let body = b"{\"error\": \"Access to this model is restricted\"}";
+            return respond(
+                &mut stream,
+                "401 Unauthorized",
+                &[
+                    ("X-Error-Code", "GatedRepo".to_string()),
+                    ("Content-Length", body.len().to_string()),
+                ],
+                body,
+            );
+        }
+    }
     let json = |stream: &mut TcpStream, body: String| {
         respond(
             stream,
@@ -255,7 +282,7 @@ fn dream_repo() -> Repo {
     files.insert("modeling_dream.py".into(), b"raise SystemExit".to_vec());
     files.insert("pytorch_model.bin".into(), vec![7u8; 4096]);
     files.insert("onnx/model.safetensors".into(), vec![9u8; 4096]);
-    Repo { files }
+    Repo { files, token: None }
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -509,9 +536,10 @@ fn missing_files_unknown_models_and_revisions_get_clear_errors() {
             "test-org/no-tokenizer",
             Repo {
                 files: no_tokenizer,
+                token: None,
             },
         ),
-        ("test-org/gpt2", Repo { files }),
+        ("test-org/gpt2", Repo { files, token: None }),
     ]);
     let cache = temp_dir("errors");
 
@@ -642,5 +670,35 @@ fn a_cut_off_transfer_is_retried_and_a_lasting_one_resumes_on_the_next_run() {
         0,
         "config.json was fetched again: {log:?}"
     );
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn gated_repositories_need_hf_token() {
+    let mut repo = dream_repo();
+    repo.token = Some("hf_test_secret".into());
+    let hub = FakeHub::start(vec![("test-org/gated", repo)]);
+    let cache = temp_dir("gated");
+    let args = generate_args("test-org/gated");
+
+    let out = dlm_tui(&hub.url, &cache, false, &args);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("gated or private") && err.contains("set HF_TOKEN"),
+        "{err}"
+    );
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dlm-tui"));
+    let out = command
+        .args(&args)
+        .env("HF_ENDPOINT", &hub.url)
+        .env("HF_HUB_CACHE", &cache)
+        .env("HF_HOME", cache.join("home"))
+        .env("HF_TOKEN", "hf_test_secret")
+        .env_remove("HF_HUB_OFFLINE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
     std::fs::remove_dir_all(&cache).unwrap();
 }
