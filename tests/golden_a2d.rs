@@ -5,12 +5,12 @@
 
 mod common;
 
-use common::{fixtures, golden, ids, model_and_canvas};
+use common::{assert_generate_case, assert_logits_case, fixtures, golden};
 
 use candle_core::Device;
 use dlm_tui::model::loader::{load_dir, Precision};
 use dlm_tui::model::{AttentionKernel, KvCache};
-use dlm_tui::sampler::{CacheMode, ForwardRequest, Sampler, SamplerParams};
+use dlm_tui::sampler::{CacheMode, ForwardRequest};
 
 const MODELS: [&str; 2] = ["a2d-qwen3-tiny-gqa", "a2d-qwen3-tiny-tied"];
 
@@ -37,44 +37,13 @@ fn a2d_folders_load_unshifted_with_the_tokenizers_mask() {
 fn logits_match_dllm_a2d_modeling_within_1e_4() {
     let cases = golden("a2d_qwen3_logits.json");
     assert_eq!(cases.len(), 4);
-    for case in cases {
-        let name = case["model"].as_str().unwrap();
-        let mut loaded = load_dir(&fixtures().join(name), Precision::F32, &Device::Cpu).unwrap();
-        let logits = loaded
-            .model
-            .forward_batch(&[ids(&case["input_ids"])])
-            .unwrap();
-        let mut worst = 0f32;
-        for (pos, row) in case["logits"].as_array().unwrap().iter().enumerate() {
-            let row = row.as_array().unwrap();
-            assert_eq!(row.len(), logits[0].width(), "{name}: logits width");
-            for (want, got) in row.iter().zip(logits[0].row(pos)) {
-                worst = worst.max((want.as_f64().unwrap() as f32 - got).abs());
-            }
-        }
-        assert!(worst < 1e-4, "{name}: max |logit diff| = {worst}");
-    }
+    cases.iter().for_each(assert_logits_case);
 }
 
 #[test]
 fn generate_matches_llada_generate_py_on_a2d_models() {
     for case in golden("a2d_qwen3_generate.json") {
-        let (mut loaded, canvas) = model_and_canvas(&case, &case["prompt_ids"], "gen_length");
-        let params = SamplerParams {
-            steps: case["steps"].as_u64().unwrap() as usize,
-            block_length: case["block_length"].as_u64().unwrap() as usize,
-            ..SamplerParams::default()
-        };
-        let traits = loaded.model.info().traits();
-        let mut sampler = Sampler::new(canvas, params, traits).unwrap();
-        sampler
-            .run_to_end(|request| loaded.model.forward_batch(&request.canvases))
-            .unwrap();
-        assert_eq!(
-            sampler.tokens(),
-            ids(&case["output"]).as_slice(),
-            "case {case}"
-        );
+        assert_generate_case(&case, |_, _| {});
     }
 }
 

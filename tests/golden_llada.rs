@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fixtures, golden, ids, model_and_canvas};
+use common::{assert_generate_case, fixtures, golden, ids, model_and_canvas};
 
 use candle_core::Device;
 use dlm_tui::model::llada::{Llada, LladaConfig};
@@ -47,24 +47,7 @@ fn logits_match_the_reference_model_within_1e_4() {
 #[test]
 fn generate_matches_llada_generate_py_token_for_token() {
     for case in golden("llada_generate.json") {
-        let (mut loaded, canvas) = model_and_canvas(&case, &case["prompt_ids"], "gen_length");
-        let info = loaded.model.info().clone();
-        let params = SamplerParams {
-            steps: case["steps"].as_u64().unwrap() as usize,
-            block_length: case["block_length"].as_u64().unwrap() as usize,
-            cfg_scale: case["cfg_scale"].as_f64().unwrap(),
-            ..SamplerParams::default()
-        };
-        let traits = info.traits();
-        let mut sampler = Sampler::new(canvas, params, traits).unwrap();
-        sampler
-            .run_to_end(|request| loaded.model.forward_batch(&request.canvases))
-            .unwrap();
-        assert_eq!(
-            sampler.tokens(),
-            ids(&case["output"]).as_slice(),
-            "case {case}"
-        );
+        assert_generate_case(&case, |_, _| {});
     }
 }
 
@@ -283,27 +266,12 @@ fn end_of_text_options_match_llada_generate_py() {
     // generate.py's logits_eos_inf / confidence_eos_eot_inf, with stand-in ids for LLaDA-8B's
     // <|endoftext|> and <|eot_id|> (tests/fixtures/make_eos_fixtures.py).
     for case in golden("llada_eos_generate.json") {
-        let (mut loaded, canvas) = model_and_canvas(&case, &case["prompt_ids"], "gen_length");
-        let info = loaded.model.info().clone();
-        let params = SamplerParams {
-            steps: case["steps"].as_u64().unwrap() as usize,
-            block_length: case["block_length"].as_u64().unwrap() as usize,
-            suppress_eos: case["logits_eos_inf"].as_bool().unwrap(),
-            defer_eos: case["confidence_eos_eot_inf"].as_bool().unwrap(),
-            ..SamplerParams::default()
-        };
-        let mut traits = info.traits();
-        traits.eos_ids = vec![case["eos_id"].as_u64().unwrap() as u32];
-        traits.eot_ids = vec![case["eot_id"].as_u64().unwrap() as u32];
-        let mut sampler = Sampler::new(canvas, params, traits).unwrap();
-        sampler
-            .run_to_end(|request| loaded.model.forward_batch(&request.canvases))
-            .unwrap();
-        assert_eq!(
-            sampler.tokens(),
-            ids(&case["output"]).as_slice(),
-            "case {case}"
-        );
+        assert_generate_case(&case, |params, traits| {
+            params.suppress_eos = case["logits_eos_inf"].as_bool().unwrap();
+            params.defer_eos = case["confidence_eos_eot_inf"].as_bool().unwrap();
+            traits.eos_ids = vec![case["eos_id"].as_u64().unwrap() as u32];
+            traits.eot_ids = vec![case["eot_id"].as_u64().unwrap() as u32];
+        });
         assert_ne!(
             case["output"], case["plain_output"],
             "the option changes the output"

@@ -7,6 +7,7 @@ pub mod kernels;
 pub mod llada;
 pub mod loader;
 pub mod modernbert;
+pub mod qwen;
 pub mod qwen3;
 
 use std::ops::Range;

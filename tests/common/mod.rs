@@ -39,3 +39,56 @@ pub fn model_and_canvas(case: &Value, prompt: &Value, new_tokens: &str) -> (Load
     ));
     (loaded, canvas)
 }
+
+/// Runs a golden generation case (its prompt ids, `gen_length` masks, `steps`, `block_length`
+/// and `cfg_scale` if given) through the sampler with full forward passes, after `adjust` has
+/// changed the parameters or traits, and asserts the reference's `output`.
+pub fn assert_generate_case(
+    case: &Value,
+    adjust: impl FnOnce(&mut dlm_tui::sampler::SamplerParams, &mut dlm_tui::sampler::ModelTraits),
+) {
+    use dlm_tui::sampler::{Sampler, SamplerParams};
+    let (mut loaded, canvas) = model_and_canvas(case, &case["prompt_ids"], "gen_length");
+    let mut params = SamplerParams {
+        steps: case["steps"].as_u64().unwrap() as usize,
+        block_length: case["block_length"].as_u64().unwrap() as usize,
+        cfg_scale: case["cfg_scale"].as_f64().unwrap_or(0.0),
+        ..SamplerParams::default()
+    };
+    let mut traits = loaded.model.info().traits();
+    adjust(&mut params, &mut traits);
+    let mut sampler = Sampler::new(canvas, params, traits).unwrap();
+    sampler
+        .run_to_end(|request| loaded.model.forward_batch(&request.canvases))
+        .unwrap();
+    assert_eq!(
+        sampler.tokens(),
+        ids(&case["output"]).as_slice(),
+        "case {case}"
+    );
+}
+
+/// Loads the case's fixture model (f32), runs its `input_ids` and asserts every logit within
+/// 1e-4 of the reference's.
+pub fn assert_logits_case(case: &Value) {
+    let name = case["model"].as_str().unwrap();
+    let input = ids(&case["input_ids"]);
+    let mut loaded = load_dir(&fixtures().join(name), Precision::F32, &Device::Cpu).unwrap();
+    let logits = loaded
+        .model
+        .forward_batch(std::slice::from_ref(&input))
+        .unwrap();
+    let mut worst = 0f32;
+    for (pos, row) in case["logits"].as_array().unwrap().iter().enumerate() {
+        let row = row.as_array().unwrap();
+        assert_eq!(row.len(), logits[0].width(), "{name}: logits width");
+        for (want, got) in row.iter().zip(logits[0].row(pos)) {
+            worst = worst.max((want.as_f64().unwrap() as f32 - got).abs());
+        }
+    }
+    assert!(
+        worst < 1e-4,
+        "{name} ({} tokens): max |logit diff| = {worst}",
+        input.len()
+    );
+}

@@ -1,0 +1,116 @@
+//! The `config.json` keys that Qwen2-style checkpoints (Dream, and Qwen3's A2D conversions)
+//! share, and their translation into the shared transformer of [`super::llada`].
+
+use anyhow::{bail, Result};
+use serde::Deserialize;
+
+use super::llada::{LladaConfig, Naming};
+
+/// Rotary tables beyond this many positions are not built (the published models use 2-4k).
+pub const MAX_CONTEXT: usize = 4096;
+
+/// Keys common to Qwen2 and Qwen3 configs, with transformers' defaults.
+#[derive(Debug, Clone, Deserialize)]
+pub struct QwenConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    #[serde(default)]
+    pub rope_scaling: Option<serde_json::Value>,
+    pub vocab_size: usize,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default)]
+    pub use_sliding_window: bool,
+    /// Not in every published config (A2D models name the mask in tokenizer_config.json).
+    #[serde(default)]
+    pub mask_token_id: Option<u32>,
+    /// One id, or a list of which the first is taken.
+    #[serde(default)]
+    pub eos_token_id: Option<serde_json::Value>,
+}
+
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_act() -> String {
+    "silu".into()
+}
+
+/// What differs between the families built on [`QwenConfig`].
+pub struct Variant {
+    pub naming: Naming,
+    pub qkv_bias: bool,
+    pub head_dim: Option<usize>,
+    pub mask_id: u32,
+}
+
+impl QwenConfig {
+    /// The first end-of-text id.
+    pub fn eos_id(&self) -> Option<u32> {
+        match &self.eos_token_id {
+            Some(serde_json::Value::Number(n)) => n.as_u64().map(|n| n as u32),
+            Some(serde_json::Value::Array(a)) => a.first()?.as_u64().map(|n| n as u32),
+            _ => None,
+        }
+    }
+
+    /// The equivalent transformer configuration, refusing what this implementation does not
+    /// reproduce (naming the key).
+    pub fn to_transformer(&self, variant: Variant) -> Result<LladaConfig> {
+        if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
+            bail!("rope_scaling is not supported (only plain rotary embeddings)");
+        }
+        if self.hidden_act != "silu" {
+            bail!(
+                "hidden_act {:?} is not supported (only silu)",
+                self.hidden_act
+            );
+        }
+        if self.use_sliding_window {
+            bail!("use_sliding_window is not supported");
+        }
+        let cfg = LladaConfig {
+            d_model: self.hidden_size,
+            n_heads: self.num_attention_heads,
+            n_kv_heads: Some(self.num_key_value_heads.unwrap_or(self.num_attention_heads)),
+            n_layers: self.num_hidden_layers,
+            mlp_hidden_size: Some(self.intermediate_size),
+            rope_theta: self.rope_theta,
+            rms_norm_eps: self.rms_norm_eps,
+            max_sequence_length: self.max_position_embeddings.min(MAX_CONTEXT),
+            include_bias: false,
+            include_qkv_bias: Some(variant.qkv_bias),
+            bias_for_layer_norm: Some(false),
+            vocab_size: self.vocab_size,
+            embedding_size: Some(self.vocab_size),
+            weight_tying: self.tie_word_embeddings,
+            eos_token_id: self.eos_id(),
+            mask_token_id: Some(variant.mask_id),
+            naming: variant.naming,
+            head_dim_override: variant.head_dim,
+            block_type: "llama".into(),
+            layer_norm_type: "rms".into(),
+            activation_type: "silu".into(),
+            layer_norm_with_affine: true,
+            rope: true,
+            alibi: false,
+            attention_layer_norm: false,
+            input_emb_norm: false,
+            scale_logits: false,
+            block_group_size: 1,
+            ..LladaConfig::default()
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
