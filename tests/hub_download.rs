@@ -29,6 +29,8 @@ struct State {
     repos: HashMap<String, Repo>,
     /// File name → how many more GETs of it are cut off half-way.
     cuts: HashMap<String, usize>,
+    /// Send file bodies in small, slow chunks (so a person could watch the progress).
+    slow: bool,
     log: Vec<String>,
 }
 
@@ -238,6 +240,7 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
         if method == "HEAD" {
             return respond(&mut stream, "200 OK", &headers, &[]);
         }
+        let slow = state.slow;
         let cut = match state.cuts.get_mut(&file) {
             Some(n) if *n > 0 => {
                 *n -= 1;
@@ -250,6 +253,14 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
             // Promise the whole file, send half, hang up.
             respond(&mut stream, "200 OK", &headers, &bytes[..bytes.len() / 2]);
             let _ = stream.shutdown(std::net::Shutdown::Both);
+        } else if slow {
+            respond(&mut stream, "200 OK", &headers, &[]);
+            for chunk in bytes.chunks(16 << 10) {
+                std::thread::sleep(std::time::Duration::from_millis(60));
+                if stream.write_all(chunk).is_err() {
+                    return;
+                }
+            }
         } else {
             respond(&mut stream, "200 OK", &headers, &bytes);
         }
@@ -286,11 +297,12 @@ fn dream_repo() -> Repo {
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "dlm-tui-hub-{tag}-{}-{:?}",
-        std::process::id(),
-        std::time::SystemTime::now()
-    ));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir =
+        std::env::temp_dir().join(format!("dlm-tui-hub-{tag}-{}-{nanos}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -700,5 +712,97 @@ fn gated_repositories_need_hf_token() {
         .output()
         .unwrap();
     assert!(out.status.success(), "stderr: {}", stderr(&out));
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+/// The playground fetches a hub model under its download panel, then opens on it: the real
+/// binary in tmux, against a fake hub that sends slowly enough to watch.
+#[test]
+fn the_playground_shows_a_download_panel_then_opens_the_model() {
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(args)
+            .output()
+            .expect("tmux is required for this test: apt-get install tmux")
+    };
+    let hub = FakeHub::start(vec![("test-org/tiny-dream", dream_repo())]);
+    hub.state.lock().unwrap().slow = true;
+    let cache = temp_dir("panel");
+    let session = format!("dlm-hub-{}", std::process::id());
+    let command = format!(
+        "HF_ENDPOINT={} HF_HUB_CACHE={} HF_HOME={} HOME={} XDG_CONFIG_HOME= XDG_DATA_HOME= {} \
+         --model test-org/tiny-dream --no-session; echo EXITED $?; sleep 30",
+        hub.url,
+        cache.display(),
+        cache.join("home").display(),
+        cache.display(),
+        env!("CARGO_BIN_EXE_dlm-tui"),
+    );
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command,
+    ]);
+    assert!(started.status.success(), "could not start tmux");
+    let screen = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
+    };
+    let wait_for = |text: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let shown = screen();
+            if shown.contains(text) {
+                return shown;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{text:?} never appeared:\n{shown}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let panel = wait_for("Downloading test-org/tiny-dream");
+    assert!(
+        panel.contains(&hub.url) && panel.contains("Esc cancel"),
+        "{panel}"
+    );
+    wait_for("MiB/s");
+    // Then the playground opens on the downloaded model, named by its hub id.
+    let app = wait_for("test-org/tiny-dream (");
+    assert!(app.contains("Editor"), "{app}");
+    tmux(&["send-keys", "-t", &session, "C-q"]);
+    let done = wait_for("EXITED");
+    assert!(done.contains("EXITED 0"), "{done}");
+    tmux(&["kill-session", "-t", &session]);
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn a_commit_revision_is_fetched_and_then_served_offline() {
+    let hub = FakeHub::start(vec![("test-org/tiny-dream", dream_repo())]);
+    let cache = temp_dir("commit");
+    let model = format!("test-org/tiny-dream@{SHA}");
+    let out = dlm_tui(&hub.url, &cache, false, &["download", &model]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        snapshot(&cache, "test-org/tiny-dream").to_string_lossy()
+    );
+    // A commit needs no revision lookup.
+    assert!(
+        !hub.log().iter().any(|l| l.contains("/revision/")),
+        "{:?}",
+        hub.log()
+    );
+    hub.clear_log();
+    let out = dlm_tui(&hub.url, &cache, true, &generate_args(&model));
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert!(hub.log().is_empty());
     std::fs::remove_dir_all(&cache).unwrap();
 }
