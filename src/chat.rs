@@ -32,12 +32,14 @@ pub struct ChatTemplate {
 }
 
 /// A special token in tokenizer_config.json: a string or `{"content": ...}`.
-fn token(value: &serde_json::Value) -> String {
+pub fn special_token(value: &serde_json::Value) -> Option<&str> {
     value
         .as_str()
         .or_else(|| value.get("content").and_then(|c| c.as_str()))
-        .unwrap_or_default()
-        .to_string()
+}
+
+fn token(value: &serde_json::Value) -> String {
+    special_token(value).unwrap_or_default().to_string()
 }
 
 impl ChatTemplate {

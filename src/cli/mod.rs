@@ -95,11 +95,18 @@ impl ModelArgs {
     /// With `--model`, fetches the model (from the cache when it is complete there, else from the
     /// hub with a progress bar on stderr) and points `model_dir` at its snapshot.
     pub fn fetch_hub_model(&mut self) -> anyhow::Result<()> {
+        self.fetch_hub_model_with(fetch_with_progress_bar)
+    }
+
+    /// As [`Self::fetch_hub_model`], fetching with `fetch` (the playground shows its own panel).
+    pub fn fetch_hub_model_with(
+        &mut self,
+        fetch: impl FnOnce(&RepoSpec) -> anyhow::Result<hub::Fetched>,
+    ) -> anyhow::Result<()> {
         let Some(spec) = self.model.clone() else {
             return Ok(());
         };
-        let fetched = fetch_with_progress_bar(&spec)?;
-        self.model_dir = Some(fetched.dir);
+        self.model_dir = Some(fetch(&spec)?.dir);
         self.display_name = Some(spec.to_string());
         Ok(())
     }
@@ -239,11 +246,8 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
             }
         }
     }
-    if let Some(spec) = model_args.model.clone() {
-        let fetched = crate::tui::download::fetch(&spec, &themes[theme_index])?;
-        model_args.model_dir = Some(fetched.dir);
-        model_args.display_name = Some(spec.to_string());
-    }
+    model_args
+        .fetch_hub_model_with(|spec| crate::tui::download::fetch(spec, &themes[theme_index]))?;
     if model_args.dtype == crate::model::loader::Precision::Auto {
         model_args.dtype = config.model.dtype;
     }

@@ -217,34 +217,21 @@ pub fn missing_files(dir: &Path) -> Vec<String> {
     if !dir.join("tokenizer.json").is_file() && !has_bpe {
         missing.push("tokenizer.json".to_string());
     }
-    let index = dir.join("model.safetensors.index.json");
-    if index.is_file() {
-        let shards: Vec<String> = std::fs::read_to_string(&index)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|j| {
-                j.get("weight_map")?.as_object().map(|m| {
-                    m.values()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .unwrap_or_default();
-        let mut shards: Vec<String> = shards.into_iter().collect();
-        shards.sort();
-        shards.dedup();
-        if shards.is_empty() {
-            missing.push("model.safetensors.index.json".to_string());
+    match super::loader::index_shards(dir) {
+        Ok(Some(shards)) if !shards.is_empty() => {
+            missing.extend(shards.into_iter().filter(|s| !dir.join(s).is_file()));
         }
-        missing.extend(shards.into_iter().filter(|s| !dir.join(s).is_file()));
-    } else {
-        let any_weights = std::fs::read_dir(dir).is_ok_and(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .any(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
-        });
-        if !any_weights {
-            missing.push("model.safetensors".to_string());
+        // An index that lists nothing or cannot be read: it has to be fetched again.
+        Ok(Some(_)) | Err(_) => missing.push("model.safetensors.index.json".to_string()),
+        Ok(None) => {
+            let any_weights = std::fs::read_dir(dir).is_ok_and(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .any(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+            });
+            if !any_weights {
+                missing.push("model.safetensors".to_string());
+            }
         }
     }
     missing
@@ -412,28 +399,24 @@ impl Hub {
         } else {
             "set HF_TOKEN to a token that has access"
         };
-        let code = match &error {
-            HFError::RevisionNotFound { context, .. } | HFError::RepoNotFound { context, .. } => {
-                context.as_ref().and_then(|c| c.error_code.clone())
-            }
-            _ => None,
+        // hf-hub reports a missing repository as a missing revision when a revision was asked
+        // for; the hub's error code tells them apart.
+        let no_repo = match &error {
+            HFError::RepoNotFound { .. } => true,
+            HFError::RevisionNotFound { context, .. } => context
+                .as_ref()
+                .is_some_and(|c| c.error_code.as_deref() == Some("RepoNotFound")),
+            _ => false,
         };
         match error {
-            HFError::RepoNotFound { .. } => anyhow!(
+            _ if no_repo => anyhow!(
                 "{} is not a model on {} (a private or gated repository looks the same without a token: {token})",
                 spec.id(),
                 self.endpoint
             ),
-            HFError::RevisionNotFound { revision, .. }
-                if code.as_deref() != Some("RepoNotFound") =>
-            {
+            HFError::RevisionNotFound { revision, .. } => {
                 anyhow!("{} has no revision {revision:?} on {}", spec.id(), self.endpoint)
             }
-            HFError::RevisionNotFound { .. } => anyhow!(
-                "{} is not a model on {} (a private or gated repository looks the same without a token: {token})",
-                spec.id(),
-                self.endpoint
-            ),
             HFError::AuthRequired { .. } | HFError::Forbidden { .. } => anyhow!(
                 "{} is gated or private: accept its terms on its hub page, then {token}",
                 spec.id()
@@ -496,13 +479,18 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Runs [`Hub::fetch`] on a runtime of its own, for callers outside async code.
-pub fn fetch_blocking(spec: &RepoSpec, sink: ProgressSink) -> Result<Fetched> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// The runtime downloads run on outside async code (two workers: the transfers are I/O).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?;
-    runtime.block_on(async {
+        .build()
+        .map_err(|e| anyhow!("starting the download runtime: {e}"))
+}
+
+/// Runs [`Hub::fetch`] on a runtime of its own, for callers outside async code.
+pub fn fetch_blocking(spec: &RepoSpec, sink: ProgressSink) -> Result<Fetched> {
+    runtime()?.block_on(async {
         let hub = Hub::from_env()?;
         hub.fetch(spec, sink).await
     })

@@ -436,7 +436,13 @@ pub enum Kernels {
 
 /// A linear layer initialised N(0, std) when created for training (hints are ignored when the
 /// weights come from a file).
-fn linear(in_dim: usize, out_dim: usize, bias: bool, std: f64, vb: VarBuilder) -> Result<Linear> {
+pub(super) fn linear(
+    in_dim: usize,
+    out_dim: usize,
+    bias: bool,
+    std: f64,
+    vb: VarBuilder,
+) -> Result<Linear> {
     let weight = vb.get_with_hints(
         (out_dim, in_dim),
         "weight",
@@ -455,7 +461,7 @@ fn linear(in_dim: usize, out_dim: usize, bias: bool, std: f64, vb: VarBuilder) -
 
 /// Initial standard deviation of weights (OLMo/LLaDA's normal init), and of the projections that
 /// write into the residual stream, scaled down by depth (GPT-2).
-const INIT_STD: f64 = 0.02;
+pub(super) const INIT_STD: f64 = 0.02;
 
 #[derive(Debug, Clone)]
 struct Block {
@@ -903,21 +909,6 @@ impl Llada {
 }
 
 impl Llada {
-    /// Checks a batch and returns its canvas length.
-    fn batch_len(&self, batch: &[Vec<u32>]) -> Result<usize> {
-        let len = batch.first().map_or(0, Vec::len);
-        if batch.iter().any(|seq| seq.len() != len) {
-            bail!("all sequences in a batch must have the same length");
-        }
-        if len > self.info.max_context {
-            bail!(
-                "the canvas has {len} tokens but the model accepts at most {}",
-                self.info.max_context
-            );
-        }
-        Ok(len)
-    }
-
     /// Token ids of `window` in every sequence of the batch, as (B, window length).
     fn window_ids(&self, batch: &[Vec<u32>], window: Range<usize>) -> Result<Tensor> {
         let flat: Vec<u32> = batch
@@ -930,21 +921,6 @@ impl Llada {
             &self.device,
         )?)
     }
-
-    /// Splits (B, T, width) logits into one `Logits` per sequence, starting at `offset`. The
-    /// first sequence keeps the buffer read from the tensor (at a 126k vocabulary that is 129 MB
-    /// for 256 positions, so batch 1 copies nothing more).
-    fn split_logits(&self, logits: &Tensor, offset: usize) -> Result<Vec<Logits>> {
-        let (b, t, width) = logits.dims3()?;
-        let mut data = logits.flatten_all()?.to_vec1::<f32>()?;
-        let mut out: Vec<Logits> = (1..b)
-            .rev()
-            .map(|i| Logits::at(data.split_off(i * t * width), width, offset))
-            .collect();
-        out.push(Logits::at(data, width, offset));
-        out.reverse();
-        Ok(out)
-    }
 }
 
 impl Denoiser for Llada {
@@ -952,9 +928,9 @@ impl Denoiser for Llada {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let len = self.batch_len(batch)?;
+        let len = super::batch_len(batch, self.info.max_context)?;
         let logits = self.forward_ids(&self.window_ids(batch, 0..len)?)?;
-        self.split_logits(&logits, 0)
+        super::split_logits(&logits, 0)
     }
 
     fn denoise(&mut self, request: &ForwardRequest, cache: &mut KvCache) -> Result<Vec<Logits>> {
@@ -962,7 +938,7 @@ impl Denoiser for Llada {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let len = self.batch_len(batch)?;
+        let len = super::batch_len(batch, self.info.max_context)?;
         let sequences = batch.len() as f64;
         let full = sequences * self.flops(len, len);
         if request.cache == CacheMode::None || self.kernels != Kernels::Fused {
@@ -974,14 +950,14 @@ impl Denoiser for Llada {
                 let ids = self.window_ids(batch, window.clone())?;
                 let (logits, _) = self.forward_window(&ids, window.start, Some(&cache.layers))?;
                 cache.count(sequences * self.flops(window.len(), len), full);
-                self.split_logits(&logits, window.start)
+                super::split_logits(&logits, window.start)
             }
             None => {
                 let (logits, kv) =
                     self.forward_window(&self.window_ids(batch, 0..len)?, 0, None)?;
                 cache.record(request, kv);
                 cache.count(full, full);
-                self.split_logits(&logits, 0)
+                super::split_logits(&logits, 0)
             }
         }
     }

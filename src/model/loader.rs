@@ -90,11 +90,7 @@ fn tokenizer_mask(dir: &Path, codec: &TextCodec) -> Result<Option<u32>> {
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let json: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not valid JSON", path.display()))?;
-    let token = &json["mask_token"];
-    let Some(name) = token
-        .as_str()
-        .or_else(|| token.get("content").and_then(|c| c.as_str()))
-    else {
+    let Some(name) = crate::chat::special_token(&json["mask_token"]) else {
         return Ok(None);
     };
     codec.token_id(name).map(Some).ok_or_else(|| {
@@ -105,25 +101,35 @@ fn tokenizer_mask(dir: &Path, codec: &TextCodec) -> Result<Option<u32>> {
     })
 }
 
+/// The shard names `model.safetensors.index.json` lists (sorted, once each), or `None` when the
+/// folder has no index.
+pub fn index_shards(dir: &Path) -> Result<Option<Vec<String>>> {
+    let index = dir.join("model.safetensors.index.json");
+    if !index.is_file() {
+        return Ok(None);
+    }
+    let text =
+        std::fs::read_to_string(&index).with_context(|| format!("reading {}", index.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", index.display()))?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| anyhow!("{} has no weight_map", index.display()))?;
+    let mut shards: Vec<String> = map
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    shards.sort();
+    shards.dedup();
+    Ok(Some(shards))
+}
+
 /// Shards named by `model.safetensors.index.json`, else `model.safetensors`, else every `*.safetensors`.
 fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let index = dir.join("model.safetensors.index.json");
-    if index.is_file() {
-        let text = std::fs::read_to_string(&index)
-            .with_context(|| format!("reading {}", index.display()))?;
-        let json: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not valid JSON", index.display()))?;
-        let map = json
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| anyhow!("{} has no weight_map", index.display()))?;
-        let mut files: Vec<PathBuf> = map
-            .values()
-            .filter_map(|v| v.as_str())
-            .map(|name| dir.join(name))
-            .collect();
-        files.sort();
-        files.dedup();
+    if let Some(shards) = index_shards(dir)? {
+        let index = dir.join("model.safetensors.index.json");
+        let files: Vec<PathBuf> = shards.iter().map(|name| dir.join(name)).collect();
         if let Some(missing) = files.iter().find(|f| !f.is_file()) {
             bail!(
                 "{} names {} but that file is missing",
@@ -187,6 +193,25 @@ pub fn detect_family(config: &serde_json::Value) -> Result<&'static str> {
     )
 }
 
+/// The folder's safetensors, memory-mapped in `dtype`.
+fn mmap_weights(dir: &Path, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
+    let weights = weight_files(dir)?;
+    // SAFETY: the files are memory-mapped read-only; modifying them while dlm-tui runs is
+    // undefined behaviour, as for every mmap-based loader.
+    unsafe { VarBuilder::from_mmaped_safetensors(&weights, dtype, device) }
+        .with_context(|| format!("reading safetensors in {}", dir.display()))
+}
+
+/// The folder's files and its parsed `config.json`.
+fn read_config(dir: &Path) -> Result<(ModelFiles, serde_json::Value)> {
+    let files = ModelFiles::locate(dir)?;
+    let text = std::fs::read_to_string(&files.config)
+        .with_context(|| format!("reading {}", files.config.display()))?;
+    let json = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", files.config.display()))?;
+    Ok((files, json))
+}
+
 fn resolve_precision(precision: Precision, parameters: usize) -> DType {
     match precision {
         Precision::F32 => DType::F32,
@@ -210,15 +235,11 @@ pub fn load_dir_as(
     precision: Precision,
     device: &Device,
 ) -> Result<LoadedModel> {
-    let files = ModelFiles::locate(dir)?;
-    let text = std::fs::read_to_string(&files.config)
-        .with_context(|| format!("reading {}", files.config.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", files.config.display()))?;
+    let (files, json) = read_config(dir)?;
     if detect_family(&json)? == "modernbert" {
         return load_modernbert(dir, &files, json, name, precision, device);
     }
-    let (mut model, codec) = load_llada_dir_as(dir, name, precision, device)?;
+    let (mut model, codec) = load_llada(dir, &files, json, name, precision, device)?;
     model.fuse_projections()?;
     Ok(LoadedModel {
         model: Box::new(model),
@@ -268,11 +289,11 @@ fn load_modernbert(
     })?;
     let mask = modernbert::mask_id(&cfg, tokenizer_mask(dir, &codec)?)
         .with_context(|| format!("in {}", dir.display()))?;
-    let dtype = resolve_precision(precision, cfg.parameter_count());
-    let weights = weight_files(dir)?;
-    // SAFETY: as in load_llada_dir_as.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&weights, dtype, device) }
-        .with_context(|| format!("reading safetensors in {}", dir.display()))?;
+    let vb = mmap_weights(
+        dir,
+        resolve_precision(precision, cfg.parameter_count()),
+        device,
+    )?;
     let model = ModernBert::new(
         cfg,
         vb,
@@ -294,22 +315,21 @@ pub fn load_llada_dir(
     precision: Precision,
     device: &Device,
 ) -> Result<(Llada, TextCodec)> {
-    load_llada_dir_as(dir, None, precision, device)
+    let (files, json) = read_config(dir)?;
+    load_llada(dir, &files, json, None, precision, device)
 }
 
-fn load_llada_dir_as(
+/// Builds the shared transformer from a parsed LLaDA, Dream or A2D Qwen3 config.
+fn load_llada(
     dir: &Path,
+    files: &ModelFiles,
+    json: serde_json::Value,
     name: Option<&str>,
     precision: Precision,
     device: &Device,
 ) -> Result<(Llada, TextCodec)> {
-    let files = ModelFiles::locate(dir)?;
-    let text = std::fs::read_to_string(&files.config)
-        .with_context(|| format!("reading {}", files.config.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", files.config.display()))?;
     let name = folder_name(dir, name);
-    let codec = load_codec(dir, &files)?;
+    let codec = load_codec(dir, files)?;
     let family = detect_family(&json)?;
     if family == "modernbert" {
         bail!(
@@ -346,12 +366,11 @@ fn load_llada_dir_as(
     };
     cfg.validate()
         .with_context(|| format!("in {}", files.config.display()))?;
-    let dtype = resolve_precision(precision, cfg.parameter_count());
-    let weights = weight_files(dir)?;
-    // SAFETY: the files are memory-mapped read-only; modifying them while dlm-tui runs is
-    // undefined behaviour, as for every mmap-based loader.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&weights, dtype, device) }
-        .with_context(|| format!("reading safetensors in {}", dir.display()))?;
+    let vb = mmap_weights(
+        dir,
+        resolve_precision(precision, cfg.parameter_count()),
+        device,
+    )?;
     let mut model = Llada::new(cfg, vb, name)
         .with_context(|| format!("loading {family} weights from {}", dir.display()))?;
     model.set_eot_ids(end_of_turn_ids(&codec));

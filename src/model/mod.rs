@@ -161,6 +161,33 @@ pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     }
 }
 
+/// Checks that every sequence of a batch has one length, at most `max_context`, and returns it.
+pub(crate) fn batch_len(batch: &[Vec<u32>], max_context: usize) -> anyhow::Result<usize> {
+    let len = batch.first().map_or(0, Vec::len);
+    if batch.iter().any(|seq| seq.len() != len) {
+        anyhow::bail!("all sequences in a batch must have the same length");
+    }
+    if len > max_context {
+        anyhow::bail!("the canvas has {len} tokens but the model accepts at most {max_context}");
+    }
+    Ok(len)
+}
+
+/// Splits (B, T, width) logits into one `Logits` per sequence, starting at `offset`. The first
+/// sequence keeps the buffer read from the tensor (at a 126k vocabulary that is 129 MB for 256
+/// positions, so batch 1 copies nothing more).
+pub(crate) fn split_logits(logits: &Tensor, offset: usize) -> anyhow::Result<Vec<Logits>> {
+    let (b, t, width) = logits.dims3()?;
+    let mut data = logits.flatten_all()?.to_vec1::<f32>()?;
+    let mut out: Vec<Logits> = (1..b)
+        .rev()
+        .map(|i| Logits::at(data.split_off(i * t * width), width, offset))
+        .collect();
+    out.push(Logits::at(data, width, offset));
+    out.reverse();
+    Ok(out)
+}
+
 /// Keys and values recorded by a full forward pass, for Fast-dLLM-style block caching. One per
 /// run (a comparison lane has its own), never shared between canvases.
 #[derive(Debug, Default)]

@@ -13,6 +13,7 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
+use super::llada::{linear, INIT_STD};
 use super::{Denoiser, ModelInfo};
 use crate::sampler::Logits;
 
@@ -181,16 +182,6 @@ impl LayerNorm {
     }
 }
 
-fn linear(input: usize, output: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
-    let weight = vb.get((output, input), "weight")?;
-    let bias = if bias {
-        Some(vb.get(output, "bias")?)
-    } else {
-        None
-    };
-    Ok(Linear::new(weight, bias))
-}
-
 /// cos and sin tables (positions, head_dim / 2) for one rotary theta, in f32.
 #[derive(Debug, Clone)]
 struct Rotary {
@@ -283,11 +274,23 @@ impl ModernBert {
                     } else {
                         Some(LayerNorm::new(&cfg, l.pp("attn_norm"))?)
                     },
-                    wqkv: linear(d, 3 * d, cfg.attention_bias, l.pp("attn.Wqkv"))?,
-                    wo: linear(d, d, cfg.attention_bias, l.pp("attn.Wo"))?,
+                    wqkv: linear(d, 3 * d, cfg.attention_bias, INIT_STD, l.pp("attn.Wqkv"))?,
+                    wo: linear(d, d, cfg.attention_bias, INIT_STD, l.pp("attn.Wo"))?,
                     mlp_norm: LayerNorm::new(&cfg, l.pp("mlp_norm"))?,
-                    wi: linear(d, 2 * cfg.intermediate_size, cfg.mlp_bias, l.pp("mlp.Wi"))?,
-                    mlp_out: linear(cfg.intermediate_size, d, cfg.mlp_bias, l.pp("mlp.Wo"))?,
+                    wi: linear(
+                        d,
+                        2 * cfg.intermediate_size,
+                        cfg.mlp_bias,
+                        INIT_STD,
+                        l.pp("mlp.Wi"),
+                    )?,
+                    mlp_out: linear(
+                        cfg.intermediate_size,
+                        d,
+                        cfg.mlp_bias,
+                        INIT_STD,
+                        l.pp("mlp.Wo"),
+                    )?,
                     window: (!global).then_some(cfg.local_attention / 2),
                     global,
                 })
@@ -323,7 +326,7 @@ impl ModernBert {
             embed_norm: LayerNorm::new(&cfg, m.pp("embeddings.norm"))?,
             layers,
             final_norm: LayerNorm::new(&cfg, m.pp("final_norm"))?,
-            head_dense: linear(d, d, cfg.classifier_bias, vb.pp("head.dense"))?,
+            head_dense: linear(d, d, cfg.classifier_bias, INIT_STD, vb.pp("head.dense"))?,
             head_norm: LayerNorm::new(&cfg, vb.pp("head.norm"))?,
             decoder: Linear::new(decoder_weight, decoder_bias),
             global_rotary: Rotary::new(head_dim, cfg.global_rope_theta, positions, &device)?,
@@ -431,29 +434,15 @@ impl ModernBert {
 
 impl Denoiser for ModernBert {
     fn forward_batch(&mut self, batch: &[Vec<u32>]) -> Result<Vec<Logits>> {
-        let Some(first) = batch.first() else {
+        if batch.is_empty() {
             return Ok(Vec::new());
-        };
-        let t = first.len();
-        if batch.iter().any(|s| s.len() != t) {
-            bail!("all sequences in a batch must have the same length");
         }
-        if t > self.info.max_context {
-            bail!(
-                "the canvas has {t} tokens but the model accepts at most {}",
-                self.info.max_context
-            );
-        }
+        let t = super::batch_len(batch, self.info.max_context)?;
         let device = self.decoder.weight().device().clone();
         let flat: Vec<u32> = batch.iter().flatten().copied().collect();
         let ids = Tensor::from_vec(flat, (batch.len(), t), &device)?;
         let logits = super::in_pool(|| self.forward_ids(&ids))?;
-        let (_, _, width) = logits.dims3()?;
-        let data = logits.flatten_all()?.to_vec1::<f32>()?;
-        Ok(data
-            .chunks(t * width)
-            .map(|c| Logits::new(c.to_vec(), width))
-            .collect())
+        super::split_logits(&logits, 0)
     }
 
     fn info(&self) -> &ModelInfo {

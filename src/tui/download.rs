@@ -136,12 +136,7 @@ pub fn render(view: &DownloadView, theme: &Theme, frame: &mut Frame, area: Rect)
 /// The model's folder: from the cache at once when it is complete there, else downloaded under
 /// the panel. Esc, q or Ctrl-C cancel the download and return an error.
 pub fn fetch(spec: &RepoSpec, theme: &Theme) -> Result<Fetched> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the download runtime")?;
-    runtime.block_on(async {
+    crate::model::hub::runtime()?.block_on(async {
         let hub = Hub::from_env()?;
         if let Some(dir) = hub.cached(spec).await {
             return Ok(Fetched {
