@@ -120,3 +120,28 @@ fn the_answer_stops_at_the_first_end_of_text_or_end_of_turn() {
     assert_eq!(answer(&codec, &flooded, &[300]), "Hello there.");
     assert_eq!(answer(&codec, &hello, &[300]), "Hello there.");
 }
+
+#[test]
+fn a_template_in_chat_template_jinja_is_read_too() {
+    // Newer repositories keep the template out of tokenizer_config.json.
+    let source = fixtures().join("dream-tiny-gqa");
+    let dir = std::env::temp_dir().join(format!("dlm-tui-jinja-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config: Value = serde_json::from_str(
+        &std::fs::read_to_string(source.join("tokenizer_config.json")).unwrap(),
+    )
+    .unwrap();
+    let template = config["chat_template"].as_str().unwrap().to_string();
+    config.as_object_mut().unwrap().remove("chat_template");
+    std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
+    assert!(ChatTemplate::from_model_dir(&dir).unwrap().is_none());
+    std::fs::write(dir.join("chat_template.jinja"), &template).unwrap();
+    let messages = [Message::user("hi")];
+    let separate = ChatTemplate::from_model_dir(&dir).unwrap().unwrap();
+    let inline = ChatTemplate::from_model_dir(&source).unwrap().unwrap();
+    assert_eq!(
+        separate.render(&messages, true).unwrap(),
+        inline.render(&messages, true).unwrap()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -715,8 +715,9 @@ fn gated_repositories_need_hf_token() {
     std::fs::remove_dir_all(&cache).unwrap();
 }
 
-/// The playground fetches a hub model under its download panel, then opens on it: the real
-/// binary in tmux, against a fake hub that sends slowly enough to watch.
+/// The playground fetches the hub model its config.toml names (`[model] repo`) under its download
+/// panel, then opens on it: the real binary in tmux, against a fake hub that sends slowly enough
+/// to watch.
 #[test]
 fn the_playground_shows_a_download_panel_then_opens_the_model() {
     let tmux = |args: &[&str]| {
@@ -728,10 +729,17 @@ fn the_playground_shows_a_download_panel_then_opens_the_model() {
     let hub = FakeHub::start(vec![("test-org/tiny-dream", dream_repo())]);
     hub.state.lock().unwrap().slow = true;
     let cache = temp_dir("panel");
+    let config = cache.join(".config/dlm-tui");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("config.toml"),
+        "[model]\nrepo = \"test-org/tiny-dream\"\n",
+    )
+    .unwrap();
     let session = format!("dlm-hub-{}", std::process::id());
     let command = format!(
         "HF_ENDPOINT={} HF_HUB_CACHE={} HF_HOME={} HOME={} XDG_CONFIG_HOME= XDG_DATA_HOME= {} \
-         --model test-org/tiny-dream --no-session; echo EXITED $?; sleep 30",
+         --no-session; echo EXITED $?; sleep 30",
         hub.url,
         cache.display(),
         cache.join("home").display(),
@@ -803,6 +811,28 @@ fn a_commit_revision_is_fetched_and_then_served_offline() {
     hub.clear_log();
     let out = dlm_tui(&hub.url, &cache, true, &generate_args(&model));
     assert!(out.status.success(), "stderr: {}", stderr(&out));
+    // bench takes --model too, and names the model by its hub id.
+    let out = dlm_tui(
+        &hub.url,
+        &cache,
+        true,
+        &[
+            "bench",
+            "--forward-only",
+            "--model",
+            &model,
+            "--length",
+            "8",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["model"], model.as_str());
     assert!(hub.log().is_empty());
     std::fs::remove_dir_all(&cache).unwrap();
 }
