@@ -7,7 +7,6 @@ mod common;
 
 use common::{assert_generate_case, assert_logits_case, fixtures, golden};
 
-use candle_core::Device;
 use dlm_tui::model::loader::{load_dir, Precision};
 use dlm_tui::model::{AttentionKernel, KvCache};
 use dlm_tui::sampler::{CacheMode, ForwardRequest};
@@ -17,7 +16,7 @@ const MODELS: [&str; 2] = ["a2d-qwen3-tiny-gqa", "a2d-qwen3-tiny-tied"];
 #[test]
 fn a2d_folders_load_unshifted_with_the_tokenizers_mask() {
     for name in MODELS {
-        let loaded = load_dir(&fixtures().join(name), Precision::F32, &Device::Cpu).unwrap();
+        let loaded = load_dir(&fixtures().join(name), Precision::F32, &common::device()).unwrap();
         let info = loaded.model.info();
         assert_eq!(info.family, "a2d-qwen3");
         assert!(
@@ -52,7 +51,8 @@ fn cached_passes_over_an_unchanged_canvas_equal_the_full_pass() {
     // The q/k norms sit inside the attention that the caches splice: a cached block pass over an
     // unchanged canvas must give the full pass's logits, with either attention kernel.
     for name in MODELS {
-        let mut loaded = load_dir(&fixtures().join(name), Precision::F32, &Device::Cpu).unwrap();
+        let mut loaded =
+            load_dir(&fixtures().join(name), Precision::F32, &common::device()).unwrap();
         let mask = loaded.model.info().mask_id;
         let mut canvas: Vec<u32> = (3..19).collect();
         canvas.extend([mask; 24]);

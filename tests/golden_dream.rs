@@ -10,7 +10,6 @@ mod common;
 
 use common::{fixtures, golden, ids, model_and_canvas};
 
-use candle_core::Device;
 use dlm_tui::model::loader::{load_dir, Precision};
 use dlm_tui::model::KvCache;
 use dlm_tui::sampler::{Sampler, SamplerParams, Schedule, Strategy};
@@ -18,7 +17,7 @@ use dlm_tui::sampler::{Sampler, SamplerParams, Schedule, Strategy};
 #[test]
 fn dream_folders_load_as_the_dream_family() {
     for name in ["dream-tiny-gqa", "dream-tiny-tied"] {
-        let loaded = load_dir(&fixtures().join(name), Precision::F32, &Device::Cpu).unwrap();
+        let loaded = load_dir(&fixtures().join(name), Precision::F32, &common::device()).unwrap();
         let info = loaded.model.info();
         assert_eq!(info.family, "dream");
         assert!(
@@ -37,7 +36,8 @@ fn logits_match_dream_modeling_within_1e_4() {
             continue; // left-padded batch: see the module comment
         }
         let name = case["model"].as_str().unwrap();
-        let mut loaded = load_dir(&fixtures().join(name), Precision::F32, &Device::Cpu).unwrap();
+        let mut loaded =
+            load_dir(&fixtures().join(name), Precision::F32, &common::device()).unwrap();
         let batch: Vec<Vec<u32>> = case["input_ids"]
             .as_array()
             .unwrap()
@@ -148,7 +148,7 @@ fn vocab_and_merges_make_the_same_tokenizer() {
         assert_eq!(built.decode(&got, false), reference.decode(&want, false));
     }
     // And the whole folder loads and runs without tokenizer.json.
-    let mut loaded = load_dir(&dir, Precision::F32, &Device::Cpu).unwrap();
+    let mut loaded = load_dir(&dir, Precision::F32, &common::device()).unwrap();
     let ids = loaded.codec.encode("Once upon a time", false).unwrap();
     assert!(loaded.model.forward(&ids).is_ok());
     std::fs::remove_dir_all(&dir).ok();

@@ -22,7 +22,7 @@ fn logits_match_the_reference_model_within_1e_4() {
         for case in golden("llada_logits.json") {
             let name = case["model"].as_str().unwrap();
             let mut loaded =
-                load_dir(&fixtures().join(name), Precision::F32, &Device::Cpu).unwrap();
+                load_dir(&fixtures().join(name), Precision::F32, &common::device()).unwrap();
             loaded.model.set_attention(kernel);
             let input = ids(&case["input_ids"]);
             let logits = loaded.model.forward(&input).unwrap();
@@ -55,12 +55,12 @@ fn generate_matches_llada_generate_py_token_for_token() {
 fn bf16_weights_run_and_stay_close_to_f32() {
     let dir = fixtures().join("llada-tiny-gqa");
     let input: Vec<u32> = (1..40).collect();
-    let exact = load_dir(&dir, Precision::F32, &Device::Cpu)
+    let exact = load_dir(&dir, Precision::F32, &common::device())
         .unwrap()
         .model
         .forward(&input)
         .unwrap();
-    let half = load_dir(&dir, Precision::Bf16, &Device::Cpu)
+    let half = load_dir(&dir, Precision::Bf16, &common::device())
         .unwrap()
         .model
         .forward(&input)
@@ -200,7 +200,7 @@ fn cached_passes_over_an_unchanged_canvas_equal_the_full_pass() {
     let mut loaded = load_dir(
         &fixtures().join("llada-tiny-gqa"),
         Precision::F32,
-        &Device::Cpu,
+        &common::device(),
     )
     .unwrap();
     let mask = loaded.model.info().mask_id;

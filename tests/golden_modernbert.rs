@@ -7,13 +7,12 @@ mod common;
 
 use common::{assert_generate_case, assert_logits_case, fixtures, golden};
 
-use candle_core::Device;
 use dlm_tui::model::loader::{load_dir, Precision};
 
 #[test]
 fn modernbert_folders_load_unshifted_with_the_tokenizers_mask() {
     for name in ["modernbert-tiny-a", "modernbert-tiny-b"] {
-        let loaded = load_dir(&fixtures().join(name), Precision::F32, &Device::Cpu).unwrap();
+        let loaded = load_dir(&fixtures().join(name), Precision::F32, &common::device()).unwrap();
         let info = loaded.model.info();
         assert_eq!(info.family, "modernbert");
         assert!(!info.shift_logits);

@@ -8,6 +8,19 @@ use candle_core::Device;
 use dlm_tui::model::loader::{load_dir, LoadedModel, Precision};
 use serde_json::Value;
 
+/// The device the golden tests run their models on: the CPU, or the first CUDA GPU when
+/// `DLM_TUI_TEST_DEVICE=cuda` (in a build with `--features cuda`), so that the same golden
+/// fixtures check the GPU path: `DLM_TUI_TEST_DEVICE=cuda cargo test --release --features cuda
+/// --test golden_llada`. An unknown value or a device this build lacks fails the test.
+pub fn device() -> Device {
+    match std::env::var("DLM_TUI_TEST_DEVICE").as_deref() {
+        Err(_) | Ok("") | Ok("cpu") => Device::Cpu,
+        Ok("cuda") => dlm_tui::model::DeviceKind::Cuda.open().unwrap(),
+        Ok("metal") => dlm_tui::model::DeviceKind::Metal.open().unwrap(),
+        Ok(other) => panic!("DLM_TUI_TEST_DEVICE={other}: expected cpu, cuda or metal"),
+    }
+}
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
@@ -31,7 +44,7 @@ pub fn ids(v: &Value) -> Vec<u32> {
 /// `new_tokens` masks.
 pub fn model_and_canvas(case: &Value, prompt: &Value, new_tokens: &str) -> (LoadedModel, Vec<u32>) {
     let name = case["model"].as_str().unwrap();
-    let loaded = load_dir(&fixtures().join(name), Precision::F32, &Device::Cpu).unwrap();
+    let loaded = load_dir(&fixtures().join(name), Precision::F32, &device()).unwrap();
     let mut canvas = ids(prompt);
     canvas.extend(std::iter::repeat_n(
         loaded.model.info().mask_id,
@@ -73,7 +86,7 @@ pub fn assert_generate_case(
 pub fn assert_logits_case(case: &Value) {
     let name = case["model"].as_str().unwrap();
     let input = ids(&case["input_ids"]);
-    let mut loaded = load_dir(&fixtures().join(name), Precision::F32, &Device::Cpu).unwrap();
+    let mut loaded = load_dir(&fixtures().join(name), Precision::F32, &device()).unwrap();
     let logits = loaded
         .model
         .forward_batch(std::slice::from_ref(&input))
