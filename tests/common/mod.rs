@@ -81,12 +81,25 @@ pub fn assert_generate_case(
     );
 }
 
+/// How far a logit may be from the reference's: 1e-4 on the CPU. On a GPU, cuBLAS and candle's
+/// CUDA kernels sum in another order: an H100 ran the LLaDA, Dream and A2D cases within 1e-4 but
+/// ModernBERT's (LayerNorm, GeGLU) at 1.43e-4, while generating the same tokens; 5e-4 there.
+pub fn logits_tolerance(device: &Device) -> f32 {
+    if device.is_cpu() {
+        1e-4
+    } else {
+        5e-4
+    }
+}
+
 /// Loads the case's fixture model (f32), runs its `input_ids` and asserts every logit within
-/// 1e-4 of the reference's.
+/// [`logits_tolerance`] (1e-4 on the CPU) of the reference's.
 pub fn assert_logits_case(case: &Value) {
     let name = case["model"].as_str().unwrap();
     let input = ids(&case["input_ids"]);
-    let mut loaded = load_dir(&fixtures().join(name), Precision::F32, &device()).unwrap();
+    let device = device();
+    let tolerance = logits_tolerance(&device);
+    let mut loaded = load_dir(&fixtures().join(name), Precision::F32, &device).unwrap();
     let logits = loaded
         .model
         .forward_batch(std::slice::from_ref(&input))
@@ -100,7 +113,7 @@ pub fn assert_logits_case(case: &Value) {
         }
     }
     assert!(
-        worst < 1e-4,
+        worst < tolerance,
         "{name} ({} tokens): max |logit diff| = {worst}",
         input.len()
     );
