@@ -11,6 +11,8 @@ use dlm_tui::model::{AttentionKernel, Denoiser, KvCache};
 use dlm_tui::sampler::{CacheMode, ForwardRequest};
 
 fn forward(c: &mut Criterion) {
+    // As the binary does: one thread count for candle's matmuls, counted once.
+    dlm_tui::model::tune_threads(false);
     let (mut model, _) =
         embedded::load_llada(Precision::F32, &Device::Cpu).expect("embedded model");
     let mask = model.info().mask_id;

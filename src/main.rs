@@ -1,21 +1,7 @@
 fn main() -> std::process::ExitCode {
     tune_allocator();
-    tune_threads();
+    dlm_tui::model::tune_threads(std::env::args().nth(1).is_some_and(|a| a == "train"));
     dlm_tui::cli::main()
-}
-
-/// candle runs element-wise ops on its own spinning thread pool and matmuls on rayon's. Inference
-/// runs each forward pass inside rayon's pool (model::in_pool), where a second spinning pool only
-/// competes with the matmul threads for the cores: with one candle thread the embedded model's
-/// forward pass at 128 tokens took 26.7 ms instead of 30.6 ms (median of 30, 2 cores; see
-/// BENCHMARKS.md). Training does not run inside the pool and keeps candle's default. An explicit
-/// CANDLE_NUM_THREADS wins.
-fn tune_threads() {
-    let training = std::env::args().nth(1).is_some_and(|a| a == "train");
-    if !training && std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        // No other thread exists yet, so changing the environment is sound.
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
 }
 
 /// candle allocates a fresh buffer for every tensor. With glibc's defaults the large ones

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use std::ops::Range;
 
+use super::packed::PackedWeight;
 use super::{AttentionKernel, Denoiser, KvCache, ModelInfo};
 use crate::sampler::{CacheMode, ForwardRequest, Logits};
 
@@ -469,10 +470,10 @@ struct Block {
     ff_norm: RmsNorm,
     /// q_proj, k_proj, v_proj.
     attn_in: Projections,
-    attn_out: Linear,
+    attn_out: Dense,
     /// ff_proj (gated), up_proj.
     ff_in: Projections,
-    ff_out: Linear,
+    ff_out: Dense,
     /// Qwen3's per-head RMSNorm of queries and keys, before the rotation.
     qk_norm: Option<(RmsNorm, RmsNorm)>,
     n_heads: usize,
@@ -509,12 +510,12 @@ impl Block {
                 linear(d, kv_dim, qkv_bias, std, vb.pp(k))?,
                 linear(d, kv_dim, qkv_bias, std, vb.pp(v))?,
             ]),
-            attn_out: linear(q_dim, d, bias, out_std, vb.pp(attn_out))?,
+            attn_out: Dense::Stored(linear(q_dim, d, bias, out_std, vb.pp(attn_out))?),
             ff_in: Projections::Separate(vec![
                 linear(d, hidden, bias, std, vb.pp(gate))?,
                 linear(d, hidden, bias, std, vb.pp(up))?,
             ]),
-            ff_out: linear(hidden, d, bias, out_std, vb.pp(ff_out))?,
+            ff_out: Dense::Stored(linear(hidden, d, bias, out_std, vb.pp(ff_out))?),
             n_heads: cfg.n_heads,
             n_kv_heads: cfg.effective_n_kv_heads()?,
             head_dim: cfg.head_dim(),
@@ -571,7 +572,7 @@ impl Block {
 
     /// Inference pass over canvas positions `offset..offset + T` of `x` (B, T, C). Keys and values
     /// of the positions outside that window come from `past` (whole-canvas keys and values of an
-    /// earlier pass); returns the output and this window's keys and values (B, T, kv_heads, D).
+    /// earlier pass); returns the output and this window's keys and values (B, kv_heads, T, D).
     fn forward_infer(
         &self,
         x: &Tensor,
@@ -587,8 +588,13 @@ impl Block {
             |y: Tensor, n: usize| -> Result<Tensor> { Ok(y.reshape((b, t, n, self.head_dim))?) };
         let (q, k) = self.norm_qk(heads(q, self.n_heads)?, heads(k, self.n_kv_heads)?, true)?;
         let q = rotary.apply_thd(&q, offset)?;
-        let k = rotary.apply_thd(&k, offset)?;
-        let v = heads(v, self.n_kv_heads)?.contiguous()?;
+        // Keys and values are kept as (B, kv_heads, T, D), the layout the attention matmuls read,
+        // so that splicing the window into a cached canvas is the only whole-canvas copy.
+        let k = rotary
+            .apply_thd(&k, offset)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let v = heads(v, self.n_kv_heads)?.transpose(1, 2)?.contiguous()?;
         let (k_all, v_all) = match past {
             None => (k.clone(), v.clone()),
             Some((pk, pv)) => (splice(pk, &k, offset)?, splice(pv, &v, offset)?),
@@ -603,12 +609,94 @@ impl Block {
     }
 }
 
+/// A linear layer: as stored, (out, in) (training's variables), or prepared once at load for
+/// inference on the CPU.
+///
+/// candle hands `x @ W^T` to the `gemm` crate, which computes the row-major product transposed
+/// and so treats W as its left operand: stored as (out, in), that operand is not column-major and
+/// gemm packs all of W into a scratch buffer on every call. A cached pass multiplies only 32 rows,
+/// so the packing cost about as much as the arithmetic (a quarter of a dual-cached pass's time in
+/// `perf`). With AVX2 and FMA the weight is packed once for our own kernel ([`PackedWeight`]);
+/// elsewhere it is transposed, which gemm reads in place for short inputs. BENCHMARKS.md has the
+/// timings.
+#[derive(Debug, Clone)]
+enum Dense {
+    Stored(Linear),
+    Packed(PackedWeight),
+    Transposed {
+        weight_t: Tensor,
+        bias: Option<Tensor>,
+    },
+}
+
+impl Dense {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Dense::Stored(linear) => Ok(linear.forward(x)?),
+            Dense::Packed(packed) => Ok(packed.forward(x)?),
+            Dense::Transposed { weight_t, bias } => {
+                let (rows, width) = weight_t.dims2()?;
+                let dims = x.dims();
+                let batch: usize = dims[..dims.len() - 1].iter().product();
+                let mut out_dims = dims.to_vec();
+                *out_dims.last_mut().expect("x has a last dimension") = width;
+                let y = x.reshape((batch, rows))?.matmul(weight_t)?;
+                let y = match bias {
+                    Some(bias) => y.broadcast_add(bias)?,
+                    None => y,
+                };
+                Ok(y.reshape(out_dims)?)
+            }
+        }
+    }
+
+    /// Packs (or transposes) a stored weight for inference (a no-op once done). Only f32 weights
+    /// on the CPU: elsewhere the layout does not reach `gemm` (CUDA's cuBLAS takes either layout
+    /// as it is, and half-precision CPU weights are left as they were measured).
+    fn prepare(&mut self) -> Result<()> {
+        if let Dense::Stored(linear) = self {
+            let weight = linear.weight();
+            if weight.device().is_cpu() && weight.dtype() == DType::F32 {
+                *self = if PackedWeight::supported() {
+                    Dense::Packed(PackedWeight::new(weight, linear.bias())?)
+                } else {
+                    Dense::Transposed {
+                        weight_t: transpose_f32(weight)?,
+                        bias: linear.bias().cloned(),
+                    }
+                };
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The transpose of a 2-D f32 CPU matrix, contiguous. candle's strided copy moves one element at a
+/// time (6 ns each: a third of a second for the 58M-parameter bench model); copying 32 x 32 tiles
+/// keeps reads and writes in cache.
+fn transpose_f32(w: &Tensor) -> Result<Tensor> {
+    const TILE: usize = 32;
+    let (rows, cols) = w.dims2()?;
+    let src = w.flatten_all()?.to_vec1::<f32>()?;
+    let mut dst = vec![0f32; rows * cols];
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+    Ok(Tensor::from_vec(dst, (cols, rows), w.device())?)
+}
+
 /// Linear layers that read the same input: separate (as stored, and for training), or fused into
-/// one matrix for inference so each block runs two input matmuls instead of five.
+/// one transposed matrix for inference so each block runs two input matmuls instead of five.
 #[derive(Debug, Clone)]
 enum Projections {
     Separate(Vec<Linear>),
-    Fused { linear: Linear, widths: Vec<usize> },
+    Fused { dense: Dense, widths: Vec<usize> },
 }
 
 impl Projections {
@@ -618,8 +706,8 @@ impl Projections {
                 .iter()
                 .map(|l| Ok(l.forward(x)?))
                 .collect::<Result<Vec<_>>>()?,
-            Projections::Fused { linear, widths } => {
-                let y = linear.forward(x)?;
+            Projections::Fused { dense, widths } => {
+                let y = dense.forward(x)?;
                 let mut offset = 0;
                 widths
                     .iter()
@@ -636,7 +724,7 @@ impl Projections {
             .map_err(|_| anyhow::anyhow!("expected {N} projections"))
     }
 
-    /// Concatenates the weights (and biases) along the output dimension.
+    /// Concatenates the weights (and biases) along the output dimension, and transposes them.
     fn fuse(&mut self) -> Result<()> {
         let Projections::Separate(layers) = self else {
             return Ok(());
@@ -647,32 +735,33 @@ impl Projections {
             .map(|w| w.dim(0))
             .collect::<Result<Vec<_>, _>>()?;
         let biases: Option<Vec<Tensor>> = layers.iter().map(|l| l.bias().cloned()).collect();
-        let linear = Linear::new(
+        let mut dense = Dense::Stored(Linear::new(
             Tensor::cat(&weights, 0)?,
             biases.map(|b| Tensor::cat(&b, 0)).transpose()?,
-        );
-        *self = Projections::Fused { linear, widths };
+        ));
+        dense.prepare()?;
+        *self = Projections::Fused { dense, widths };
         Ok(())
     }
 }
 
-/// `past` (B, L, H, D) with positions `offset..offset + T` replaced by `fresh` (B, T, H, D).
+/// `past` (B, H, L, D) with positions `offset..offset + T` replaced by `fresh` (B, H, T, D).
 fn splice(past: &Tensor, fresh: &Tensor, offset: usize) -> Result<Tensor> {
-    let len = past.dim(1)?;
-    let t = fresh.dim(1)?;
+    let len = past.dim(2)?;
+    let t = fresh.dim(2)?;
     let mut parts = Vec::with_capacity(3);
     if offset > 0 {
-        parts.push(past.narrow(1, 0, offset)?);
+        parts.push(past.narrow(2, 0, offset)?);
     }
     parts.push(fresh.clone());
     if offset + t < len {
-        parts.push(past.narrow(1, offset + t, len - offset - t)?);
+        parts.push(past.narrow(2, offset + t, len - offset - t)?);
     }
-    Ok(Tensor::cat(&parts, 1)?)
+    Ok(Tensor::cat(&parts, 2)?)
 }
 
 /// Bidirectional attention (no mask, as the reference's SDPA with is_causal=False) of q
-/// (B, T, H, D) over k, v (B, S, KV, D), KV head h / n_rep serving query head h. Returns
+/// (B, T, H, D) over contiguous k, v (B, KV, S, D), KV head h / n_rep serving query head h. Returns
 /// (B, T, H * D). candle's fused CPU kernel (f32 only) never materialises the T x S score
 /// matrix; matmul + softmax does, and is faster while that matrix is small (BENCHMARKS.md).
 fn attend(
@@ -684,7 +773,7 @@ fn attend(
 ) -> Result<Tensor> {
     let (b, t, h, d) = q.dims4()?;
     let scale = 1.0 / (d as f64).sqrt();
-    let s = k.dim(1)?;
+    let s = k.dim(2)?;
     // The score matrix a matmul pass materialises, in bytes.
     let scores_bytes = b * h * t * s * 4;
     let fused = q.device().is_cpu()
@@ -695,10 +784,11 @@ fn attend(
             AttentionKernel::Auto => scores_bytes > AttentionKernel::AUTO_FUSED_ABOVE,
         };
     let out = if fused {
+        // It takes (B, S, KV, D) and reads strides: the transposes are views.
         candle_nn::attention::flash_attn::<f32>(
             q,
-            k,
-            v,
+            &k.transpose(1, 2)?,
+            &v.transpose(1, 2)?,
             scale as f32,
             candle_nn::attention::AttnMask::None,
             None,
@@ -707,8 +797,8 @@ fn attend(
     } else {
         // Scaling q (T x D) costs less than scaling the scores (T x S).
         let q = (q.transpose(1, 2)? * scale)?;
-        let k = repeat_kv(k.transpose(1, 2)?.contiguous()?, n_rep)?;
-        let v = repeat_kv(v.transpose(1, 2)?.contiguous()?, n_rep)?;
+        let k = repeat_kv(k.clone(), n_rep)?;
+        let v = repeat_kv(v.clone(), n_rep)?;
         let scores = q.matmul(&k.t()?)?;
         super::kernels::softmax_last_dim(&scores)?.matmul(&v)?
     };
@@ -727,12 +817,18 @@ fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
         .reshape((b, kv * n_rep, t, d))?)
 }
 
+/// The largest tied head [`Llada::fuse_projections`] copies into a transposed matrix (the
+/// embedded model's is 2 MiB; Qwen3-0.6B's, 600 MiB in f32, stays shared).
+const TIED_HEAD_COPY_MAX: usize = 64 << 20;
+
 /// A loaded LLaDA model.
 pub struct Llada {
     wte: Embedding,
     blocks: Vec<Block>,
     ln_f: RmsNorm,
-    head: Linear,
+    head: Dense,
+    /// Whether the head is the embedding matrix (weight tying).
+    tied: bool,
     rotary: Rotary,
     cfg: LladaConfig,
     device: Device,
@@ -773,7 +869,7 @@ impl Llada {
             })
             .collect::<Result<Vec<_>>>()?;
         let ln_f = RmsNorm::new(&cfg, vb.pp(names.final_norm)).context("loading the final norm")?;
-        let head = if cfg.weight_tying {
+        let head = Dense::Stored(if cfg.weight_tying {
             Linear::new(wte_weight, None)
         } else {
             linear(
@@ -784,7 +880,7 @@ impl Llada {
                 root.pp(names.head),
             )
             .context("loading the output head")?
-        };
+        });
         let rotary = Rotary::new(&cfg, &device)?;
         let info = ModelInfo {
             name,
@@ -804,6 +900,7 @@ impl Llada {
             blocks,
             ln_f,
             head,
+            tied: cfg.weight_tying,
             rotary,
             cfg,
             device,
@@ -818,12 +915,23 @@ impl Llada {
         self.kernels = kernels;
     }
 
-    /// Fuses q/k/v and gate/up projections for inference (a model that will be trained must
-    /// keep them separate: the optimizer holds the separate variables).
+    /// Prepares the weights for inference: fuses the q/k/v and gate/up projections and stores
+    /// every linear weight transposed ([`Dense`]). A model that will be trained must not call this:
+    /// the optimizer holds the separate, stored variables. A tied head shares the embedding's
+    /// matrix, and a transposed copy would add a second one: it is transposed only while that
+    /// copy is small ([`TIED_HEAD_COPY_MAX`] bytes), so a large vocabulary costs no extra memory.
     pub fn fuse_projections(&mut self) -> Result<()> {
         for block in &mut self.blocks {
             block.attn_in.fuse()?;
             block.ff_in.fuse()?;
+            block.attn_out.prepare()?;
+            block.ff_out.prepare()?;
+        }
+        let head_bytes = self.cfg.embedding_rows()
+            * self.cfg.d_model
+            * self.wte.embeddings().dtype().size_in_bytes();
+        if !self.tied || head_bytes <= TIED_HEAD_COPY_MAX {
+            self.head.prepare()?;
         }
         Ok(())
     }
@@ -968,5 +1076,53 @@ impl Denoiser for Llada {
 
     fn set_attention(&mut self, kernel: AttentionKernel) {
         self.attention = kernel;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiled_transpose_equals_candles_strided_copy() {
+        // Shapes on, under and across the tile size.
+        for (rows, cols) in [(1, 1), (7, 45), (32, 32), (33, 64), (100, 37)] {
+            let w = Tensor::randn(0f32, 1.0, (rows, cols), &Device::Cpu).unwrap();
+            let want = w
+                .t()
+                .unwrap()
+                .contiguous()
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            let got = transpose_f32(&w).unwrap();
+            assert_eq!(got.dims2().unwrap(), (cols, rows));
+            assert_eq!(got.to_vec2::<f32>().unwrap(), want, "{rows} x {cols}");
+        }
+    }
+
+    #[test]
+    fn transposed_dense_layers_compute_what_stored_ones_do() {
+        let w = Tensor::randn(0f32, 1.0, (24, 40), &Device::Cpu).unwrap();
+        let b = Tensor::randn(0f32, 1.0, 24, &Device::Cpu).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (2, 5, 40), &Device::Cpu).unwrap();
+        for bias in [None, Some(&b)] {
+            let stored = Dense::Stored(Linear::new(w.clone(), bias.cloned()));
+            let mut prepared = stored.clone();
+            prepared.prepare().unwrap();
+            assert!(!matches!(prepared, Dense::Stored(_)));
+            // Both inference forms, whichever this CPU prepares.
+            let transposed = Dense::Transposed {
+                weight_t: transpose_f32(&w).unwrap(),
+                bias: bias.cloned(),
+            };
+            let want = stored.forward(&x).unwrap();
+            for layer in [prepared, transposed] {
+                let got = layer.forward(&x).unwrap();
+                assert_eq!(got.dims(), &[2, 5, 24]);
+                let diff = (&want - got).unwrap().abs().unwrap().max_all().unwrap();
+                assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@ pub mod kernels;
 pub mod llada;
 pub mod loader;
 pub mod modernbert;
+pub mod packed;
 pub mod qwen;
 pub mod qwen3;
 
@@ -146,6 +147,30 @@ pub trait Denoiser: Send {
     }
 }
 
+/// Fixes the thread counts before any thread exists (it changes the environment, which is only
+/// sound while the process has one thread: call it first thing in `main`).
+///
+/// - candle runs element-wise ops on its own spinning thread pool and matmuls on rayon's.
+///   Inference runs each forward pass inside rayon's pool ([`in_pool`]), where a second spinning
+///   pool only competes with the matmul threads for the cores: with one candle thread the
+///   embedded model's forward pass at 128 tokens took 26.7 ms instead of 30.6 ms (median of 30,
+///   2 cores; see BENCHMARKS.md). Training does not run inside the pool and keeps candle's
+///   default (`training`). An explicit CANDLE_NUM_THREADS wins.
+/// - candle asks for the thread count on every matmul, and unless RAYON_NUM_THREADS is set that
+///   means counting the physical cores in /proc/cpuinfo each time: 10% of a dual-cached pass's
+///   time in `perf`. It is counted once here (candle's own count, so matmuls split their work as
+///   before) and written to RAYON_NUM_THREADS, which also sizes rayon's pool to match. An
+///   explicit RAYON_NUM_THREADS wins.
+pub fn tune_threads(training: bool) {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = candle_core::utils::get_num_threads();
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+    if !training && std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+}
+
 /// Runs `f` on a worker of rayon's global pool, the pool candle's matmuls parallelise over. Called
 /// from any other thread (the engine's, a benchmark's), every matmul would hand its work to the
 /// pool and sleep until it is done; from inside, the calling worker does its share, and one
@@ -192,7 +217,7 @@ pub(crate) fn split_logits(logits: &Tensor, offset: usize) -> anyhow::Result<Vec
 /// run (a comparison lane has its own), never shared between canvases.
 #[derive(Debug, Default)]
 pub struct KvCache {
-    /// Per layer: keys (after rotary embedding) and values, shape (batch, canvas, kv_heads, head_dim).
+    /// Per layer: keys (after rotary embedding) and values, shape (batch, kv_heads, canvas, head_dim).
     pub(crate) layers: Vec<(Tensor, Tensor)>,
     /// What the record is valid for: the block, the canvas length and the batch size.
     key: Option<(Range<usize>, usize, usize)>,
