@@ -19,6 +19,11 @@ use rayon::prelude::*;
 
 /// Output columns per panel: two AVX registers of f32.
 const PANEL: usize = 16;
+/// Depth of one pass over the panels: a 16-column slice of the panel (16 KiB) stays in L1 and the
+/// matching slice of the input rows (256 rows: 256 KiB) in L2 while every tile reads them.
+const DEPTH: usize = 256;
+/// Panels per group: the group's outputs (256 rows: 64 KiB) stay in L2 across the depth slices.
+const GROUP: usize = 4;
 /// Input rows per register tile (12 accumulators + 2 weight registers + 1 broadcast fit in the
 /// 16 AVX registers).
 const TILE_ROWS: usize = 6;
@@ -85,22 +90,41 @@ impl PackedWeight {
         let per_task = n_panels
             .div_ceil(rayon::current_num_threads().max(1) * 4)
             .max(1);
+        let per_task = per_task.div_ceil(GROUP) * GROUP;
         (0..n_panels.div_ceil(per_task))
             .into_par_iter()
             .for_each(|task| {
                 let dst = &dst;
-                for p in task * per_task..((task + 1) * per_task).min(n_panels) {
-                    let panel = &self.panels[p * k * PANEL..][..k * PANEL];
-                    let col0 = p * PANEL;
-                    let cols = PANEL.min(n - col0);
-                    for r0 in (0..rows).step_by(TILE_ROWS) {
-                        let tile = tile(panel, &x[r0 * k..], k, (rows - r0).min(TILE_ROWS));
-                        for (i, values) in tile.iter().enumerate().take(rows - r0) {
-                            for (c, &v) in values[..cols].iter().enumerate() {
-                                let b = self.bias.as_ref().map_or(0.0, |b| b[col0 + c]);
+                let panels = task * per_task..((task + 1) * per_task).min(n_panels);
+                for group in panels.step_by(GROUP).map(|g| g..(g + GROUP).min(n_panels)) {
+                    for d0 in (0..k).step_by(DEPTH) {
+                        let depth = DEPTH.min(k - d0);
+                        for p in group.clone() {
+                            let panel = &self.panels[(p * k + d0) * PANEL..][..depth * PANEL];
+                            let col0 = p * PANEL;
+                            let cols = PANEL.min(n - col0);
+                            // The first slice of the depth starts from the bias, later ones from
+                            // the partial sums already in `out`.
+                            let mut bias = [0f32; PANEL];
+                            if let (Some(b), 0) = (&self.bias, d0) {
+                                bias[..cols].copy_from_slice(&b[col0..col0 + cols]);
+                            }
+                            let step = Step {
+                                x_stride: k,
+                                depth,
+                                accumulate: d0 > 0,
+                                n,
+                                cols,
+                            };
+                            for r0 in (0..rows).step_by(TILE_ROWS) {
+                                let tile_rows = (rows - r0).min(TILE_ROWS);
                                 // SAFETY: each task writes only the columns of its own panels,
-                                // inside the (rows, n) buffer that outlives the parallel loop.
-                                unsafe { *dst.0.add((r0 + i) * n + col0 + c) = v + b };
+                                // inside the (rows, n) buffer that outlives the parallel loop;
+                                // `tile` touches `tile_rows` rows of `cols` values from r0, col0.
+                                unsafe {
+                                    let out = dst.0.add(r0 * n + col0);
+                                    tile(panel, &x[r0 * k + d0..], tile_rows, &bias, out, &step);
+                                }
                             }
                         }
                     }
@@ -115,66 +139,142 @@ struct SendPtr(*mut f32);
 unsafe impl Sync for SendPtr {}
 unsafe impl Send for SendPtr {}
 
-/// One tile: `rows` (at most 6) input rows of x (row stride k) times a panel (k rows of 16).
-fn tile(panel: &[f32], x: &[f32], k: usize, rows: usize) -> [[f32; PANEL]; TILE_ROWS] {
+/// The shape of one tile's work: input rows `x_stride` apart, of which `depth` values are read;
+/// `cols` of the 16 columns are written to output rows `n` apart, added to what is there when
+/// `accumulate`, else to the bias.
+struct Step {
+    x_stride: usize,
+    depth: usize,
+    accumulate: bool,
+    n: usize,
+    cols: usize,
+}
+
+/// One tile: `rows` (at most 6) input rows of x times a panel slice (`depth` rows of 16), written
+/// to `out` as `step` says.
+///
+/// # Safety
+/// `out` must be valid for `rows` rows of `step.cols` reads and writes, `step.n` apart.
+unsafe fn tile(
+    panel: &[f32],
+    x: &[f32],
+    rows: usize,
+    bias: &[f32; PANEL],
+    out: *mut f32,
+    step: &Step,
+) {
+    assert!(panel.len() >= step.depth * PANEL);
+    assert!(rows <= TILE_ROWS && x.len() >= (rows - 1) * step.x_stride + step.depth);
     #[cfg(target_arch = "x86_64")]
     if PackedWeight::supported() {
-        // SAFETY: AVX2 and FMA were detected; the slices cover what the kernel reads.
-        return unsafe {
+        // SAFETY: AVX2 and FMA were detected, the slices were checked above and the caller
+        // vouches for `out`.
+        unsafe {
             match rows {
-                6 => avx::tile::<6>(panel, x, k),
-                5 => avx::tile::<5>(panel, x, k),
-                4 => avx::tile::<4>(panel, x, k),
-                3 => avx::tile::<3>(panel, x, k),
-                2 => avx::tile::<2>(panel, x, k),
-                _ => avx::tile::<1>(panel, x, k),
+                6 => avx::tile::<6>(panel, x, bias, out, step),
+                5 => avx::tile::<5>(panel, x, bias, out, step),
+                4 => avx::tile::<4>(panel, x, bias, out, step),
+                3 => avx::tile::<3>(panel, x, bias, out, step),
+                2 => avx::tile::<2>(panel, x, bias, out, step),
+                _ => avx::tile::<1>(panel, x, bias, out, step),
             }
-        };
+        }
+        return;
     }
-    let mut acc = [[0f32; PANEL]; TILE_ROWS];
-    for (i, row) in acc.iter_mut().enumerate().take(rows) {
-        for kk in 0..k {
-            let xv = x[i * k + kk];
-            for (a, &w) in row.iter_mut().zip(&panel[kk * PANEL..][..PANEL]) {
+    // SAFETY: passed on from the caller.
+    unsafe { tile_portable(panel, x, rows, bias, out, step) }
+}
+
+/// [`tile`] without SIMD, for CPUs without AVX2 and FMA.
+///
+/// # Safety
+/// As [`tile`].
+unsafe fn tile_portable(
+    panel: &[f32],
+    x: &[f32],
+    rows: usize,
+    bias: &[f32; PANEL],
+    out: *mut f32,
+    step: &Step,
+) {
+    for i in 0..rows {
+        let mut acc = [0f32; PANEL];
+        for kk in 0..step.depth {
+            let xv = x[i * step.x_stride + kk];
+            for (a, &w) in acc.iter_mut().zip(&panel[kk * PANEL..][..PANEL]) {
                 *a = xv.mul_add(w, *a);
             }
         }
+        for c in 0..step.cols {
+            // SAFETY: the caller vouches for `out`.
+            unsafe {
+                let o = out.add(i * step.n + c);
+                *o = acc[c] + if step.accumulate { *o } else { bias[c] };
+            }
+        }
     }
-    acc
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx {
-    use super::{PANEL, TILE_ROWS};
+    use super::{Step, PANEL};
     use std::arch::x86_64::*;
 
-    /// R rows x 16 columns, accumulated over k in registers.
+    /// R rows x 16 columns, accumulated over k in registers, then stored with the bias added
+    /// (straight into `out` when all 16 columns are wanted, through a buffer otherwise).
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn tile<const R: usize>(
         panel: &[f32],
         x: &[f32],
-        k: usize,
-    ) -> [[f32; PANEL]; TILE_ROWS] {
-        assert!(panel.len() >= k * PANEL && x.len() >= (R - 1) * k + k);
+        bias: &[f32; PANEL],
+        out: *mut f32,
+        step: &Step,
+    ) {
+        let Step {
+            x_stride,
+            depth,
+            accumulate,
+            n,
+            cols,
+        } = *step;
         let mut lo = [_mm256_setzero_ps(); R];
         let mut hi = [_mm256_setzero_ps(); R];
         let w = panel.as_ptr();
         let xp = x.as_ptr();
-        for kk in 0..k {
+        for kk in 0..depth {
             let w0 = _mm256_loadu_ps(w.add(kk * PANEL));
             let w1 = _mm256_loadu_ps(w.add(kk * PANEL + 8));
             for i in 0..R {
-                let xv = _mm256_broadcast_ss(&*xp.add(i * k + kk));
+                let xv = _mm256_broadcast_ss(&*xp.add(i * x_stride + kk));
                 lo[i] = _mm256_fmadd_ps(xv, w0, lo[i]);
                 hi[i] = _mm256_fmadd_ps(xv, w1, hi[i]);
             }
         }
-        let mut out = [[0f32; PANEL]; TILE_ROWS];
+        let b0 = _mm256_loadu_ps(bias.as_ptr());
+        let b1 = _mm256_loadu_ps(bias.as_ptr().add(8));
         for i in 0..R {
-            _mm256_storeu_ps(out[i].as_mut_ptr(), lo[i]);
-            _mm256_storeu_ps(out[i].as_mut_ptr().add(8), hi[i]);
+            let row = out.add(i * n);
+            // Full panels go straight to `out`; a partial one through a buffer.
+            let mut buffer = [0f32; PANEL];
+            let target = if cols == PANEL {
+                row
+            } else {
+                if accumulate {
+                    std::ptr::copy_nonoverlapping(row, buffer.as_mut_ptr(), cols);
+                }
+                buffer.as_mut_ptr()
+            };
+            let (base0, base1) = if accumulate {
+                (_mm256_loadu_ps(target), _mm256_loadu_ps(target.add(8)))
+            } else {
+                (b0, b1)
+            };
+            _mm256_storeu_ps(target, _mm256_add_ps(lo[i], base0));
+            _mm256_storeu_ps(target.add(8), _mm256_add_ps(hi[i], base1));
+            if cols != PANEL {
+                std::ptr::copy_nonoverlapping(buffer.as_ptr(), row, cols);
+            }
         }
-        out
     }
 }
 
@@ -225,12 +325,15 @@ mod tests {
     #[test]
     fn packed_products_equal_candles_matmul() {
         // Rows and columns on, under and across the tile and panel sizes; with and without bias.
+        // Depths past one slice (256) too, ending on and off a slice boundary.
         for (rows, in_dim, out_dim) in [
             (1, 1, 1),
             (5, 7, 3),
             (6, 64, 16),
             (32, 256, 768),
             (37, 45, 50),
+            (9, 700, 40),
+            (4, 512, 17),
         ] {
             let w = Tensor::randn(0f32, 1.0, (out_dim, in_dim), &Device::Cpu).unwrap();
             let b = Tensor::randn(0f32, 1.0, out_dim, &Device::Cpu).unwrap();
@@ -253,20 +356,50 @@ mod tests {
     }
 
     #[test]
-    fn the_portable_tile_equals_the_simd_one() {
+    fn both_tile_kernels_compute_the_exact_product() {
         let (k, rows) = (19, 6);
         let panel: Vec<f32> = (0..k * PANEL).map(|i| (i % 13) as f32 - 6.0).collect();
         let x: Vec<f32> = (0..rows * k).map(|i| (i % 7) as f32 * 0.5).collect();
-        let simd = tile(&panel, &x, k, rows);
-        let mut portable = [[0f32; PANEL]; TILE_ROWS];
-        for (i, row) in portable.iter_mut().enumerate() {
+        let bias: [f32; PANEL] = std::array::from_fn(|c| c as f32 - 3.0);
+        let mut want = [bias; TILE_ROWS];
+        for (i, row) in want.iter_mut().enumerate() {
             for kk in 0..k {
                 for (c, a) in row.iter_mut().enumerate() {
                     *a += x[i * k + kk] * panel[kk * PANEL + c];
                 }
             }
         }
-        // Small integers and halves: every product and sum is exact in f32.
-        assert_eq!(simd, portable);
+        // Small integers and halves: every product and sum is exact in f32. Full panels and a
+        // partial one (the 16th column must stay untouched).
+        // Accumulating onto what is in `out` instead of the bias gives the same sums.
+        for (cols, accumulate) in [(PANEL, false), (PANEL - 1, false), (PANEL, true), (5, true)] {
+            let step = Step {
+                x_stride: k,
+                depth: k,
+                accumulate,
+                n: PANEL,
+                cols,
+            };
+            let start = if accumulate {
+                [bias; TILE_ROWS]
+            } else {
+                [[-1f32; PANEL]; TILE_ROWS]
+            };
+            let zero = [0f32; PANEL];
+            let base = if accumulate { &zero } else { &bias };
+            let mut simd = start;
+            let mut portable = start;
+            // SAFETY: the buffers hold 6 rows of 16.
+            unsafe {
+                tile(&panel, &x, rows, base, simd.as_mut_ptr().cast(), &step);
+                tile_portable(&panel, &x, rows, base, portable.as_mut_ptr().cast(), &step);
+            }
+            for result in [simd, portable] {
+                for ((got, want), before) in result.iter().zip(&want).zip(&start) {
+                    assert_eq!(got[..cols], want[..cols]);
+                    assert_eq!(got[cols..], before[cols..]);
+                }
+            }
+        }
     }
 }
