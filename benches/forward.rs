@@ -1,5 +1,6 @@
 //! Model forward pass of the embedded default model at batch 1, with each attention kernel, and a
-//! cached pass that recomputes only one 32-token block (dual cache).
+//! cached pass that recomputes only one 32-token block (dual cache); and one linear layer through
+//! the packed-weight kernel against candle's matmul, at the shapes those passes multiply.
 
 use std::hint::black_box;
 
@@ -49,5 +50,31 @@ fn forward(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, forward);
+/// `x @ W^T` for the embedded model's MLP down-projection (704 -> 256) and output head
+/// (256 -> 2048), at 32 rows (a cached block) and 256 (a full canvas).
+fn linear(c: &mut Criterion) {
+    use candle_core::Tensor;
+    use dlm_tui::model::packed::PackedWeight;
+    dlm_tui::model::tune_threads(false);
+    let mut group = c.benchmark_group("linear");
+    group.sample_size(30);
+    for (in_dim, out_dim) in [(704usize, 256usize), (256, 2048)] {
+        let w = Tensor::randn(0f32, 1.0, (out_dim, in_dim), &Device::Cpu).expect("weight");
+        let packed = PackedWeight::new(&w, None).expect("packed");
+        for rows in [32usize, 256] {
+            let x = Tensor::randn(0f32, 1.0, (rows, in_dim), &Device::Cpu).expect("input");
+            let id = format!("{rows}x{in_dim}x{out_dim}");
+            // Both inside rayon's pool, as forward passes run (model::in_pool).
+            group.bench_function(BenchmarkId::new("candle-matmul", &id), |b| {
+                b.iter(|| dlm_tui::model::in_pool(|| black_box(x.matmul(&w.t().unwrap()).unwrap())))
+            });
+            group.bench_function(BenchmarkId::new("packed", &id), |b| {
+                b.iter(|| dlm_tui::model::in_pool(|| black_box(packed.forward(&x).unwrap())))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, forward, linear);
 criterion_main!(benches);
