@@ -48,7 +48,8 @@ done
 # timed in the same run as the one plain baseline.
 settings=()
 for spec in ${SETTINGS:-low-confidence:threshold=0.9:cache=dual low-confidence:threshold=0.7:cache=dual \
-        low-confidence:threshold=0.9 low-confidence:cache=dual low-confidence:cache=prefix}; do
+        low-confidence:threshold=0.5:cache=dual low-confidence:factor=1:cache=dual \
+        low-confidence:threshold=0.7 low-confidence:cache=dual low-confidence:cache=prefix}; do
     settings+=(--setting "$spec")
 done
 "$bin" bench --against-plain --seeds 20 --length 236 --block-length 32 "${settings[@]}" --json \
