@@ -692,7 +692,7 @@ fn transpose_f32(w: &Tensor) -> Result<Tensor> {
 }
 
 /// Linear layers that read the same input: separate (as stored, and for training), or fused into
-/// one transposed matrix for inference so each block runs two input matmuls instead of five.
+/// one prepared matrix for inference so each block runs two input matmuls instead of five.
 #[derive(Debug, Clone)]
 enum Projections {
     Separate(Vec<Linear>),
@@ -827,8 +827,6 @@ pub struct Llada {
     blocks: Vec<Block>,
     ln_f: RmsNorm,
     head: Dense,
-    /// Whether the head is the embedding matrix (weight tying).
-    tied: bool,
     rotary: Rotary,
     cfg: LladaConfig,
     device: Device,
@@ -900,7 +898,6 @@ impl Llada {
             blocks,
             ln_f,
             head,
-            tied: cfg.weight_tying,
             rotary,
             cfg,
             device,
@@ -915,11 +912,12 @@ impl Llada {
         self.kernels = kernels;
     }
 
-    /// Prepares the weights for inference: fuses the q/k/v and gate/up projections and stores
-    /// every linear weight transposed ([`Dense`]). A model that will be trained must not call this:
-    /// the optimizer holds the separate, stored variables. A tied head shares the embedding's
-    /// matrix, and a transposed copy would add a second one: it is transposed only while that
-    /// copy is small ([`TIED_HEAD_COPY_MAX`] bytes), so a large vocabulary costs no extra memory.
+    /// Prepares the weights for inference: fuses the q/k/v and gate/up projections and packs (or
+    /// transposes) every linear weight ([`Dense::prepare`]). A model that will be trained must not
+    /// call this: the optimizer holds the separate, stored variables. A tied head shares the
+    /// embedding's matrix, and a prepared copy would add a second one: it is prepared only while
+    /// that copy is small ([`TIED_HEAD_COPY_MAX`] bytes), so a large vocabulary costs no extra
+    /// memory.
     pub fn fuse_projections(&mut self) -> Result<()> {
         for block in &mut self.blocks {
             block.attn_in.fuse()?;
@@ -927,10 +925,9 @@ impl Llada {
             block.attn_out.prepare()?;
             block.ff_out.prepare()?;
         }
-        let head_bytes = self.cfg.embedding_rows()
-            * self.cfg.d_model
-            * self.wte.embeddings().dtype().size_in_bytes();
-        if !self.tied || head_bytes <= TIED_HEAD_COPY_MAX {
+        let embedding = self.wte.embeddings();
+        let head_bytes = embedding.elem_count() * embedding.dtype().size_in_bytes();
+        if !self.cfg.weight_tying || head_bytes <= TIED_HEAD_COPY_MAX {
             self.head.prepare()?;
         }
         Ok(())
