@@ -5,15 +5,13 @@
 use std::hint::black_box;
 
 use candle_core::Device;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, BenchmarkId, Criterion};
 use dlm_tui::model::embedded;
 use dlm_tui::model::loader::Precision;
 use dlm_tui::model::{AttentionKernel, Denoiser, KvCache};
 use dlm_tui::sampler::{CacheMode, ForwardRequest};
 
 fn forward(c: &mut Criterion) {
-    // As the binary does: one thread count for candle's matmuls, counted once.
-    dlm_tui::model::tune_threads(false);
     let (mut model, _) =
         embedded::load_llada(Precision::F32, &Device::Cpu).expect("embedded model");
     let mask = model.info().mask_id;
@@ -55,7 +53,6 @@ fn forward(c: &mut Criterion) {
 fn linear(c: &mut Criterion) {
     use candle_core::Tensor;
     use dlm_tui::model::packed::PackedWeight;
-    dlm_tui::model::tune_threads(false);
     let mut group = c.benchmark_group("linear");
     group.sample_size(30);
     for (in_dim, out_dim) in [(704usize, 256usize), (256, 2048)] {
@@ -77,4 +74,11 @@ fn linear(c: &mut Criterion) {
 }
 
 criterion_group!(benches, forward, linear);
-criterion_main!(benches);
+
+fn main() {
+    // As the binary does, before any thread exists: one thread count for candle's matmuls,
+    // counted once (model::tune_threads).
+    dlm_tui::model::tune_threads(false);
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
