@@ -56,17 +56,13 @@ impl ChatTemplate {
         } else {
             None
         };
-        if !path.is_file() {
+        let Some(cfg) = crate::model::loader::read_json_if_present(&path)? else {
             return Ok(separate.map(|source| Self {
                 source,
                 bos_token: String::new(),
                 eos_token: String::new(),
             }));
-        }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let cfg: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not valid JSON", path.display()))?;
+        };
         // A string, or a list of named templates of which "default" is the chat one.
         let source = match &cfg["chat_template"] {
             _ if separate.is_some() => separate,

@@ -30,17 +30,7 @@ impl TextCodec {
     /// The pipeline is Qwen2's fast tokenizer: NFC, the Qwen2 pre-split regex, byte-level mapping
     /// without a prefix space, no BOS or EOS added.
     pub fn from_vocab_and_merges(dir: &Path) -> Result<Self> {
-        let read_json = |name: &str| -> Result<Option<serde_json::Value>> {
-            let path = dir.join(name);
-            if !path.is_file() {
-                return Ok(None);
-            }
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            Ok(Some(serde_json::from_str(&text).with_context(|| {
-                format!("{} is not valid JSON", path.display())
-            })?))
-        };
+        let read_json = |name: &str| crate::model::loader::read_json_if_present(&dir.join(name));
         let vocab = read_json("vocab.json")?
             .ok_or_else(|| anyhow!("{} has no vocab.json", dir.display()))?;
         let merges_path = dir.join("merges.txt");

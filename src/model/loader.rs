@@ -80,16 +80,28 @@ impl ModelFiles {
     }
 }
 
+/// Reads and parses a JSON file; both errors name the file.
+pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+}
+
+/// [`read_json`], or `None` when there is no such file.
+pub(crate) fn read_json_if_present(path: &Path) -> Result<Option<serde_json::Value>> {
+    if path.is_file() {
+        read_json(path).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// The id of the mask token `tokenizer_config.json` names (`mask_token`), if any.
 fn tokenizer_mask(dir: &Path, codec: &TextCodec) -> Result<Option<u32>> {
     let path = dir.join("tokenizer_config.json");
-    if !path.is_file() {
+    let Some(json) = read_json_if_present(&path)? else {
         return Ok(None);
-    }
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    };
     let Some(name) = crate::chat::special_token(&json["mask_token"]) else {
         return Ok(None);
     };
@@ -105,13 +117,9 @@ fn tokenizer_mask(dir: &Path, codec: &TextCodec) -> Result<Option<u32>> {
 /// folder has no index.
 pub fn index_shards(dir: &Path) -> Result<Option<Vec<String>>> {
     let index = dir.join("model.safetensors.index.json");
-    if !index.is_file() {
+    let Some(json) = read_json_if_present(&index)? else {
         return Ok(None);
-    }
-    let text =
-        std::fs::read_to_string(&index).with_context(|| format!("reading {}", index.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", index.display()))?;
+    };
     let map = json
         .get("weight_map")
         .and_then(|m| m.as_object())
@@ -205,10 +213,7 @@ fn mmap_weights(dir: &Path, dtype: DType, device: &Device) -> Result<VarBuilder<
 /// The folder's files and its parsed `config.json`.
 fn read_config(dir: &Path) -> Result<(ModelFiles, serde_json::Value)> {
     let files = ModelFiles::locate(dir)?;
-    let text = std::fs::read_to_string(&files.config)
-        .with_context(|| format!("reading {}", files.config.display()))?;
-    let json = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", files.config.display()))?;
+    let json = read_json(&files.config)?;
     Ok((files, json))
 }
 
