@@ -22,6 +22,7 @@ fn forward(c: &mut Criterion) {
             .map(|i| if i < 16 { 100 + i } else { mask })
             .collect();
         for (name, kernel) in [
+            ("tiled", AttentionKernel::Tiled),
             ("fused", AttentionKernel::Fused),
             ("matmul", AttentionKernel::Matmul),
         ] {
@@ -30,7 +31,7 @@ fn forward(c: &mut Criterion) {
                 b.iter(|| black_box(model.forward(canvas).expect("forward")))
             });
         }
-        model.set_attention(AttentionKernel::Fused);
+        model.set_attention(AttentionKernel::Auto);
         let request = ForwardRequest {
             canvases: vec![canvas.clone()],
             block: 16..48,

@@ -30,7 +30,7 @@ for model in embedded bench; do
         dir_args=(--model-dir "$bench_model")
         ref_model=$bench_model
     fi
-    for attention in auto fused matmul; do
+    for attention in auto tiled fused matmul; do
         for len in 128 256; do
             RAYON_NUM_THREADS=$threads "$bin" bench --forward-only "${dir_args[@]}" --dtype f32 \
                 --attention "$attention" --length "$len" --runs 20 --warmup 3 --json \

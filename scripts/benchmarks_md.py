@@ -32,12 +32,12 @@ def main():
               f"{r['forward_ms_median']:.1f} ms ({r['forward_ms_min']:.1f}) | "
               f"{ours['forward_ms_median'] / r['forward_ms_median']:.2f}x |")
     w("\n### Attention kernel (dlm-tui, same run)\n")
-    w("| model | tokens | auto | fused (candle flash_attn) | matmul + softmax |")
-    w("| --- | --- | --- | --- | --- |")
+    w("| model | tokens | auto | tiled (ours) | fused (candle flash_attn) | matmul + softmax |")
+    w("| --- | --- | --- | --- | --- | --- |")
     for model in ("embedded", "bench"):
         for length in (128, 256):
             cells = []
-            for kernel in ("auto", "fused", "matmul"):
+            for kernel in ("auto", "tiled", "fused", "matmul"):
                 path = os.path.join(out, f"forward-{model}-{kernel}-{length}.json")
                 cells.append(f"{load(path)['forward_ms_median']:.1f} ms" if os.path.exists(path) else "")
             if any(cells):

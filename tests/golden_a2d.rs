@@ -56,7 +56,11 @@ fn cached_passes_over_an_unchanged_canvas_equal_the_full_pass() {
         let mask = loaded.model.info().mask_id;
         let mut canvas: Vec<u32> = (3..19).collect();
         canvas.extend([mask; 24]);
-        for kernel in [AttentionKernel::Fused, AttentionKernel::Matmul] {
+        for kernel in [
+            AttentionKernel::Tiled,
+            AttentionKernel::Fused,
+            AttentionKernel::Matmul,
+        ] {
             loaded.model.set_attention(kernel);
             let full = loaded.model.forward_batch(&[canvas.clone()]).unwrap();
             for cache in [CacheMode::Prefix, CacheMode::Dual] {

@@ -16,6 +16,7 @@ use serde_json::Value;
 fn logits_match_the_reference_model_within_1e_4() {
     for kernel in [
         AttentionKernel::Auto,
+        AttentionKernel::Tiled,
         AttentionKernel::Fused,
         AttentionKernel::Matmul,
     ] {
@@ -209,7 +210,12 @@ fn cached_passes_over_an_unchanged_canvas_equal_the_full_pass() {
     let mut uncond = canvas.clone();
     uncond[..16].fill(mask);
     let batches = [vec![canvas.clone()], vec![canvas.clone(), uncond]];
-    for (kernel, canvases) in [AttentionKernel::Fused, AttentionKernel::Matmul]
+    let kernels = [
+        AttentionKernel::Tiled,
+        AttentionKernel::Fused,
+        AttentionKernel::Matmul,
+    ];
+    for (kernel, canvases) in kernels
         .into_iter()
         .flat_map(|k| batches.iter().map(move |b| (k, b.clone())))
     {

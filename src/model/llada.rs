@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use std::ops::Range;
 
+use super::attention::KeysValues;
 use super::packed::PackedWeight;
 use super::{AttentionKernel, Denoiser, KvCache, ModelInfo};
 use crate::sampler::{CacheMode, ForwardRequest, Logits};
@@ -417,11 +418,18 @@ impl Rotary {
         Ok(rotated.to_dtype(x.dtype())?)
     }
 
+    /// The cos and sin rows (T, head_dim / 2) of positions `offset..offset + T`.
+    fn tables(&self, offset: usize, len: usize) -> Result<(Tensor, Tensor)> {
+        Ok((
+            self.cos.narrow(0, offset, len)?,
+            self.sin.narrow(0, offset, len)?,
+        ))
+    }
+
     /// Applies the rotation to (B, T, heads, head_dim) holding positions `offset..offset + T`.
     fn apply_thd(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
         let (_, seq_len, _, _) = x.dims4()?;
-        let cos = self.cos.narrow(0, offset, seq_len)?;
-        let sin = self.sin.narrow(0, offset, seq_len)?;
+        let (cos, sin) = self.tables(offset, seq_len)?;
         let xf = x.to_dtype(DType::F32)?.contiguous()?;
         let rotated = candle_nn::rotary_emb::rope_thd(&xf, &cos, &sin)?;
         Ok(rotated.to_dtype(x.dtype())?)
@@ -583,29 +591,58 @@ impl Block {
     ) -> Result<(Tensor, (Tensor, Tensor))> {
         let (b, t, _) = x.dims3()?;
         let normed = self.attn_norm.forward(x, true)?;
-        let [q, k, v] = self.attn_in.forward::<3>(&normed)?;
-        let heads =
-            |y: Tensor, n: usize| -> Result<Tensor> { Ok(y.reshape((b, t, n, self.head_dim))?) };
-        let (q, k) = self.norm_qk(heads(q, self.n_heads)?, heads(k, self.n_kv_heads)?, true)?;
-        let q = rotary.apply_thd(&q, offset)?;
-        // Keys and values are kept as (B, kv_heads, T, D), the layout the attention matmuls read,
-        // so that splicing the window into a cached canvas is the only whole-canvas copy.
-        let k = rotary
-            .apply_thd(&k, offset)?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let v = heads(v, self.n_kv_heads)?.transpose(1, 2)?.contiguous()?;
-        let (k_all, v_all) = match past {
-            None => (k.clone(), v.clone()),
-            Some((pk, pv)) => (splice(pk, &k, offset)?, splice(pv, &v, offset)?),
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        // Queries (B, H, T, D), keys and values (B, kv_heads, T, D): the layout attention reads,
+        // and the one the cache keeps. On the CPU (f32) one kernel splits, rotates and scales
+        // them out of the fused projection. `q_scale` is what attention still has to multiply by.
+        let (q, k, v, q_scale) = match self.attn_in.fused(&normed)? {
+            Some(qkv) if self.qk_norm.is_none() && super::kernels::fast_path(&qkv) => {
+                let op = super::kernels::RotaryHeads {
+                    n_heads: self.n_heads,
+                    n_kv_heads: self.n_kv_heads,
+                    head_dim: self.head_dim,
+                    q_scale: scale as f32,
+                };
+                let (cos, sin) = rotary.tables(offset, t)?;
+                let planes = op.apply(&qkv, &cos, &sin)?;
+                let (h, kv) = (self.n_heads, self.n_kv_heads);
+                let q = planes.narrow(1, 0, h)?;
+                let k = planes.narrow(1, h, kv)?;
+                let v = planes.narrow(1, h + kv, kv)?;
+                (q, k, v, 1.0)
+            }
+            _ => {
+                let [q, k, v] = self.attn_in.forward::<3>(&normed)?;
+                let heads = |y: Tensor, n: usize| -> Result<Tensor> {
+                    Ok(y.reshape((b, t, n, self.head_dim))?)
+                };
+                let (q, k) =
+                    self.norm_qk(heads(q, self.n_heads)?, heads(k, self.n_kv_heads)?, true)?;
+                let q = rotary.apply_thd(&q, offset)?.transpose(1, 2)?;
+                let k = rotary
+                    .apply_thd(&k, offset)?
+                    .transpose(1, 2)?
+                    .contiguous()?;
+                let v = heads(v, self.n_kv_heads)?.transpose(1, 2)?.contiguous()?;
+                (q, k, v, scale)
+            }
         };
-        let att = attend(&q, &k_all, &v_all, self.n_heads / self.n_kv_heads, kernel)?;
+        let kv = KeysValues {
+            past: past.map_or((&k, &v), |(pk, pv)| (pk, pv)),
+            fresh: past.map(|_| (&k, &v, offset)),
+        };
+        let att = attend(&q, &kv, q_scale, kernel)?;
         let x = (x + self.attn_out.forward(&att)?)?;
 
         let normed = self.ff_norm.forward(&x, true)?;
-        let [gate, up] = self.ff_in.forward::<2>(&normed)?;
-        let gate = super::kernels::silu(&gate.contiguous()?)?;
-        Ok(((&x + self.ff_out.forward(&(gate * up)?)?)?, (k, v)))
+        let hidden = match self.ff_in.fused(&normed)? {
+            Some(gate_up) => super::kernels::swiglu(&gate_up)?,
+            None => {
+                let [gate, up] = self.ff_in.forward::<2>(&normed)?;
+                (super::kernels::silu(&gate.contiguous()?)? * up)?
+            }
+        };
+        Ok(((&x + self.ff_out.forward(&hidden)?)?, (k, v)))
     }
 }
 
@@ -724,6 +761,14 @@ impl Projections {
             .map_err(|_| anyhow::anyhow!("expected {N} projections"))
     }
 
+    /// The fused projections' outputs side by side (B, T, sum of widths); `None` while separate.
+    fn fused(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        match self {
+            Projections::Separate(_) => Ok(None),
+            Projections::Fused { dense, .. } => Ok(Some(dense.forward(x)?)),
+        }
+    }
+
     /// Concatenates the weights (and biases) along the output dimension, and transposes them.
     fn fuse(&mut self) -> Result<()> {
         let Projections::Separate(layers) = self else {
@@ -761,46 +806,50 @@ fn splice(past: &Tensor, fresh: &Tensor, offset: usize) -> Result<Tensor> {
 }
 
 /// Bidirectional attention (no mask, as the reference's SDPA with is_causal=False) of q
-/// (B, T, H, D) over contiguous k, v (B, KV, S, D), KV head h / n_rep serving query head h. Returns
-/// (B, T, H * D). candle's fused CPU kernel (f32 only) never materialises the T x S score
-/// matrix; matmul + softmax does, and is faster while that matrix is small (BENCHMARKS.md).
-fn attend(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    n_rep: usize,
-    kernel: AttentionKernel,
-) -> Result<Tensor> {
-    let (b, t, h, d) = q.dims4()?;
-    let scale = 1.0 / (d as f64).sqrt();
-    let s = k.dim(2)?;
+/// (B, H, T, D) over the keys and values `kv` (B, KV, S, D, the cached canvas with the fresh window
+/// spliced in), KV head h / (H / KV) serving query head h, the scores
+/// multiplied by `q_scale` (1 where the queries come scaled). Returns (B, T, H * D). On the CPU
+/// (f32) our tiled kernel ([`super::attention`]) or candle's fused one never materialise the
+/// whole T x S score matrix; matmul + softmax does (BENCHMARKS.md compares them).
+fn attend(q: &Tensor, kv: &KeysValues, q_scale: f64, kernel: AttentionKernel) -> Result<Tensor> {
+    let (b, h, t, d) = q.dims4()?;
+    let (_, n_kv, s, _) = kv.past.0.dims4()?;
     // The score matrix a matmul pass materialises, in bytes.
     let scores_bytes = b * h * t * s * 4;
-    let fused = q.device().is_cpu()
-        && q.dtype() == DType::F32
-        && match kernel {
-            AttentionKernel::Fused => true,
-            AttentionKernel::Matmul => false,
-            AttentionKernel::Auto => scores_bytes > AttentionKernel::AUTO_FUSED_ABOVE,
-        };
-    let out = if fused {
-        // It takes (B, S, KV, D) and reads strides: the transposes are views.
-        candle_nn::attention::flash_attn::<f32>(
-            q,
+    let cpu_f32 = q.device().is_cpu() && q.dtype() == DType::F32;
+    let kernel = kernel.resolve(cpu_f32, scores_bytes);
+    if kernel == AttentionKernel::Tiled {
+        // It reads the cached canvas and the fresh window as they are.
+        return Ok(super::attention::attention(q, kv, q_scale as f32)?);
+    }
+    let (k, v) = match kv.fresh {
+        None => (kv.past.0.clone(), kv.past.1.clone()),
+        Some((k, v, offset)) => (splice(kv.past.0, k, offset)?, splice(kv.past.1, v, offset)?),
+    };
+    let out = match kernel {
+        // It takes (B, S, heads, D), reads strides (the transposes are views) and returns
+        // (B, H, T, D).
+        AttentionKernel::Fused => candle_nn::attention::flash_attn::<f32>(
+            &q.transpose(1, 2)?,
             &k.transpose(1, 2)?,
             &v.transpose(1, 2)?,
-            scale as f32,
+            q_scale as f32,
             candle_nn::attention::AttnMask::None,
             None,
             None,
-        )?
-    } else {
-        // Scaling q (T x D) costs less than scaling the scores (T x S).
-        let q = (q.transpose(1, 2)? * scale)?;
-        let k = repeat_kv(k.clone(), n_rep)?;
-        let v = repeat_kv(v.clone(), n_rep)?;
-        let scores = q.matmul(&k.t()?)?;
-        super::kernels::softmax_last_dim(&scores)?.matmul(&v)?
+        )?,
+        _ => {
+            // Scaling q (T x D) costs less than scaling the scores (T x S).
+            let q = if q_scale == 1.0 {
+                q.contiguous()?
+            } else {
+                (q * q_scale)?
+            };
+            let k = repeat_kv(k.contiguous()?, h / n_kv)?;
+            let v = repeat_kv(v.contiguous()?, h / n_kv)?;
+            let scores = q.matmul(&k.t()?)?;
+            super::kernels::softmax_last_dim(&scores)?.matmul(&v)?
+        }
     };
     // (B, H, T, D) -> (B, T, H * D)
     Ok(out.transpose(1, 2)?.reshape((b, t, h * d))?)

@@ -1,5 +1,6 @@
 //! Everything candle: architectures (one per file) behind the [`Denoiser`] trait, and loading.
 
+pub mod attention;
 pub mod dream;
 pub mod embedded;
 pub mod hub;
@@ -100,9 +101,13 @@ impl DeviceKind {
 /// How inference computes bidirectional attention. Both agree to float noise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum AttentionKernel {
-    /// The fused kernel once the score matrix would pass `AUTO_FUSED_ABOVE` bytes, matmul below.
+    /// Tiled on CPUs with AVX2 and FMA (f32); elsewhere the fused kernel once the score matrix
+    /// would pass `AUTO_FUSED_ABOVE` bytes, matmul below.
     #[default]
     Auto,
+    /// Our tiled kernel: per head, chunks of queries through the packed AVX2 tile kernel (f32 on
+    /// the CPU only; matmul elsewhere).
+    Tiled,
     /// candle's fused CPU kernel (online softmax, no score matrix; f32 on the CPU only).
     Fused,
     /// Materialised scores: matmul, softmax, matmul.
@@ -112,6 +117,18 @@ pub enum AttentionKernel {
 impl AttentionKernel {
     /// Score matrices up to this size (batch x heads x queries x keys x 4 bytes) use matmul.
     pub const AUTO_FUSED_ABOVE: usize = 128 << 20;
+
+    /// The kernel that runs for `self` on this device and dtype, given the score matrix's size.
+    pub fn resolve(self, cpu_f32: bool, scores_bytes: usize) -> AttentionKernel {
+        use AttentionKernel::*;
+        match self {
+            _ if !cpu_f32 => Matmul,
+            Auto if packed::PackedWeight::supported() => Tiled,
+            Auto if scores_bytes > Self::AUTO_FUSED_ABOVE => Fused,
+            Auto => Matmul,
+            other => other,
+        }
+    }
 }
 
 /// A masked-token predictor: all positions in, one logits row per position out.

@@ -18,7 +18,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Output columns per panel: two AVX registers of f32.
-const PANEL: usize = 16;
+pub(crate) const PANEL: usize = 16;
 /// Depth of one pass over the panels: a 16-column slice of the panel (16 KiB) stays in L1 and the
 /// matching slice of the input rows (256 rows: 256 KiB) in L2 while every tile reads them.
 const DEPTH: usize = 256;
@@ -56,14 +56,7 @@ impl PackedWeight {
     pub fn new(weight: &Tensor, bias: Option<&Tensor>) -> Result<Self> {
         let (out_dim, in_dim) = weight.dims2()?;
         let w = weight.flatten_all()?.to_vec1::<f32>()?;
-        let n_panels = out_dim.div_ceil(PANEL);
-        let mut panels = vec![0f32; n_panels * in_dim * PANEL];
-        for (o, row) in w.chunks_exact(in_dim).enumerate() {
-            let panel = &mut panels[(o / PANEL) * in_dim * PANEL..][..in_dim * PANEL];
-            for (k, &v) in row.iter().enumerate() {
-                panel[k * PANEL + o % PANEL] = v;
-            }
-        }
+        let panels = pack(&w, out_dim, in_dim, in_dim, 1);
         let bias = bias.map(|b| b.to_vec1::<f32>()).transpose()?;
         if bias.as_ref().is_some_and(|b| b.len() != out_dim) {
             candle_core::bail!("bias length does not match the weight's {out_dim} outputs");
@@ -82,7 +75,13 @@ impl PackedWeight {
     }
 
     fn multiply(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let (k, n) = (self.in_dim, self.out_dim);
+        let panels = Panels {
+            data: &self.panels,
+            k: self.in_dim,
+            n: self.out_dim,
+            bias: self.bias.as_deref(),
+        };
+        let n = self.out_dim;
         let mut out = vec![0f32; rows * n];
         let dst = SendPtr(out.as_mut_ptr());
         let n_panels = n.div_ceil(PANEL);
@@ -91,60 +90,127 @@ impl PackedWeight {
             .div_ceil(rayon::current_num_threads().max(1) * 4)
             .max(1);
         let per_task = per_task.div_ceil(GROUP) * GROUP;
-        // Row tiles of nearly equal height: a 2-row remainder tile has too few independent
-        // accumulators to hide the FMA latency, so 32 rows run as 6, 6, 5, 5, 5, 5.
-        let n_tiles = rows.div_ceil(TILE_ROWS);
-        let tiles: Vec<(usize, usize)> = (0..n_tiles)
-            .scan(0, |r0, t| {
-                let height = rows / n_tiles + usize::from(t < rows % n_tiles);
-                let tile = (*r0, height);
-                *r0 += height;
-                Some(tile)
-            })
-            .collect();
+        let tiles = row_tiles(rows);
+        let input = Input {
+            x,
+            stride: self.in_dim,
+            tiles: &tiles,
+        };
         (0..n_panels.div_ceil(per_task))
             .into_par_iter()
             .for_each(|task| {
                 let dst = &dst;
-                let panels = task * per_task..((task + 1) * per_task).min(n_panels);
-                for group in panels.step_by(GROUP).map(|g| g..(g + GROUP).min(n_panels)) {
-                    for d0 in (0..k).step_by(DEPTH) {
-                        let depth = DEPTH.min(k - d0);
-                        for p in group.clone() {
-                            let panel = &self.panels[(p * k + d0) * PANEL..][..depth * PANEL];
-                            let col0 = p * PANEL;
-                            let cols = PANEL.min(n - col0);
-                            // The first slice of the depth starts from the bias, later ones from
-                            // the partial sums already in `out`.
-                            let mut bias = [0f32; PANEL];
-                            if let (Some(b), 0) = (&self.bias, d0) {
-                                bias[..cols].copy_from_slice(&b[col0..col0 + cols]);
-                            }
-                            let step = Step {
-                                x_stride: k,
-                                depth,
-                                accumulate: d0 > 0,
-                                n,
-                                cols,
-                            };
-                            for &(r0, tile_rows) in &tiles {
-                                // SAFETY: each task writes only the columns of its own panels,
-                                // inside the (rows, n) buffer that outlives the parallel loop;
-                                // `tile` touches `tile_rows` rows of `cols` values from r0, col0.
-                                unsafe {
-                                    let out = dst.0.add(r0 * n + col0);
-                                    tile(panel, &x[r0 * k + d0..], tile_rows, &bias, out, &step);
-                                }
-                            }
-                        }
-                    }
-                }
+                let range = task * per_task..((task + 1) * per_task).min(n_panels);
+                // SAFETY: each task writes only the columns of its own panels, inside the
+                // (rows, n) buffer that outlives the parallel loop.
+                unsafe { product(&panels, range, &input, dst.0, n) };
             });
         out
     }
 }
 
-struct SendPtr(*mut f32);
+/// Packs `n` output columns of depth `k` into panels of 16 (the last zero-padded): value kk of
+/// column c is read at `src[c * c_stride + kk * k_stride]`. A stored (out, in) weight is
+/// (`in`, 1); attention's keys (S, D) are (D, 1), and its values (S, D), read as D output
+/// columns over the S keys, are (1, D).
+pub(crate) fn pack(src: &[f32], n: usize, k: usize, c_stride: usize, k_stride: usize) -> Vec<f32> {
+    let mut panels = vec![0f32; n.div_ceil(PANEL) * k * PANEL];
+    for (p, panel) in panels.chunks_exact_mut(k * PANEL).enumerate() {
+        let cols = PANEL.min(n - p * PANEL);
+        for (kk, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+            for (j, v) in row[..cols].iter_mut().enumerate() {
+                *v = src[(p * PANEL + j) * c_stride + kk * k_stride];
+            }
+        }
+    }
+    panels
+}
+
+/// Packed panels: `n` output columns of depth `k`, with an optional bias (n).
+pub(crate) struct Panels<'a> {
+    pub data: &'a [f32],
+    pub k: usize,
+    pub n: usize,
+    pub bias: Option<&'a [f32]>,
+}
+
+/// Input rows `stride` apart (each at least k long), cut into the [`row_tiles`] `tiles`.
+pub(crate) struct Input<'a> {
+    pub x: &'a [f32],
+    pub stride: usize,
+    pub tiles: &'a [(usize, usize)],
+}
+
+/// Row tiles (first row, height) of nearly equal height: a 2-row remainder tile has too few
+/// independent accumulators to hide the FMA latency, so 32 rows run as 6, 6, 5, 5, 5, 5.
+pub(crate) fn row_tiles(rows: usize) -> Vec<(usize, usize)> {
+    let n_tiles = rows.div_ceil(TILE_ROWS);
+    (0..n_tiles)
+        .scan(0, |r0, t| {
+            let height = rows / n_tiles + usize::from(t < rows % n_tiles);
+            let tile = (*r0, height);
+            *r0 += height;
+            Some(tile)
+        })
+        .collect()
+}
+
+/// `out[r * out_stride + c] = input row r . column c (+ bias)` for the columns of the panels in
+/// `range`, on this thread.
+///
+/// # Safety
+/// `out` must be valid for reads and writes of every input row's `out_stride`-apart row, at the
+/// columns of `range`; no other thread may touch those while this runs.
+pub(crate) unsafe fn product(
+    panels: &Panels,
+    range: std::ops::Range<usize>,
+    input: &Input,
+    out: *mut f32,
+    out_stride: usize,
+) {
+    let (k, n) = (panels.k, panels.n);
+    assert!(range.end <= n.div_ceil(PANEL) && panels.data.len() >= range.end * k * PANEL);
+    let rows = input.tiles.last().map_or(0, |&(r0, h)| r0 + h);
+    assert!(rows == 0 || input.x.len() >= (rows - 1) * input.stride + k);
+    for group in range
+        .clone()
+        .step_by(GROUP)
+        .map(|g| g..(g + GROUP).min(range.end))
+    {
+        for d0 in (0..k).step_by(DEPTH) {
+            let depth = DEPTH.min(k - d0);
+            for p in group.clone() {
+                let panel = &panels.data[(p * k + d0) * PANEL..][..depth * PANEL];
+                let col0 = p * PANEL;
+                let cols = PANEL.min(n - col0);
+                // The first slice of the depth starts from the bias, later ones from the
+                // partial sums already in `out`.
+                let mut bias = [0f32; PANEL];
+                if let (Some(b), 0) = (panels.bias, d0) {
+                    bias[..cols].copy_from_slice(&b[col0..col0 + cols]);
+                }
+                let step = Step {
+                    x_stride: input.stride,
+                    depth,
+                    accumulate: d0 > 0,
+                    n: out_stride,
+                    cols,
+                };
+                for &(r0, tile_rows) in input.tiles {
+                    // SAFETY: `tile` touches `tile_rows` rows of `cols` values from r0, col0,
+                    // which the caller vouches for; the input slice was checked above.
+                    unsafe {
+                        let dst = out.add(r0 * out_stride + col0);
+                        let x = &input.x[r0 * input.stride + d0..];
+                        tile(panel, x, tile_rows, &bias, dst, &step);
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) struct SendPtr(pub *mut f32);
 // SAFETY: the pointer is only written through at disjoint positions (see `multiply`).
 unsafe impl Sync for SendPtr {}
 unsafe impl Send for SendPtr {}
