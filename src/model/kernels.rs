@@ -393,6 +393,29 @@ mod tests {
     }
 
     #[test]
+    fn the_dispatched_loops_give_the_bits_of_plain_scalar_code() {
+        // This test module is compiled without AVX2, so these references are the plain build;
+        // where the CPU has AVX2 and FMA the kernels run their second build, which must not
+        // change a bit (no contraction into FMAs, same reduction order).
+        let x: Vec<f32> = (0..777)
+            .map(|i| ((i * 37) % 101) as f32 * 0.13 - 6.5)
+            .collect();
+        let mut got = vec![0f32; x.len()];
+        silu_slice(&x, &mut got);
+        let want: Vec<f32> = x.iter().map(|&v| v / (1.0 + exp_fast(-v))).collect();
+        assert_eq!(got, want);
+        let width = 111;
+        softmax_rows(&x, &mut got, width);
+        for (row, out) in x.chunks_exact(width).zip(got.chunks_exact(width)) {
+            let max = lanes(row, f32::NEG_INFINITY, |a, b| if b > a { b } else { a });
+            let e: Vec<f32> = row.iter().map(|&v| exp_fast(v - max)).collect();
+            let inv = 1.0 / lanes(&e, 0.0, |a, b| a + b);
+            let want: Vec<f32> = e.iter().map(|v| v * inv).collect();
+            assert_eq!(out, &want[..]);
+        }
+    }
+
+    #[test]
     fn rotary_heads_match_candles_rope_and_transposes() {
         let (b, t, h, kv, d) = (2, 7, 4, 2, 8);
         let dev = &Device::Cpu;
