@@ -12,8 +12,9 @@
 use candle_core::{Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
 
+use super::kernels::f32_slice;
 use super::kernels::softmax_rows;
-use super::packed::{product, row_tiles, Input, Panels, SendPtr, PANEL};
+use super::packed::{pack_columns, product, row_tiles, Input, Panels, SendPtr, PANEL};
 
 /// Queries per task, at most: bounds the score buffer (rows x S) and keeps tasks numerous enough
 /// to share among the threads when there are few heads.
@@ -32,10 +33,7 @@ fn values<'a>(storage: &'a Storage, layout: &Layout) -> Result<&'a [f32]> {
     let Storage::Cpu(cpu) = storage else {
         candle_core::bail!("dlm-attention: CPU tensors only");
     };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("dlm-attention: contiguous tensors only");
-    };
-    Ok(&cpu.as_slice::<f32>()?[start..end])
+    f32_slice("dlm-attention", cpu, layout, "every input")
 }
 
 /// One KV head's rows (S of D values), the window's from `fresh`.
@@ -77,20 +75,6 @@ impl<'a> Rows<'a> {
     }
 }
 
-/// Keys as panels of 16 keys (the output columns of q k^T), each D deep.
-fn pack_keys(keys: &Rows, s: usize) -> Vec<f32> {
-    let d = keys.d;
-    let mut panels = vec![0f32; s.div_ceil(PANEL) * d * PANEL];
-    for (p, panel) in panels.chunks_exact_mut(d * PANEL).enumerate() {
-        for j in 0..PANEL.min(s - p * PANEL) {
-            for (kk, &v) in keys.row(p * PANEL + j).iter().enumerate() {
-                panel[kk * PANEL + j] = v;
-            }
-        }
-    }
-    panels
-}
-
 /// Values as panels of 16 dimensions (the output columns of p v), each S deep.
 fn pack_values(values: &Rows, s: usize) -> Vec<f32> {
     let d = values.d;
@@ -109,27 +93,26 @@ fn pack_values(values: &Rows, s: usize) -> Vec<f32> {
 pub fn attention(q: &Tensor, kv: &KeysValues, q_scale: f32) -> Result<Tensor> {
     let (b, h, t, d) = q.dims4()?;
     let (kb, n_kv, s, kd) = kv.past.0.dims4()?;
-    let window = kv
-        .fresh
-        .map(|(k, _, offset)| (k.dim(2).unwrap_or(0), offset));
+    let window = match kv.fresh {
+        Some((k, _, offset)) => (k.dim(2)?, offset),
+        None => (0, 0),
+    };
+    let (rows, offset) = window;
+    let fresh_fits = |x: &Tensor| x.dims4().ok() == Some((b, n_kv, rows, d)) && offset + rows <= s;
     let shapes_fit = (kb, kd) == (b, d)
         && kv.past.1.dims4()? == (b, n_kv, s, d)
         && n_kv > 0
         && h % n_kv == 0
-        && kv.fresh.is_none_or(|(k, v, offset)| {
-            let (rows, _) = window.unwrap_or_default();
-            k.dims4().ok() == Some((b, n_kv, rows, d))
-                && v.dims4().ok() == Some((b, n_kv, rows, d))
-                && offset + rows <= s
-        });
+        && kv
+            .fresh
+            .is_none_or(|(k, v, _)| fresh_fits(k) && fresh_fits(v));
     if !shapes_fit {
         candle_core::bail!(
-            "dlm-attention: q {:?} and keys/values {:?} (fresh window {window:?}) do not fit together",
+            "dlm-attention: q {:?} and keys/values {:?} (fresh window of {rows} at {offset}) do not fit together",
             q.dims(),
             kv.past.0.dims(),
         );
     }
-    let (rows, offset) = window.unwrap_or_default();
     let empty = Tensor::zeros(0, candle_core::DType::F32, q.device())?;
     let (fresh_k, fresh_v) = kv.fresh.map_or((&empty, &empty), |(k, v, _)| (k, v));
     let inputs = [q, kv.past.0, kv.past.1, fresh_k, fresh_v]
@@ -150,7 +133,9 @@ pub fn attention(q: &Tensor, kv: &KeysValues, q_scale: f32) -> Result<Tensor> {
         .map(|plane| {
             let keys = Rows::of_plane(pk, fk, plane, s, (rows, offset), d);
             let values = Rows::of_plane(pv, fv, plane, s, (rows, offset), d);
-            (pack_keys(&keys, s), pack_values(&values, s))
+            // Keys are the output columns of q k^T, each D deep.
+            let key_panels = pack_columns(s, d, |j| keys.row(j));
+            (key_panels, pack_values(&values, s))
         })
         .collect();
     let mut out = vec![0f32; b * t * h * d];

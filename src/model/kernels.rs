@@ -131,13 +131,7 @@ impl CustomOp1 for SwiGlu {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(src) = storage else {
-            candle_core::bail!("dlm-swiglu: f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("dlm-swiglu: the input must be contiguous");
-        };
-        let src = &src[start..end];
+        let src = f32_slice(self.name(), storage, layout, "the input")?;
         let mut dims = layout.dims().to_vec();
         let Some(last) = dims.last_mut().filter(|w| **w % 2 == 0) else {
             candle_core::bail!("dlm-swiglu: the last dimension must hold gate and up halves");
@@ -206,10 +200,18 @@ impl RotaryHeads {
     }
 }
 
-fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
+/// The values of a CPU op's input `what`, which must be contiguous f32 (`op` names the op in the
+/// error).
+pub(crate) fn f32_slice<'a>(
+    op: &str,
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    what: &str,
+) -> Result<&'a [f32]> {
     match (storage, layout.contiguous_offsets()) {
         (CpuStorage::F32(data), Some((start, end))) => Ok(&data[start..end]),
-        _ => candle_core::bail!("dlm-rotary-heads: {what} must be contiguous f32"),
+        (CpuStorage::F32(_), None) => candle_core::bail!("{op}: {what} must be contiguous"),
+        _ => candle_core::bail!("{op}: {what} must be f32"),
     }
 }
 
@@ -227,8 +229,9 @@ impl CustomOp3 for RotaryHeads {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let src = f32_slice(s1, l1, "the projection")?;
-        let (cos, sin) = (f32_slice(s2, l2, "cos")?, f32_slice(s3, l3, "sin")?);
+        let op = self.name();
+        let src = f32_slice(op, s1, l1, "the projection")?;
+        let (cos, sin) = (f32_slice(op, s2, l2, "cos")?, f32_slice(op, s3, l3, "sin")?);
         let (b, t, width) = l1.shape().dims3()?;
         let d = self.head_dim;
         let planes = self.n_heads + 2 * self.n_kv_heads;
@@ -271,13 +274,7 @@ impl CustomOp1 for Softmax {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(src) = storage else {
-            candle_core::bail!("dlm-softmax-last-dim: f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("dlm-softmax-last-dim: the input must be contiguous");
-        };
-        let src = &src[start..end];
+        let src = f32_slice(self.name(), storage, layout, "the input")?;
         let width = layout.dims().last().copied().unwrap_or(1).max(1);
         let mut dst = vec![0f32; src.len()];
         // Several rows per task: a row of 256 scores is too little work to hand to a thread.
@@ -298,13 +295,7 @@ impl CustomOp1 for Silu {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(src) = storage else {
-            candle_core::bail!("dlm-silu: f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("dlm-silu: the input must be contiguous");
-        };
-        let src = &src[start..end];
+        let src = f32_slice(self.name(), storage, layout, "the input")?;
         let mut dst = vec![0f32; src.len()];
         src.par_chunks(4096)
             .zip(dst.par_chunks_mut(4096))

@@ -98,7 +98,7 @@ impl DeviceKind {
     }
 }
 
-/// How inference computes bidirectional attention. Both agree to float noise.
+/// How inference computes bidirectional attention. All agree to float noise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum AttentionKernel {
     /// Tiled on CPUs with AVX2 and FMA (f32); elsewhere the fused kernel once the score matrix

@@ -56,7 +56,7 @@ impl PackedWeight {
     pub fn new(weight: &Tensor, bias: Option<&Tensor>) -> Result<Self> {
         let (out_dim, in_dim) = weight.dims2()?;
         let w = weight.flatten_all()?.to_vec1::<f32>()?;
-        let panels = pack(&w, out_dim, in_dim, in_dim, 1);
+        let panels = pack_columns(out_dim, in_dim, |o| &w[o * in_dim..][..in_dim]);
         let bias = bias.map(|b| b.to_vec1::<f32>()).transpose()?;
         if bias.as_ref().is_some_and(|b| b.len() != out_dim) {
             candle_core::bail!("bias length does not match the weight's {out_dim} outputs");
@@ -109,17 +109,18 @@ impl PackedWeight {
     }
 }
 
-/// Packs `n` output columns of depth `k` into panels of 16 (the last zero-padded): value kk of
-/// column c is read at `src[c * c_stride + kk * k_stride]`. A stored (out, in) weight is
-/// (`in`, 1); attention's keys (S, D) are (D, 1), and its values (S, D), read as D output
-/// columns over the S keys, are (1, D).
-pub(crate) fn pack(src: &[f32], n: usize, k: usize, c_stride: usize, k_stride: usize) -> Vec<f32> {
+/// Packs `n` output columns of depth `k` into panels of 16 (the last zero-padded), column c's k
+/// values being `column(c)`: a stored (out, in) weight's rows, or attention's keys.
+pub(crate) fn pack_columns<'a>(
+    n: usize,
+    k: usize,
+    column: impl Fn(usize) -> &'a [f32],
+) -> Vec<f32> {
     let mut panels = vec![0f32; n.div_ceil(PANEL) * k * PANEL];
     for (p, panel) in panels.chunks_exact_mut(k * PANEL).enumerate() {
-        let cols = PANEL.min(n - p * PANEL);
-        for (kk, row) in panel.chunks_exact_mut(PANEL).enumerate() {
-            for (j, v) in row[..cols].iter_mut().enumerate() {
-                *v = src[(p * PANEL + j) * c_stride + kk * k_stride];
+        for j in 0..PANEL.min(n - p * PANEL) {
+            for (kk, &v) in column(p * PANEL + j)[..k].iter().enumerate() {
+                panel[kk * PANEL + j] = v;
             }
         }
     }
@@ -360,12 +361,7 @@ impl CustomOp1 for PackedWeight {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(src) = storage else {
-            candle_core::bail!("dlm-packed-linear: f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("dlm-packed-linear: the input must be contiguous");
-        };
+        let src = super::kernels::f32_slice(self.name(), storage, layout, "the input")?;
         let dims = layout.dims();
         if dims.last() != Some(&self.in_dim) {
             candle_core::bail!(
@@ -374,8 +370,8 @@ impl CustomOp1 for PackedWeight {
                 self.in_dim
             );
         }
-        let rows = (end - start) / self.in_dim.max(1);
-        let out = self.multiply(&src[start..end], rows);
+        let rows = src.len() / self.in_dim.max(1);
+        let out = self.multiply(src, rows);
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("checked above") = self.out_dim;
         Ok((CpuStorage::F32(out), Shape::from(out_dims)))
