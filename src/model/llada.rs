@@ -870,6 +870,9 @@ fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
 /// embedded model's is 2 MiB; Qwen3-0.6B's, 600 MiB in f32, stays shared).
 const TIED_HEAD_COPY_MAX: usize = 64 << 20;
 
+/// Each layer's keys and values, (B, kv_heads, T, head_dim) each.
+type LayersKv = Vec<(Tensor, Tensor)>;
+
 /// A loaded LLaDA model.
 pub struct Llada {
     wte: Embedding,
@@ -1022,21 +1025,62 @@ impl Llada {
         past: Option<&[(Tensor, Tensor)]>,
     ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
         super::in_pool(|| {
-            let mut x = self.embed(ids)?;
-            let mut kv = Vec::with_capacity(self.blocks.len());
-            for (i, block) in self.blocks.iter().enumerate() {
-                let (y, layer_kv) = block.forward_infer(
-                    &x,
-                    &self.rotary,
-                    offset,
-                    past.map(|p| &p[i]),
-                    self.attention,
-                )?;
-                x = y;
-                kv.push(layer_kv);
-            }
+            let (x, kv) = self.layers(ids, offset, past)?;
             Ok((self.logits(&x)?, kv))
         })
+    }
+
+    /// [`Self::forward_window`] as the sampler's rows, one [`Logits`] per sequence.
+    fn window_rows(
+        &self,
+        ids: &Tensor,
+        offset: usize,
+        past: Option<&[(Tensor, Tensor)]>,
+    ) -> anyhow::Result<(Vec<Logits>, LayersKv)> {
+        super::in_pool(|| {
+            let (x, kv) = self.layers(ids, offset, past)?;
+            Ok((self.logit_rows(&x, offset)?, kv))
+        })
+    }
+
+    /// The blocks' inference pass: the final hidden states (B, T, d_model) and each layer's keys
+    /// and values.
+    fn layers(
+        &self,
+        ids: &Tensor,
+        offset: usize,
+        past: Option<&[(Tensor, Tensor)]>,
+    ) -> Result<(Tensor, LayersKv)> {
+        let mut x = self.embed(ids)?;
+        let mut kv = Vec::with_capacity(self.blocks.len());
+        for (i, block) in self.blocks.iter().enumerate() {
+            let (y, layer_kv) = block.forward_infer(
+                &x,
+                &self.rotary,
+                offset,
+                past.map(|p| &p[i]),
+                self.attention,
+            )?;
+            x = y;
+            kv.push(layer_kv);
+        }
+        Ok((x, kv))
+    }
+
+    /// The logits of hidden states `x` (B, T, d_model) for canvas positions from `offset`, one
+    /// [`Logits`] per sequence. A packed head writes them straight into the rows the sampler
+    /// reads; through a tensor they would be copied out once more (32 MB for a 32000-wide head
+    /// at 256 tokens).
+    fn logit_rows(&self, x: &Tensor, offset: usize) -> anyhow::Result<Vec<Logits>> {
+        match &self.head {
+            Dense::Packed(head) if !self.cfg.scale_logits => {
+                let (b, t, _) = x.dims3()?;
+                let normed = self.ln_f.forward(x, true)?;
+                let rows = head.forward_rows(&normed)?;
+                Ok(super::split_rows(rows, b, t, head.out_dim(), offset))
+            }
+            _ => super::split_logits(&self.logits(x)?, offset),
+        }
     }
 
     /// Forward FLOPs (multiply-adds counted as 2) for `rows` query positions attending over
@@ -1083,8 +1127,11 @@ impl Denoiser for Llada {
             return Ok(Vec::new());
         }
         let len = super::batch_len(batch, self.info.max_context)?;
-        let logits = self.forward_ids(&self.window_ids(batch, 0..len)?)?;
-        super::split_logits(&logits, 0)
+        let ids = self.window_ids(batch, 0..len)?;
+        if self.kernels == Kernels::Fused {
+            return Ok(self.window_rows(&ids, 0, None)?.0);
+        }
+        super::split_logits(&self.forward_ids(&ids)?, 0)
     }
 
     fn denoise(&mut self, request: &ForwardRequest, cache: &mut KvCache) -> Result<Vec<Logits>> {
@@ -1102,16 +1149,15 @@ impl Denoiser for Llada {
         match cache.window(request) {
             Some(window) => {
                 let ids = self.window_ids(batch, window.clone())?;
-                let (logits, _) = self.forward_window(&ids, window.start, Some(&cache.layers))?;
+                let (logits, _) = self.window_rows(&ids, window.start, Some(&cache.layers))?;
                 cache.count(sequences * self.flops(window.len(), len), full);
-                super::split_logits(&logits, window.start)
+                Ok(logits)
             }
             None => {
-                let (logits, kv) =
-                    self.forward_window(&self.window_ids(batch, 0..len)?, 0, None)?;
+                let (logits, kv) = self.window_rows(&self.window_ids(batch, 0..len)?, 0, None)?;
                 cache.record(request, kv);
                 cache.count(full, full);
-                super::split_logits(&logits, 0)
+                Ok(logits)
             }
         }
     }

@@ -220,14 +220,25 @@ pub(crate) fn batch_len(batch: &[Vec<u32>], max_context: usize) -> anyhow::Resul
 /// positions, so batch 1 copies nothing more).
 pub(crate) fn split_logits(logits: &Tensor, offset: usize) -> anyhow::Result<Vec<Logits>> {
     let (b, t, width) = logits.dims3()?;
-    let mut data = logits.flatten_all()?.to_vec1::<f32>()?;
+    let data = logits.flatten_all()?.to_vec1::<f32>()?;
+    Ok(split_rows(data, b, t, width, offset))
+}
+
+/// [`split_logits`] for logits already in a buffer, `b` sequences of `t` rows of `width`.
+pub(crate) fn split_rows(
+    mut data: Vec<f32>,
+    b: usize,
+    t: usize,
+    width: usize,
+    offset: usize,
+) -> Vec<Logits> {
     let mut out: Vec<Logits> = (1..b)
         .rev()
         .map(|i| Logits::at(data.split_off(i * t * width), width, offset))
         .collect();
     out.push(Logits::at(data, width, offset));
     out.reverse();
-    Ok(out)
+    out
 }
 
 /// Keys and values recorded by a full forward pass, for Fast-dLLM-style block caching. One per
