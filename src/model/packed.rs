@@ -213,18 +213,28 @@ impl<'a> Input<'a> {
 /// product, shared by every panel.
 pub(crate) fn pack_rows(x: &[f32], stride: usize, k: usize, tiles: &[(usize, usize)]) -> Vec<f32> {
     let rows = tiles.last().map_or(0, |&(r0, h)| r0 + h);
+    let in_order = tiles.iter().try_fold(0, |next, &(r0, h)| (r0 == next).then_some(r0 + h));
+    assert!(in_order.is_some(), "tiles must cover the rows in order");
     let mut packed = Vec::with_capacity(rows * k);
+    let spare = &mut packed.spare_capacity_mut()[..rows * k];
     for d0 in (0..k).step_by(DEPTH) {
         let depth = DEPTH.min(k - d0);
+        // Slice d0 holds every tile's `height * depth` values in turn.
+        let slice = &mut spare[d0 * rows..][..depth * rows];
         for &(r0, height) in tiles {
-            let tile_rows: Vec<&[f32]> = (r0..r0 + height)
-                .map(|r| &x[r * stride + d0..][..depth])
-                .collect();
-            for kk in 0..depth {
-                packed.extend(tile_rows.iter().map(|row| row[kk]));
+            let tile = &mut slice[r0 * depth..][..height * depth];
+            for i in 0..height {
+                let row = &x[(r0 + i) * stride + d0..][..depth];
+                for (dst, &v) in tile[i..].iter_mut().step_by(height).zip(row) {
+                    dst.write(v);
+                }
             }
         }
     }
+    // SAFETY: the slices tile `0..rows * k` (slice d0 covers d0 * rows.. for depth * rows values,
+    // its tiles r0 * depth.. for height * depth), and each tile's rows wrote every
+    // `height`-th value from their own offset i < height: all values are written.
+    unsafe { packed.set_len(rows * k) };
     packed
 }
 
