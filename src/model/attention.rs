@@ -185,11 +185,11 @@ impl Job<'_> {
             let (key_panels, value_panels) = &packed[bi * (h / self.n_rep) + hi / self.n_rep];
             let tiles = row_tiles(rows);
             let mut scores = vec![0f32; rows * s];
-            let queries = Input::rows(
-                &self.q[((bi * h + hi) * t + r0) * d..][..rows * d],
-                d,
-                &tiles,
-            );
+            let queries = Input {
+                x: &self.q[((bi * h + hi) * t + r0) * d..][..rows * d],
+                stride: d,
+                tiles: &tiles,
+            };
             let keys = Panels {
                 data: key_panels,
                 k: d,
@@ -211,7 +211,11 @@ impl Job<'_> {
             }
             let mut weights = vec![0f32; rows * s];
             softmax_rows(&scores, &mut weights, s);
-            let weighted = Input::rows(&weights, s, &tiles);
+            let weighted = Input {
+                x: &weights,
+                stride: s,
+                tiles: &tiles,
+            };
             let values = Panels {
                 data: value_panels,
                 k: s,

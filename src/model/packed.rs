@@ -128,8 +128,11 @@ impl PackedWeight {
             .max(1);
         let per_task = per_task.div_ceil(GROUP) * GROUP;
         let tiles = row_tiles(rows);
-        let packed_rows = pack_rows(x, self.in_dim, self.in_dim, &tiles);
-        let input = Input::packed(&packed_rows, &tiles);
+        let input = Input {
+            x,
+            stride: self.in_dim,
+            tiles: &tiles,
+        };
         (0..n_panels.div_ceil(per_task))
             .into_par_iter()
             .for_each(|task| {
@@ -175,67 +178,11 @@ pub(crate) struct Panels<'a> {
     pub bias: Option<&'a [f32]>,
 }
 
-/// Input rows cut into the [`row_tiles`] `tiles`: as stored, `stride` apart (each at least k
-/// long), or copied by [`pack_rows`] into the order the kernel reads them (`packed`).
+/// Input rows `stride` apart (each at least k long), cut into the [`row_tiles`] `tiles`.
 pub(crate) struct Input<'a> {
     pub x: &'a [f32],
     pub stride: usize,
     pub tiles: &'a [(usize, usize)],
-    pub packed: bool,
-}
-
-impl<'a> Input<'a> {
-    /// Rows `stride` apart, read where they are.
-    pub fn rows(x: &'a [f32], stride: usize, tiles: &'a [(usize, usize)]) -> Self {
-        Self {
-            x,
-            stride,
-            tiles,
-            packed: false,
-        }
-    }
-
-    /// Rows already in [`pack_rows`]'s order.
-    pub fn packed(x: &'a [f32], tiles: &'a [(usize, usize)]) -> Self {
-        Self {
-            x,
-            stride: 0,
-            tiles,
-            packed: true,
-        }
-    }
-}
-
-/// Copies the `tiles`' rows (`stride` apart, depth `k`) into the order the kernel reads them: per
-/// depth slice, per tile, the tile's values at each depth side by side. The kernel then reads
-/// one sequential stream instead of one per row: 5-13% less time per product, measured paired
-/// against the strided reads (BENCHMARKS.md); the copy is one pass over the input, once per
-/// product, shared by every panel.
-pub(crate) fn pack_rows(x: &[f32], stride: usize, k: usize, tiles: &[(usize, usize)]) -> Vec<f32> {
-    let rows = tiles.last().map_or(0, |&(r0, h)| r0 + h);
-    let in_order = tiles.iter().try_fold(0, |next, &(r0, h)| (r0 == next).then_some(r0 + h));
-    assert!(in_order.is_some(), "tiles must cover the rows in order");
-    let mut packed = Vec::with_capacity(rows * k);
-    let spare = &mut packed.spare_capacity_mut()[..rows * k];
-    for d0 in (0..k).step_by(DEPTH) {
-        let depth = DEPTH.min(k - d0);
-        // Slice d0 holds every tile's `height * depth` values in turn.
-        let slice = &mut spare[d0 * rows..][..depth * rows];
-        for &(r0, height) in tiles {
-            let tile = &mut slice[r0 * depth..][..height * depth];
-            for i in 0..height {
-                let row = &x[(r0 + i) * stride + d0..][..depth];
-                for (dst, &v) in tile[i..].iter_mut().step_by(height).zip(row) {
-                    dst.write(v);
-                }
-            }
-        }
-    }
-    // SAFETY: the slices tile `0..rows * k` (slice d0 covers d0 * rows.. for depth * rows values,
-    // its tiles r0 * depth.. for height * depth), and each tile's rows wrote every
-    // `height`-th value from their own offset i < height: all values are written.
-    unsafe { packed.set_len(rows * k) };
-    packed
 }
 
 /// Row tiles (first row, height) of nearly equal height: a 2-row remainder tile has too few
@@ -269,11 +216,7 @@ pub(crate) unsafe fn product(
     let (k, n) = (panels.k, panels.n);
     assert!(range.end <= n.div_ceil(PANEL) && panels.data.len() >= range.end * k * PANEL);
     let rows = input.tiles.last().map_or(0, |&(r0, h)| r0 + h);
-    if input.packed {
-        assert!(input.x.len() >= rows * k);
-    } else {
-        assert!(rows == 0 || input.x.len() >= (rows - 1) * input.stride + k);
-    }
+    assert!(rows == 0 || input.x.len() >= (rows - 1) * input.stride + k);
     for group in range
         .clone()
         .step_by(GROUP)
@@ -293,30 +236,19 @@ pub(crate) unsafe fn product(
                 }
                 let step = Step {
                     x_stride: input.stride,
-                    packed: input.packed,
                     depth,
                     accumulate: d0 > 0,
                     n: out_stride,
                     cols,
                 };
                 for &(r0, tile_rows) in input.tiles {
-                    let x = if input.packed {
-                        &input.x[d0 * rows + r0 * depth..]
-                    } else {
-                        &input.x[r0 * input.stride + d0..]
-                    };
                     // SAFETY: `tile` touches `tile_rows` rows of `cols` values from r0, col0,
                     // which the caller vouches for; the input slice was checked above.
                     unsafe {
-                        tile(
-                            panel,
-                            x,
-                            tile_rows,
-                            &bias,
-                            out.add(r0 * out_stride + col0),
-                            &step,
-                        )
-                    };
+                        let dst = out.add(r0 * out_stride + col0);
+                        let x = &input.x[r0 * input.stride + d0..];
+                        tile(panel, x, tile_rows, &bias, dst, &step);
+                    }
                 }
             }
         }
@@ -328,13 +260,11 @@ pub(crate) struct SendPtr(pub *mut f32);
 unsafe impl Sync for SendPtr {}
 unsafe impl Send for SendPtr {}
 
-/// The shape of one tile's work: input rows `x_stride` apart (or, when `packed`, the tile's
-/// values at each depth side by side), of which `depth` values are read; `cols` of the 16
-/// columns are written to output rows `n` apart, added to what is there when `accumulate`, else
-/// to the bias.
+/// The shape of one tile's work: input rows `x_stride` apart, of which `depth` values are read;
+/// `cols` of the 16 columns are written to output rows `n` apart, added to what is there when
+/// `accumulate`, else to the bias.
 struct Step {
     x_stride: usize,
-    packed: bool,
     depth: usize,
     accumulate: bool,
     n: usize,
@@ -355,21 +285,19 @@ unsafe fn tile(
     step: &Step,
 ) {
     assert!(panel.len() >= step.depth * PANEL);
-    assert!((1..=TILE_ROWS).contains(&rows));
-    if step.packed {
-        assert!(x.len() >= rows * step.depth);
-    } else {
-        assert!(x.len() >= (rows - 1) * step.x_stride + step.depth);
-    }
+    assert!(rows <= TILE_ROWS && x.len() >= (rows - 1) * step.x_stride + step.depth);
     #[cfg(target_arch = "x86_64")]
     if PackedWeight::supported() {
         // SAFETY: AVX2 and FMA were detected, the slices were checked above and the caller
         // vouches for `out`.
         unsafe {
-            if step.packed {
-                avx::tile_rows::<true>(rows, panel, x, bias, out, step)
-            } else {
-                avx::tile_rows::<false>(rows, panel, x, bias, out, step)
+            match rows {
+                6 => avx::tile::<6>(panel, x, bias, out, step),
+                5 => avx::tile::<5>(panel, x, bias, out, step),
+                4 => avx::tile::<4>(panel, x, bias, out, step),
+                3 => avx::tile::<3>(panel, x, bias, out, step),
+                2 => avx::tile::<2>(panel, x, bias, out, step),
+                _ => avx::tile::<1>(panel, x, bias, out, step),
             }
         }
         return;
@@ -393,11 +321,7 @@ unsafe fn tile_portable(
     for i in 0..rows {
         let mut acc = [0f32; PANEL];
         for kk in 0..step.depth {
-            let xv = if step.packed {
-                x[kk * rows + i]
-            } else {
-                x[i * step.x_stride + kk]
-            };
+            let xv = x[i * step.x_stride + kk];
             for (a, &w) in acc.iter_mut().zip(&panel[kk * PANEL..][..PANEL]) {
                 *a = xv.mul_add(w, *a);
             }
@@ -417,34 +341,10 @@ mod avx {
     use super::{Step, PANEL};
     use std::arch::x86_64::*;
 
-    /// [`tile`] for `rows` (1 to 6) rows, read as stored or `PACKED`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn tile_rows<const PACKED: bool>(
-        rows: usize,
-        panel: &[f32],
-        x: &[f32],
-        bias: &[f32; PANEL],
-        out: *mut f32,
-        step: &Step,
-    ) {
-        // SAFETY: passed on from the caller.
-        unsafe {
-            match rows {
-                6 => tile::<6, PACKED>(panel, x, bias, out, step),
-                5 => tile::<5, PACKED>(panel, x, bias, out, step),
-                4 => tile::<4, PACKED>(panel, x, bias, out, step),
-                3 => tile::<3, PACKED>(panel, x, bias, out, step),
-                2 => tile::<2, PACKED>(panel, x, bias, out, step),
-                _ => tile::<1, PACKED>(panel, x, bias, out, step),
-            }
-        }
-    }
-
     /// R rows x 16 columns, accumulated over k in registers, then stored with the bias added
-    /// (straight into `out` when all 16 columns are wanted, through a buffer otherwise). The R
-    /// values at depth kk are at `x[kk * R + i]` when `PACKED`, else at `x[i * x_stride + kk]`.
+    /// (straight into `out` when all 16 columns are wanted, through a buffer otherwise).
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile<const R: usize, const PACKED: bool>(
+    pub(super) unsafe fn tile<const R: usize>(
         panel: &[f32],
         x: &[f32],
         bias: &[f32; PANEL],
@@ -457,7 +357,6 @@ mod avx {
             accumulate,
             n,
             cols,
-            ..
         } = *step;
         let mut lo = [_mm256_setzero_ps(); R];
         let mut hi = [_mm256_setzero_ps(); R];
@@ -467,12 +366,7 @@ mod avx {
             let w0 = _mm256_loadu_ps(w.add(kk * PANEL));
             let w1 = _mm256_loadu_ps(w.add(kk * PANEL + 8));
             for i in 0..R {
-                let at = if PACKED {
-                    kk * R + i
-                } else {
-                    i * x_stride + kk
-                };
-                let xv = _mm256_broadcast_ss(&*xp.add(at));
+                let xv = _mm256_broadcast_ss(&*xp.add(i * x_stride + kk));
                 lo[i] = _mm256_fmadd_ps(xv, w0, lo[i]);
                 hi[i] = _mm256_fmadd_ps(xv, w1, hi[i]);
             }
@@ -589,21 +483,9 @@ mod tests {
         // Small integers and halves: every product and sum is exact in f32. Full panels and a
         // partial one (the 16th column must stay untouched).
         // Accumulating onto what is in `out` instead of the bias gives the same sums.
-        // The rows read as stored and packed side by side.
-        let tiles = [(0, rows)];
-        let packed_x = pack_rows(&x, k, k, &tiles);
-        for (cols, accumulate, packed) in [
-            (PANEL, false, false),
-            (PANEL - 1, false, false),
-            (PANEL, true, false),
-            (5, true, false),
-            (PANEL, false, true),
-            (5, true, true),
-        ] {
-            let x = if packed { &packed_x } else { &x };
+        for (cols, accumulate) in [(PANEL, false), (PANEL - 1, false), (PANEL, true), (5, true)] {
             let step = Step {
                 x_stride: k,
-                packed,
                 depth: k,
                 accumulate,
                 n: PANEL,
@@ -620,8 +502,8 @@ mod tests {
             let mut portable = start;
             // SAFETY: the buffers hold 6 rows of 16.
             unsafe {
-                tile(&panel, x, rows, base, simd.as_mut_ptr().cast(), &step);
-                tile_portable(&panel, x, rows, base, portable.as_mut_ptr().cast(), &step);
+                tile(&panel, &x, rows, base, simd.as_mut_ptr().cast(), &step);
+                tile_portable(&panel, &x, rows, base, portable.as_mut_ptr().cast(), &step);
             }
             for result in [simd, portable] {
                 for ((got, want), before) in result.iter().zip(&want).zip(&start) {
