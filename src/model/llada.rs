@@ -13,8 +13,9 @@ use candle_nn::{Embedding, Init, Linear, VarBuilder};
 use serde::Deserialize;
 
 use std::ops::Range;
+use std::sync::Mutex;
 
-use super::attention::KeysValues;
+use super::attention::{KeysValues, PackedPast};
 use super::packed::PackedWeight;
 use super::{AttentionKernel, Denoiser, KvCache, ModelInfo};
 use crate::sampler::{CacheMode, ForwardRequest, Logits};
@@ -580,13 +581,14 @@ impl Block {
 
     /// Inference pass over canvas positions `offset..offset + T` of `x` (B, T, C). Keys and values
     /// of the positions outside that window come from `past` (whole-canvas keys and values of an
-    /// earlier pass); returns the output and this window's keys and values (B, kv_heads, T, D).
+    /// earlier pass, and where the tiled kernel keeps them packed); returns the output and this
+    /// window's keys and values (B, kv_heads, T, D).
     fn forward_infer(
         &self,
         x: &Tensor,
         rotary: &Rotary,
         offset: usize,
-        past: Option<&(Tensor, Tensor)>,
+        past: Option<(&(Tensor, Tensor), &Mutex<PackedPast>)>,
         kernel: AttentionKernel,
     ) -> Result<(Tensor, (Tensor, Tensor))> {
         let (b, t, _) = x.dims3()?;
@@ -628,8 +630,9 @@ impl Block {
             }
         };
         let kv = KeysValues {
-            past: past.map_or((&k, &v), |(pk, pv)| (pk, pv)),
+            past: past.map_or((&k, &v), |((pk, pv), _)| (pk, pv)),
             fresh: past.map(|_| (&k, &v, offset)),
+            packed: past.map(|(_, packed)| packed),
         };
         let att = attend(&q, &kv, q_scale, kernel)?;
         let x = (x + self.attn_out.forward(&att)?)?;
@@ -1022,7 +1025,7 @@ impl Llada {
         &self,
         ids: &Tensor,
         offset: usize,
-        past: Option<&[(Tensor, Tensor)]>,
+        past: Option<&KvCache>,
     ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
         super::in_pool(|| {
             let (x, kv) = self.layers(ids, offset, past)?;
@@ -1035,7 +1038,7 @@ impl Llada {
         &self,
         ids: &Tensor,
         offset: usize,
-        past: Option<&[(Tensor, Tensor)]>,
+        past: Option<&KvCache>,
     ) -> anyhow::Result<(Vec<Logits>, LayersKv)> {
         super::in_pool(|| {
             let (x, kv) = self.layers(ids, offset, past)?;
@@ -1049,7 +1052,7 @@ impl Llada {
         &self,
         ids: &Tensor,
         offset: usize,
-        past: Option<&[(Tensor, Tensor)]>,
+        past: Option<&KvCache>,
     ) -> Result<(Tensor, LayersKv)> {
         let mut x = self.embed(ids)?;
         let mut kv = Vec::with_capacity(self.blocks.len());
@@ -1058,7 +1061,7 @@ impl Llada {
                 &x,
                 &self.rotary,
                 offset,
-                past.map(|p| &p[i]),
+                past.map(|cache| (&cache.layers[i], &cache.packed[i])),
                 self.attention,
             )?;
             x = y;
@@ -1149,7 +1152,7 @@ impl Denoiser for Llada {
         match cache.window(request) {
             Some(window) => {
                 let ids = self.window_ids(batch, window.clone())?;
-                let (logits, _) = self.window_rows(&ids, window.start, Some(&cache.layers))?;
+                let (logits, _) = self.window_rows(&ids, window.start, Some(cache))?;
                 cache.count(sequences * self.flops(window.len(), len), full);
                 Ok(logits)
             }

@@ -247,6 +247,9 @@ pub(crate) fn split_rows(
 pub struct KvCache {
     /// Per layer: keys (after rotary embedding) and values, shape (batch, kv_heads, canvas, head_dim).
     pub(crate) layers: Vec<(Tensor, Tensor)>,
+    /// Per layer: the same keys and values packed for the tiled attention kernel (filled by the
+    /// first cached pass, then only the window is repacked).
+    pub(crate) packed: Vec<std::sync::Mutex<attention::PackedPast>>,
     /// What the record is valid for: the block, the canvas length and the batch size.
     key: Option<(Range<usize>, usize, usize)>,
     /// Forward FLOPs spent, and those uncached full passes would have spent.
@@ -273,6 +276,7 @@ impl KvCache {
     /// Stores a full pass's keys and values for the request's block.
     pub fn record(&mut self, request: &ForwardRequest, layers: Vec<(Tensor, Tensor)>) {
         let len = request.canvases.first().map_or(0, Vec::len);
+        self.packed = layers.iter().map(|_| Default::default()).collect();
         self.layers = layers;
         self.key = Some((request.block.clone(), len, request.canvases.len()));
     }

@@ -157,17 +157,30 @@ pub(crate) fn pack_columns<'a>(
     column: impl Fn(usize) -> &'a [f32],
 ) -> Vec<f32> {
     let mut panels = vec![0f32; n.div_ceil(PANEL) * k * PANEL];
+    pack_columns_into(&mut panels, k, 0..n, column);
+    panels
+}
+
+/// Writes the `columns` of [`pack_columns`]'s panels (the others are left as they are).
+pub(crate) fn pack_columns_into<'a>(
+    panels: &mut [f32],
+    k: usize,
+    columns: std::ops::Range<usize>,
+    column: impl Fn(usize) -> &'a [f32],
+) {
     if k == 0 {
-        return panels;
+        return;
     }
-    for (p, panel) in panels.chunks_exact_mut(k * PANEL).enumerate() {
-        for j in 0..PANEL.min(n - p * PANEL) {
-            for (kk, &v) in column(p * PANEL + j)[..k].iter().enumerate() {
-                panel[kk * PANEL + j] = v;
-            }
+    for c in columns {
+        let panel = &mut panels[(c / PANEL) * k * PANEL..][..k * PANEL];
+        for (dst, &v) in panel[c % PANEL..]
+            .iter_mut()
+            .step_by(PANEL)
+            .zip(&column(c)[..k])
+        {
+            *dst = v;
         }
     }
-    panels
 }
 
 /// Packed panels: `n` output columns of depth `k`, with an optional bias (n).
