@@ -229,40 +229,49 @@ fn cached_passes_over_an_unchanged_canvas_equal_the_full_pass() {
                 cache,
             };
             let mut kv = KvCache::default();
-            let recorded = loaded.model.denoise(&request, &mut kv).unwrap();
-            assert_eq!(
-                recorded[0].span(),
-                0..48,
-                "the first pass of a block is full"
-            );
-            let cached = loaded.model.denoise(&request, &mut kv).unwrap();
+            assert_eq!(kv.window(&request), None, "nothing recorded yet");
+            // The first pass of a block runs the whole canvas and records it, but returns only
+            // the rows the sampler reads.
             let expected_span = if cache == CacheMode::Prefix {
                 24..48
             } else {
                 24..32
             };
-            for (c, f) in cached.iter().zip(&full) {
-                assert_eq!(c.span(), expected_span);
-                for pos in c.span() {
-                    let worst = c
-                        .row(pos)
-                        .iter()
-                        .zip(f.row(pos))
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0f32, f32::max);
-                    assert!(worst < 1e-4, "{kernel:?} {cache:?} position {pos}: {worst}");
+            let recorded = loaded.model.denoise(&request, &mut kv).unwrap();
+            assert_eq!(kv.window(&request), Some(expected_span.clone()));
+            let cached = loaded.model.denoise(&request, &mut kv).unwrap();
+            for (pass, logits, span) in [
+                ("recording", &recorded, 24..32),
+                ("cached", &cached, expected_span),
+            ] {
+                for (c, f) in logits.iter().zip(&full) {
+                    assert_eq!(c.span(), span, "{pass} pass");
+                    for pos in c.span() {
+                        let worst = c
+                            .row(pos)
+                            .iter()
+                            .zip(f.row(pos))
+                            .map(|(a, b)| (a - b).abs())
+                            .fold(0f32, f32::max);
+                        assert!(
+                            worst < 1e-4,
+                            "{kernel:?} {cache:?} {pass} pass, position {pos}: {worst}"
+                        );
+                    }
                 }
             }
-            // A new block invalidates the record.
+            // A new block invalidates the record; its first pass records anew.
             let next = ForwardRequest {
                 block: 32..40,
                 rows: 32..40,
                 ..request.clone()
             };
+            assert_eq!(kv.window(&next), None);
             assert_eq!(
                 loaded.model.denoise(&next, &mut kv).unwrap()[0].span(),
-                0..48
+                32..40
             );
+            assert!(kv.window(&next).is_some());
         }
     }
 }

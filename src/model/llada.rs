@@ -582,7 +582,8 @@ impl Block {
     /// Inference pass over canvas positions `offset..offset + T` of `x` (B, T, C). Keys and values
     /// of the positions outside that window come from `past` (whole-canvas keys and values of an
     /// earlier pass, and where the tiled kernel keeps them packed); returns the output and this
-    /// window's keys and values (B, kv_heads, T, D).
+    /// window's keys and values (B, kv_heads, T, D). With `keep`, the output only of those rows
+    /// of the window (keys and values are still every row's).
     fn forward_infer(
         &self,
         x: &Tensor,
@@ -590,6 +591,7 @@ impl Block {
         offset: usize,
         past: Option<(&(Tensor, Tensor), &Mutex<PackedPast>)>,
         kernel: AttentionKernel,
+        keep: Option<Range<usize>>,
     ) -> Result<(Tensor, (Tensor, Tensor))> {
         let (b, t, _) = x.dims3()?;
         let normed = self.attn_norm.forward(x, true)?;
@@ -633,6 +635,14 @@ impl Block {
             past: past.map_or((&k, &v), |((pk, pv), _)| (pk, pv)),
             fresh: past.map(|_| (&k, &v, offset)),
             packed: past.map(|(_, packed)| packed),
+        };
+        // Rows not kept need no queries: every row's output depends only on its own query.
+        let (q, x) = match keep {
+            Some(rows) => (
+                q.narrow(2, rows.start, rows.len())?,
+                x.narrow(1, rows.start, rows.len())?,
+            ),
+            None => (q, x.clone()),
         };
         let att = attend(&q, &kv, q_scale, kernel)?;
         let x = (x + self.attn_out.forward(&att)?)?;
@@ -1028,21 +1038,25 @@ impl Llada {
         past: Option<&KvCache>,
     ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
         super::in_pool(|| {
-            let (x, kv) = self.layers(ids, offset, past)?;
+            let (x, kv) = self.layers(ids, offset, past, None)?;
             Ok((self.logits(&x)?, kv))
         })
     }
 
-    /// [`Self::forward_window`] as the sampler's rows, one [`Logits`] per sequence.
+    /// [`Self::forward_window`] as the sampler's rows, one [`Logits`] per sequence: every row of
+    /// the window, or with `keep` only those (window-relative) rows. The last layer then skips
+    /// the other rows' attention output, MLP and logits; keys and values stay whole.
     fn window_rows(
         &self,
         ids: &Tensor,
         offset: usize,
         past: Option<&KvCache>,
+        keep: Option<Range<usize>>,
     ) -> anyhow::Result<(Vec<Logits>, LayersKv)> {
         super::in_pool(|| {
-            let (x, kv) = self.layers(ids, offset, past)?;
-            Ok((self.logit_rows(&x, offset)?, kv))
+            let first = keep.as_ref().map_or(0, |rows| rows.start);
+            let (x, kv) = self.layers(ids, offset, past, keep)?;
+            Ok((self.logit_rows(&x, offset + first)?, kv))
         })
     }
 
@@ -1053,9 +1067,11 @@ impl Llada {
         ids: &Tensor,
         offset: usize,
         past: Option<&KvCache>,
+        keep: Option<Range<usize>>,
     ) -> Result<(Tensor, LayersKv)> {
         let mut x = self.embed(ids)?;
         let mut kv = Vec::with_capacity(self.blocks.len());
+        let last = self.blocks.len().saturating_sub(1);
         for (i, block) in self.blocks.iter().enumerate() {
             let (y, layer_kv) = block.forward_infer(
                 &x,
@@ -1063,6 +1079,7 @@ impl Llada {
                 offset,
                 past.map(|cache| (&cache.layers[i], &cache.packed[i])),
                 self.attention,
+                keep.clone().filter(|_| i == last),
             )?;
             x = y;
             kv.push(layer_kv);
@@ -1100,6 +1117,16 @@ impl Llada {
         rows as f64 * (per_row + attention)
     }
 
+    /// FLOPs a pass saves for each row whose output it does not keep (over `keys` positions):
+    /// the last layer's attention, output projection and MLP, and the head.
+    fn skipped_per_row(&self, keys: usize) -> f64 {
+        let cfg = &self.cfg;
+        let d = cfg.d_model as f64;
+        let q = cfg.q_dim() as f64;
+        let mlp = 3.0 * d * cfg.hidden_size() as f64;
+        2.0 * (d * q + mlp + d * cfg.embedding_rows() as f64) + 4.0 * q * keys as f64
+    }
+
     pub fn device(&self) -> &Device {
         &self.device
     }
@@ -1132,7 +1159,7 @@ impl Denoiser for Llada {
         let len = super::batch_len(batch, self.info.max_context)?;
         let ids = self.window_ids(batch, 0..len)?;
         if self.kernels == Kernels::Fused {
-            return Ok(self.window_rows(&ids, 0, None)?.0);
+            return Ok(self.window_rows(&ids, 0, None, None)?.0);
         }
         super::split_logits(&self.forward_ids(&ids)?, 0)
     }
@@ -1152,14 +1179,21 @@ impl Denoiser for Llada {
         match cache.window(request) {
             Some(window) => {
                 let ids = self.window_ids(batch, window.clone())?;
-                let (logits, _) = self.window_rows(&ids, window.start, Some(cache))?;
+                let (logits, _) = self.window_rows(&ids, window.start, Some(cache), None)?;
                 cache.count(sequences * self.flops(window.len(), len), full);
                 Ok(logits)
             }
             None => {
-                let (logits, kv) = self.window_rows(&self.window_ids(batch, 0..len)?, 0, None)?;
+                // The recording pass: keys and values of every row, logits only of the rows
+                // the sampler reads.
+                let rows = request.rows.start.min(len)..request.rows.end.min(len);
+                let keep = Some(rows).filter(|rows| !rows.is_empty());
+                let kept = keep.as_ref().map_or(len, ExactSizeIterator::len);
+                let ids = self.window_ids(batch, 0..len)?;
+                let (logits, kv) = self.window_rows(&ids, 0, None, keep)?;
                 cache.record(request, kv);
-                cache.count(full, full);
+                let skipped = sequences * (len - kept) as f64 * self.skipped_per_row(len);
+                cache.count(full - skipped, full);
                 Ok(logits)
             }
         }
