@@ -1176,27 +1176,29 @@ impl Denoiser for Llada {
             cache.count(full, full);
             return self.forward_batch(batch);
         }
-        match cache.window(request) {
-            Some(window) => {
-                let ids = self.window_ids(batch, window.clone())?;
-                let (logits, _) = self.window_rows(&ids, window.start, Some(cache), None)?;
-                cache.count(sequences * self.flops(window.len(), len), full);
-                Ok(logits)
-            }
-            None => {
-                // The recording pass: keys and values of every row, logits only of the rows
-                // the sampler reads.
-                let rows = request.rows.start.min(len)..request.rows.end.min(len);
-                let keep = Some(rows).filter(|rows| !rows.is_empty());
-                let kept = keep.as_ref().map_or(len, ExactSizeIterator::len);
-                let ids = self.window_ids(batch, 0..len)?;
-                let (logits, kv) = self.window_rows(&ids, 0, None, keep)?;
-                cache.record(request, kv);
-                let skipped = sequences * (len - kept) as f64 * self.skipped_per_row(len);
-                cache.count(full - skipped, full);
-                Ok(logits)
-            }
+        // Every pass computes keys and values for its whole window, but the last layer's output
+        // and the logits only for the rows the sampler reads (window-relative).
+        let keep = |window: &Range<usize>| {
+            let start = request.rows.start.clamp(window.start, window.end);
+            let end = request.rows.end.clamp(start, window.end);
+            Some(start - window.start..end - window.start).filter(|rows| !rows.is_empty())
+        };
+        // The window, and the window a recording pass computes (the whole canvas).
+        let (window, past) = match cache.window(request) {
+            Some(window) => (window, Some(&*cache)),
+            None => (0..len, None),
+        };
+        let kept = keep(&window);
+        let skipped = window.len() - kept.as_ref().map_or(window.len(), ExactSizeIterator::len);
+        let ids = self.window_ids(batch, window.clone())?;
+        let (logits, kv) = self.window_rows(&ids, window.start, past, kept)?;
+        let recording = past.is_none();
+        let skipped = sequences * skipped as f64 * self.skipped_per_row(len);
+        cache.count(sequences * self.flops(window.len(), len) - skipped, full);
+        if recording {
+            cache.record(request, kv);
         }
+        Ok(logits)
     }
 
     fn info(&self) -> &ModelInfo {
