@@ -40,6 +40,9 @@ for model in embedded bench; do
     if [[ -n "$ref" ]]; then
         python3 benches/reference/llada_reference_bench.py time --ref-dir "$ref" --model-dir "$ref_model" \
             --lengths 128,256 --runs 20 --warmup 3 --threads "$threads" --json > "$out/reference-$model.json"
+        # The same comparison in 5 alternating rounds: a ratio between neighbours in time.
+        python3 benches/forward_rounds.py --bin "$bin" --ref-dir "$ref" "${dir_args[@]}" \
+            --rounds 5 --runs 10 --threads "$threads" > "$out/forward-rounds-$model.json"
     fi
 done
 

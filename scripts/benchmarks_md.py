@@ -31,6 +31,19 @@ def main():
               f"{ours['forward_ms_median']:.1f} ms ({ours['forward_ms_min']:.1f}) | "
               f"{r['forward_ms_median']:.1f} ms ({r['forward_ms_min']:.1f}) | "
               f"{ours['forward_ms_median'] / r['forward_ms_median']:.2f}x |")
+    rounds = [(m, os.path.join(out, f"forward-rounds-{m}.json")) for m in ("embedded", "bench")]
+    rounds = [(m, load(p)) for m, p in rounds if os.path.exists(p)]
+    if rounds:
+        w("\n### The same, in alternating rounds (`benches/forward_rounds.py`)\n")
+        w("Five rounds, each timing dlm-tui and then PyTorch (or the other way round) at both lengths,"
+          " medians of 10 runs after 3 warm-ups; the ratio is taken within each round.\n")
+        w("| model | tokens | dlm-tui median | PyTorch median | ratio per round | median ratio |")
+        w("| --- | --- | --- | --- | --- | --- |")
+        for model, r in rounds:
+            for entry in r["lengths"]:
+                per_round = ", ".join(f"{x['ratio']:.2f}" for x in entry["rounds"])
+                w(f"| {model} | {entry['length']} | {entry['ours_ms_median']:.1f} ms | "
+                  f"{entry['reference_ms_median']:.1f} ms | {per_round} | **{entry['ratio_median']:.2f}x** |")
     w("\n### Attention kernel (dlm-tui, same run)\n")
     w("| model | tokens | auto | tiled (ours) | fused (candle flash_attn) | matmul + softmax |")
     w("| --- | --- | --- | --- | --- | --- |")
