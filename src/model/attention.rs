@@ -203,7 +203,7 @@ pub fn attention(q: &Tensor, kv: &KeysValues, q_scale: f32) -> Result<Tensor> {
                     },
                 );
             } else {
-                kept.source = None;
+                // Should this panic, the poisoned lock clears `source` for the next pass.
                 kept.planes = pack_all();
                 kept.source = source;
             }

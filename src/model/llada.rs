@@ -1001,7 +1001,7 @@ impl Llada {
     /// Token ids (B, T) to logits (B, T, embedding_size) in f32.
     pub fn forward_ids(&self, ids: &Tensor) -> Result<Tensor> {
         if self.kernels == Kernels::Fused {
-            return Ok(self.forward_window(ids, 0, None)?.0);
+            return super::in_pool(|| self.logits(&self.layers(ids, 0, None, None)?.0));
         }
         let mut x = self.embed(ids)?;
         for block in &self.blocks {
@@ -1029,23 +1029,11 @@ impl Llada {
     }
 
     /// Inference over the canvas positions `offset..offset + T` held in `ids` (B, T), reading the
-    /// keys and values of all other positions from `past` (one entry per layer, whole canvas).
-    /// Returns the window's logits (B, T, embedding_size) and its keys and values per layer.
-    pub fn forward_window(
-        &self,
-        ids: &Tensor,
-        offset: usize,
-        past: Option<&KvCache>,
-    ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
-        super::in_pool(|| {
-            let (x, kv) = self.layers(ids, offset, past, None)?;
-            Ok((self.logits(&x)?, kv))
-        })
-    }
-
-    /// [`Self::forward_window`] as the sampler's rows, one [`Logits`] per sequence: every row of
-    /// the window, or with `keep` only those (window-relative) rows. The last layer then skips
-    /// the other rows' attention output, MLP and logits; keys and values stay whole.
+    /// keys and values of all other positions from `past` (whole canvas). Returns the window's
+    /// logits as the sampler's rows, one [`Logits`] per sequence: every row of the window, or
+    /// with `keep` only those (window-relative) rows, and the window's keys and values per layer.
+    /// The last layer skips the other rows' attention output, MLP and logits; keys and values
+    /// stay whole.
     fn window_rows(
         &self,
         ids: &Tensor,
@@ -1176,24 +1164,26 @@ impl Denoiser for Llada {
             cache.count(full, full);
             return self.forward_batch(batch);
         }
-        // Every pass computes keys and values for its whole window, but the last layer's output
-        // and the logits only for the rows the sampler reads (window-relative).
-        let keep = |window: &Range<usize>| {
-            let start = request.rows.start.clamp(window.start, window.end);
-            let end = request.rows.end.clamp(start, window.end);
-            Some(start - window.start..end - window.start).filter(|rows| !rows.is_empty())
-        };
-        // The window, and the window a recording pass computes (the whole canvas).
+        // A cached pass recomputes its window; a recording pass, the whole canvas.
         let (window, past) = match cache.window(request) {
             Some(window) => (window, Some(&*cache)),
             None => (0..len, None),
         };
-        let kept = keep(&window);
-        let skipped = window.len() - kept.as_ref().map_or(window.len(), ExactSizeIterator::len);
+        // Keys and values come from the whole window, the last layer's output and the logits
+        // only from the rows the sampler reads (window-relative).
+        let start = request.rows.start.clamp(window.start, window.end);
+        let end = request.rows.end.clamp(start, window.end);
+        let kept = start - window.start..end - window.start;
+        let skipped_rows = if kept.is_empty() {
+            0
+        } else {
+            window.len() - kept.len()
+        };
+        let kept = Some(kept).filter(|rows| !rows.is_empty());
         let ids = self.window_ids(batch, window.clone())?;
         let (logits, kv) = self.window_rows(&ids, window.start, past, kept)?;
         let recording = past.is_none();
-        let skipped = sequences * skipped as f64 * self.skipped_per_row(len);
+        let skipped = sequences * skipped_rows as f64 * self.skipped_per_row(len);
         cache.count(sequences * self.flops(window.len(), len) - skipped, full);
         if recording {
             cache.record(request, kv);
