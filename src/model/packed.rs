@@ -265,31 +265,34 @@ pub(crate) unsafe fn product(
             bias[..cols].copy_from_slice(&b[col0..col0 + cols]);
         }
         let next = slices.get(i + 1).map_or(&[][..], |&next| slice_of(next));
-        for (t, &(r0, tile_rows)) in input.tiles.iter().enumerate() {
-            let step = Step {
-                x_stride: input.stride,
-                depth: panel.len() / PANEL,
-                accumulate: d0 > 0,
-                n: out_stride,
-                cols,
-                // The first tile reads this slice from memory; the others find it in L1. With
-                // few rows (a cached pass's 32 are 6 tiles) that first read would be a large
-                // part of the slice's time, so the first tile also fetches the next slice into
-                // L2 while it works. With many tiles it is not worth it (measured: no gain).
-                prefetch: if t == 0 && input.tiles.len() <= PREFETCH_TILES {
-                    next
-                } else {
-                    &[]
-                },
-            };
-            // SAFETY: `tile` touches `tile_rows` rows of `cols` values from r0, col0, which the
-            // caller vouches for; the input slice was checked above.
-            unsafe {
-                let dst = out.add(r0 * out_stride + col0);
-                let x = &input.x[r0 * input.stride + d0..];
-                tile(panel, x, tile_rows, &bias, dst, &step);
-            }
-        }
+        let step = Step {
+            x_stride: input.stride,
+            depth: panel.len() / PANEL,
+            accumulate: d0 > 0,
+            n: out_stride,
+            cols,
+            // The first tile reads this slice from memory; the others find it in L1. With few
+            // rows (a cached pass's 32 are 6 tiles) that first read would be a large part of the
+            // slice's time, so the first tile also fetches the next slice into L2 while it
+            // works. With many tiles it is not worth it (measured: no gain).
+            prefetch: if input.tiles.len() <= PREFETCH_TILES {
+                next
+            } else {
+                &[]
+            },
+        };
+        // SAFETY: every tile touches its rows of `cols` values from col0, which the caller
+        // vouches for; the input was checked above.
+        unsafe {
+            tiles(
+                panel,
+                &input.x[d0..],
+                input.tiles,
+                &bias,
+                out.add(col0),
+                &step,
+            )
+        };
     }
 }
 
@@ -317,45 +320,58 @@ struct Step<'a> {
     prefetch: &'a [f32],
 }
 
-/// One tile: `rows` (at most 6) input rows of x times a panel slice (`depth` rows of 16), written
-/// to `out` as `step` says.
+/// Every row tile of `x` (rows `step.x_stride` apart, tiles as [`row_tiles`] cuts them) times one
+/// panel slice (`step.depth` rows of 16), written to `out` (row r at `r * step.n`) as `step` says;
+/// only the first tile fetches `step.prefetch`.
 ///
 /// # Safety
-/// `out` must be valid for `rows` rows of `step.cols` reads and writes, `step.n` apart.
-unsafe fn tile(
+/// `out` must be valid for every tile's rows of `step.cols` reads and writes, `step.n` apart.
+unsafe fn tiles(
     panel: &[f32],
     x: &[f32],
-    rows: usize,
+    tiles: &[(usize, usize)],
     bias: &[f32; PANEL],
     out: *mut f32,
     step: &Step,
 ) {
     assert!(panel.len() >= step.depth * PANEL);
-    assert!(rows <= TILE_ROWS && x.len() >= (rows - 1) * step.x_stride + step.depth);
+    if let Some(&(r0, rows)) = tiles.last() {
+        assert!(x.len() >= (r0 + rows - 1) * step.x_stride + step.depth);
+    }
+    assert!(tiles
+        .iter()
+        .all(|&(_, rows)| (1..=TILE_ROWS).contains(&rows)));
     #[cfg(target_arch = "x86_64")]
     if PackedWeight::supported() {
         // SAFETY: AVX2 and FMA were detected, the slices were checked above and the caller
         // vouches for `out`.
-        unsafe {
-            match rows {
-                6 => avx::tile::<6>(panel, x, bias, out, step),
-                5 => avx::tile::<5>(panel, x, bias, out, step),
-                4 => avx::tile::<4>(panel, x, bias, out, step),
-                3 => avx::tile::<3>(panel, x, bias, out, step),
-                2 => avx::tile::<2>(panel, x, bias, out, step),
-                _ => avx::tile::<1>(panel, x, bias, out, step),
-            }
-        }
+        unsafe { avx::tiles(panel, x, tiles, bias, out, step) };
         return;
     }
-    // SAFETY: passed on from the caller.
-    unsafe { tile_portable(panel, x, rows, bias, out, step) }
+    for (t, &(r0, rows)) in tiles.iter().enumerate() {
+        let step = Step {
+            prefetch: if t == 0 { step.prefetch } else { &[] },
+            ..*step
+        };
+        // SAFETY: passed on from the caller.
+        unsafe {
+            tile_portable(
+                panel,
+                &x[r0 * step.x_stride..],
+                rows,
+                bias,
+                out.add(r0 * step.n),
+                &step,
+            )
+        }
+    }
 }
 
-/// [`tile`] without SIMD, for CPUs without AVX2 and FMA.
+/// One tile without SIMD, for CPUs without AVX2 and FMA: `rows` (at most 6) input rows of x times
+/// a panel slice, written to `out` as `step` says.
 ///
 /// # Safety
-/// As [`tile`].
+/// `out` must be valid for `rows` rows of `step.cols` reads and writes, `step.n` apart.
 unsafe fn tile_portable(
     panel: &[f32],
     x: &[f32],
@@ -387,10 +403,40 @@ mod avx {
     use super::{Step, PANEL};
     use std::arch::x86_64::*;
 
+    /// [`super::tiles`] once AVX2 and FMA are known to be there: the loop over the tiles runs
+    /// in AVX code, so that each tile costs a direct call.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tiles(
+        panel: &[f32],
+        x: &[f32],
+        tiles: &[(usize, usize)],
+        bias: &[f32; PANEL],
+        out: *mut f32,
+        step: &Step,
+    ) {
+        let rest = Step {
+            prefetch: &[],
+            ..*step
+        };
+        for (t, &(r0, rows)) in tiles.iter().enumerate() {
+            let step = if t == 0 { step } else { &rest };
+            let x = &x[r0 * step.x_stride..];
+            let out = out.add(r0 * step.n);
+            match rows {
+                6 => tile::<6>(panel, x, bias, out, step),
+                5 => tile::<5>(panel, x, bias, out, step),
+                4 => tile::<4>(panel, x, bias, out, step),
+                3 => tile::<3>(panel, x, bias, out, step),
+                2 => tile::<2>(panel, x, bias, out, step),
+                _ => tile::<1>(panel, x, bias, out, step),
+            }
+        }
+    }
+
     /// R rows x 16 columns, accumulated over k in registers, then stored with the bias added
     /// (straight into `out` when all 16 columns are wanted, through a buffer otherwise).
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn tile<const R: usize>(
+    unsafe fn tile<const R: usize>(
         panel: &[f32],
         x: &[f32],
         bias: &[f32; PANEL],
@@ -558,11 +604,14 @@ mod tests {
 
     #[test]
     fn both_tile_kernels_compute_the_exact_product() {
-        let (k, rows) = (19, 6);
+        // 11 rows: a tile of 6 and one of 5.
+        let (k, rows) = (19, 11);
+        let tiles_of = row_tiles(rows);
+        assert_eq!(tiles_of, [(0, 6), (6, 5)]);
         let panel: Vec<f32> = (0..k * PANEL).map(|i| (i % 13) as f32 - 6.0).collect();
         let x: Vec<f32> = (0..rows * k).map(|i| (i % 7) as f32 * 0.5).collect();
         let bias: [f32; PANEL] = std::array::from_fn(|c| c as f32 - 3.0);
-        let mut want = [bias; TILE_ROWS];
+        let mut want = vec![bias; rows];
         for (i, row) in want.iter_mut().enumerate() {
             for kk in 0..k {
                 for (c, a) in row.iter_mut().enumerate() {
@@ -585,18 +634,21 @@ mod tests {
                 prefetch: if accumulate { &panel[..6 * PANEL] } else { &[] },
             };
             let start = if accumulate {
-                [bias; TILE_ROWS]
+                vec![bias; rows]
             } else {
-                [[-1f32; PANEL]; TILE_ROWS]
+                vec![[-1f32; PANEL]; rows]
             };
             let zero = [0f32; PANEL];
             let base = if accumulate { &zero } else { &bias };
-            let mut simd = start;
-            let mut portable = start;
-            // SAFETY: the buffers hold 6 rows of 16.
+            let mut simd = start.clone();
+            let mut portable = start.clone();
+            // SAFETY: the buffers hold 11 rows of 16.
             unsafe {
-                tile(&panel, &x, rows, base, simd.as_mut_ptr().cast(), &step);
-                tile_portable(&panel, &x, rows, base, portable.as_mut_ptr().cast(), &step);
+                tiles(&panel, &x, &tiles_of, base, simd.as_mut_ptr().cast(), &step);
+                for &(r0, height) in &tiles_of {
+                    let out = portable[r0..].as_mut_ptr().cast();
+                    tile_portable(&panel, &x[r0 * k..], height, base, out, &step);
+                }
             }
             for result in [simd, portable] {
                 for ((got, want), before) in result.iter().zip(&want).zip(&start) {
