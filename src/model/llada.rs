@@ -670,7 +670,7 @@ impl Block {
 /// elsewhere it is transposed, which gemm reads in place for short inputs. BENCHMARKS.md has the
 /// timings.
 #[derive(Debug, Clone)]
-enum Dense {
+pub(super) enum Dense {
     Stored(Linear),
     Packed(PackedWeight),
     Transposed {
@@ -680,7 +680,14 @@ enum Dense {
 }
 
 impl Dense {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `linear` prepared for inference ([`Self::prepare`]).
+    pub(super) fn prepared(linear: Linear) -> Result<Self> {
+        let mut dense = Dense::Stored(linear);
+        dense.prepare()?;
+        Ok(dense)
+    }
+
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Dense::Stored(linear) => Ok(linear.forward(x)?),
             Dense::Packed(packed) => Ok(packed.forward(x)?),
@@ -703,7 +710,7 @@ impl Dense {
     /// Packs (or transposes) a stored weight for inference (a no-op once done). Only f32 weights
     /// on the CPU: elsewhere the layout does not reach `gemm` (CUDA's cuBLAS takes either layout
     /// as it is, and half-precision CPU weights are left as they were measured).
-    fn prepare(&mut self) -> Result<()> {
+    pub(super) fn prepare(&mut self) -> Result<()> {
         if let Dense::Stored(linear) = self {
             let weight = linear.weight();
             if weight.device().is_cpu() && weight.dtype() == DType::F32 {
@@ -881,7 +888,7 @@ fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
 
 /// The largest tied head [`Llada::fuse_projections`] copies into a transposed matrix (the
 /// embedded model's is 2 MiB; Qwen3-0.6B's, 600 MiB in f32, stays shared).
-const TIED_HEAD_COPY_MAX: usize = 64 << 20;
+pub(super) const TIED_HEAD_COPY_MAX: usize = 64 << 20;
 
 /// Each layer's keys and values, (B, kv_heads, T, head_dim) each.
 type LayersKv = Vec<(Tensor, Tensor)>;

@@ -5,15 +5,16 @@
 //! `global_attn_every_n_layers` layers and limited to a window of `local_attention / 2` positions
 //! either side in the others (each with its own rotary theta), a GeGLU MLP, a final norm, and a
 //! prediction head (dense, activation, norm) before a decoder tied to the embeddings. Attention is
-//! bidirectional and logits are not shifted. The CPU fast kernels of [`super::llada`] are not
-//! needed at these sizes; every step runs the whole canvas.
+//! bidirectional and logits are not shifted. Every step runs the whole canvas. The linear layers
+//! are prepared once at load like LLaDA's ([`super::llada::Dense`]: packed for our kernel on
+//! AVX2/FMA CPUs in f32); the tied decoder only while its copy is small.
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::llada::{linear, INIT_STD};
+use super::llada::{linear, Dense, INIT_STD, TIED_HEAD_COPY_MAX};
 use super::{Denoiser, ModelInfo};
 use crate::sampler::Logits;
 
@@ -217,14 +218,19 @@ impl Rotary {
     }
 }
 
+/// A stored linear layer (out, in), prepared for inference.
+fn dense(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Dense> {
+    Dense::prepared(linear(in_dim, out_dim, bias, INIT_STD, vb)?)
+}
+
 #[derive(Debug, Clone)]
 struct Layer {
     attn_norm: Option<LayerNorm>,
-    wqkv: Linear,
-    wo: Linear,
+    wqkv: Dense,
+    wo: Dense,
     mlp_norm: LayerNorm,
-    wi: Linear,
-    mlp_out: Linear,
+    wi: Dense,
+    mlp_out: Dense,
     /// `Some(w)`: attention reaches `w` positions either side; `None`: global.
     window: Option<usize>,
     global: bool,
@@ -236,9 +242,10 @@ pub struct ModernBert {
     embed_norm: LayerNorm,
     layers: Vec<Layer>,
     final_norm: LayerNorm,
-    head_dense: Linear,
+    head_dense: Dense,
     head_norm: LayerNorm,
-    decoder: Linear,
+    decoder: Dense,
+    device: Device,
     global_rotary: Rotary,
     local_rotary: Rotary,
     heads: usize,
@@ -274,30 +281,19 @@ impl ModernBert {
                     } else {
                         Some(LayerNorm::new(&cfg, l.pp("attn_norm"))?)
                     },
-                    wqkv: linear(d, 3 * d, cfg.attention_bias, INIT_STD, l.pp("attn.Wqkv"))?,
-                    wo: linear(d, d, cfg.attention_bias, INIT_STD, l.pp("attn.Wo"))?,
+                    wqkv: dense(d, 3 * d, cfg.attention_bias, l.pp("attn.Wqkv"))?,
+                    wo: dense(d, d, cfg.attention_bias, l.pp("attn.Wo"))?,
                     mlp_norm: LayerNorm::new(&cfg, l.pp("mlp_norm"))?,
-                    wi: linear(
-                        d,
-                        2 * cfg.intermediate_size,
-                        cfg.mlp_bias,
-                        INIT_STD,
-                        l.pp("mlp.Wi"),
-                    )?,
-                    mlp_out: linear(
-                        cfg.intermediate_size,
-                        d,
-                        cfg.mlp_bias,
-                        INIT_STD,
-                        l.pp("mlp.Wo"),
-                    )?,
+                    wi: dense(d, 2 * cfg.intermediate_size, cfg.mlp_bias, l.pp("mlp.Wi"))?,
+                    mlp_out: dense(cfg.intermediate_size, d, cfg.mlp_bias, l.pp("mlp.Wo"))?,
                     window: (!global).then_some(cfg.local_attention / 2),
                     global,
                 })
                 .with_context(|| format!("loading layer {i}"))
             })
             .collect::<Result<Vec<_>>>()?;
-        let decoder_weight = if vb.contains_tensor("decoder.weight") {
+        let untied = vb.contains_tensor("decoder.weight");
+        let decoder_weight = if untied {
             vb.get((cfg.vocab_size, d), "decoder.weight")?
         } else {
             wte.clone()
@@ -306,6 +302,15 @@ impl ModernBert {
             Some(vb.get(cfg.vocab_size, "decoder.bias")?)
         } else {
             None
+        };
+        // A tied decoder shares the embedding's matrix; a prepared copy would be a second one
+        // (ModernBERT-base's: 155 MB in f32), so it is prepared only while that copy is small.
+        let decoder_bytes = decoder_weight.elem_count() * decoder_weight.dtype().size_in_bytes();
+        let decoder = Linear::new(decoder_weight, decoder_bias);
+        let decoder = if untied || decoder_bytes <= TIED_HEAD_COPY_MAX {
+            Dense::prepared(decoder)?
+        } else {
+            Dense::Stored(decoder)
         };
         let head_dim = d / cfg.num_attention_heads;
         let positions = cfg.max_position_embeddings.min(MAX_CONTEXT);
@@ -326,9 +331,10 @@ impl ModernBert {
             embed_norm: LayerNorm::new(&cfg, m.pp("embeddings.norm"))?,
             layers,
             final_norm: LayerNorm::new(&cfg, m.pp("final_norm"))?,
-            head_dense: linear(d, d, cfg.classifier_bias, INIT_STD, vb.pp("head.dense"))?,
+            head_dense: dense(d, d, cfg.classifier_bias, vb.pp("head.dense"))?,
             head_norm: LayerNorm::new(&cfg, vb.pp("head.norm"))?,
-            decoder: Linear::new(decoder_weight, decoder_bias),
+            decoder,
+            device: device.clone(),
             global_rotary: Rotary::new(head_dim, cfg.global_rope_theta, positions, &device)?,
             local_rotary: Rotary::new(
                 head_dim,
@@ -392,7 +398,7 @@ impl ModernBert {
         let probs =
             candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)?;
         let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        Ok(layer.wo.forward(&out)?)
+        layer.wo.forward(&out)
     }
 
     /// Token ids (B, T) to logits (B, T, vocab) in f32.
@@ -438,7 +444,7 @@ impl Denoiser for ModernBert {
             return Ok(Vec::new());
         }
         let t = super::batch_len(batch, self.info.max_context)?;
-        let device = self.decoder.weight().device().clone();
+        let device = self.device.clone();
         let flat: Vec<u32> = batch.iter().flatten().copied().collect();
         let ids = Tensor::from_vec(flat, (batch.len(), t), &device)?;
         let logits = super::in_pool(|| self.forward_ids(&ids))?;
