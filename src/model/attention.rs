@@ -16,7 +16,7 @@ use candle_core::{Layout, Result, Storage, Tensor, TensorId};
 use rayon::prelude::*;
 
 use super::kernels::f32_slice;
-use super::kernels::softmax_rows;
+use super::kernels::softmax_rows_in_place;
 use super::packed::{
     pack_columns, pack_columns_into, product, row_tiles, Input, Panels, SendPtr, PANEL,
 };
@@ -219,7 +219,7 @@ pub fn attention(q: &Tensor, kv: &KeysValues, q_scale: f32) -> Result<Tensor> {
             &owned
         }
     };
-    let mut out = vec![0f32; b * t * h * d];
+    let mut out = Vec::with_capacity(b * t * h * d);
     let job = Job {
         q,
         b,
@@ -230,7 +230,15 @@ pub fn attention(q: &Tensor, kv: &KeysValues, q_scale: f32) -> Result<Tensor> {
         n_rep: h / n_kv,
         q_scale,
     };
-    job.run(packed, &SendPtr(out.as_mut_ptr()));
+    if s > 0 && d > 0 {
+        job.run(packed, &SendPtr(out.as_mut_ptr()));
+        // SAFETY: the tasks cover every (batch, head, query) row, and each task's value product
+        // (depth s > 0) writes all D columns of its rows: all b * t * h * d values.
+        unsafe { out.set_len(b * t * h * d) };
+    } else {
+        // No keys or empty heads: nothing to attend to, and the products would write nothing.
+        out.resize(b * t * h * d, 0.0);
+    }
     Tensor::from_vec(out, (b, t, h * d), kv.past.0.device())
 }
 
@@ -248,7 +256,7 @@ struct Job<'a> {
 
 impl Job<'_> {
     /// Every (batch, head, query chunk) as a task, writing its rows of that head into `dst`
-    /// (B, T, H * D).
+    /// (B, T, H * D). Only for s > 0 and d > 0: the products write every value then.
     fn run(&self, packed: &[(Vec<f32>, Vec<f32>)], dst: &SendPtr) {
         let Job { b, h, t, s, d, .. } = *self;
         // Split the queries further only while there are fewer heads than twice the threads.
@@ -265,7 +273,8 @@ impl Job<'_> {
             let rows = chunk.min(t - r0);
             let (key_panels, value_panels) = &packed[bi * (h / self.n_rep) + hi / self.n_rep];
             let tiles = row_tiles(rows);
-            let mut scores = vec![0f32; rows * s];
+            // Not zeroed: the product writes every score (`run` is only called with d > 0).
+            let mut scores = Vec::with_capacity(rows * s);
             let queries = Input {
                 x: &self.q[((bi * h + hi) * t + r0) * d..][..rows * d],
                 stride: d,
@@ -277,7 +286,8 @@ impl Job<'_> {
                 n: s,
                 bias: None,
             };
-            // SAFETY: `scores` holds the chunk's rows of s values.
+            // SAFETY: `scores` has room for the chunk's rows of s values, and with a depth of
+            // d > 0 the product's first (only) depth slice writes all of them.
             unsafe {
                 product(
                     &keys,
@@ -285,15 +295,16 @@ impl Job<'_> {
                     &queries,
                     scores.as_mut_ptr(),
                     s,
-                )
-            };
+                );
+                scores.set_len(rows * s);
+            }
             if self.q_scale != 1.0 {
                 scores.iter_mut().for_each(|x| *x *= self.q_scale);
             }
-            let mut weights = vec![0f32; rows * s];
-            softmax_rows(&scores, &mut weights, s);
+            // The scores become the weights in place.
+            softmax_rows_in_place(&mut scores, s);
             let weighted = Input {
-                x: &weights,
+                x: &scores,
                 stride: s,
                 tiles: &tiles,
             };
