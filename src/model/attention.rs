@@ -287,7 +287,7 @@ impl Job<'_> {
                 bias: None,
             };
             // SAFETY: `scores` has room for the chunk's rows of s values, and with a depth of
-            // d > 0 the product's first (only) depth slice writes all of them.
+            // d > 0 the product's first depth slice writes all of them.
             unsafe {
                 product(
                     &keys,
