@@ -16,7 +16,7 @@ use candle_core::{Layout, Result, Storage, Tensor, TensorId};
 use rayon::prelude::*;
 
 use super::kernels::f32_slice;
-use super::kernels::softmax_rows_in_place;
+use super::kernels::softmax_rows;
 use super::packed::{
     pack_columns, pack_columns_into, product, row_tiles, Input, Panels, SendPtr, PANEL,
 };
@@ -302,7 +302,7 @@ impl Job<'_> {
                 scores.iter_mut().for_each(|x| *x *= self.q_scale);
             }
             // The scores become the weights in place.
-            softmax_rows_in_place(&mut scores, s);
+            softmax_rows(&mut scores, s);
             let weighted = Input {
                 x: &scores,
                 stride: s,

@@ -82,24 +82,8 @@ fn lanes(values: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
 }
 
 simd! {
-    /// Softmax of each `width`-long row of `src` into `dst`.
-    pub(crate) fn softmax_rows(src: &[f32], dst: &mut [f32], width: usize) {
-        for (s, d) in src.chunks_exact(width).zip(dst.chunks_exact_mut(width)) {
-            let max = lanes(s, f32::NEG_INFINITY, |a, b| if b > a { b } else { a });
-            for (o, &v) in d.iter_mut().zip(s) {
-                *o = exp_fast(v - max);
-            }
-            let inv = 1.0 / lanes(d, 0.0, |a, b| a + b);
-            for o in d.iter_mut() {
-                *o *= inv;
-            }
-        }
-    }
-}
-
-simd! {
-    /// [`softmax_rows`] in place: the same values, bit for bit, without a second buffer.
-    pub(crate) fn softmax_rows_in_place(rows: &mut [f32], width: usize) {
+    /// Softmax of each `width`-long row of `rows`, in place.
+    pub(crate) fn softmax_rows(rows: &mut [f32], width: usize) {
         for row in rows.chunks_exact_mut(width) {
             let max = lanes(row, f32::NEG_INFINITY, |a, b| if b > a { b } else { a });
             for v in row.iter_mut() {
@@ -321,12 +305,13 @@ impl CustomOp1 for Softmax {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let src = f32_slice(self.name(), storage, layout, "the input")?;
         let width = layout.dims().last().copied().unwrap_or(1).max(1);
-        let mut dst = vec![0f32; src.len()];
+        // Copied, then normalised in place: the copy is the one pass over the output a zeroed
+        // buffer would have cost.
+        let mut dst = src.to_vec();
         // Several rows per task: a row of 256 scores is too little work to hand to a thread.
         let rows_per_task = (4096 / width).max(1) * width;
-        src.par_chunks(rows_per_task)
-            .zip(dst.par_chunks_mut(rows_per_task))
-            .for_each(|(s, d)| softmax_rows(s, d, width));
+        dst.par_chunks_mut(rows_per_task)
+            .for_each(|d| softmax_rows(d, width));
         Ok((CpuStorage::F32(dst), layout.shape().clone()))
     }
 }
@@ -441,10 +426,8 @@ mod tests {
         let want: Vec<f32> = x.iter().map(|&v| v / (1.0 + exp_fast(-v))).collect();
         assert_eq!(got, want);
         let width = 111;
-        softmax_rows(&x, &mut got, width);
-        let mut in_place = x.clone();
-        softmax_rows_in_place(&mut in_place, width);
-        assert_eq!(in_place, got);
+        got.copy_from_slice(&x);
+        softmax_rows(&mut got, width);
         for (row, out) in x.chunks_exact(width).zip(got.chunks_exact(width)) {
             let max = lanes(row, f32::NEG_INFINITY, |a, b| if b > a { b } else { a });
             let e: Vec<f32> = row.iter().map(|&v| exp_fast(v - max)).collect();
