@@ -13,6 +13,13 @@ struct Tmux {
 
 impl Tmux {
     fn start(tag: &str) -> Self {
+        let t = Self::new(tag);
+        t.launch("EXITED");
+        t
+    }
+
+    /// The tmux session and an empty HOME, with nothing launched yet.
+    fn new(tag: &str) -> Self {
         let status = Command::new("tmux").arg("-V").output();
         assert!(
             status.is_ok_and(|o| o.status.success()),
@@ -38,9 +45,25 @@ impl Tmux {
             .unwrap()
             .success();
         assert!(ok, "could not start tmux");
-        let t = Self { session, home };
-        t.launch("EXITED");
-        t
+        Self { session, home }
+    }
+
+    fn session_file(&self) -> PathBuf {
+        self.home.join(".local/share/dlm-tui/session.json")
+    }
+
+    /// Sends `signal` to the app running in the pane (a child of the pane's shell).
+    fn signal_app(&self, signal: &str) {
+        let shell = Command::new("tmux")
+            .args(["list-panes", "-t", &self.session, "-F", "#{pane_pid}"])
+            .output()
+            .unwrap();
+        let shell = String::from_utf8(shell.stdout).unwrap().trim().to_string();
+        assert!(Command::new("pkill")
+            .args([signal, "-P", &shell])
+            .status()
+            .unwrap()
+            .success());
     }
 
     /// Starts the app in the pane's shell with an empty HOME; `marker` is echoed with its exit code.
@@ -192,16 +215,81 @@ fn the_session_comes_back_and_sigterm_restores_the_terminal() {
     );
     // SIGTERM to this pane's app (a child of the pane's shell): it leaves raw mode and the
     // alternate screen.
-    let shell = Command::new("tmux")
-        .args(["list-panes", "-t", &t.session, "-F", "#{pane_pid}"])
-        .output()
-        .unwrap();
-    let shell = String::from_utf8(shell.stdout).unwrap().trim().to_string();
-    assert!(Command::new("pkill")
-        .args(["-TERM", "-P", &shell])
-        .status()
-        .unwrap()
-        .success());
-    let screen = t.wait_for("EXITED-AGAIN", Duration::from_secs(10));
+    t.signal_app("-TERM");
+    let screen = t.wait_for("EXITED-AGAIN 143", Duration::from_secs(10));
     assert!(!screen.contains("Parameters"), "{screen}");
+}
+
+/// Typing is autosaved on a timer: text typed (never run) survives the app being killed.
+#[test]
+fn typed_text_survives_a_crash() {
+    let t = Tmux::start("crash");
+    t.literal("Mia had a [MASK:2] kite that she loved.");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !std::fs::read_to_string(t.session_file()).is_ok_and(|s| s.contains("loved.")) {
+        assert!(
+            Instant::now() < deadline,
+            "the typed text was never autosaved"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    t.signal_app("-KILL");
+    t.wait_for("EXITED 137", Duration::from_secs(10));
+    t.keys(&["reset", "Enter"]);
+    std::thread::sleep(Duration::from_millis(500));
+    t.launch("EXITED-AGAIN");
+    let screen = t.screen(false);
+    assert!(
+        screen.contains("Mia had a [▒2] kite that she loved."),
+        "{screen}"
+    );
+}
+
+/// A damaged session file is moved aside (never overwritten) and its text comes back; the
+/// status bar says so.
+#[test]
+fn a_damaged_session_file_is_kept_and_its_text_restored() {
+    let t = Tmux::new("damaged");
+    let path = t.session_file();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let damaged = r#"{"doc": {"text": "Ben saw a [MASK:2] fox.", "cursor": 3}, "settings": {"params": {"strategy": "from-a-newer-version"}}, "compare_mode": fa"#;
+    std::fs::write(&path, damaged).unwrap();
+    t.launch("EXITED");
+    let screen = t.wait_for("could not restore", Duration::from_secs(10));
+    assert!(screen.contains("Ben saw a [▒2] fox."), "{screen}");
+    t.keys(&["C-q"]);
+    t.wait_for("EXITED 0", Duration::from_secs(10));
+    let kept: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".bad-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read_to_string(&kept[0]).unwrap(), damaged);
+    assert!(std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("Ben saw a [MASK:2] fox."));
+}
+
+/// When the session cannot be written, the status bar says where and why, the text stays on
+/// screen, no temporary file is left, and quitting exits non-zero.
+#[test]
+fn a_failed_save_is_shown_and_quitting_reports_it() {
+    let t = Tmux::new("unsaved");
+    // The data folder's dlm-tui entry is a file: nothing can be created below it.
+    let data = t.home.join(".local/share");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("dlm-tui"), "not a folder").unwrap();
+    t.launch("EXITED");
+    t.literal("Sam lost his red hat.");
+    let screen = t.wait_for("could not save the session", Duration::from_secs(10));
+    assert!(screen.contains("Sam lost his red hat."), "{screen}");
+    t.keys(&["C-q"]);
+    let screen = t.wait_for("EXITED 1", Duration::from_secs(10));
+    assert!(screen.contains("session.json"), "{screen}");
+    assert!(!screen.contains("Parameters"), "{screen}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("dlm-tui")).unwrap(),
+        "not a folder"
+    );
 }

@@ -183,7 +183,9 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if let Some(usage) = e.downcast_ref::<UsageError>() {
+            if let Some(crate::tui::Signalled(signal)) = e.downcast_ref() {
+                ExitCode::from((128 + signal) as u8)
+            } else if let Some(usage) = e.downcast_ref::<UsageError>() {
                 eprintln!("error: {usage}");
                 ExitCode::from(2)
             } else {

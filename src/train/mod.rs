@@ -46,6 +46,11 @@ pub struct TrainArgs {
     /// Continue from the run's latest checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Start a new run from a trained model folder (its weights and tokenizer) instead of from
+    /// random weights; the architecture flags must match its config.
+    #[arg(long, value_name = "MODEL_DIR")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
     #[arg(long, default_value_t = 2048)]
     pub vocab_size: usize,
     #[arg(long, default_value_t = 256)]
@@ -251,6 +256,40 @@ fn save_weights(varmap: &VarMap, path: &Path, dtype: DType) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Sets every variable from a saved model's weights (any float dtype), requiring the same names
+/// and shapes: a warm start must not silently leave a layer random.
+fn init_weights(varmap: &VarMap, path: &Path) -> Result<()> {
+    let saved = candle_core::safetensors::load(path, &Device::Cpu)
+        .with_context(|| format!("--init: reading {}", path.display()))?;
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("varmap lock poisoned"))?;
+    if saved.len() != data.len() {
+        bail!(
+            "--init: {} holds {} tensors, the model has {}",
+            path.display(),
+            saved.len(),
+            data.len()
+        );
+    }
+    for (name, var) in data.iter() {
+        let tensor = saved
+            .get(name)
+            .with_context(|| format!("--init: {} lacks {name}", path.display()))?;
+        if tensor.dims() != var.dims() {
+            bail!(
+                "--init: {name} is {:?} in {}, the model wants {:?}",
+                tensor.dims(),
+                path.display(),
+                var.dims()
+            );
+        }
+        var.set(&tensor.to_dtype(var.dtype())?)?;
+    }
+    Ok(())
+}
+
 fn write_json<T: Serialize>(value: &T, path: &Path) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_string_pretty(value)?)?;
@@ -361,7 +400,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let stories = read_stories(&args.corpus)?;
     let (train_stories, val_stories) = split(&stories, args.val_fraction);
     let tokenizer_path = ckpt.join("tokenizer.json");
-    let codec = if tokenizer_path.is_file() && progress.step > 0 {
+    if let (Some(init), 0) = (&args.init, progress.step) {
+        let from = init.join("tokenizer.json");
+        std::fs::copy(&from, &tokenizer_path)
+            .with_context(|| format!("--init: copying {}", from.display()))?;
+    }
+    let codec = if tokenizer_path.is_file() && (progress.step > 0 || args.init.is_some()) {
         TextCodec::from_file(&tokenizer_path)?
     } else {
         eprintln!(
@@ -415,6 +459,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .load(&weights_path)
             .with_context(|| format!("loading {}", weights_path.display()))?;
         optim.load(&optim_path, progress.step)?;
+    } else if let Some(init) = &args.init {
+        init_weights(&varmap, &init.join("model.safetensors"))?;
+        eprintln!("initialised from {}", init.display());
     }
     eprintln!("model: {} parameters", cfg.parameter_count());
 

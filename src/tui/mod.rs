@@ -34,6 +34,71 @@ use theme::Theme;
 /// Frames are drawn at most this often while a run streams (keys are answered at once).
 const FRAME_INTERVAL: Duration = Duration::from_millis(33);
 
+/// The session is saved this often when it has changed (and on every run and at quit), so a
+/// crash loses at most this much typing.
+const AUTOSAVE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Autosave's state: what was last written, and the error of the last attempt if it failed.
+#[derive(Default)]
+struct Autosave {
+    written: Option<String>,
+    failed: Option<String>,
+}
+
+impl Autosave {
+    /// Saves `app` if it changed since the last successful save (always when `force`). A failure
+    /// is shown in the status bar (once per distinct error) and remembered for the exit code.
+    fn save(&mut self, app: &mut App, path: Option<&std::path::Path>, force: bool) {
+        let Some(path) = path else { return };
+        let contents = match session::serialize(app) {
+            Ok(c) => c,
+            Err(e) => return self.fail(app, path, e),
+        };
+        if !force && self.failed.is_none() && self.written.as_deref() == Some(contents.as_str()) {
+            return;
+        }
+        match session::write_atomically(path, contents.as_bytes()) {
+            Ok(()) => {
+                if self.failed.take().is_some() {
+                    update(
+                        app,
+                        Action::Notify(Message {
+                            text: format!("session saved to {} again", path.display()),
+                            kind: MessageKind::Info,
+                        }),
+                    );
+                }
+                self.written = Some(contents);
+            }
+            Err(e) => self.fail(app, path, e),
+        }
+    }
+
+    fn fail(&mut self, app: &mut App, path: &std::path::Path, e: anyhow::Error) {
+        let text = format!(
+            "could not save the session ({}) to {}; your text is still here",
+            e.root_cause(),
+            path.display()
+        );
+        if self.failed.as_deref() != Some(text.as_str()) {
+            update(
+                app,
+                Action::Notify(Message {
+                    text: text.clone(),
+                    kind: MessageKind::Error,
+                }),
+            );
+        }
+        self.failed = Some(text);
+    }
+}
+
+/// The app was asked to stop by a signal: the session was saved and the terminal restored, and
+/// the process should exit with 128 + the signal's number, as shells expect.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by signal {0}")]
+pub struct Signalled(pub i32);
+
 /// Everything the app needs besides the model.
 pub struct Options {
     pub keymap: KeyMap,
@@ -60,13 +125,24 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
         options.theme_index,
     );
     app.chat_template = options.chat_template;
-    if let Some(path) = &options.session_path {
-        match session::load(path) {
-            Ok(Some(saved)) => saved.apply(&mut app),
+    let mut session_path = options.session_path;
+    if let Some(path) = session_path.clone() {
+        match session::load(&path) {
+            Ok(Some(restored)) => {
+                if let Some(warning) = restored.warning.clone() {
+                    app.message = Some(Message {
+                        text: warning,
+                        kind: MessageKind::Error,
+                    });
+                }
+                restored.apply(&mut app);
+            }
             Ok(None) => {}
             Err(e) => {
+                // Neither read nor moved aside: never write over it.
+                session_path = None;
                 app.message = Some(Message {
-                    text: format!("could not restore the last session: {e:#}"),
+                    text: format!("could not restore the last session: {e:#}; autosave is off"),
                     kind: MessageKind::Error,
                 })
             }
@@ -83,7 +159,7 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
         &mut terminal,
         &mut app,
         &engine,
-        options.session_path.as_deref(),
+        session_path.as_deref(),
     ));
     drop(_guard);
     result
@@ -143,6 +219,13 @@ async fn event_loop(
     let mut hangup = signal(SignalKind::hangup())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut ticker = tokio::time::interval(FRAME_INTERVAL);
+    let mut autosave_timer = tokio::time::interval(AUTOSAVE_INTERVAL);
+    let mut autosave = Autosave::default();
+    // What was restored counts as saved.
+    if session_path.is_some() {
+        autosave.written = session::serialize(app).ok();
+    }
+    let mut signalled: Option<i32> = None;
     let mut needs_draw = true;
     let mut last_draw = Instant::now() - FRAME_INTERVAL;
     loop {
@@ -175,9 +258,15 @@ async fn event_loop(
                 None => { job = None; None }
             },
             _ = ticker.tick() => None,
-            _ = terminate.recv() => Some(Action::Command(Command::Quit)),
-            _ = hangup.recv() => Some(Action::Command(Command::Quit)),
-            _ = interrupt.recv() => Some(Action::Command(Command::Quit)),
+            _ = autosave_timer.tick() => {
+                let failed = autosave.failed.is_some();
+                autosave.save(app, session_path, false);
+                needs_draw |= failed != autosave.failed.is_some();
+                None
+            }
+            _ = terminate.recv() => { signalled = Some(libc::SIGTERM); Some(Action::Command(Command::Quit)) }
+            _ = hangup.recv() => { signalled = Some(libc::SIGHUP); Some(Action::Command(Command::Quit)) }
+            _ = interrupt.recv() => { signalled = Some(libc::SIGINT); Some(Action::Command(Command::Quit)) }
         };
         let Some(action) = action else { continue };
         let from_input = !matches!(action, Action::Engine(_));
@@ -206,20 +295,15 @@ async fn event_loop(
                     };
                     update(app, Action::Notify(message));
                 }
-                Effect::Save => {
-                    if let Some(path) = session_path {
-                        if let Err(e) = session::save(app, path) {
-                            eprintln!(
-                                "dlm-tui: could not save the session to {}: {e:#}",
-                                path.display()
-                            );
-                        }
-                    }
-                }
+                Effect::Save => autosave.save(app, session_path, true),
             }
         }
         if app.quit {
-            return Ok(());
+            return match (autosave.failed, signalled) {
+                (Some(failed), _) => Err(anyhow::anyhow!(failed)),
+                (None, Some(signal)) => Err(Signalled(signal).into()),
+                (None, None) => Ok(()),
+            };
         }
         needs_draw = true;
         if from_input {
