@@ -286,7 +286,10 @@ fn a_failed_save_is_shown_and_quitting_reports_it() {
     assert!(screen.contains("Sam lost his red hat."), "{screen}");
     t.keys(&["C-q"]);
     let screen = t.wait_for("EXITED 1", Duration::from_secs(10));
-    assert!(screen.contains("session.json"), "{screen}");
+    assert!(
+        screen.contains("error: could not save the session"),
+        "{screen}"
+    );
     assert!(!screen.contains("Parameters"), "{screen}");
     assert_eq!(
         std::fs::read_to_string(data.join("dlm-tui")).unwrap(),

@@ -52,7 +52,7 @@ impl Autosave {
         let Some(path) = path else { return };
         let contents = match session::serialize(app) {
             Ok(c) => c,
-            Err(e) => return self.fail(app, path, e),
+            Err(e) => return self.fail(app, e.context(format!("writing {}", path.display()))),
         };
         if !force && self.failed.is_none() && self.written.as_deref() == Some(contents.as_str()) {
             return;
@@ -70,16 +70,12 @@ impl Autosave {
                 }
                 self.written = Some(contents);
             }
-            Err(e) => self.fail(app, path, e),
+            Err(e) => self.fail(app, e),
         }
     }
 
-    fn fail(&mut self, app: &mut App, path: &std::path::Path, e: anyhow::Error) {
-        let text = format!(
-            "could not save the session ({}) to {}; your text is still here",
-            e.root_cause(),
-            path.display()
-        );
+    fn fail(&mut self, app: &mut App, e: anyhow::Error) {
+        let text = format!("could not save the session: {e:#}; your text is still here");
         if self.failed.as_deref() != Some(text.as_str()) {
             update(
                 app,
