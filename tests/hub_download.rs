@@ -32,6 +32,23 @@ struct State {
     /// Send file bodies in small, slow chunks (so a person could watch the progress).
     slow: bool,
     log: Vec<String>,
+    // Misbehaviours: nothing a server sends may be trusted.
+    /// The ETag and X-Repo-Commit sent with every file.
+    headers_override: Option<String>,
+    /// The commit id the revision API answers.
+    sha_override: Option<String>,
+    /// File name → the object id the listing gives it.
+    oid_override: HashMap<String, String>,
+    /// Files served with a smaller Content-Length and that many bytes, as if complete.
+    short: Vec<String>,
+    /// Files served whole but with their first byte changed.
+    corrupt: Vec<String>,
+    /// Files whose transfer sends half and then goes quiet without closing.
+    stall: Vec<String>,
+    /// Accept connections and never answer.
+    silent: bool,
+    /// The file listing pages on forever.
+    endless: bool,
 }
 
 /// A minimal hub: repository info, recursive tree listing, and HEAD/GET of `resolve` URLs.
@@ -99,13 +116,42 @@ impl Drop for FakeHub {
     }
 }
 
-fn etag(bytes: &[u8]) -> String {
-    // FNV-1a: unique enough to name blobs in a test cache.
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in bytes {
-        h = (h ^ *b as u64).wrapping_mul(0x100000001b3);
+/// The object id the hub lists for a file: git's blob sha1 for small files, and for LFS files
+/// (the weights) the sha256 of the content, which is also their ETag.
+fn etag(name: &str, bytes: &[u8]) -> String {
+    if is_lfs(name) {
+        sha256(bytes)
+    } else {
+        git_oid(bytes)
     }
-    format!("{h:016x}{:08x}", bytes.len())
+}
+
+/// The object id the listing gives a file (git's, unless a test overrides it).
+fn repo_oid(overrides: &HashMap<String, String>, name: &str, bytes: &[u8]) -> String {
+    overrides
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| git_oid(bytes))
+}
+
+fn is_lfs(name: &str) -> bool {
+    name.ends_with(".safetensors") || name.ends_with(".bin")
+}
+
+fn git_oid(bytes: &[u8]) -> String {
+    use sha1::Digest;
+    let mut h = sha1::Sha1::new();
+    h.update(format!("blob {}\0", bytes.len()).as_bytes());
+    h.update(bytes);
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]) {
@@ -139,6 +185,7 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
         return;
     }
     let mut bearer = None;
+    let mut range: Option<(usize, Option<usize>)> = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
@@ -148,14 +195,30 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
             if name.eq_ignore_ascii_case("authorization") {
                 bearer = value.trim().strip_prefix("Bearer ").map(str::to_string);
             }
+            if name.eq_ignore_ascii_case("range") {
+                range = value
+                    .trim()
+                    .strip_prefix("bytes=")
+                    .and_then(|r| r.split_once('-'))
+                    .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok())));
+            }
         }
+    }
+    if state.lock().unwrap().silent {
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        return;
     }
     let mut parts = request.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let target = parts.next().unwrap_or("").to_string();
     let path = target.split('?').next().unwrap_or("").to_string();
     let mut state = state.lock().unwrap();
-    state.log.push(format!("{method} {path}"));
+    match range {
+        Some((from, _)) if method == "GET" => {
+            state.log.push(format!("{method} {path} from {from}"))
+        }
+        _ => state.log.push(format!("{method} {path}")),
+    }
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let repo_id = match segments.as_slice() {
         ["api", "models", owner, name, ..] => format!("{owner}/{name}"),
@@ -196,19 +259,56 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
         if segments[5] != "main" && segments[5] != SHA {
             return not_found(&mut stream, "RevisionNotFound", false);
         }
+        let sha = state.sha_override.clone().unwrap_or(SHA.to_string());
         match segments[4] {
             "revision" => json(
                 &mut stream,
-                format!("{{\"id\": \"{id}\", \"sha\": \"{SHA}\"}}"),
+                format!("{{\"id\": \"{id}\", \"sha\": {sha:?}}}"),
             ),
+            "tree" if state.endless => {
+                let page: usize = target
+                    .split("page=")
+                    .nth(1)
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                let body = format!(
+                    "[{{\"type\": \"file\", \"oid\": \"{}\", \"size\": 1, \"path\": \"junk-{page}.txt\"}}]",
+                    git_oid(b"x")
+                );
+                let base = target.split('?').next().unwrap_or_default();
+                let next = format!(
+                    "<http://{}{base}?page={}>; rel=\"next\"",
+                    stream.local_addr().unwrap(),
+                    page + 1
+                );
+                respond(
+                    &mut stream,
+                    "200 OK",
+                    &[
+                        ("Content-Type", "application/json".to_string()),
+                        ("Content-Length", body.len().to_string()),
+                        ("Link", next),
+                    ],
+                    body.as_bytes(),
+                );
+            }
             "tree" => {
                 let entries: Vec<String> = repo
                     .files
                     .iter()
                     .map(|(name, bytes)| {
+                        let lfs = if is_lfs(name) {
+                            format!(
+                                ", \"lfs\": {{\"oid\": \"{}\", \"size\": {}, \"pointerSize\": 134}}",
+                                sha256(bytes),
+                                bytes.len()
+                            )
+                        } else {
+                            String::new()
+                        };
+                        let oid = repo_oid(&state.oid_override, name, bytes);
                         format!(
-                            "{{\"type\": \"file\", \"oid\": \"{}\", \"size\": {}, \"path\": \"{name}\"}}",
-                            etag(bytes),
+                            "{{\"type\": \"file\", \"oid\": {oid:?}, \"size\": {}, \"path\": \"{name}\"{lfs}}}",
                             bytes.len()
                         )
                     })
@@ -232,14 +332,34 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
         let Some(bytes) = repo.files.get(&file).cloned() else {
             return not_found(&mut stream, "EntryNotFound", true);
         };
-        let headers = [
-            ("ETag", format!("\"{}\"", etag(&bytes))),
-            ("X-Repo-Commit", SHA.to_string()),
+        let (tag, commit) = match &state.headers_override {
+            Some(evil) => (evil.clone(), evil.clone()),
+            None => (etag(&file, &bytes), SHA.to_string()),
+        };
+        let mut headers = vec![
+            ("ETag", format!("\"{tag}\"")),
+            ("X-Repo-Commit", commit),
             ("Content-Length", bytes.len().to_string()),
         ];
         if method == "HEAD" {
             return respond(&mut stream, "200 OK", &headers, &[]);
         }
+        // A range request gets 206 with that part (the ETag stays the whole file's).
+        let (status, part) = match range {
+            Some((from, to)) => {
+                let to = to.map_or(bytes.len(), |t| (t + 1).min(bytes.len()));
+                headers.push((
+                    "Content-Range",
+                    format!("bytes {from}-{}/{}", to.max(1) - 1, bytes.len()),
+                ));
+                ("206 Partial Content", bytes[from.min(to)..to].to_vec())
+            }
+            None => ("200 OK", bytes.clone()),
+        };
+        headers[2].1 = part.len().to_string();
+        let short = state.short.contains(&file);
+        let corrupt = state.corrupt.contains(&file);
+        let stall = state.stall.contains(&file);
         let slow = state.slow;
         let cut = match state.cuts.get_mut(&file) {
             Some(n) if *n > 0 => {
@@ -249,20 +369,32 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
             _ => false,
         };
         drop(state);
-        if cut {
-            // Promise the whole file, send half, hang up.
-            respond(&mut stream, "200 OK", &headers, &bytes[..bytes.len() / 2]);
+        let half = &part[..part.len() / 2];
+        if short {
+            // Says half is all there is, sends it, closes: looks complete.
+            headers[2].1 = half.len().to_string();
+            respond(&mut stream, status, &headers, half);
+        } else if corrupt {
+            let mut bad = part.clone();
+            bad[0] ^= 0xff;
+            respond(&mut stream, status, &headers, &bad);
+        } else if stall {
+            respond(&mut stream, status, &headers, half);
+            std::thread::sleep(std::time::Duration::from_secs(30));
+        } else if cut {
+            // Promise the whole part, send half, hang up.
+            respond(&mut stream, status, &headers, half);
             let _ = stream.shutdown(std::net::Shutdown::Both);
         } else if slow {
-            respond(&mut stream, "200 OK", &headers, &[]);
-            for chunk in bytes.chunks(16 << 10) {
+            respond(&mut stream, status, &headers, &[]);
+            for chunk in part.chunks(16 << 10) {
                 std::thread::sleep(std::time::Duration::from_millis(60));
                 if stream.write_all(chunk).is_err() {
                     return;
                 }
             }
         } else {
-            respond(&mut stream, "200 OK", &headers, &bytes);
+            respond(&mut stream, status, &headers, &part);
         }
         return;
     }
@@ -347,8 +479,19 @@ fn stderr(out: &Output) -> String {
 
 fn gets_of(log: &[String], file: &str) -> usize {
     log.iter()
-        .filter(|l| l.starts_with("GET ") && l.ends_with(&format!("/{file}")))
+        .filter(|l| {
+            let l = l.split(" from ").next().unwrap_or(l);
+            l.starts_with("GET ") && l.ends_with(&format!("/{file}"))
+        })
         .count()
+}
+
+/// The byte offsets the GETs of `file` started from (0 for a whole-file request).
+fn get_offsets(log: &[String], file: &str) -> Vec<usize> {
+    log.iter()
+        .filter(|l| l.starts_with("GET ") && l.contains(&format!("/{file}")))
+        .map(|l| l.split(" from ").nth(1).map_or(0, |n| n.parse().unwrap()))
+        .collect()
 }
 
 fn snapshot(cache: &Path, id: &str) -> PathBuf {
@@ -629,7 +772,12 @@ fn a_cut_off_transfer_is_retried_and_a_lasting_one_resumes_on_the_next_run() {
         &["download", "test-org/tiny-dream"],
     );
     assert!(out.status.success(), "stderr: {}", stderr(&out));
-    assert_eq!(gets_of(&hub.log(), shard), 2, "{:?}", hub.log());
+    // The second request continues where the cut-off one stopped.
+    let half = std::fs::read(common::fixtures().join("dream-tiny-gqa").join(shard))
+        .unwrap()
+        .len()
+        / 2;
+    assert_eq!(get_offsets(&hub.log(), shard), [0, half], "{:?}", hub.log());
     let snap = snapshot(&cache, "test-org/tiny-dream");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -835,4 +983,241 @@ fn a_commit_revision_is_fetched_and_then_served_offline() {
     assert_eq!(report["model"], model.as_str());
     assert!(hub.log().is_empty());
     std::fs::remove_dir_all(&cache).unwrap();
+}
+
+/// Everything below `root` whose name contains "escape": what a path traversal would create.
+fn escaped(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().contains("escape"))
+            {
+                found.push(path.clone());
+            }
+            if path.is_dir() && !path.is_symlink() {
+                stack.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// A cache four folders deep, so `../../../..` from inside it lands in the test's own folder.
+fn deep_cache(tag: &str) -> (PathBuf, PathBuf) {
+    let root = temp_dir(tag);
+    let cache = root.join("a/b/c/cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    (root, cache)
+}
+
+/// ETag and X-Repo-Commit headers that climb out of the cache are never used as paths: blobs are
+/// named by the listing's checked object ids, and the download still works.
+#[test]
+fn hostile_etag_and_commit_headers_write_nothing_outside_the_cache() {
+    let hub = FakeHub::start(vec![("test-org/tiny-dream", dream_repo())]);
+    hub.state.lock().unwrap().headers_override =
+        Some("../../../../escape/.ssh/authorized_keys".into());
+    let (root, cache) = deep_cache("evil-etag");
+    let out = dlm_tui(
+        &hub.url,
+        &cache,
+        false,
+        &generate_args("test-org/tiny-dream"),
+    );
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(escaped(&root), Vec::<PathBuf>::new());
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// A commit id or an object id that is not hex is refused before any folder is made from it, and
+/// no ref is written.
+#[test]
+fn hostile_commit_ids_and_object_ids_are_refused() {
+    let hub = FakeHub::start(vec![("test-org/tiny-dream", dream_repo())]);
+    hub.state.lock().unwrap().sha_override = Some("../../../../escape-sha".into());
+    let (root, cache) = deep_cache("evil-sha");
+    let out = dlm_tui(
+        &hub.url,
+        &cache,
+        false,
+        &generate_args("test-org/tiny-dream"),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not 40 hex digits"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(escaped(&root), Vec::<PathBuf>::new());
+    assert!(!cache
+        .join("models--test-org--tiny-dream/refs/main")
+        .exists());
+
+    let mut state = hub.state.lock().unwrap();
+    state.sha_override = None;
+    state
+        .oid_override
+        .insert("tokenizer.json".into(), "../../../../escape-oid".into());
+    drop(state);
+    let out = dlm_tui(
+        &hub.url,
+        &cache,
+        false,
+        &generate_args("test-org/tiny-dream"),
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not a git id"), "{}", stderr(&out));
+    assert_eq!(escaped(&root), Vec::<PathBuf>::new());
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// `@REV` is checked like a git ref name before it becomes `refs/REV`: no request, exit 2.
+#[test]
+fn revisions_that_climb_out_of_refs_are_refused() {
+    let hub = FakeHub::start(vec![("test-org/tiny-dream", dream_repo())]);
+    let (root, cache) = deep_cache("evil-rev");
+    for rev in [
+        "../../../../escape",
+        "/tmp/escape",
+        "main/../../escape",
+        ".escape",
+    ] {
+        let model = format!("test-org/tiny-dream@{rev}");
+        let out = dlm_tui(&hub.url, &cache, false, &generate_args(&model));
+        assert_eq!(out.status.code(), Some(2), "{rev}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not a valid revision"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(hub.log().is_empty(), "{:?}", hub.log());
+    assert_eq!(escaped(&root), Vec::<PathBuf>::new());
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// A body shorter than the file (sent as if complete) or with wrong bytes never becomes a blob:
+/// the short one stays as a partial to resume, the wrong one is deleted, and both say why.
+#[test]
+fn short_and_corrupt_downloads_are_never_stored_as_complete() {
+    let shard = "model-00002-of-00002.safetensors";
+    let hub = FakeHub::start(vec![("test-org/tiny-dream", dream_repo())]);
+    hub.state.lock().unwrap().short.push(shard.into());
+    let cache = temp_dir("short");
+    let out = dlm_tui(
+        &hub.url,
+        &cache,
+        false,
+        &["download", "test-org/tiny-dream"],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("ended after") && err.contains(shard), "{err}");
+    assert!(!snapshot(&cache, "test-org/tiny-dream").join(shard).exists());
+    // The next run (the server now honest) asks only for the rest.
+    let bytes = std::fs::read(common::fixtures().join("dream-tiny-gqa").join(shard)).unwrap();
+    let partial = cache
+        .join("models--test-org--tiny-dream/blobs")
+        .join(format!("{}.incomplete", sha256(&bytes)));
+    let kept = std::fs::metadata(&partial).unwrap().len() as usize;
+    assert!(kept >= bytes.len() / 2 && kept < bytes.len(), "{kept}");
+    hub.state.lock().unwrap().short.clear();
+    hub.clear_log();
+    let out = dlm_tui(
+        &hub.url,
+        &cache,
+        false,
+        &["download", "test-org/tiny-dream"],
+    );
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(get_offsets(&hub.log(), shard), [kept], "{:?}", hub.log());
+    assert_eq!(
+        std::fs::read(snapshot(&cache, "test-org/tiny-dream").join(shard)).unwrap(),
+        bytes
+    );
+    std::fs::remove_dir_all(&cache).unwrap();
+
+    let cache = temp_dir("corrupt");
+    hub.state.lock().unwrap().corrupt.push(shard.into());
+    let out = dlm_tui(
+        &hub.url,
+        &cache,
+        false,
+        &["download", "test-org/tiny-dream"],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("does not match the checksum") && err.contains("deleted"),
+        "{err}"
+    );
+    assert!(!snapshot(&cache, "test-org/tiny-dream").join(shard).exists());
+    let blobs = cache.join("models--test-org--tiny-dream/blobs");
+    assert!(
+        !std::fs::read_dir(&blobs).unwrap().flatten().any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(&sha256(&bytes))
+        }),
+        "the bad bytes were kept"
+    );
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+/// A server that never answers, one that stalls mid-file and a listing that pages forever all end
+/// with a clear error within the timeout (`HF_HUB_DOWNLOAD_TIMEOUT`), not a hang.
+#[test]
+fn silent_stalling_and_endless_servers_time_out() {
+    let run = |hub: &FakeHub, tag: &str| {
+        let cache = temp_dir(tag);
+        let started = std::time::Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_dlm-tui"))
+            .args(["download", "test-org/tiny-dream"])
+            .env("HF_ENDPOINT", &hub.url)
+            .env("HF_HUB_CACHE", &cache)
+            .env("HF_HOME", cache.join("home"))
+            .env("HF_HUB_DOWNLOAD_TIMEOUT", "1")
+            .env_remove("HF_TOKEN")
+            .env_remove("HF_HUB_OFFLINE")
+            .output()
+            .unwrap();
+        let took = started.elapsed();
+        std::fs::remove_dir_all(&cache).unwrap();
+        assert!(!out.status.success(), "{tag}");
+        assert!(
+            took < std::time::Duration::from_secs(25),
+            "{tag} took {took:?}"
+        );
+        stderr(&out)
+    };
+    let hub = FakeHub::start(vec![("test-org/tiny-dream", dream_repo())]);
+    hub.state.lock().unwrap().silent = true;
+    let err = run(&hub, "silent");
+    assert!(err.contains(&hub.url), "{err}");
+    drop(hub);
+
+    let hub = FakeHub::start(vec![("test-org/tiny-dream", dream_repo())]);
+    hub.state
+        .lock()
+        .unwrap()
+        .stall
+        .push("model-00001-of-00002.safetensors".into());
+    let err = run(&hub, "stall");
+    assert!(
+        err.contains("model-00001-of-00002.safetensors")
+            && err.contains("run the same command again"),
+        "{err}"
+    );
+    drop(hub);
+
+    let hub = FakeHub::start(vec![("test-org/tiny-dream", dream_repo())]);
+    hub.state.lock().unwrap().endless = true;
+    let err = run(&hub, "endless");
+    assert!(
+        err.contains("listing its files") || err.contains("ran past 100 pages"),
+        "{err}"
+    );
 }

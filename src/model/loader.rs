@@ -130,7 +130,24 @@ pub fn index_shards(dir: &Path) -> Result<Option<Vec<String>>> {
         .collect();
     shards.sort();
     shards.dedup();
+    if let Some(bad) = shards.iter().find(|s| !is_plain_file_name(s)) {
+        bail!(
+            "{} names the shard {bad:?}: shards must be plain file names inside the model folder",
+            index.display()
+        );
+    }
     Ok(Some(shards))
+}
+
+/// A file name that stays inside the folder it is joined to: not empty, no separator, not `.` or
+/// `..`, no control characters (what a shard, or a file listed by a hub, may be called).
+pub fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= 255
+        && !name.contains(['/', '\\', ':'])
+        && !name.chars().any(char::is_control)
 }
 
 /// Shards named by `model.safetensors.index.json`, else `model.safetensors`, else every `*.safetensors`.
@@ -380,4 +397,45 @@ fn load_llada(
         .with_context(|| format!("loading {family} weights from {}", dir.display()))?;
     model.set_eot_ids(end_of_turn_ids(&codec));
     Ok((model, codec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An index may only name files inside its own folder: an absolute path or `../` would load
+    /// another folder's weights (or open any file as weights).
+    #[test]
+    fn shards_must_be_plain_names_in_the_folder() {
+        let dir = std::env::temp_dir().join(format!("dlm-tui-shards-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let index = dir.join("model.safetensors.index.json");
+        for bad in [
+            "/etc/passwd",
+            "../other/model.safetensors",
+            "sub/model.safetensors",
+            "..",
+            "",
+            "a\\u0000b",
+            "C:model.safetensors",
+        ] {
+            std::fs::write(&index, format!(r#"{{"weight_map": {{"w": "{bad}"}}}}"#)).unwrap();
+            let e = index_shards(&dir).unwrap_err();
+            assert!(
+                format!("{e:#}").contains("plain file names"),
+                "{bad}: {e:#}"
+            );
+            assert!(weight_files(&dir).is_err(), "{bad}");
+        }
+        std::fs::write(
+            &index,
+            r#"{"weight_map": {"w": "model-00001-of-00002.safetensors"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            index_shards(&dir).unwrap().unwrap(),
+            ["model-00001-of-00002.safetensors"]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
