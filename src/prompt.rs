@@ -38,13 +38,25 @@ pub fn parse(prompt: &str) -> Result<Vec<Segment>> {
         };
         push_text(&mut segments, &rest[..start]);
         match segments.last_mut() {
-            Some(Segment::Masks(n)) => *n += count,
+            Some(Segment::Masks(n)) => {
+                *n = n.checked_add(count).ok_or_else(|| {
+                    anyhow::anyhow!("adjacent mask markers at byte {start} add up to more masks than can be counted")
+                })?
+            }
             _ => segments.push(Segment::Masks(count)),
         }
         rest = &after[consumed..];
     }
     push_text(&mut segments, rest);
     Ok(segments)
+}
+
+/// The number of masks the segments hold, `None` if it overflows.
+pub fn mask_total(segments: &[Segment]) -> Option<usize> {
+    segments.iter().try_fold(0usize, |sum, s| match s {
+        Segment::Masks(n) => sum.checked_add(*n),
+        Segment::Text(_) => Some(sum),
+    })
 }
 
 fn push_text(segments: &mut Vec<Segment>, text: &str) {
@@ -72,6 +84,15 @@ pub fn render(segments: &[Segment]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_counts_are_errors_not_overflows() {
+        assert!(parse("[MASK][MASK:18446744073709551615]").is_err());
+        assert!(parse("[MASK:18446744073709551616]").is_err());
+        let s = parse("[MASK:18446744073709551615] and [MASK:2]").unwrap();
+        assert_eq!(mask_total(&s), None);
+        assert_eq!(mask_total(&parse("a [MASK:3] b [MASK]").unwrap()), Some(4));
+    }
 
     #[test]
     fn parses_masks_and_text() {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use tokenizers::{Encoding, Token, Tokenizer};
 
 use crate::prompt::Segment;
@@ -154,6 +154,40 @@ impl TextCodec {
             .post_process(merged, None, true)
             .map_err(|e| anyhow!("applying the tokenizer's post-processor: {e}"))?;
         Ok(processed.get_ids().to_vec())
+    }
+
+    /// A canvas for the sampler: the segments (as [`Self::encode_segments_with`]) followed by
+    /// `length` masks; returns it and the prompt's length. The masks are counted, with checked
+    /// arithmetic, against `max_context` before anything is allocated, so an absurd count is an
+    /// error rather than an abort.
+    pub fn encode_canvas(
+        &self,
+        segments: &[Segment],
+        length: usize,
+        mask_id: u32,
+        add_special: bool,
+        max_context: usize,
+    ) -> Result<(Vec<u32>, usize)> {
+        let masks = crate::prompt::mask_total(segments).and_then(|m| m.checked_add(length));
+        match masks {
+            Some(m) if m <= max_context => {}
+            Some(m) => {
+                bail!("the masks alone need {m} tokens but the model accepts at most {max_context}")
+            }
+            None => bail!(
+                "the mask count is too large (the model accepts at most {max_context} tokens)"
+            ),
+        }
+        let mut canvas = self.encode_segments_with(segments, mask_id, add_special)?;
+        let prompt_len = canvas.len();
+        canvas.extend(std::iter::repeat_n(mask_id, length));
+        if canvas.len() > max_context {
+            bail!(
+                "the text and generation region need {} tokens but the model accepts at most {max_context}",
+                canvas.len()
+            );
+        }
+        Ok((canvas, prompt_len))
     }
 
     pub fn encode(&self, text: &str, special_tokens: bool) -> Result<Vec<u32>> {

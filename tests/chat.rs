@@ -31,7 +31,8 @@ fn templates_render_and_tokenize_like_transformers() {
         let text = template.render(&messages, true).unwrap();
         assert_eq!(text, case["text"].as_str().unwrap());
         let codec = TextCodec::from_file(&dir.join("tokenizer.json")).unwrap();
-        let (canvas, prompt_len) = build_canvas_with(&codec, &text, 4, 304, false).unwrap();
+        let (canvas, prompt_len) =
+            build_canvas_with(&codec, &text, 4, 304, false, usize::MAX).unwrap();
         assert_eq!(&canvas[..prompt_len], ids(&case["ids"]).as_slice());
         assert_eq!(&canvas[prompt_len..], &[304; 4]);
     }

@@ -289,6 +289,49 @@ fn bad_input_exits_2_with_a_clear_message() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
 }
 
+/// Absurd counts are refused before anything is allocated (they aborted or panicked), and a
+/// huge step budget or block length still fills the whole canvas and stops.
+#[test]
+fn absurd_counts_are_refused_or_capped() {
+    let dir = fixture("llada-tiny-gqa");
+    let d = dir.to_str().unwrap();
+    let max = "18446744073709551615";
+    for (prompt, length) in [("x", "4000000000"), ("x", max), ("[MASK:99999999]", "0")] {
+        expect_usage_error(
+            &["--model-dir", d, "--prompt", prompt, "--length", length],
+            "accepts at most 256",
+        );
+    }
+    expect_usage_error(
+        &["--model-dir", d, "--prompt", &format!("[MASK][MASK:{max}]")],
+        "more masks than can be counted",
+    );
+    for flag in ["--steps", "--block-length"] {
+        let out = generate(&[
+            "--model-dir",
+            d,
+            "--prompt",
+            "x",
+            "--length",
+            "6",
+            flag,
+            max,
+            "--json",
+        ]);
+        let lines = json_lines(&out);
+        assert!(lines.len() <= 8, "{flag}: {} lines", lines.len());
+        let done = lines.last().unwrap();
+        assert_eq!(done["type"], "done", "{flag}");
+        let last_step = &lines[lines.len() - 2];
+        assert_eq!(last_step["masked"].as_u64(), Some(0), "{flag}: {last_step}");
+        let tokens = tokens(&done["tokens"]);
+        assert_eq!(
+            tokens.len() - done["prompt_len"].as_u64().unwrap() as usize,
+            6
+        );
+    }
+}
+
 #[test]
 fn malformed_model_folders_exit_2() {
     let tmp = std::env::temp_dir().join(format!("dlm-tui-bad-model-{}", std::process::id()));

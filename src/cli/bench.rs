@@ -176,7 +176,7 @@ fn forward_canvas(
     length: usize,
     mask_id: u32,
 ) -> Result<Vec<u32>> {
-    let (mut canvas, _) = build_canvas(codec, prompt, 0, mask_id)?;
+    let (mut canvas, _) = build_canvas(codec, prompt, 0, mask_id, usize::MAX)?;
     canvas.truncate(length / 2);
     canvas.resize(length, mask_id);
     Ok(canvas)
@@ -197,6 +197,7 @@ pub fn run(mut args: BenchArgs) -> Result<()> {
         &args.prompt,
         args.schedule.length,
         info.mask_id,
+        info.max_context,
     )
     .map_err(usage)?;
     let params = args
@@ -384,8 +385,14 @@ fn run_against_plain(args: &BenchArgs) -> Result<()> {
     let mut outcomes: Vec<Vec<(Generated, usize)>> = settings.iter().map(|_| Vec::new()).collect();
     for seed in 0..args.seeds {
         let prompt = STORY_PROMPTS[seed % STORY_PROMPTS.len()];
-        let (canvas, prompt_len) =
-            build_canvas(&loaded.codec, prompt, length, info.mask_id).map_err(usage)?;
+        let (canvas, prompt_len) = build_canvas(
+            &loaded.codec,
+            prompt,
+            length,
+            info.mask_id,
+            info.max_context,
+        )
+        .map_err(usage)?;
         for (i, params) in settings.iter().enumerate() {
             let params = SamplerParams {
                 seed: seed as u64,

@@ -149,14 +149,16 @@ pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
     Ok(loaded)
 }
 
-/// The prompt as token ids plus `length` appended masks; returns (canvas, prompt_len).
+/// The prompt as token ids plus `length` appended masks; returns (canvas, prompt_len). More
+/// than `max_context` tokens is an error, found before the masks are allocated.
 pub fn build_canvas(
     codec: &TextCodec,
     text: &str,
     length: usize,
     mask_id: u32,
+    max_context: usize,
 ) -> Result<(Vec<u32>, usize)> {
-    build_canvas_with(codec, text, length, mask_id, true)
+    build_canvas_with(codec, text, length, mask_id, true, max_context)
 }
 
 /// As [`build_canvas`]; `add_special` false for a rendered chat template (it has its own).
@@ -166,12 +168,10 @@ pub fn build_canvas_with(
     length: usize,
     mask_id: u32,
     add_special: bool,
+    max_context: usize,
 ) -> Result<(Vec<u32>, usize)> {
     let segments = prompt::parse(text)?;
-    let mut canvas = codec.encode_segments_with(&segments, mask_id, add_special)?;
-    let prompt_len = canvas.len();
-    canvas.extend(std::iter::repeat_n(mask_id, length));
-    Ok((canvas, prompt_len))
+    codec.encode_canvas(&segments, length, mask_id, add_special, max_context)
 }
 
 pub fn run(mut args: GenerateArgs) -> Result<()> {
@@ -195,19 +195,24 @@ pub fn run(mut args: GenerateArgs) -> Result<()> {
         let prompt = template
             .render(&[Message::user(&args.prompt)], true)
             .map_err(usage)?;
-        build_canvas_with(&codec, &prompt, args.schedule.length, info.mask_id, false)
+        build_canvas_with(
+            &codec,
+            &prompt,
+            args.schedule.length,
+            info.mask_id,
+            false,
+            info.max_context,
+        )
     } else {
-        build_canvas(&codec, &args.prompt, args.schedule.length, info.mask_id)
+        build_canvas(
+            &codec,
+            &args.prompt,
+            args.schedule.length,
+            info.mask_id,
+            info.max_context,
+        )
     }
-    .map_err(usage)?;
-    if canvas.len() > info.max_context {
-        return Err(usage(anyhow!(
-            "the prompt and generation region need {} tokens but {} accepts at most {}",
-            canvas.len(),
-            info.name,
-            info.max_context
-        )));
-    }
+    .map_err(|e| usage(anyhow!("{e:#} ({})", info.name)))?;
     let masked = canvas.iter().filter(|&&t| t == info.mask_id).count();
     if masked == 0 {
         return Err(usage(anyhow!(

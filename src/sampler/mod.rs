@@ -479,6 +479,12 @@ impl Sampler {
         self.steps_done += 1;
         self.step_in_block += 1;
         self.advance_block();
+        if self.is_done() && self.masked() > 0 {
+            bail!(
+                "the run ended with {} masked positions left (a sampler bug: please report it)",
+                self.masked()
+            );
+        }
         Ok(Some(StepReport {
             step: self.steps_done,
             steps: self.planned_steps(),
@@ -535,8 +541,10 @@ impl Sampler {
     /// for dynamic rules, it has no masks left).
     fn advance_block(&mut self) {
         while let Some(block) = self.blocks.get(self.block) {
+            // A fixed schedule's block also ends once nothing is left to commit anywhere: the
+            // steps after that could only be empty.
             let finished = match self.params.parallel {
-                None => self.step_in_block >= block.steps,
+                None => self.step_in_block >= block.steps || self.masked() == 0,
                 Some(_) => self.masks_in_block() == 0,
             };
             if !finished {
@@ -608,7 +616,8 @@ impl Sampler {
                     }
                 }
                 let (id, dist): (u32, Distribution) =
-                    this.proposal.propose(&row, &mut rng, &hidden);
+                    this.proposal
+                        .propose(&row, &mut rng, &hidden, Some(this.traits.mask_id));
                 let uniform = if random { rng.random::<f64>() } else { 0.0 };
                 Commit {
                     pos,

@@ -25,12 +25,17 @@ pub enum Proposal {
 impl Proposal {
     /// Proposes a token for one row and summarises the distribution that scores it; the `hidden`
     /// ids are taken out of that distribution (not out of the proposal).
+    ///
+    /// `never` (the mask id) is never proposed, whatever its logit: committing it would leave a
+    /// mask in a finished canvas. The scores still see it, as the reference implementations do.
     pub fn propose(
         &self,
         logits: &[f32],
         rng: &mut ChaCha8Rng,
         hidden: &[u32],
+        never: Option<u32>,
     ) -> (u32, Distribution) {
+        let never = never.map_or(usize::MAX, |id| id as usize);
         let scored = |logits: &[f32], token: usize| {
             if hidden.is_empty() {
                 return Distribution::from_logits(logits, token);
@@ -45,19 +50,21 @@ impl Proposal {
         };
         match *self {
             Proposal::Argmax => {
-                let token = argmax(logits);
+                let token = argmax_except(logits, never);
                 (token as u32, scored(logits, token))
             }
             Proposal::Gumbel { temperature } => {
-                let mut best = (0usize, f64::NEG_INFINITY);
+                let mut best = (usize::MAX, f64::NEG_INFINITY);
                 for (i, &l) in logits.iter().enumerate() {
+                    // Drawn for every entry, so the stream does not depend on `never`.
                     let u: f64 = rng.random();
                     let noisy = (l as f64).exp() / (-u.ln()).powf(temperature);
-                    if noisy > best.1 {
+                    if i != never && (noisy > best.1 || best.0 == usize::MAX) {
                         best = (i, noisy);
                     }
                 }
-                (best.0 as u32, scored(logits, best.0))
+                let token = if best.0 == usize::MAX { 0 } else { best.0 };
+                (token as u32, scored(logits, token))
             }
             Proposal::Categorical {
                 temperature,
@@ -66,9 +73,13 @@ impl Proposal {
             } => {
                 let filtered = filter(logits, temperature, top_k, top_p);
                 let token = if temperature > 0.0 {
-                    sample_categorical(&filtered, rng)
+                    let mut allowed = filtered.clone();
+                    if let Some(l) = allowed.get_mut(never) {
+                        *l = f32::NEG_INFINITY;
+                    }
+                    sample_categorical(&allowed, rng)
                 } else {
-                    argmax(&filtered)
+                    argmax_except(&filtered, never)
                 };
                 (token as u32, scored(&filtered, token))
             }
@@ -124,6 +135,17 @@ fn filter(logits: &[f32], temperature: f64, top_k: Option<usize>, top_p: Option<
     out
 }
 
+/// [`argmax`] over every index but `skip` (the first other index when all are equal).
+fn argmax_except(values: &[f32], skip: usize) -> usize {
+    let mut best: Option<usize> = None;
+    for (i, &v) in values.iter().enumerate() {
+        if i != skip && best.is_none_or(|b| v > values[b]) {
+            best = Some(i);
+        }
+    }
+    best.unwrap_or(0)
+}
+
 fn sample_categorical(logits: &[f32], rng: &mut ChaCha8Rng) -> usize {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let weights: Vec<f64> = logits.iter().map(|&l| ((l - max) as f64).exp()).collect();
@@ -166,13 +188,13 @@ mod tests {
         let logits = [0.0f32, 5.0, 1.0];
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let g = Proposal::Gumbel { temperature: 1e-6 };
-        assert_eq!(g.propose(&logits, &mut rng, &[]).0, 1);
+        assert_eq!(g.propose(&logits, &mut rng, &[], None).0, 1);
         let flat = [0.0f32; 50];
         let hot = Proposal::Gumbel { temperature: 1.0 };
         let draw = |seed| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             (0..8)
-                .map(|_| hot.propose(&flat, &mut rng, &[]).0)
+                .map(|_| hot.propose(&flat, &mut rng, &[], None).0)
                 .collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
@@ -189,18 +211,56 @@ mod tests {
         };
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         for _ in 0..200 {
-            let (t, d) = c.propose(&logits, &mut rng, &[]);
+            let (t, d) = c.propose(&logits, &mut rng, &[], None);
             assert!(t < 2);
             assert!(d.proposed > 0.45);
         }
+    }
+
+    /// The mask id is never proposed, even when the model likes it best, by any proposal.
+    #[test]
+    fn the_mask_is_never_proposed() {
+        let logits = [1.0f32, 9.0, 2.0, 0.5];
+        let proposals = [
+            Proposal::Argmax,
+            Proposal::Gumbel { temperature: 1.0 },
+            Proposal::Gumbel { temperature: 50.0 },
+            Proposal::Categorical {
+                temperature: 0.0,
+                top_k: None,
+                top_p: None,
+            },
+            Proposal::Categorical {
+                temperature: 1.5,
+                top_k: Some(2),
+                top_p: None,
+            },
+            Proposal::Categorical {
+                temperature: 1.5,
+                top_k: None,
+                top_p: Some(0.5),
+            },
+        ];
+        for p in proposals {
+            let mut rng = ChaCha8Rng::seed_from_u64(0);
+            for _ in 0..300 {
+                let (token, _) = p.propose(&logits, &mut rng, &[], Some(1));
+                assert_ne!(token, 1, "{p:?}");
+            }
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        assert_eq!(
+            Proposal::Argmax.propose(&logits, &mut rng, &[], Some(1)).0,
+            2
+        );
     }
 
     #[test]
     fn hidden_tokens_leave_the_scores_not_the_proposal() {
         let logits = [1.0f32, 4.0, 2.0];
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let (token, plain) = Proposal::Argmax.propose(&logits, &mut rng, &[]);
-        let (same, hidden) = Proposal::Argmax.propose(&logits, &mut rng, &[1]);
+        let (token, plain) = Proposal::Argmax.propose(&logits, &mut rng, &[], None);
+        let (same, hidden) = Proposal::Argmax.propose(&logits, &mut rng, &[1], None);
         assert_eq!((token, same), (1, 1));
         assert!(plain.proposed > 0.8);
         assert_eq!(hidden.proposed, 0.0);

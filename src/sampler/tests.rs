@@ -87,12 +87,25 @@ fn uniform_blocks_commit_in_order_with_llada_counts() {
     assert_eq!(&tokens[3..], &[3, 4, 5, 6, 0, 1, 2, 3]);
 }
 
+/// More steps than masks: each step commits one and the run ends when the canvas is full (the
+/// steps past that could commit nothing; a run with a huge budget used to step on forever).
 #[test]
-fn remainder_goes_to_first_steps_and_empty_steps_skip_the_model() {
+fn steps_beyond_the_masks_are_dropped() {
     let (_, reports) = run(canvas(1, 5), params(7, 5), |_| 2.0);
     let counts: Vec<usize> = reports.iter().map(|r| r.committed.len()).collect();
-    assert_eq!(counts, vec![1, 1, 1, 1, 1, 0, 0]);
+    assert_eq!(counts, vec![1, 1, 1, 1, 1]);
     assert_eq!(reports.last().unwrap().nfe, 5);
+    assert_eq!(reports.last().unwrap().steps, 5);
+    let (_, reports) = run(canvas(1, 5), params(usize::MAX, 5), |_| 2.0);
+    assert_eq!(reports.len(), 5);
+    assert_eq!(reports.last().unwrap().masked, 0);
+}
+
+#[test]
+fn remainder_goes_to_first_steps() {
+    let (_, reports) = run(canvas(1, 7), params(3, 7), |_| 2.0);
+    let counts: Vec<usize> = reports.iter().map(|r| r.committed.len()).collect();
+    assert_eq!(counts, vec![3, 2, 2]);
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! Semi-autoregressive windows: the denoising region is cut into blocks that are finished one after
 //! another, each with its share of the steps (LLaDA `generate.py`).
 
+/// The most steps a run is given per masked position.
+pub const MAX_STEPS_PER_MASK: usize = 64;
+
 /// One block of the denoising region: positions `start..end`, given `steps` denoising steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Block {
@@ -30,7 +33,7 @@ pub fn plan_blocks(
     let bounds: Vec<(usize, usize)> = (0..count)
         .map(|b| {
             let start = region_start + b * block_length;
-            (start, (start + block_length).min(canvas_len))
+            (start, start.saturating_add(block_length).min(canvas_len))
         })
         .collect();
     let masks: Vec<usize> = bounds
@@ -41,13 +44,18 @@ pub fn plan_blocks(
     if total_masks == 0 {
         return Vec::new();
     }
+    // Past this many steps per mask every further step commits nothing (some schedules, like
+    // Dream's timesteps, do use a few empty steps, so the cap is generous); a huge budget would
+    // otherwise step on for ever.
+    let total_steps = total_steps.min(total_masks.saturating_mul(MAX_STEPS_PER_MASK));
     // Largest-remainder apportionment of the steps.
     let shares: Vec<f64> = masks
         .iter()
         .map(|&m| total_steps as f64 * m as f64 / total_masks as f64)
         .collect();
     let mut steps: Vec<usize> = shares.iter().map(|s| s.floor() as usize).collect();
-    let mut leftover = total_steps.saturating_sub(steps.iter().sum());
+    let assigned = steps.iter().fold(0usize, |a, &s| a.saturating_add(s));
+    let mut leftover = total_steps.saturating_sub(assigned);
     let mut order: Vec<usize> = (0..count).collect();
     order.sort_by(|&a, &b| {
         let fa = shares[a] - shares[a].floor();

@@ -340,7 +340,8 @@ impl App {
 
     /// Builds the job for the editor's content, or explains why it cannot run.
     pub fn build_job(&self) -> Result<(Job, Vec<String>, usize), String> {
-        let mut canvas = match (&self.chat_template, self.chat_mode) {
+        let max = self.model.max_context;
+        let (canvas, prompt_len) = match (&self.chat_template, self.chat_mode) {
             (Some(template), true) => {
                 // The user's text (masks included, as [MASK:N]) becomes the user message; the
                 // rendered prompt carries its own special tokens.
@@ -349,29 +350,29 @@ impl App {
                     .map_err(|e| format!("{e:#}"))?;
                 let segments = crate::prompt::parse(&prompt).map_err(|e| format!("{e:#}"))?;
                 self.codec
-                    .encode_segments_with(&segments, self.model.mask_id, false)
+                    .encode_canvas(
+                        &segments,
+                        self.settings.length,
+                        self.model.mask_id,
+                        false,
+                        max,
+                    )
                     .map_err(|e| format!("{e:#}"))?
             }
             _ => self
                 .codec
-                .encode_segments(&self.doc.segments(), self.model.mask_id)
+                .encode_canvas(
+                    &self.doc.segments(),
+                    self.settings.length,
+                    self.model.mask_id,
+                    true,
+                    max,
+                )
                 .map_err(|e| format!("{e:#}"))?,
         };
-        let prompt_len = canvas.len();
-        canvas.extend(std::iter::repeat_n(
-            self.model.mask_id,
-            self.settings.length,
-        ));
         let masked = canvas.iter().filter(|&&t| t == self.model.mask_id).count();
         if masked == 0 {
             return Err("nothing to denoise: mark a span (select text, then the mask key) or set a generation length".into());
-        }
-        if canvas.len() > self.model.max_context {
-            return Err(format!(
-                "the text and generation region need {} tokens but the model accepts at most {}",
-                canvas.len(),
-                self.model.max_context
-            ));
         }
         let lanes = self.lane_params(masked)?;
         for (_, p) in &lanes {

@@ -465,8 +465,9 @@ fn parse_units(text: &str) -> Vec<Unit> {
         .into_iter()
         .flat_map(|s| match s {
             Segment::Text(t) => t.chars().map(Unit::Char).collect::<Vec<_>>(),
+            // Typed, pasted or restored spans are clamped like Ctrl-K spans.
             Segment::Masks(count) => vec![Unit::Mask {
-                count,
+                count: count.min(MAX_SPAN),
                 original: String::new(),
             }],
         })
@@ -483,6 +484,12 @@ mod tests {
             d.insert_str(&c.to_string());
         }
         d
+    }
+
+    #[test]
+    fn huge_typed_spans_are_clamped() {
+        let d = Document::from_prompt("a [MASK:99999999] b [MASK:18446744073709551615]");
+        assert_eq!(d.mask_count(), 2 * MAX_SPAN);
     }
 
     #[test]
