@@ -127,6 +127,24 @@ impl Default for UiSection {
 impl SamplerSection {
     /// The run settings these values describe, validated.
     pub fn settings(&self) -> Result<Settings> {
+        // 0 turns these off; anything else out of range is an error, as on the command line.
+        for (name, value) in [
+            ("threshold", self.threshold),
+            ("factor", self.factor),
+            ("alg_temp", self.alg_temp),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(anyhow!(
+                    "{name} must be a number >= 0 (0 turns it off), got {value}"
+                ));
+            }
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(anyhow!(
+                "top_p must be in (0, 1] (1 turns it off), got {}",
+                self.top_p
+            ));
+        }
         let off = |v: f64| (v > 0.0).then_some(v);
         let params = SamplerParams {
             steps: self.steps.max(1),
@@ -150,16 +168,14 @@ impl SamplerSection {
             seed: self.seed,
             ..SamplerParams::default()
         };
-        params.validate()?;
-        if !(2..=4).contains(&self.compare.len()) {
-            return Err(anyhow!("compare needs 2 to 4 lanes"));
-        }
-        Ok(Settings {
+        let settings = Settings {
             params,
             length: self.length,
             steps: (self.steps > 0).then_some(self.steps),
             compare: self.compare.clone(),
-        })
+        };
+        settings.validate()?;
+        Ok(settings)
     }
 }
 
@@ -245,6 +261,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 2") && err.contains("fastest"), "{err}");
+        for bad in [
+            "top_p = 1.5",
+            "top_p = 0",
+            "threshold = -1",
+            "alg_temp = -3",
+            "factor = -0.5",
+        ] {
+            let err = Config::parse(&format!("[sampler]\n{bad}\n"), "c.toml").unwrap_err();
+            let key = bad.split(' ').next().unwrap();
+            assert!(format!("{err:#}").contains(key), "{bad}: {err:#}");
+        }
         let err = Config::parse("[sampler]\nblock_length = 0\n", "c.toml")
             .unwrap_err()
             .to_string();

@@ -68,12 +68,17 @@ impl Tmux {
 
     /// Starts the app in the pane's shell with an empty HOME; `marker` is echoed with its exit code.
     fn launch(&self, marker: &str) {
+        self.launch_with(marker, "");
+        self.wait_for("Editor", Duration::from_secs(30));
+    }
+
+    /// As [`Tmux::launch`] with extra arguments, without waiting for the app.
+    fn launch_with(&self, marker: &str, args: &str) {
         let bin = env!("CARGO_BIN_EXE_dlm-tui");
         self.literal(&format!(
-            "clear; cd {home} && HOME={home} XDG_CONFIG_HOME= XDG_DATA_HOME= {bin}; echo {marker} $?\n",
+            "clear; cd {home} && HOME={home} XDG_CONFIG_HOME= XDG_DATA_HOME= {bin} {args}; echo {marker} $?\n",
             home = self.home.display()
         ));
-        self.wait_for("Editor", Duration::from_secs(30));
     }
 
     fn keys(&self, keys: &[&str]) {
@@ -295,4 +300,39 @@ fn a_failed_save_is_shown_and_quitting_reports_it() {
         std::fs::read_to_string(data.join("dlm-tui")).unwrap(),
         "not a folder"
     );
+}
+
+/// The playground applies `[sampler]` from the user's config.toml and loads the user's own
+/// themes from the `themes/` folder beside it; a keymap with no way to quit is refused.
+#[test]
+fn the_playground_applies_the_users_config_and_themes() {
+    let t = Tmux::new("config");
+    let config = t.home.join(".config/dlm-tui");
+    std::fs::create_dir_all(config.join("themes")).unwrap();
+    std::fs::write(
+        config.join("config.toml"),
+        "[sampler]\nlength = 190\nblock_length = 10\n",
+    )
+    .unwrap();
+    let dark =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/themes/dark.toml")).unwrap();
+    std::fs::write(
+        config.join("themes/mine.toml"),
+        dark.replace("name = \"dark\"", "name = \"mine\""),
+    )
+    .unwrap();
+    t.launch_with("EXITED", "--theme mine");
+    let screen = t.wait_for("Editor", Duration::from_secs(30));
+    assert!(
+        screen.contains("L=190") && screen.contains("B=10"),
+        "{screen}"
+    );
+    t.keys(&["C-q"]);
+    t.wait_for("EXITED 0", Duration::from_secs(10));
+
+    std::fs::write(config.join("config.toml"), "[keys]\nquit = []\n").unwrap();
+    t.keys(&["clear", "Enter"]);
+    t.launch_with("EXITED-AGAIN", "");
+    let screen = t.wait_for("EXITED-AGAIN 2", Duration::from_secs(10));
+    assert!(screen.contains("nothing would close the app"), "{screen}");
 }

@@ -198,12 +198,7 @@ pub fn main() -> ExitCode {
 
 fn run_app(args: AppArgs) -> anyhow::Result<()> {
     use crate::config::Config;
-    use crate::tui::{
-        keymap::KeyMap,
-        session,
-        theme::{Theme, BUILTIN},
-        Options,
-    };
+    use crate::tui::{keymap::KeyMap, session, theme::Theme, Options};
     let user_config = Config::user_path();
     let config = Config::load(user_config.as_deref()).map_err(usage)?;
     let origin = user_config
@@ -212,10 +207,12 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
     let keymap = KeyMap::with_overrides(&config.keys)
         .map_err(|e| usage(anyhow::anyhow!("{origin}: [keys] {e:#}")))?;
     let settings = config.sampler.settings().map_err(usage)?;
-    let themes: Vec<Theme> = BUILTIN
-        .iter()
-        .filter_map(|(name, _)| Theme::builtin(name))
-        .collect();
+    // The built-in themes, then the user's own (`themes/*.toml` beside the config file).
+    let theme_dir = user_config
+        .as_deref()
+        .and_then(|p| p.parent())
+        .map(|d| d.join("themes"));
+    let themes = Theme::all(theme_dir.as_deref()).map_err(usage)?;
     let theme_name = args.theme.clone().unwrap_or(config.ui.theme.clone());
     let theme_index = themes
         .iter()
@@ -267,6 +264,7 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
             keymap,
             themes,
             theme_index,
+            theme_forced: args.theme.is_some(),
             settings,
             session_path: if args.no_session || !config.ui.autosave {
                 None

@@ -74,6 +74,21 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// The checks the config file and the parameters panel apply, for settings from anywhere
+    /// (a restored session included).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.params.validate()?;
+        if !(2..=4).contains(&self.compare.len()) {
+            anyhow::bail!("compare needs 2 to 4 lanes, got {}", self.compare.len());
+        }
+        if self.steps == Some(0) {
+            anyhow::bail!("steps must be at least 1");
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunState {
     Running,

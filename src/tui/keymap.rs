@@ -112,6 +112,13 @@ pub struct Key {
     pub shift: bool,
 }
 
+impl Key {
+    /// A printable character without Ctrl or Alt (Space included): the editor's input.
+    pub fn types_text(&self) -> bool {
+        matches!(self.code, KeyCodeKey::Char(_)) && !self.ctrl && !self.alt
+    }
+}
+
 /// The subset of key codes bindings can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum KeyCodeKey {
@@ -284,13 +291,28 @@ impl KeyMap {
         Ok(Self { by_key, listed })
     }
 
-    /// Default bindings with some commands rebound.
+    /// Default bindings with some commands rebound. A map that leaves no way to quit, or binds
+    /// a key that types text (a printable character without Ctrl or Alt) is refused.
     pub fn with_overrides(overrides: &BTreeMap<Command, Vec<String>>) -> Result<Self> {
         let mut table = default_table();
         for (command, keys) in overrides {
             table.insert(*command, keys.clone());
         }
-        Self::from_table(&table)
+        let map = Self::from_table(&table)?;
+        if map.keys(Command::Quit).is_empty() {
+            bail!(
+                "quit has no key: nothing would close the app (keep at least one, e.g. \"Ctrl-Q\")"
+            );
+        }
+        for (key, command) in &map.by_key {
+            if key.types_text() {
+                bail!(
+                    "{} is bound to {key}, which types text in the editor: use a key with Ctrl or Alt, or a function key",
+                    command.name()
+                );
+            }
+        }
+        Ok(map)
     }
 
     pub fn command(&self, event: &KeyEvent) -> Option<Command> {
@@ -409,6 +431,23 @@ mod tests {
             km.command(&ev(KeyCode::BackTab, KeyModifiers::SHIFT)),
             Some(Command::FocusPrev)
         );
+    }
+
+    #[test]
+    fn a_keymap_must_quit_and_must_not_steal_typing() {
+        let set = |command: Command, keys: &[&str]| {
+            let mut o = BTreeMap::new();
+            o.insert(command, keys.iter().map(|k| k.to_string()).collect());
+            KeyMap::with_overrides(&o)
+        };
+        let e = set(Command::Quit, &[]).unwrap_err();
+        assert!(format!("{e:#}").contains("nothing would close"), "{e:#}");
+        for key in ["x", "Shift-X", "Space", "1"] {
+            let e = set(Command::Run, &[key]).unwrap_err();
+            assert!(format!("{e:#}").contains("types text"), "{key}: {e:#}");
+        }
+        assert!(set(Command::Run, &["Alt-r", "F12"]).is_ok());
+        assert!(set(Command::Quit, &["Ctrl-W"]).is_ok());
     }
 
     #[test]

@@ -100,6 +100,8 @@ pub struct Options {
     pub keymap: KeyMap,
     pub themes: Vec<Theme>,
     pub theme_index: usize,
+    /// `--theme` was given: a restored session's theme does not replace it.
+    pub theme_forced: bool,
     /// Run settings from the configuration (a restored session replaces them).
     pub settings: app::Settings,
     /// Where the session (text, masks, parameters) is saved; `None` disables autosave.
@@ -121,6 +123,7 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
         options.theme_index,
     );
     app.chat_template = options.chat_template;
+    app.settings = options.settings;
     let mut session_path = options.session_path;
     if let Some(path) = session_path.clone() {
         match session::load(&path) {
@@ -130,6 +133,10 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
                         text: warning,
                         kind: MessageKind::Error,
                     });
+                }
+                let mut restored = restored;
+                if options.theme_forced {
+                    restored.theme = None;
                 }
                 restored.apply(&mut app);
             }

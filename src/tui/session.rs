@@ -90,7 +90,10 @@ pub fn load(path: &Path) -> Result<Option<Restored>> {
                 None => problems.push("the text (missing)".to_string()),
             }
             match part("settings").map(serde_json::from_value::<Settings>) {
-                Some(Ok(settings)) => restored.settings = Some(settings),
+                Some(Ok(settings)) => match settings.validate() {
+                    Ok(()) => restored.settings = Some(settings),
+                    Err(e) => problems.push(format!("the settings ({e:#})")),
+                },
                 Some(Err(e)) => problems.push(format!("the settings ({e})")),
                 None => {}
             }
@@ -324,6 +327,8 @@ mod tests {
             r#"{"length": "sixty"}"#,
             r#"{"params": {"strategy": "from-the-future"}}"#,
             r#"[1, 2]"#,
+            r#"{"compare": ["low-confidence", "margin", "entropy", "random", "margin", "entropy", "random", "margin", "entropy"]}"#,
+            r#"{"params": {"temperature": -2.0}}"#,
         ] {
             let dir = temp("settings");
             let path = dir.join("session.json");
