@@ -136,16 +136,7 @@ pub struct TestedReport {
 }
 
 /// Share of word trigrams (case-folded) that already occurred earlier in the same text.
-pub fn repeated_trigrams(words: &[String]) -> f64 {
-    let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
-    let trigrams: Vec<&[String]> = lower.windows(3).collect();
-    if trigrams.is_empty() {
-        return 0.0;
-    }
-    let mut seen = std::collections::HashSet::new();
-    let repeats = trigrams.iter().filter(|t| !seen.insert(**t)).count();
-    repeats as f64 / trigrams.len() as f64
-}
+pub use crate::train::eval::repeated_trigrams;
 
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);

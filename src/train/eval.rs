@@ -76,6 +76,12 @@ pub struct EvalArgs {
     /// Only the samples and their word rate (to compare generation settings quickly).
     #[arg(long)]
     pub samples_only: bool,
+    /// Held-out spans masked and filled for the infilling figure (0: skip it).
+    #[arg(long, default_value_t = 64)]
+    pub infill_spans: usize,
+    /// Tokens per infilled span.
+    #[arg(long, default_value_t = 8)]
+    pub infill_span: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -88,8 +94,97 @@ pub struct Report {
     pub unigram_nll_per_token: f64,
     pub word_rate: f64,
     pub words_checked: usize,
+    /// Mean over the samples of the share of word trigrams that repeat within a sample.
+    pub repeated_trigrams: f64,
     pub samples: Vec<String>,
     pub step_ms_len128_median: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub infill: Option<InfillReport>,
+}
+
+/// Infilling on held-out text: spans of `span` tokens are masked in windows of `context`
+/// tokens and filled greedily; how many of the original tokens come back exactly.
+#[derive(Debug, Clone, Serialize)]
+pub struct InfillReport {
+    pub spans: usize,
+    pub span: usize,
+    pub context: usize,
+    /// Confidence-ordered filling (low-confidence remasking, one block, one token per step).
+    pub exact_rate: f64,
+    /// The same model filling strictly left to right (blocks of one token).
+    pub left_to_right_rate: f64,
+    /// Every masked token guessed as the training split's most frequent token.
+    pub unigram_rate: f64,
+}
+
+/// The share of word trigrams of `words` (lower-cased) seen earlier in the same text.
+pub fn repeated_trigrams(words: &[String]) -> f64 {
+    let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
+    let trigrams: Vec<&[String]> = lower.windows(3).collect();
+    if trigrams.is_empty() {
+        return 0.0;
+    }
+    let mut seen = HashSet::new();
+    let repeats = trigrams.iter().filter(|t| !seen.insert(**t)).count();
+    repeats as f64 / trigrams.len() as f64
+}
+
+/// Masks `span` tokens in the middle part of each held-out window of `context` tokens (at a
+/// seeded position) and fills them greedily in confidence order and left to right.
+pub fn infill(
+    model: &mut Llada,
+    heldout: &[u32],
+    train: &[u32],
+    spans: usize,
+    span: usize,
+    context: usize,
+) -> Result<InfillReport> {
+    use rand::{Rng, SeedableRng};
+    let info = model.info().clone();
+    let mut counts: HashMap<u32, usize> = HashMap::new();
+    for &t in train {
+        *counts.entry(t).or_default() += 1;
+    }
+    let most_common = counts
+        .into_iter()
+        .max_by_key(|&(t, n)| (n, std::cmp::Reverse(t)))
+        .map_or(0, |(t, _)| t);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x1f11);
+    let (mut exact, mut l2r, mut unigram, mut total) = (0usize, 0usize, 0usize, 0usize);
+    let windows: Vec<&[u32]> = heldout.chunks_exact(context).take(spans).collect();
+    for window in &windows {
+        let start = rng.random_range(context / 4..context * 3 / 4 - span);
+        let truth = &window[start..start + span];
+        let mut canvas = window.to_vec();
+        canvas[start..start + span].fill(info.mask_id);
+        for (block_length, hits) in [(span, &mut exact), (1, &mut l2r)] {
+            let params = SamplerParams {
+                steps: span,
+                block_length,
+                temperature: 0.0,
+                ..SamplerParams::default()
+            };
+            let mut sampler = Sampler::new(canvas.clone(), params, info.traits())?;
+            let mut cache = crate::model::KvCache::default();
+            sampler.run_to_end(|request| model.denoise(request, &mut cache))?;
+            *hits += sampler.tokens()[start..start + span]
+                .iter()
+                .zip(truth)
+                .filter(|(a, b)| a == b)
+                .count();
+        }
+        unigram += truth.iter().filter(|&&t| t == most_common).count();
+        total += span;
+    }
+    let rate = |n: usize| n as f64 / total.max(1) as f64;
+    Ok(InfillReport {
+        spans: windows.len(),
+        span,
+        context,
+        exact_rate: rate(exact),
+        left_to_right_rate: rate(l2r),
+        unigram_rate: rate(unigram),
+    })
 }
 
 fn nan_as_null<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
@@ -262,6 +357,24 @@ pub fn run(args: EvalArgs) -> Result<()> {
         samples.push(format!("{prompt}{text}"));
     }
     let word_rate = dictionary_rate(&all_words, &dictionary);
+    let repeats = samples
+        .iter()
+        .zip(STORY_PROMPTS)
+        .map(|(s, p)| repeated_trigrams(&words(&s[p.len()..])))
+        .sum::<f64>()
+        / samples.len() as f64;
+    let infill_report = if args.samples_only || args.infill_spans == 0 {
+        None
+    } else {
+        Some(infill(
+            &mut model,
+            &val.ids,
+            &train.ids,
+            args.infill_spans,
+            args.infill_span,
+            128,
+        )?)
+    };
 
     // Per-step latency at length 128 (prompt + masks), median of 16 forward passes.
     let step_ms = {
@@ -287,8 +400,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
         unigram_nll_per_token: unigram,
         word_rate,
         words_checked: all_words.len(),
+        repeated_trigrams: repeats,
         samples,
         step_ms_len128_median: step_ms,
+        infill: infill_report,
     };
     println!(
         "held-out NLL bound: {:.4} nats/token ({:.4} bits/char); unigram baseline {:.4} nats/token",
@@ -299,6 +414,22 @@ pub fn run(args: EvalArgs) -> Result<()> {
         100.0 * word_rate,
         all_words.len()
     );
+    println!(
+        "repeated word trigrams: {:.1}% (mean over the samples)",
+        100.0 * repeats
+    );
+    if let Some(i) = &report.infill {
+        println!(
+            "infilling ({} spans of {} tokens in {}-token held-out windows): {:.1}% exact \
+             (confidence order), {:.1}% left to right, {:.1}% unigram baseline",
+            i.spans,
+            i.span,
+            i.context,
+            100.0 * i.exact_rate,
+            100.0 * i.left_to_right_rate,
+            100.0 * i.unigram_rate
+        );
+    }
     println!("forward pass at length 128: {:.2} ms (median)", step_ms);
     for s in report.samples.iter().take(5) {
         println!("---\n{s}");
@@ -322,6 +453,16 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         assert!((dictionary_rate(&w, &dict) - 6.0 / 7.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn repeated_trigrams_count_repeats_within_a_text() {
+        let w = |t: &str| words(t);
+        assert_eq!(repeated_trigrams(&w("one two three four")), 0.0);
+        // "they are happy" x3: 7 trigrams, the last 5 seen before... count them.
+        let r = repeated_trigrams(&w("They are happy. They are happy. They are happy."));
+        assert!((r - 4.0 / 7.0).abs() < 1e-12, "{r}");
+        assert_eq!(repeated_trigrams(&w("too short")), 0.0);
     }
 
     #[test]
