@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Writes models/default/MODEL_CARD.md from the measurements (no number is typed by hand).
 
-Inputs: models/default/training.json (written by `dlm-tui train`), an eval report
-(`dlm-tui eval --json FILE`), a bench report (`dlm-tui bench --json > FILE`) and the pilot runs'
-progress files (the weighting comparison). Usage:
+Inputs: models/default/training.json (written by `dlm-tui train`), the training record of the
+model it was initialised from (`--previous`, kept as models/default/training-v1.json), eval reports
+of this model and of the previous one on the same held-out split (`dlm-tui eval --json FILE`), a
+bench report (`dlm-tui bench --json > FILE`) and the defaults measurement. Usage:
 
-    scripts/model_card.py --eval eval.json --bench bench.json \
-        --pilot elbo=~/.cache/dlm-tui/train/pilot-elbo/progress.json \
-        --pilot uniform=~/.cache/dlm-tui/train/pilot-uniform/progress.json
+    scripts/model_card.py --eval eval.json --eval-before eval-v1.json --bench bench.json \
+        --previous models/default/training-v1.json --defaults defaults.json
 """
 import argparse
 import json
@@ -29,6 +29,10 @@ def main():
     ap.add_argument("--vocab-table", help="output of dlm-tui train --measure-vocab")
     ap.add_argument("--note", action="append", default=[], help="a sentence about the training sittings")
     ap.add_argument("--defaults", help="output of scripts/choose_defaults.py")
+    ap.add_argument("--previous", help="training.json of the model this one was initialised from")
+    ap.add_argument("--eval-before", help="eval report of that model on this model's held-out split")
+    ap.add_argument("--gpu-minutes", type=float, default=0.0)
+    ap.add_argument("--train-tokens", type=int, help="tokens in the training split (train prints it)")
     args = ap.parse_args()
     training = json.load(open(os.path.join(MODEL, "training.json")))
     report = json.load(open(args.eval))
@@ -60,9 +64,24 @@ def main():
         w("```")
         w("Past 2048 entries the text gets only a little shorter while the embedding table doubles.\n")
     w("## Training\n")
-    w(f"Command (first sitting): `{' '.join(training['command'][1:])}`  ")
-    for s in training.get("resumed", []):
-        w(f"resumed at step {s['from_step']}: `{' '.join(s['command'][1:])}`  ")
+    prev = json.load(open(args.previous)) if args.previous else None
+    prev_tokens = prev["tokens"] if prev else 0
+    prev_hours = prev["wall_s"] / 3600 if prev else 0.0
+    if prev:
+        pa = prev["args"]
+        w(f"Two stages, each reproducible on the CPU alone with the commands below (same commands, more hours")
+        w(f"on a slower machine).\n")
+        w(f"**Stage 1** (the previous default model): {prev['step']} steps on `{os.path.basename(pa['corpus'])}`,")
+        w(f"{prev['tokens']:,} tokens, {prev_hours:.2f} h. Command: `{' '.join(prev['command'][1:])}`  ")
+        for s_ in prev.get("resumed", []):
+            w(f"resumed at step {s_['from_step']}: `{' '.join(s_['command'][1:])}`  ")
+        w("Its record is `training-v1.json` beside this card.\n")
+        w(f"**Stage 2** (this model): initialised from stage 1's weights and tokenizer (`--init`), trained on")
+        w(f"`{os.path.basename(a['corpus'])}`. Command: `{' '.join(training['command'][1:])}`  ")
+    else:
+        w(f"Command (first sitting): `{' '.join(training['command'][1:])}`  ")
+    for s_ in training.get("resumed", []):
+        w(f"resumed at step {s_['from_step']}: `{' '.join(s_['command'][1:])}`  ")
     for note in args.note:
         w(note + "  ")
     w("")
@@ -70,9 +89,13 @@ def main():
     w(f"probability t, cross-entropy on masked tokens, weighting `{a['weighting']}`. AdamW (beta 0.9/0.95,")
     w(f"weight decay {a['weight_decay']} on matrices), peak lr {a['lr']}, {a['warmup']} warm-up steps then cosine")
     w(f"to {a['min_lr_ratio']}x over {a['steps']} steps, gradient clipping {a['clip']}, batch {a['batch_size']} x {a['seq_len']} tokens.")
-    w(f"Held-out split: the last {a['val_fraction']:.0%} of the stories, never trained on.\n")
-    w(f"So far: {last['step']} steps, {last['tokens']:,} tokens seen ({last['tokens'] / 235367:.1f} epochs of the")
-    w(f"235,367-token training split), {hours:.2f} h of wall time on this 2-core machine.\n")
+    w(f"Held-out split: the last {a['val_fraction']:.0%} of the stories of `{os.path.basename(a['corpus'])}`, never trained on")
+    w("(the stage-1 corpus is the start of this one, so stage 1 never saw them either).\n")
+    split_tokens = args.train_tokens
+    epochs = f" ({last['tokens'] / split_tokens:.1f} epochs of the {split_tokens:,}-token training split)" if split_tokens else ""
+    w(f"This stage: {last['step']} steps, {last['tokens']:,} tokens{epochs}, {hours:.2f} h of wall time.")
+    w(f"In all: {prev_tokens + last['tokens']:,} tokens, **{prev_hours + hours:.2f} CPU hours** on this 2-core machine")
+    w(f"(training niced beside other work), **{args.gpu_minutes:g} GPU minutes** (no GPU machine was lent to these sessions).\n")
     if args.pilot:
         w("### Loss weighting: 1/t (ELBO) against uniform\n")
         w("Two runs identical but for the weighting, same data order and seed; held-out NLL bound")
@@ -88,17 +111,49 @@ def main():
                 cells.append(f"{v[0]:.4f}" if v else "")
             w(f"| {st} | " + " | ".join(cells) + " |")
         w("\nThe uniform weighting left the unigram plateau first and was kept.\n")
-    w("### Held-out curve of this model\n")
-    w("| step | tokens | held-out NLL bound (nats/token) | bits/char | train loss |")
+    w("### Learning curve\n")
+    w("Held-out NLL bound on this model's held-out split, against all tokens seen (stage 1's included;")
+    w("training's own estimate: 48 windows, 4 mask levels each, so noisier than `dlm-tui eval`'s):\n")
+    w("| step | tokens seen in all | held-out NLL bound (nats/token) | bits/char | train loss |")
     w("| --- | --- | --- | --- | --- |")
+    if args.eval_before:
+        before = json.load(open(args.eval_before))
+        w(f"| 0 (stage 1's model, `dlm-tui eval`) | {prev_tokens:,} | {before['heldout_nll_per_token']:.4f} | {before['heldout_bits_per_char']:.4f} | |")
     for e in evals(training["log"]):
-        w(f"| {e['step']} | {e['tokens']:,} | {e['val_nll_per_token']:.4f} | {e['val_nll_per_char'] / 0.693147:.4f} | {e['loss']:.4f} |")
-    w("\nThe full loss curve (every step) is in `training.json`.\n")
+        w(f"| {e['step']} | {prev_tokens + e['tokens']:,} | {e['val_nll_per_token']:.4f} | {e['val_nll_per_char'] / 0.693147:.4f} | {e['loss']:.4f} |")
+    pts = [(prev_tokens + e["tokens"], e["val_nll_per_char"] / 0.693147) for e in evals(training["log"])]
+    if len(pts) >= 4:
+        (t0, b0), (t1, b1) = pts[len(pts) // 2], pts[-1]
+        w(f"\nOver the second half of this stage the bound fell {b0 - b1:.4f} bits/char while the tokens seen grew")
+        w(f"{t1 / t0:.2f}x. The full loss curve (every step) is in `training.json`.\n")
+    else:
+        w("\nThe full loss curve (every step) is in `training.json`.\n")
     w("## Quality (`dlm-tui eval`)\n")
+    if args.eval_before:
+        before = json.load(open(args.eval_before))
+        w(f"On the held-out split of `{os.path.basename(a['corpus'])}` (`dlm-tui eval --corpus ...`), the previous")
+        w("model against this one:\n")
+        w("| measure | previous model | this model | target (issue 15) |")
+        w("| --- | --- | --- | --- |")
+        w(f"| held-out NLL bound, bits/char | {before['heldout_bits_per_char']:.4f} | {report['heldout_bits_per_char']:.4f} | <= 1.15 |")
+        w(f"| repeated word trigrams in 20 greedy samples | {before['repeated_trigrams']:.1%} | {report['repeated_trigrams']:.1%} | <= 15% |")
+        w(f"| dictionary words in those samples | {before['word_rate']:.1%} | {report['word_rate']:.1%} | >= 99% |")
+        if report.get("infill") and before.get("infill"):
+            i0, i1 = before["infill"], report["infill"]
+            w(f"| infilling, exact tokens (confidence order) | {i0['exact_rate']:.1%} | {i1['exact_rate']:.1%} | report, improve |")
+            w(f"| infilling, exact tokens (left to right) | {i0['left_to_right_rate']:.1%} | {i1['left_to_right_rate']:.1%} | |")
+            w(f"| infilling, unigram baseline | {i0['unigram_rate']:.1%} | {i1['unigram_rate']:.1%} | |")
+        w("")
     w(f"- Held-out NLL bound: **{report['heldout_nll_per_token']:.4f} nats/token** ({report['heldout_bits_per_char']:.4f} bits/char),")
     w(f"  against **{report['unigram_nll_per_token']:.4f} nats/token** for a unigram model fitted on the training split.")
     w(f"- Dictionary words (Debian `wamerican`): **{report['word_rate']:.1%}** of {report['words_checked']} words in 20")
     w("  samples of 64 tokens after story prompts (greedy, low-confidence, 64 steps, block 32, seeds 0-19).")
+    w(f"- Repeated word trigrams: **{report['repeated_trigrams']:.1%}** of the trigrams of a sample (mean over those samples).")
+    if report.get("infill"):
+        i = report["infill"]
+        w(f"- Infilling: {i['spans']} spans of {i['span']} tokens masked in {i['context']}-token held-out windows and filled")
+        w(f"  greedily: **{i['exact_rate']:.1%}** of the original tokens come back exactly in confidence order,")
+        w(f"  {i['left_to_right_rate']:.1%} when the same model fills left to right, {i['unigram_rate']:.1%} for the most frequent token.")
     w(f"- Forward pass at length 128: {report['step_ms_len128_median']:.1f} ms (median, `dlm-tui eval`).")
     w(f"- `dlm-tui bench --length {bench['length']} --steps {bench['steps']} --block-length {bench['block_length']}`: forward {bench['forward_ms_median']:.1f} ms,")
     w(f"  step {bench['step_ms_median']:.1f} ms (medians of {bench['runs']} runs), {bench['tokens_per_s']:.1f} tokens/s, peak RSS {bench['peak_rss_mb']:.0f} MiB.\n")

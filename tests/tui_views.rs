@@ -547,3 +547,26 @@ fn hub_download_panel() {
         .unwrap();
     insta::assert_snapshot!("hub_download_midway", terminal.backend().to_string());
 }
+
+/// A paste far beyond the model's context is refused at once with a token count, and the
+/// editor keeps what it had; one that fits goes in, CR line ends as newlines.
+#[test]
+fn a_huge_paste_is_refused_with_its_token_count() {
+    let (mut app, _engine) = app();
+    type_text(&mut app, "Keep me.");
+    type_text(&mut app, &"word ".repeat(2_000_000));
+    assert_eq!(app.doc.to_prompt(), "Keep me.");
+    let message = app
+        .message
+        .as_ref()
+        .map(|m| m.text.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("not pasted") && message.contains("tokens"),
+        "{message}"
+    );
+    type_text(&mut app, " A\rB");
+    assert_eq!(app.doc.to_prompt(), "Keep me. A\nB");
+    let screen = draw(&mut app, 80, 24);
+    assert!(screen.contains("Keep me. A"), "{screen}");
+}

@@ -187,15 +187,25 @@ pub struct TokenTable {
     texts: Vec<String>,
     pub mask_id: u32,
     pub eos_ids: Vec<u32>,
+    /// The most characters one token stands for (a paste of N characters needs at least
+    /// N / this many tokens).
+    pub max_chars: usize,
 }
 
 impl TokenTable {
     pub fn new(codec: &TextCodec, info: &ModelInfo) -> Self {
-        let texts = (0..info.logits_width as u32)
+        let texts: Vec<String> = (0..info.logits_width as u32)
             .map(|id| codec.token_text(id))
             .collect();
+        let max_chars = texts
+            .iter()
+            .map(|t| t.chars().count())
+            .max()
+            .unwrap_or(1)
+            .max(1);
         Self {
             texts,
+            max_chars,
             mask_id: info.mask_id,
             eos_ids: info.eos_ids.clone(),
         }
@@ -220,7 +230,7 @@ pub struct Rect {
     pub width: u16,
     pub height: u16,
     /// Rows of content scrolled off the top.
-    pub scroll: u16,
+    pub scroll: usize,
 }
 
 impl Rect {
@@ -427,7 +437,21 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         }
         Action::Paste(text) => {
             match app.focus {
-                Focus::Editor => app.doc.insert_str(&text.replace("\r\n", "\n")),
+                Focus::Editor => {
+                    // A paste that cannot fit the context is refused before it is laid out
+                    // (a 10 MB paste froze the UI); the count is a lower bound.
+                    let chars = text.chars().count();
+                    let at_least = chars.div_ceil(app.tokens.max_chars);
+                    if at_least > app.model.max_context {
+                        app.error(format!(
+                            "not pasted: {chars} characters are at least {at_least} tokens, and the \
+                             model's context holds {}",
+                            app.model.max_context
+                        ));
+                    } else {
+                        app.doc.insert_str(&text)
+                    }
+                }
                 Focus::Params => app.form.type_text(&text),
                 Focus::Live => {}
             }
@@ -685,7 +709,7 @@ fn on_mouse(app: &mut App, mouse: MouseEvent) {
                 return;
             }
             app.focus = Focus::Editor;
-            let row = (mouse.row - area.y + area.scroll) as usize;
+            let row = (mouse.row - area.y) as usize + area.scroll;
             let column = (mouse.column - area.x) as usize;
             let units = app.doc.units();
             let rows = visual_rows(units, (area.width as usize).saturating_sub(1), unit_width);

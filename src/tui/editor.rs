@@ -24,8 +24,39 @@ pub struct Document {
     units: Vec<Unit>,
     cursor: usize,
     anchor: Option<usize>,
-    undo: Vec<(Vec<Unit>, usize)>,
-    redo: Vec<(Vec<Unit>, usize)>,
+    /// Edits, not snapshots: a keystroke in a large document costs what it changed.
+    undo: Vec<Edit>,
+    redo: Vec<Edit>,
+}
+
+/// One undoable change: `removed` at `start` became `inserted`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Edit {
+    start: usize,
+    removed: Vec<Unit>,
+    inserted: Vec<Unit>,
+    cursor_before: usize,
+    cursor_after: usize,
+}
+
+impl Edit {
+    /// Whether `next` continues a typed run this edit holds (so one undo removes the word).
+    fn continues_typing(&self, next: &Edit) -> bool {
+        let typed = |e: &Edit| {
+            e.removed.is_empty() && matches!(e.inserted.as_slice(), [Unit::Char(c)] if *c != '\n')
+        };
+        let word_ended = matches!(self.inserted.last(), Some(Unit::Char(c)) if c.is_whitespace())
+            && !matches!(next.inserted.as_slice(), [Unit::Char(c)] if c.is_whitespace());
+        self.removed.is_empty()
+            && self
+                .inserted
+                .iter()
+                .all(|u| matches!(u, Unit::Char(c) if *c != '\n'))
+            && typed(next)
+            && next.start == self.start + self.inserted.len()
+            && !word_ended
+            && self.inserted.len() < 64
+    }
 }
 
 /// How a document is saved: the text in prompt syntax, plus the text each span replaced (so
@@ -133,121 +164,117 @@ impl Document {
             .sum()
     }
 
-    fn snapshot(&mut self) {
-        self.undo.push((self.units.clone(), self.cursor));
-        if self.undo.len() > UNDO_LIMIT {
-            self.undo.remove(0);
-        }
+    /// Replaces `start..end` with `with`, leaves the cursor at `cursor_after` and records the
+    /// change for undo (merging a typed run into one entry).
+    fn edit(&mut self, start: usize, end: usize, with: Vec<Unit>, cursor_after: usize) {
+        let removed: Vec<Unit> = self
+            .units
+            .splice(start..end, with.iter().cloned())
+            .collect();
+        let edit = Edit {
+            start,
+            removed,
+            inserted: with,
+            cursor_before: self.cursor,
+            cursor_after,
+        };
+        self.cursor = cursor_after.min(self.units.len());
+        self.anchor = None;
         self.redo.clear();
+        match self.undo.last_mut() {
+            Some(last) if last.continues_typing(&edit) => {
+                last.inserted.extend(edit.inserted);
+                last.cursor_after = edit.cursor_after;
+            }
+            _ => {
+                self.undo.push(edit);
+                if self.undo.len() > UNDO_LIMIT {
+                    self.undo.remove(0);
+                }
+            }
+        }
     }
 
     pub fn undo(&mut self) -> bool {
-        match self.undo.pop() {
-            Some((units, cursor)) => {
-                self.redo
-                    .push((std::mem::replace(&mut self.units, units), self.cursor));
-                self.cursor = cursor.min(self.units.len());
-                self.anchor = None;
-                true
-            }
-            None => false,
-        }
-    }
-
-    pub fn redo(&mut self) -> bool {
-        match self.redo.pop() {
-            Some((units, cursor)) => {
-                self.undo
-                    .push((std::mem::replace(&mut self.units, units), self.cursor));
-                self.cursor = cursor.min(self.units.len());
-                self.anchor = None;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Removes the selection (if any) without taking a snapshot; returns whether it did.
-    fn delete_selection_raw(&mut self) -> bool {
-        let Some((start, end)) = self.selection() else {
-            self.anchor = None;
+        let Some(edit) = self.undo.pop() else {
             return false;
         };
-        self.units.drain(start..end);
-        self.cursor = start;
+        let end = edit.start + edit.inserted.len();
+        self.units
+            .splice(edit.start..end, edit.removed.iter().cloned());
+        self.cursor = edit.cursor_before.min(self.units.len());
         self.anchor = None;
+        self.redo.push(edit);
         true
     }
 
+    pub fn redo(&mut self) -> bool {
+        let Some(edit) = self.redo.pop() else {
+            return false;
+        };
+        let end = edit.start + edit.removed.len();
+        self.units
+            .splice(edit.start..end, edit.inserted.iter().cloned());
+        self.cursor = edit.cursor_after.min(self.units.len());
+        self.anchor = None;
+        self.undo.push(edit);
+        true
+    }
+
+    /// The range an edit at the cursor replaces: the selection, or the empty range at the cursor.
+    fn target(&self) -> (usize, usize) {
+        self.selection().unwrap_or((self.cursor, self.cursor))
+    }
+
     /// Types text at the cursor, replacing the selection. A completed `[MASK]` / `[MASK:N]`
-    /// marker turns into a span.
+    /// marker turns into a span. CR and CRLF (as terminals send inside a paste) become newlines.
     pub fn insert_str(&mut self, text: &str) {
         if text.is_empty() {
             return;
         }
-        self.snapshot();
-        self.delete_selection_raw();
-        let new = parse_units(text);
-        let n = new.len();
-        self.units.splice(self.cursor..self.cursor, new);
-        self.cursor += n;
-        self.convert_typed_marker();
-    }
-
-    /// If the characters just before the cursor spell a mask marker, replace them with a span.
-    fn convert_typed_marker(&mut self) {
-        if !matches!(
-            self.units.get(self.cursor.wrapping_sub(1)),
-            Some(Unit::Char(']'))
-        ) {
-            return;
-        }
-        let start = self.units[..self.cursor]
+        let text = text.replace("\r\n", "\n").replace('\r', "\n");
+        let (start, end) = self.target();
+        // A marker may begin in the text before the cursor: look back far enough for one.
+        let from = self.units[..start]
             .iter()
-            .rposition(|u| matches!(u, Unit::Char('[')));
-        let Some(start) = start else { return };
-        let text: String = self.units[start..self.cursor]
+            .rposition(|u| matches!(u, Unit::Char('[')))
+            .filter(|&i| start - i <= MARKER_LOOKBACK)
+            .unwrap_or(start);
+        let mut local: Vec<Unit> = self.units[from..start].to_vec();
+        local.extend(parse_units(&text));
+        convert_typed_marker(&mut local);
+        // Keep the recorded edit minimal: the looked-back prefix that did not change stays.
+        let same = local
             .iter()
-            .map(|u| match u {
-                Unit::Char(c) => *c,
-                Unit::Mask { .. } => '\u{0}',
-            })
-            .collect();
-        if let Ok(segments) = prompt::parse(&text) {
-            if let [Segment::Masks(count)] = segments.as_slice() {
-                self.units.splice(
-                    start..self.cursor,
-                    [Unit::Mask {
-                        count: *count,
-                        original: String::new(),
-                    }],
-                );
-                self.cursor = start + 1;
-            }
-        }
+            .zip(&self.units[from..start])
+            .take_while(|(a, b)| a == b)
+            .count();
+        let local = local.split_off(same);
+        let at = from + same;
+        let cursor = at + local.len();
+        self.edit(at, end, local, cursor);
     }
 
     pub fn backspace(&mut self) {
-        if self.selection().is_some() {
-            self.snapshot();
-            self.delete_selection_raw();
-        } else if self.cursor > 0 {
-            self.snapshot();
-            self.cursor -= 1;
-            self.units.remove(self.cursor);
+        match self.selection() {
+            Some((start, end)) => self.edit(start, end, Vec::new(), start),
+            None if self.cursor > 0 => {
+                let c = self.cursor;
+                self.edit(c - 1, c, Vec::new(), c - 1)
+            }
+            None => self.anchor = None,
         }
-        self.anchor = None;
     }
 
     pub fn delete(&mut self) {
-        if self.selection().is_some() {
-            self.snapshot();
-            self.delete_selection_raw();
-        } else if self.cursor < self.units.len() {
-            self.snapshot();
-            self.units.remove(self.cursor);
+        match self.selection() {
+            Some((start, end)) => self.edit(start, end, Vec::new(), start),
+            None if self.cursor < self.units.len() => {
+                let c = self.cursor;
+                self.edit(c, c + 1, Vec::new(), c)
+            }
+            None => self.anchor = None,
         }
-        self.anchor = None;
     }
 
     /// Moves the cursor to `to`; with `select`, extends the selection from where it was.
@@ -339,12 +366,8 @@ impl Document {
         let Some((start, end)) = self.selection() else {
             return false;
         };
-        self.snapshot();
         let count = count.clamp(1, MAX_SPAN);
-        self.units
-            .splice(start..end, [Unit::Mask { count, original }]);
-        self.cursor = start + 1;
-        self.anchor = None;
+        self.edit(start, end, vec![Unit::Mask { count, original }], start + 1);
         true
     }
 
@@ -370,7 +393,6 @@ impl Document {
         {
             return false;
         }
-        self.snapshot();
         let restored: Vec<Unit> = self.units[start..end]
             .iter()
             .flat_map(|u| match u {
@@ -379,9 +401,7 @@ impl Document {
             })
             .collect();
         let n = restored.len();
-        self.units.splice(start..end, restored);
-        self.cursor = start + n;
-        self.anchor = None;
+        self.edit(start, end, restored, start + n);
         true
     }
 
@@ -390,19 +410,58 @@ impl Document {
         let Some(i) = self.span_near_cursor() else {
             return false;
         };
-        self.snapshot();
-        if let Unit::Mask { count, .. } = &mut self.units[i] {
-            *count = (*count as i64 + delta).clamp(1, MAX_SPAN as i64) as usize;
+        let Unit::Mask { count, original } = &self.units[i] else {
+            return false;
+        };
+        let new_count = (*count as i64 + delta).clamp(1, MAX_SPAN as i64) as usize;
+        if new_count == *count {
+            // At a limit: nothing changes, so nothing goes on the undo stack.
+            return false;
         }
+        let unit = Unit::Mask {
+            count: new_count,
+            original: original.clone(),
+        };
+        let cursor = self.cursor;
+        self.edit(i, i + 1, vec![unit], cursor);
         true
     }
 
     /// Replaces the whole document (e.g. with a finished run's text), as one undoable edit.
     pub fn replace_all(&mut self, text: &str) {
-        self.snapshot();
-        self.units = text.chars().map(Unit::Char).collect();
-        self.cursor = self.units.len();
-        self.anchor = None;
+        let units: Vec<Unit> = text.chars().map(Unit::Char).collect();
+        let n = units.len();
+        let len = self.units.len();
+        self.edit(0, len, units, n);
+    }
+}
+
+/// How far back from the cursor a typed `]` looks for the `[` of a mask marker.
+const MARKER_LOOKBACK: usize = 48;
+
+/// If `units` end with a complete mask marker, turns it into a span.
+fn convert_typed_marker(units: &mut Vec<Unit>) {
+    if !matches!(units.last(), Some(Unit::Char(']'))) {
+        return;
+    }
+    let Some(start) = units.iter().rposition(|u| matches!(u, Unit::Char('['))) else {
+        return;
+    };
+    let text: String = units[start..]
+        .iter()
+        .map(|u| match u {
+            Unit::Char(c) => *c,
+            Unit::Mask { .. } => '\u{0}',
+        })
+        .collect();
+    if let Ok(segments) = prompt::parse(&text) {
+        if let [Segment::Masks(count)] = segments.as_slice() {
+            units.truncate(start);
+            units.push(Unit::Mask {
+                count: (*count).min(MAX_SPAN),
+                original: String::new(),
+            });
+        }
     }
 }
 
@@ -533,12 +592,62 @@ mod tests {
         assert_eq!(d.to_prompt(), "a");
         assert!(d.undo());
         assert_eq!(d.to_prompt(), "ab");
+        // A typed run is one undo step.
         assert!(d.undo());
-        assert_eq!(d.to_prompt(), "a");
+        assert_eq!(d.to_prompt(), "");
         assert!(d.redo());
         assert_eq!(d.to_prompt(), "ab");
         d.insert_str("c");
         assert!(!d.redo(), "a new edit clears the redo stack");
+    }
+
+    #[test]
+    fn typed_runs_group_by_word_and_markers_undo_whole() {
+        let mut d = typed("the cat sat");
+        assert!(d.undo());
+        assert_eq!(d.to_prompt(), "the cat ");
+        assert!(d.undo());
+        assert_eq!(d.to_prompt(), "the ");
+        let mut d = typed("a [MASK:2]");
+        assert_eq!(d.to_prompt(), "a [MASK:2]");
+        assert!(d.undo(), "the marker's conversion");
+        assert_eq!(d.to_prompt(), "a [MASK:2");
+        assert!(d.redo());
+        assert_eq!(d.to_prompt(), "a [MASK:2]");
+    }
+
+    /// Undo stores what changed, not the document: keystrokes in a large document stay cheap.
+    #[test]
+    fn undo_memory_grows_with_the_edits_not_the_document() {
+        let mut d = Document::default();
+        d.insert_str(&"x".repeat(1 << 20));
+        for _ in 0..90 {
+            d.insert_str("y");
+            d.backspace();
+        }
+        let stored: usize = d
+            .undo
+            .iter()
+            .map(|e| e.removed.len() + e.inserted.len())
+            .sum();
+        assert!(stored < (1 << 20) + 1000, "{stored} units kept for undo");
+        while d.undo() {}
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn carriage_returns_in_a_paste_are_newlines() {
+        let mut d = Document::default();
+        d.insert_str("park.\rThen he\r\nran.");
+        assert_eq!(d.to_prompt(), "park.\nThen he\nran.");
+    }
+
+    #[test]
+    fn shrinking_a_one_token_span_adds_no_undo_step() {
+        let mut d = Document::from_prompt("a [MASK] b");
+        d.move_to(3, false);
+        assert!(!d.resize_span(-1));
+        assert!(!d.undo());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::tui::app::{span_label, unit_width, App, Focus};
 use crate::tui::editor::{visual_rows, Unit};
 
 /// Draws the editor; returns its text area and how many rows are scrolled off the top.
-pub fn render(app: &App, frame: &mut Frame, area: Rect) -> (Rect, u16) {
+pub fn render(app: &App, frame: &mut Frame, area: Rect) -> (Rect, usize) {
     let theme = app.theme();
     let doc = &app.doc;
     let title = format!(
@@ -31,9 +31,19 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> (Rect, u16) {
         (text_area.width as usize).saturating_sub(1),
         unit_width,
     );
-    let mut cursor_line = 0;
-    let mut lines: Vec<Line> = Vec::with_capacity(rows.len());
-    for (row_index, &(start, end)) in rows.iter().enumerate() {
+    // Only the rows on screen are built: the cursor's row is kept visible.
+    let cursor = doc.cursor();
+    let mut cursor_line = rows
+        .partition_point(|&(_, end)| end < cursor)
+        .min(rows.len().saturating_sub(1));
+    // At a soft wrap the cursor is drawn at the start of the next row.
+    if rows[cursor_line].1 == cursor && rows.get(cursor_line + 1).is_some_and(|r| r.0 == cursor) {
+        cursor_line += 1;
+    }
+    let height = text_area.height as usize;
+    let scroll = cursor_line.saturating_sub(height.saturating_sub(1));
+    let mut lines: Vec<Line> = Vec::with_capacity(height);
+    for (row_index, &(start, end)) in rows.iter().enumerate().skip(scroll).take(height) {
         let mut spans: Vec<Span> = Vec::new();
         for (i, unit) in units.iter().enumerate().take(end).skip(start) {
             let (text, mut style) = match unit {
@@ -43,9 +53,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> (Rect, u16) {
             if selection.is_some_and(|(s, e)| i >= s && i < e) {
                 style = style.patch(theme.selection);
             }
-            if show_cursor && i == doc.cursor() {
+            if show_cursor && i == cursor {
                 style = theme.cursor;
-                cursor_line = row_index;
             }
             spans.push(styled(style, text));
         }
@@ -57,7 +66,6 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> (Rect, u16) {
             && (end == units.len() || units[end] == Unit::Char('\n'))
         {
             spans.push(styled(theme.cursor, " "));
-            cursor_line = row_index;
         }
         lines.push(Line::from(spans));
     }
@@ -67,9 +75,6 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> (Rect, u16) {
             "Type a prompt; select text and press Ctrl-K to mask it; F5 runs.",
         ))];
     }
-    // Keep the cursor line visible.
-    let height = text_area.height as usize;
-    let scroll = cursor_line.saturating_sub(height.saturating_sub(1));
-    frame.render_widget(Paragraph::new(lines).scroll((scroll as u16, 0)), text_area);
-    (text_area, scroll as u16)
+    frame.render_widget(Paragraph::new(lines), text_area);
+    (text_area, scroll)
 }
