@@ -362,6 +362,28 @@ fn malformed_model_folders_exit_2() {
     expect_usage_error(&["--model-dir", &d, "--prompt", "x"], "block_type");
 
     cfg["block_type"] = "llama".into();
+    // Values that made every activation NaN (and the output silently end-of-text) are refused.
+    for (key, value) in [("rms_norm_eps", -1e-5), ("rope_theta", 0.0)] {
+        let mut broken = cfg.clone();
+        broken[key] = value.into();
+        std::fs::write(tmp.join("config.json"), broken.to_string()).unwrap();
+        expect_usage_error(&["--model-dir", &d, "--prompt", "x"], key);
+    }
+    // A context of 1e8 positions is capped (it aborted building the rotary table).
+    let mut huge = cfg.clone();
+    huge["max_sequence_length"] = 100_000_000.into();
+    std::fs::write(tmp.join("config.json"), huge.to_string()).unwrap();
+    let out = generate(&["--model-dir", &d, "--prompt", "x", "--length", "4"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    expect_usage_error(
+        &["--model-dir", &d, "--prompt", "x", "--length", "40000"],
+        "at most 32768",
+    );
+
     cfg["model_type"] = "bert".into();
     cfg["architectures"] = serde_json::json!(["BertForMaskedLM"]);
     std::fs::write(tmp.join("config.json"), cfg.to_string()).unwrap();

@@ -240,6 +240,22 @@ impl LladaConfig {
         if self.embedding_rows() < self.vocab_size {
             bail!("config.json: embedding_size is smaller than vocab_size");
         }
+        // Values that turn every activation into NaN (and so every output into end-of-text).
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0) {
+            bail!(
+                "config.json: rms_norm_eps = {} must be a small positive number (e.g. 1e-5)",
+                self.rms_norm_eps
+            );
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 1.0) {
+            bail!(
+                "config.json: rope_theta = {} must be a number above 1 (e.g. 10000)",
+                self.rope_theta
+            );
+        }
+        if self.max_sequence_length == 0 {
+            bail!("config.json: max_sequence_length must be at least 1");
+        }
         match self.mask_token_id {
             None => bail!("config.json: mask_token_id is missing"),
             Some(id) if id as usize >= self.embedding_rows() => {
@@ -376,6 +392,10 @@ impl RmsNorm {
         })
     }
 }
+
+/// The longest context a LLaDA-format model is run with, whatever its config claims (the
+/// rotary tables are precomputed for every position).
+pub const MAX_CONTEXT: usize = 32_768;
 
 /// Precomputed rotary tables, shape (max_sequence_length, head_dim / 2), in f32.
 #[derive(Debug, Clone)]

@@ -360,7 +360,7 @@ fn load_llada(
             dir.display()
         );
     }
-    let cfg: LladaConfig = match family {
+    let mut cfg: LladaConfig = match family {
         "dream" => serde_json::from_value::<DreamConfig>(json)
             .with_context(|| {
                 format!(
@@ -388,6 +388,9 @@ fn load_llada(
     };
     cfg.validate()
         .with_context(|| format!("in {}", files.config.display()))?;
+    // The rotary table is built for the whole context: a config claiming 1e8 positions would
+    // ask for gigabytes. Longer canvases are refused with this limit named.
+    cfg.max_sequence_length = cfg.max_sequence_length.min(super::llada::MAX_CONTEXT);
     let vb = mmap_weights(
         dir,
         resolve_precision(precision, cfg.parameter_count()),

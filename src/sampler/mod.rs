@@ -467,6 +467,13 @@ impl Sampler {
                 bail!("the model returned logits of the wrong shape");
             }
             let candidates = self.score_candidates(&logits, block.end);
+            if let Some(bad) = candidates.iter().find(|c| c.score.is_nan()) {
+                bail!(
+                    "the model produced non-finite logits (NaN) at position {}: its weights or \
+                     config.json are broken (e.g. NaN weights, rms_norm_eps <= 0, rope_theta 0)",
+                    bad.pos
+                );
+            }
             let mut chosen = self.choose(candidates, fixed_count);
             for c in &chosen {
                 self.tokens[c.pos] = c.id;
@@ -619,10 +626,16 @@ impl Sampler {
                     this.proposal
                         .propose(&row, &mut rng, &hidden, Some(this.traits.mask_id));
                 let uniform = if random { rng.random::<f64>() } else { 0.0 };
+                // A NaN anywhere in the row marks the position (checked by the caller).
+                let broken = row.iter().any(|v| v.is_nan());
                 Commit {
                     pos,
                     id,
-                    score: score(this.params.strategy, &dist, pos, uniform),
+                    score: if broken {
+                        f64::NAN
+                    } else {
+                        score(this.params.strategy, &dist, pos, uniform)
+                    },
                 }
             })
             .collect()

@@ -391,3 +391,28 @@ fn stop_at_eos_waits_while_text_could_follow() {
         .unwrap();
     assert_eq!(sampler.masked(), 0);
 }
+
+/// Logits with a NaN (broken weights or config) stop the run with a message instead of
+/// committing garbage.
+#[test]
+fn non_finite_logits_are_an_error() {
+    for strategy in [Strategy::LowConfidence, Strategy::Random] {
+        let p = SamplerParams {
+            strategy,
+            ..params(4, 4)
+        };
+        let mut sampler = Sampler::new(canvas(1, 4), p, traits()).unwrap();
+        let e = sampler
+            .step(|request| {
+                let width = 8;
+                let n = request.canvases[0].len();
+                Ok(request
+                    .canvases
+                    .iter()
+                    .map(|_| Logits::new(vec![f32::NAN; n * width], width))
+                    .collect())
+            })
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("non-finite"), "{e:#}");
+    }
+}
