@@ -9,6 +9,7 @@ pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod files;
 pub mod model;
 pub mod prompt;
 pub mod sampler;

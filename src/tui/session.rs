@@ -189,31 +189,9 @@ pub fn save(app: &App, path: &Path) -> Result<()> {
     write_atomically(path, serialize(app)?.as_bytes())
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder (owner-only permissions).
+/// Writes `bytes` to `path` atomically with owner-only permissions (the session is private).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let name = path
-        .file_name()
-        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let written = (|| -> std::io::Result<()> {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", path.display()));
-    }
-    Ok(())
+    crate::files::write_atomically(path, bytes, true)
 }
 
 /// Writes `dlm-tui-run-N.jsonl` and `dlm-tui-run-N.txt` into `dir`; returns the paths written.
@@ -260,9 +238,8 @@ pub fn export(app: &App, dir: &Path) -> Result<String> {
         text.push_str(&final_text);
         text.push('\n');
     }
-    std::fs::write(&jsonl, lines.join("\n") + "\n")
-        .with_context(|| format!("writing {}", jsonl.display()))?;
-    std::fs::write(&txt, text).with_context(|| format!("writing {}", txt.display()))?;
+    crate::files::write_atomically(&jsonl, (lines.join("\n") + "\n").as_bytes(), false)?;
+    crate::files::write_atomically(&txt, text.as_bytes(), false)?;
     Ok(format!("{} and {}", jsonl.display(), txt.display()))
 }
 

@@ -3,7 +3,7 @@
 //! by a git object id or an LFS sha256, a revision follows git's rules for branch and tag names,
 //! and a file name is a plain name. Nothing a server sends becomes a path unchecked.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -154,7 +154,7 @@ impl RepoCache {
             return Ok(());
         }
         let path = self.root.join("refs").join(rev);
-        write_atomically(&path, commit.as_bytes())
+        crate::files::write_atomically(&path, commit.as_bytes(), false)
     }
 
     pub fn blob(&self, checksum: &Checksum) -> PathBuf {
@@ -192,30 +192,6 @@ impl RepoCache {
 pub fn check_file_name(name: &str) -> Result<()> {
     if !is_plain_file_name(name) || name.starts_with('.') {
         bail!("the hub listed a file named {name:?}, which is not a plain file name");
-    }
-    Ok(())
-}
-
-/// Writes `bytes` to `path` through a temporary file beside it and a rename.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().context("a path with no folder")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", path.display()));
     }
     Ok(())
 }
