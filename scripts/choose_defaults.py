@@ -26,6 +26,9 @@ CANDIDATES = [
     ("entropy, block 32", "entropy:block-length=32"),
     ("low-confidence, block 32, 32 steps", "low-confidence:block-length=32:steps=32"),
     ("low-confidence, block 16, temperature 0.5", "low-confidence:block-length=16:temperature=0.5"),
+    ("low-confidence, block 16, temperature 0.7", "low-confidence:block-length=16:temperature=0.7"),
+    ("low-confidence, block 32, temperature 0.5", "low-confidence:block-length=32:temperature=0.5"),
+    ("margin, block 16, temperature 0.5", "margin:block-length=16:temperature=0.5"),
     ("low-confidence, block 16, threshold 0.9, dual cache",
      "low-confidence:block-length=16:threshold=0.9:cache=dual"),
 ]

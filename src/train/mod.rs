@@ -23,6 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::model::llada::{Kernels, Llada, LladaConfig};
+use crate::model::DeviceKind;
 use crate::text::TextCodec;
 use adamw::AdamW;
 use bpe::{train_bpe, EOS_TOKEN, MASK_TOKEN};
@@ -101,6 +102,11 @@ pub struct TrainArgs {
     pub max_minutes: Option<f64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Where to train: the CPU, or a GPU in a build with `--features cuda` (same steps, same
+    /// checkpoints; a run may move between devices with `--resume`).
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    #[serde(default)]
+    pub device: DeviceKind,
     /// Only measure: train tokenizers of these sizes and print held-out characters per token.
     #[arg(long, value_delimiter = ',', value_name = "SIZES")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -285,7 +291,7 @@ fn init_weights(varmap: &VarMap, path: &Path) -> Result<()> {
                 var.dims()
             );
         }
-        var.set(&tensor.to_dtype(var.dtype())?)?;
+        var.set(&tensor.to_dtype(var.dtype())?.to_device(var.device())?)?;
     }
     Ok(())
 }
@@ -340,7 +346,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         return measure_vocab(sizes, train_stories, val_stories, args.d_model);
     }
     let started = Instant::now();
-    let device = Device::Cpu;
+    let device = args.device.open()?;
     let ckpt = args
         .checkpoint_dir
         .clone()

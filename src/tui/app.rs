@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::editor::{index_at, visual_rows, Document, Unit};
 use super::keymap::{Command, KeyMap};
-use super::params::{Field, LaneSpec, ParamsForm};
+use super::params::{LaneSpec, ParamsForm};
 use super::theme::Theme;
 use crate::chat::{ChatTemplate, Message as ChatMessage};
 use crate::engine::{Event, Job, LaneSummary, StepEvent};
@@ -491,10 +491,9 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     match app.focus {
         Focus::Editor => editor_key(app, key),
         Focus::Params => {
-            if let Err(e) = app.form.key(key, &mut app.settings) {
+            let auto_steps = app.doc.mask_count() + app.settings.length;
+            if let Err(e) = app.form.key(key, &mut app.settings, auto_steps) {
                 app.error(e);
-            } else if app.form.selected() == Field::Compare && app.settings.compare.len() > 1 {
-                app.compare_mode = true;
             }
         }
         Focus::Live => live_key(app, key),

@@ -124,7 +124,14 @@ impl Field {
     /// Sets the field from typed text.
     pub fn set(self, s: &mut Settings, text: &str) -> Result<(), String> {
         let text = text.trim();
-        let off = matches!(text, "" | "off" | "none" | "auto");
+        // "0" is off (or auto) where config.toml says so.
+        let zero_is_off = matches!(
+            self,
+            Field::Steps | Field::TopK | Field::Threshold | Field::Factor | Field::AlgTemp
+        );
+        let off = matches!(text, "" | "off" | "none" | "auto")
+            || (zero_is_off && text.parse::<f64>() == Ok(0.0))
+            || (self == Field::TopP && text.parse::<f64>() == Ok(1.0));
         let num = |what: &str| -> Result<f64, String> {
             text.parse::<f64>()
                 .ok()
@@ -205,20 +212,23 @@ impl Field {
         Ok(())
     }
 
-    /// Nudges the field up or down.
+    /// Nudges the field up or down ("auto" steps count as one per generated token).
     pub fn adjust(self, s: &mut Settings, up: bool) -> Result<(), String> {
+        let auto = s.length;
+        self.adjust_from(s, up, auto)
+    }
+
+    /// Nudges the field up or down; `auto_steps` is what "auto" steps mean for the next run
+    /// (one per masked token), so a nudge moves from the value in effect.
+    pub fn adjust_from(self, s: &mut Settings, up: bool, auto_steps: usize) -> Result<(), String> {
         let step_int = |v: usize, by: usize| if up { v + by } else { v.saturating_sub(by) };
         let mut next = s.clone();
         let p = &mut next.params;
         match self {
             Field::Length => next.length = step_int(next.length, 8),
             Field::Steps => {
-                next.steps = match next.steps {
-                    None if up => Some(8),
-                    None => None,
-                    Some(n) if !up && n <= 1 => None,
-                    Some(n) => Some(step_int(n, 1)),
-                }
+                let current = next.steps.unwrap_or(auto_steps.max(1));
+                next.steps = Some(step_int(current, 1).max(1));
             }
             Field::BlockLength => p.block_length = step_int(p.block_length, 8).max(1),
             Field::Temperature => {
@@ -444,6 +454,10 @@ impl ParamsForm {
             KeyCode::Esc => self.buffer = None,
             KeyCode::Enter => {
                 let text = self.buffer.take().unwrap_or_default();
+                // Enter on an empty field cancels the edit.
+                if text.trim().is_empty() {
+                    return Some(Ok(()));
+                }
                 return Some(self.selected().set(s, &text));
             }
             _ => return None,
@@ -451,14 +465,21 @@ impl ParamsForm {
         Some(Ok(()))
     }
 
-    /// Keys while browsing rows.
-    pub fn key(&mut self, key: KeyEvent, s: &mut Settings) -> Result<(), String> {
+    /// Keys while browsing rows; `auto_steps` is what "auto" steps mean for the next run.
+    pub fn key(
+        &mut self,
+        key: KeyEvent,
+        s: &mut Settings,
+        auto_steps: usize,
+    ) -> Result<(), String> {
         match key.code {
             KeyCode::Up => self.row = self.row.saturating_sub(1),
             KeyCode::Down => self.row = (self.row + 1).min(Field::ALL.len() - 1),
-            KeyCode::Left | KeyCode::Char('-') => return self.selected().adjust(s, false),
+            KeyCode::Left | KeyCode::Char('-') => {
+                return self.selected().adjust_from(s, false, auto_steps)
+            }
             KeyCode::Right | KeyCode::Char('+') | KeyCode::Char('=') => {
-                return self.selected().adjust(s, true)
+                return self.selected().adjust_from(s, true, auto_steps)
             }
             KeyCode::Enter => self.buffer = Some(String::new()),
             KeyCode::Char(c) if c.is_ascii_alphanumeric() || c == '.' => {
@@ -523,10 +544,59 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("temperature"), "{err}");
         assert!(Field::Steps.set(&mut s, "auto").is_ok());
+        // "0" means off / auto, as in config.toml.
+        for field in [
+            Field::Steps,
+            Field::TopK,
+            Field::Threshold,
+            Field::Factor,
+            Field::AlgTemp,
+        ] {
+            assert!(field.set(&mut s, "0").is_ok(), "{field:?}");
+            assert!(
+                matches!(field.value(&s).as_str(), "off" | "auto"),
+                "{field:?}"
+            );
+        }
+        assert!(Field::TopP.set(&mut s, "1").is_ok());
+        assert_eq!(Field::TopP.value(&s), "off");
         assert_eq!(s.steps, None);
         assert!(Field::Threshold.set(&mut s, "0.9").is_ok());
         assert_eq!(Field::Threshold.value(&s), "0.9");
         assert_eq!(Field::Factor.value(&s), "off");
+    }
+
+    /// Right on "auto" steps moves up from the steps in effect, Left down from them.
+    #[test]
+    fn steps_move_from_the_value_in_effect() {
+        let mut s = Settings::default();
+        assert_eq!(s.steps, None);
+        Field::Steps.adjust_from(&mut s, true, 64).unwrap();
+        assert_eq!(s.steps, Some(65));
+        s.steps = None;
+        Field::Steps.adjust_from(&mut s, false, 64).unwrap();
+        assert_eq!(s.steps, Some(63));
+        s.steps = Some(1);
+        Field::Steps.adjust_from(&mut s, false, 64).unwrap();
+        assert_eq!(s.steps, Some(1));
+    }
+
+    #[test]
+    fn enter_on_an_empty_field_cancels() {
+        let mut form = ParamsForm::default();
+        let mut s = Settings {
+            steps: Some(12),
+            ..Settings::default()
+        };
+        form.row = Field::ALL.iter().position(|f| *f == Field::Steps).unwrap();
+        form.key(KeyEvent::from(KeyCode::Enter), &mut s, 64)
+            .unwrap();
+        assert!(form.editing());
+        form.edit_key(KeyEvent::from(KeyCode::Enter), &mut s)
+            .unwrap()
+            .unwrap();
+        assert!(!form.editing());
+        assert_eq!(s.steps, Some(12));
     }
 
     #[test]
