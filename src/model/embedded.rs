@@ -20,6 +20,11 @@ pub fn config() -> Result<LladaConfig> {
     serde_json::from_str(CONFIG).context("the embedded config.json")
 }
 
+/// The embedded model's tokenizer alone.
+pub fn codec() -> Result<TextCodec> {
+    TextCodec::from_bytes(TOKENIZER).context("the embedded tokenizer")
+}
+
 /// Loads the embedded model. Its f16 weights are widened to f32 unless asked otherwise.
 pub fn load(precision: Precision, device: &Device) -> Result<LoadedModel> {
     let (mut model, codec) = load_llada(precision, device)?;

@@ -74,25 +74,40 @@ fn render_lane(
 
     let tokens = &app.tokens;
     let mut lines: Vec<Line> = vec![Line::default()];
-    for (pos, &id) in canvas.iter().enumerate() {
+    let plain = |id: u32| id != tokens.mask_id && !tokens.is_eos(id);
+    let pieces = token_pieces(
+        canvas,
+        plain,
+        |id| tokens.text(id),
+        |ids| app.codec().decode(ids, false),
+    );
+    for (range, piece) in pieces {
+        let pos = range.start;
+        let id = canvas[pos];
         let is_context = run.initial.get(pos).is_some_and(|&t| t != tokens.mask_id);
         let (text, style): (String, Style) = if id == tokens.mask_id {
             (MASK_GLYPH.to_string(), theme.mask)
         } else if tokens.is_eos(id) {
             ("∅".to_string(), theme.eos)
         } else {
+            // A piece of several tokens (one character split across them) takes the most
+            // telling style of its tokens: fresh over confidence over committed.
             let style = if is_context {
                 theme.context
-            } else if fresh.contains(&pos) {
+            } else if range.clone().any(|p| fresh.contains(&p)) {
                 theme.fresh
             } else if let Some(Some(score)) = scores.get(pos) {
                 theme.confidence(*score)
             } else {
                 theme.committed
             };
-            (tokens.text(id).to_string(), style)
+            (piece, style)
         };
-        let style = if disagree.get(pos).copied().unwrap_or(false) && !is_context {
+        let style = if range
+            .clone()
+            .any(|p| disagree.get(p).copied().unwrap_or(false))
+            && !is_context
+        {
             style.patch(theme.disagree)
         } else {
             style
@@ -113,6 +128,49 @@ fn render_lane(
         Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(body);
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), text_area);
     frame.render_widget(Paragraph::new(stats_line(app, lane, shown)), stats_area);
+}
+
+/// The canvas as display pieces: one per position, except that a token holding part of a
+/// character (byte-level tokenizers split curly quotes, dashes and CJK across tokens, and each
+/// alone decodes to U+FFFD) is joined with the following plain tokens until the run decodes
+/// whole (at most 4 tokens). `plain` says which ids are text (not masks or end-of-text).
+pub fn token_pieces<'a>(
+    canvas: &[u32],
+    plain: impl Fn(u32) -> bool,
+    solo: impl Fn(u32) -> &'a str,
+    decode: impl Fn(&[u32]) -> String,
+) -> Vec<(std::ops::Range<usize>, String)> {
+    const REPLACEMENT: char = '\u{fffd}';
+    let mut pieces = Vec::with_capacity(canvas.len());
+    let mut pos = 0;
+    while pos < canvas.len() {
+        let id = canvas[pos];
+        let text = solo(id);
+        if !plain(id) || !text.contains(REPLACEMENT) {
+            pieces.push((pos..pos + 1, text.to_string()));
+            pos += 1;
+            continue;
+        }
+        let mut end = pos + 1;
+        let mut joined = text.to_string();
+        while joined.contains(REPLACEMENT)
+            && end < canvas.len()
+            && end - pos < 4
+            && plain(canvas[end])
+        {
+            end += 1;
+            joined = decode(&canvas[pos..end]);
+        }
+        if joined.contains(REPLACEMENT) {
+            // Nothing completes it (a masked neighbour, or a broken sequence): show it alone.
+            pieces.push((pos..pos + 1, text.to_string()));
+            pos += 1;
+        } else {
+            pieces.push((pos..end, joined));
+            pos = end;
+        }
+    }
+    pieces
 }
 
 /// Per-lane numbers: masks left, forward passes, time, mean confidence of committed tokens.
@@ -137,4 +195,55 @@ fn stats_line(app: &App, lane: &LaneView, shown: usize) -> Line<'static> {
         stat("conf", format!("{:.3}", s.mean_score));
     }
     Line::from(spans)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Curly quotes, dashes, accents and CJK split across byte-level tokens show whole, and the
+    /// pieces put together are the decoded text (they showed as U+FFFD in the live panel).
+    #[test]
+    fn characters_split_across_tokens_show_whole() {
+        let codec = crate::model::embedded::codec().unwrap();
+        let text = "She said \u{201c}hi\u{201d} \u{2014} caf\u{e9}, \u{65e5}\u{672c}!";
+        let ids = codec.encode(text, false).unwrap();
+        let solos: Vec<String> = ids.iter().map(|&id| codec.token_text(id)).collect();
+        assert!(
+            solos.iter().any(|t| t.contains('\u{fffd}')),
+            "the test needs a split character: {solos:?}"
+        );
+        let solo = |id: u32| -> &str { &solos[ids.iter().position(|&i| i == id).unwrap()] };
+        let pieces = token_pieces(&ids, |_| true, solo, |run| codec.decode(run, false));
+        let shown: String = pieces.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(shown, codec.decode(&ids, false));
+        assert!(!shown.contains('\u{fffd}'), "{shown}");
+        // Every position is covered once, in order.
+        let mut next = 0;
+        for (range, _) in &pieces {
+            assert_eq!(range.start, next);
+            next = range.end;
+        }
+        assert_eq!(next, ids.len());
+    }
+
+    /// A split character whose other half is still masked is shown alone (as U+FFFD) rather
+    /// than swallowing the mask.
+    #[test]
+    fn a_masked_neighbour_is_never_joined() {
+        let codec = crate::model::embedded::codec().unwrap();
+        let ids = codec.encode("\u{65e5}", false).unwrap();
+        assert!(ids.len() >= 2, "{ids:?}");
+        let mask = u32::MAX;
+        let canvas = [ids[0], mask];
+        let solo = codec.token_text(ids[0]);
+        let pieces = token_pieces(
+            &canvas,
+            |id| id != mask,
+            |_| solo.as_str(),
+            |run| codec.decode(run, false),
+        );
+        assert_eq!(pieces.len(), 2);
+        assert_eq!(pieces[1].0, 1..2);
+    }
 }
