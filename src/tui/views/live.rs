@@ -112,6 +112,14 @@ fn render_lane(
         } else {
             style
         };
+        // A token committed in this step that is only white space (a space, a line break)
+        // would look like nothing happened: it gets visible glyphs on the highlight.
+        let fresh_here = style == theme.fresh || range.clone().any(|p| fresh.contains(&p));
+        let text = if fresh_here && !text.is_empty() && text.trim().is_empty() {
+            visible_whitespace(&text)
+        } else {
+            text
+        };
         let mut parts = text.split('\n').peekable();
         while let Some(part) = parts.next() {
             if !part.is_empty() {
@@ -128,6 +136,18 @@ fn render_lane(
         Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(body);
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), text_area);
     frame.render_widget(Paragraph::new(stats_line(app, lane, shown)), stats_area);
+}
+
+/// White space drawn visibly: `·` for a space, `→` for a tab, `↵` before each line break.
+pub fn visible_whitespace(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            ' ' => "·".to_string(),
+            '\t' => "→".to_string(),
+            '\n' => "↵\n".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// The canvas as display pieces: one per position, except that a token holding part of a
@@ -225,6 +245,13 @@ mod tests {
             next = range.end;
         }
         assert_eq!(next, ids.len());
+    }
+
+    #[test]
+    fn committed_white_space_gets_glyphs() {
+        assert_eq!(visible_whitespace(" "), "·");
+        assert_eq!(visible_whitespace("\n\n"), "↵\n↵\n");
+        assert_eq!(visible_whitespace("\t "), "→·");
     }
 
     /// A split character whose other half is still masked is shown alone (as U+FFFD) rather
