@@ -79,6 +79,7 @@ pub struct SamplerSection {
     pub alg_temp: f64,
     pub cfg: f64,
     pub seed: u64,
+    pub advance_seed: bool,
     pub compare: Vec<LaneSpec>,
 }
 
@@ -103,6 +104,7 @@ impl Default for SamplerSection {
             alg_temp: 0.0,
             cfg: s.params.cfg_scale,
             seed: s.params.seed,
+            advance_seed: s.advance_seed,
             compare: s.compare,
         }
     }
@@ -173,6 +175,7 @@ impl SamplerSection {
             length: self.length,
             steps: (self.steps > 0).then_some(self.steps),
             compare: self.compare.clone(),
+            advance_seed: self.advance_seed,
         };
         settings.validate()?;
         Ok(settings)

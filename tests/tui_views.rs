@@ -570,3 +570,103 @@ fn a_huge_paste_is_refused_with_its_token_count() {
     let screen = draw(&mut app, 80, 24);
     assert!(screen.contains("Keep me. A"), "{screen}");
 }
+
+/// After Esc, F6 keeps the positions still masked as spans (so F5 goes on from there) and F9
+/// marks the export as cancelled, not done.
+#[test]
+fn a_cancelled_run_applies_with_its_masks_and_exports_as_cancelled() {
+    let (mut app, engine) = prepared();
+    let events = run(&mut app, &engine);
+    for e in events
+        .iter()
+        .filter(|e| matches!(e, Event::Step(_)))
+        .take(2)
+        .cloned()
+    {
+        update(&mut app, Action::Engine(e));
+    }
+    update(&mut app, key(KeyCode::Esc));
+    update(&mut app, Action::Engine(Event::Cancelled));
+    let dir = std::env::temp_dir().join(format!("dlm-export-cancel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dlm_tui::tui::session::export(&app, &dir).unwrap();
+    let jsonl = std::fs::read_to_string(dir.join("dlm-tui-run-1.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(jsonl.lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "cancelled");
+    assert!(last["masked"].as_u64().unwrap() > 0, "{last}");
+    std::fs::remove_dir_all(&dir).ok();
+
+    update(&mut app, key(KeyCode::F(6)));
+    assert!(app.doc.mask_count() > 0, "{}", app.doc.to_prompt());
+    assert!(
+        app.doc.to_prompt().contains("[MASK"),
+        "{}",
+        app.doc.to_prompt()
+    );
+    // The run can go on from the partial text.
+    assert!(matches!(
+        update(&mut app, key(KeyCode::F(5))).as_slice(),
+        [
+            dlm_tui::tui::app::Effect::Submit(_),
+            dlm_tui::tui::app::Effect::Save
+        ]
+    ));
+}
+
+/// F4 re-rolls (a new seed, shown, and a run); with `advance_seed` every F5 after the first
+/// uses the next seed.
+#[test]
+fn reroll_and_advancing_seeds() {
+    let (mut app, engine) = prepared();
+    let before = app.settings.params.seed;
+    let effects = update(&mut app, key(KeyCode::F(4)));
+    assert!(matches!(
+        effects.as_slice(),
+        [
+            dlm_tui::tui::app::Effect::Submit(_),
+            dlm_tui::tui::app::Effect::Save
+        ]
+    ));
+    let seed = app.settings.params.seed;
+    assert_ne!(seed, before);
+    let message = app
+        .message
+        .as_ref()
+        .map(|m| m.text.clone())
+        .unwrap_or_default();
+    assert!(message.contains(&format!("seed {seed}")), "{message}");
+    update(&mut app, Action::Engine(Event::Cancelled));
+
+    app.settings.advance_seed = true;
+    for e in run(&mut app, &engine) {
+        update(&mut app, Action::Engine(e));
+    }
+    assert_eq!(app.settings.params.seed, seed + 1);
+    for e in run(&mut app, &engine) {
+        update(&mut app, Action::Engine(e));
+    }
+    assert_eq!(app.settings.params.seed, seed + 2);
+}
+
+/// The parameters panel scrolls to keep the selected row in view, says how many rows are out of
+/// sight, and keeps its footer.
+#[test]
+fn the_parameters_panel_scrolls_to_the_selected_row() {
+    let (mut app, _engine) = prepared();
+    update(&mut app, key(KeyCode::Tab));
+    for _ in 0..30 {
+        update(&mut app, key(KeyCode::Down));
+    }
+    let screen = draw(&mut app, 80, 16);
+    assert!(screen.contains("compare      low-"), "{screen}");
+    assert!(screen.contains("↑") && screen.contains("more"), "{screen}");
+    assert!(screen.contains("compare off"), "{screen}");
+    for _ in 0..30 {
+        update(&mut app, key(KeyCode::Up));
+    }
+    let screen = draw(&mut app, 80, 16);
+    assert!(
+        screen.contains("length") && screen.contains("↓"),
+        "{screen}"
+    );
+}

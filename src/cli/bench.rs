@@ -357,6 +357,7 @@ fn run_against_plain(args: &BenchArgs) -> Result<()> {
             length,
             steps: Some(base.steps),
             compare: Vec::new(),
+            advance_seed: false,
         };
         let lane_settings = lane
             .apply(&shared)

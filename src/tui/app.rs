@@ -51,6 +51,8 @@ pub struct Settings {
     pub steps: Option<usize>,
     /// The comparison lanes: a strategy each, optionally with its own parameters.
     pub compare: Vec<LaneSpec>,
+    /// Add one to the seed before every run after the first, so each run samples anew.
+    pub advance_seed: bool,
 }
 
 impl Default for Settings {
@@ -70,6 +72,7 @@ impl Default for Settings {
                 LaneSpec::new(Strategy::LowConfidence),
                 LaneSpec::new(Strategy::Margin),
             ],
+            advance_seed: false,
         }
     }
 }
@@ -422,6 +425,28 @@ impl App {
         Some(self.codec.decode(canvas, true))
     }
 
+    /// The first lane's latest canvas in prompt syntax: text, with the positions still masked
+    /// (a cancelled run) as `[MASK:N]` spans so the run can be continued; and how many are left.
+    pub fn result_prompt(&self) -> Option<(String, usize)> {
+        let run = self.run.as_ref()?;
+        let lane = run.lanes.first()?;
+        let canvas = lane.canvas_at(run.latest_step(), &run.initial);
+        let mask = self.model.mask_id;
+        let mut text = String::new();
+        let mut masks = 0;
+        for group in canvas.chunk_by(|a, b| (*a == mask) == (*b == mask)) {
+            if group[0] == mask {
+                masks += group.len();
+                text.push_str(&crate::prompt::render(&[crate::prompt::Segment::Masks(
+                    group.len(),
+                )]));
+            } else {
+                text.push_str(&self.codec.decode(group, true));
+            }
+        }
+        Some((text, masks))
+    }
+
     pub fn codec(&self) -> &TextCodec {
         &self.codec
     }
@@ -503,34 +528,34 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
 
 fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
     match command {
+        Command::Reroll => {
+            if app.running() {
+                app.info("a run is in progress: cancel it first");
+                return Vec::new();
+            }
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            // A well-mixed value of the clock (splitmix64), so successive re-rolls differ.
+            let mut z = nanos.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            app.settings.params.seed = (z ^ (z >> 31)) % 1_000_000;
+            let effects = run_now(app);
+            if !effects.is_empty() {
+                app.info(format!("re-rolled: seed {}", app.settings.params.seed));
+            }
+            return effects;
+        }
         Command::Run => {
             if app.running() {
                 app.info("a run is in progress: cancel it first");
                 return Vec::new();
             }
-            match app.build_job() {
-                Ok((job, labels, prompt_len)) => {
-                    app.run = Some(RunView {
-                        initial: job.canvas.clone(),
-                        prompt_len,
-                        lanes: labels
-                            .into_iter()
-                            .map(|label| LaneView {
-                                label,
-                                frames: Vec::new(),
-                                summary: None,
-                            })
-                            .collect(),
-                        state: RunState::Running,
-                        cursor: None,
-                        elapsed: Duration::ZERO,
-                    });
-                    app.message = None;
-                    // Autosave as well: the text that was run is never lost, even to a crash.
-                    return vec![Effect::Submit(job), Effect::Save];
-                }
-                Err(e) => app.error(e),
+            if app.settings.advance_seed && app.run.is_some() {
+                app.settings.params.seed = app.settings.params.seed.wrapping_add(1);
             }
+            return run_now(app);
         }
         Command::Cancel => {
             if app.running() {
@@ -607,10 +632,16 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
                 });
             }
         },
-        Command::ApplyResult => match (&app.run, app.result_text()) {
-            (Some(run), Some(text)) if run.state != RunState::Running => {
-                app.doc.replace_all(&text);
-                app.info("result copied into the editor (undo restores the old text)");
+        Command::ApplyResult => match (&app.run, app.result_prompt()) {
+            (Some(run), Some((text, masks))) if run.state != RunState::Running => {
+                app.doc.replace_all_prompt(&text);
+                if masks > 0 {
+                    app.info(format!(
+                        "partial result copied into the editor with its {masks} masks left as spans (F5 goes on; undo restores the old text)"
+                    ));
+                } else {
+                    app.info("result copied into the editor (undo restores the old text)");
+                }
             }
             _ => app.info("no finished run to apply"),
         },
@@ -627,6 +658,36 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
         }
     }
     Vec::new()
+}
+
+/// Starts a run of the editor's canvas with the current settings (autosaving first).
+fn run_now(app: &mut App) -> Vec<Effect> {
+    match app.build_job() {
+        Ok((job, labels, prompt_len)) => {
+            app.run = Some(RunView {
+                initial: job.canvas.clone(),
+                prompt_len,
+                lanes: labels
+                    .into_iter()
+                    .map(|label| LaneView {
+                        label,
+                        frames: Vec::new(),
+                        summary: None,
+                    })
+                    .collect(),
+                state: RunState::Running,
+                cursor: None,
+                elapsed: Duration::ZERO,
+            });
+            app.message = None;
+            // Autosave as well: the text that was run is never lost, even to a crash.
+            vec![Effect::Submit(job), Effect::Save]
+        }
+        Err(e) => {
+            app.error(e);
+            Vec::new()
+        }
+    }
 }
 
 fn scrub(app: &mut App, command: Command) {

@@ -427,6 +427,15 @@ impl Document {
         true
     }
 
+    /// Replaces the whole document with text in prompt syntax (`[MASK:N]` become spans), as one
+    /// undoable edit.
+    pub fn replace_all_prompt(&mut self, text: &str) {
+        let units = parse_units(text);
+        let n = units.len();
+        let len = self.units.len();
+        self.edit(0, len, units, n);
+    }
+
     /// Replaces the whole document (e.g. with a finished run's text), as one undoable edit.
     pub fn replace_all(&mut self, text: &str) {
         let units: Vec<Unit> = text.chars().map(Unit::Char).collect();

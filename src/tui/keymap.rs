@@ -36,10 +36,11 @@ pub enum Command {
     ApplyResult,
     CycleTheme,
     Export,
+    Reroll,
 }
 
 impl Command {
-    pub const ALL: [Command; 23] = [
+    pub const ALL: [Command; 24] = [
         Command::Run,
         Command::Cancel,
         Command::Quit,
@@ -63,6 +64,7 @@ impl Command {
         Command::ApplyResult,
         Command::CycleTheme,
         Command::Export,
+        Command::Reroll,
     ];
 
     pub fn description(self) -> &'static str {
@@ -92,6 +94,7 @@ impl Command {
             Command::ApplyResult => "copy the finished text into the editor",
             Command::CycleTheme => "next colour theme",
             Command::Export => "export the last run (JSON lines and text)",
+            Command::Reroll => "run again with a new random seed",
         }
     }
 
@@ -378,6 +381,7 @@ pub fn default_table() -> BTreeMap<Command, Vec<String>> {
         (Command::ApplyResult, t(&["F6"])),
         (Command::CycleTheme, t(&["F8"])),
         (Command::Export, t(&["F9"])),
+        (Command::Reroll, t(&["F4", "Ctrl-G"])),
     ])
 }
 

@@ -26,6 +26,7 @@ pub enum Field {
     AlgTemp,
     Cfg,
     Seed,
+    AdvanceSeed,
     Compare,
 }
 
@@ -42,7 +43,7 @@ fn parse_on_off(field: Field, text: &str) -> Result<bool, String> {
 }
 
 impl Field {
-    pub const ALL: [Field; 18] = [
+    pub const ALL: [Field; 19] = [
         Field::Length,
         Field::Steps,
         Field::BlockLength,
@@ -60,6 +61,7 @@ impl Field {
         Field::AlgTemp,
         Field::Cfg,
         Field::Seed,
+        Field::AdvanceSeed,
         Field::Compare,
     ];
 
@@ -82,6 +84,7 @@ impl Field {
             Field::AlgTemp => "alg temp",
             Field::Cfg => "cfg scale",
             Field::Seed => "seed",
+            Field::AdvanceSeed => "advance seed",
             Field::Compare => "compare",
         }
     }
@@ -112,6 +115,7 @@ impl Field {
             Field::AlgTemp => opt(s.params.alg_temp),
             Field::Cfg => format!("{}", s.params.cfg_scale),
             Field::Seed => s.params.seed.to_string(),
+            Field::AdvanceSeed => on_off(s.advance_seed),
             Field::Compare => s
                 .compare
                 .iter()
@@ -193,6 +197,7 @@ impl Field {
                     .parse()
                     .map_err(|_| format!("seed: {text:?} is not a whole number"))?
             }
+            Field::AdvanceSeed => next.advance_seed = parse_on_off(self, text)?,
             Field::Compare => {
                 let lanes = text
                     .split(',')
@@ -294,6 +299,7 @@ impl Field {
                     p.seed.saturating_sub(1)
                 }
             }
+            Field::AdvanceSeed => next.advance_seed = !next.advance_seed,
             Field::Compare => {
                 let n = next.compare.len();
                 if up && n < 4 {

@@ -7,7 +7,7 @@ use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::app::{App, Settings};
+use super::app::{App, RunState, Settings};
 use super::editor::Document;
 use crate::cli::generate::step_json;
 
@@ -219,9 +219,19 @@ pub fn export(app: &App, dir: &Path) -> Result<String> {
             .last()
             .map_or(0.0, |f| f.elapsed.as_secs_f64() * 1e3);
         let final_text = codec.decode(last, true);
+        // A run stopped early is not "done": readers (and `dlm-tui replay`) must not take its
+        // canvas, which still holds masks, for a finished one.
+        let kind = match run.state {
+            RunState::Cancelled => "cancelled",
+            RunState::Failed(_) => "failed",
+            RunState::Running => "running",
+            RunState::Done => "done",
+        };
+        let masked = last.iter().filter(|&&t| t == app.model.mask_id).count();
         lines.push(
             json!({
-                "type": "done",
+                "type": kind,
+                "masked": masked,
                 "lane": lane.frames.first().map_or(0, |f| f.lane),
                 "strategy": lane.label,
                 "tokens": last,

@@ -16,7 +16,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_widget(block, area);
     let focused = app.focus == Focus::Params;
     let label_width = 13;
-    let mut lines: Vec<Line> = Field::ALL
+    let rows: Vec<Line> = Field::ALL
         .iter()
         .enumerate()
         .map(|(i, field)| {
@@ -38,18 +38,43 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             ])
         })
         .collect();
-    lines.push(Line::default());
     let lanes = if app.compare_mode {
         format!("compare on · {} lanes", app.settings.compare.len())
     } else {
         "compare off".to_string()
     };
-    lines.push(Line::from(styled(theme.label, lanes)));
+    let mut footer = vec![Line::default(), Line::from(styled(theme.label, lanes))];
     if focused {
-        lines.push(Line::from(styled(
+        footer.push(Line::from(styled(
             theme.label,
             "←/→ adjust · Enter types a value",
         )));
     }
+    // The footer stays; the rows scroll to keep the selected one in view, and say when some are
+    // out of sight.
+    let height = body.height as usize;
+    if rows.len() + footer.len() > height {
+        // Tight: the spacer line goes first.
+        footer.remove(0);
+    }
+    let room = height.saturating_sub(footer.len()).max(1);
+    let mut lines: Vec<Line> = if rows.len() <= room {
+        rows
+    } else {
+        let first = app.form.row.saturating_sub(room - 1).min(rows.len() - room);
+        let hidden_below = rows.len() - first - room;
+        let mut shown: Vec<Line> = rows.into_iter().skip(first).take(room).collect();
+        // An indicator takes the place of a row, which then counts as hidden too.
+        if hidden_below > 0 {
+            if let Some(last) = shown.last_mut() {
+                *last = Line::from(styled(theme.label, format!(" ↓ {} more", hidden_below + 1)));
+            }
+        }
+        if first > 0 {
+            shown[0] = Line::from(styled(theme.label, format!(" ↑ {} more", first + 1)));
+        }
+        shown
+    };
+    lines.extend(footer);
     frame.render_widget(Paragraph::new(lines), body);
 }
