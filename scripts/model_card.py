@@ -33,6 +33,7 @@ def main():
     ap.add_argument("--eval-before", help="eval report of that model on this model's held-out split")
     ap.add_argument("--gpu-minutes", type=float, default=0.0)
     ap.add_argument("--train-tokens", type=int, help="tokens in the training split (train prints it)")
+    ap.add_argument("--outlook", action="append", default=[], help="a paragraph after the quality table")
     args = ap.parse_args()
     training = json.load(open(os.path.join(MODEL, "training.json")))
     report = json.load(open(args.eval))
@@ -143,6 +144,8 @@ def main():
             w(f"| infilling, exact tokens (left to right) | {i0['left_to_right_rate']:.1%} | {i1['left_to_right_rate']:.1%} | |")
             w(f"| infilling, unigram baseline | {i0['unigram_rate']:.1%} | {i1['unigram_rate']:.1%} | |")
         w("")
+    for paragraph in args.outlook:
+        w(paragraph + "\n")
     w(f"- Held-out NLL bound: **{report['heldout_nll_per_token']:.4f} nats/token** ({report['heldout_bits_per_char']:.4f} bits/char),")
     w(f"  against **{report['unigram_nll_per_token']:.4f} nats/token** for a unigram model fitted on the training split.")
     w(f"- Dictionary words (Debian `wamerican`): **{report['word_rate']:.1%}** of {report['words_checked']} words in 20")

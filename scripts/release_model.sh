@@ -8,7 +8,8 @@
 #   scripts/release_model.sh ~/.cache/dlm-tui/v2-model ../shared/corpus/tinystories-4m.txt
 #
 # Reports go to $OUT (default target/model-release/). Set GPU_MINUTES if part of the training ran
-# on a GPU, TRAIN_TOKENS to the training split's token count that `dlm-tui train` printed.
+# on a GPU, TRAIN_TOKENS to the training split's token count that `dlm-tui train` printed, and
+# OUTLOOK to a paragraph on what the figures mean (printed after the quality table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=$1
@@ -39,5 +40,5 @@ python3 scripts/choose_defaults.py --bin "$BIN" --out "$OUT/defaults.json"
 python3 scripts/model_card.py --eval "$OUT/eval.json" --eval-before "$OUT/eval-before.json" \
     --bench "$OUT/bench.json" --previous models/default/training-v1.json \
     --defaults "$OUT/defaults.json" --gpu-minutes "${GPU_MINUTES:-0}" --vocab-table "$OUT/vocab.txt" \
-    ${TRAIN_TOKENS:+--train-tokens "$TRAIN_TOKENS"}
+    ${TRAIN_TOKENS:+--train-tokens "$TRAIN_TOKENS"} ${OUTLOOK:+--outlook "$OUTLOOK"}
 echo "model card: models/default/MODEL_CARD.md; reports in $OUT"

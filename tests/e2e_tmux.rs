@@ -149,7 +149,7 @@ fn a_person_edits_runs_cancels_compares_and_quits() {
     // Run: steps arrive, the tokens committed in the shown step are highlighted.
     t.keys(&["F5"]);
     let screen = t.wait_for("done", Duration::from_secs(60));
-    assert!(screen.contains("low-confidence · step"), "{screen}");
+    assert!(screen.contains("margin · step"), "{screen}");
     assert!(!t.screen(false).contains("░░░"), "masks left after the run");
     // Scrub to the first step: masks are visible and the tokens committed in that step are
     // highlighted (the dark theme's background #ffd75f).

@@ -57,13 +57,14 @@ pub struct Settings {
 
 impl Default for Settings {
     /// The embedded model's defaults, chosen by measurement (models/default/MODEL_CARD.md:
-    /// scripts/choose_defaults.py): 64 tokens, one step per token, blocks of 16, low-confidence
+    /// scripts/choose_defaults.py): 64 tokens, one step per token, blocks of 16, margin
     /// remasking at temperature 0.5 (the fewest repeated phrases with at least 97% English words).
     fn default() -> Self {
         Self {
             params: SamplerParams {
                 block_length: 16,
                 temperature: 0.5,
+                strategy: Strategy::Margin,
                 ..SamplerParams::default()
             },
             length: 64,

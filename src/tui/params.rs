@@ -613,6 +613,7 @@ mod tests {
         assert_eq!(s.params.temperature, 0.0);
         Field::Temperature.adjust(&mut s, true).unwrap();
         assert_eq!(s.params.temperature, 0.1);
+        s.params.strategy = Strategy::LowConfidence;
         Field::Strategy.adjust(&mut s, true).unwrap();
         assert_eq!(s.params.strategy, Strategy::Random);
         for _ in 0..5 {
