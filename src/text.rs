@@ -16,6 +16,9 @@ pub const MASK_GLYPH: &str = "[MASK]";
 
 pub struct TextCodec {
     tokenizer: Tokenizer,
+    /// The same tokenizer with special tokens read as plain text: a user who types
+    /// `<|mdm_mask|>` means those characters, not a mask (the marker syntax is `[MASK]`).
+    literal: Tokenizer,
 }
 
 impl TextCodec {
@@ -108,7 +111,9 @@ impl TextCodec {
         // `tokenizer(text)` in transformers neither truncates nor pads unless asked to.
         tokenizer.with_padding(None);
         let _ = tokenizer.with_truncation(None);
-        Self { tokenizer }
+        let mut literal = tokenizer.clone();
+        literal.set_encode_special_tokens(true);
+        Self { tokenizer, literal }
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
@@ -124,7 +129,8 @@ impl TextCodec {
 
     /// As [`Self::encode_segments`]; without `add_special` the tokenizer's post-processor (which
     /// may add BOS) is skipped, as transformers does for a rendered chat template, which carries
-    /// its own special tokens.
+    /// its own special tokens. With `add_special` the text is the user's, and special-token
+    /// strings in it are encoded as the characters they are.
     pub fn encode_segments_with(
         &self,
         segments: &[Segment],
@@ -134,10 +140,13 @@ impl TextCodec {
         let mut pieces = Vec::with_capacity(segments.len());
         for segment in segments {
             let encoding = match segment {
-                Segment::Text(text) => self
-                    .tokenizer
-                    .encode(text.as_str(), false)
-                    .map_err(|e| anyhow!("tokenizing {text:?}: {e}"))?,
+                Segment::Text(text) => if add_special {
+                    &self.literal
+                } else {
+                    &self.tokenizer
+                }
+                .encode(text.as_str(), false)
+                .map_err(|e| anyhow!("tokenizing {text:?}: {e}"))?,
                 Segment::Masks(n) => Encoding::from_tokens(
                     vec![Token::new(mask_id, MASK_GLYPH.to_string(), (0, 0)); *n],
                     0,
@@ -238,4 +247,27 @@ fn runs(tokens: &[u32], mask_id: u32) -> impl Iterator<Item = (bool, &[u32])> {
     tokens
         .chunk_by(move |a, b| (*a == mask_id) == (*b == mask_id))
         .map(move |run| (run[0] == mask_id, run))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::prompt::Segment;
+
+    /// Typed special-token strings are text; only the `[MASK]` syntax makes masks. A rendered
+    /// chat template (no post-processing) still reads its special tokens.
+    #[test]
+    fn typed_special_tokens_are_text() {
+        let codec = crate::model::embedded::codec().unwrap();
+        let mask = codec.token_id("<|mdm_mask|>").unwrap();
+        let eos = codec.token_id("<|endoftext|>").unwrap();
+        let typed = [Segment::Text("a <|mdm_mask|> b <|endoftext|>".into())];
+        let ids = codec.encode_segments(&typed, mask).unwrap();
+        assert!(!ids.contains(&mask) && !ids.contains(&eos), "{ids:?}");
+        assert_eq!(codec.decode(&ids, false), "a <|mdm_mask|> b <|endoftext|>");
+        let rendered = codec.encode_segments_with(&typed, mask, false).unwrap();
+        assert!(
+            rendered.contains(&mask) && rendered.contains(&eos),
+            "{rendered:?}"
+        );
+    }
 }

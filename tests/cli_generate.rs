@@ -283,6 +283,14 @@ fn bad_input_exits_2_with_a_clear_message() {
         "does not exist",
     );
 
+    // Negative counts say so (clap read "-1" as an unknown flag).
+    for flag in ["--length", "--steps", "--block-length"] {
+        let out = generate(&["--model-dir", d, "--prompt", "x", flag, "-1"]);
+        assert_eq!(out.status.code(), Some(2), "{flag}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("must be at least 0"), "{flag}: {err}");
+    }
+
     // Unknown strategy: clap's own error, also exit 2.
     let out = generate(&["--model-dir", d, "--prompt", "x", "--strategy", "bogus"]);
     assert_eq!(out.status.code(), Some(2));
@@ -625,4 +633,63 @@ fn a_gpu_device_in_a_cpu_build_says_how_to_get_one() {
         err.contains("--features cuda") && err.contains("--device cpu"),
         "{err}"
     );
+}
+
+/// `bench` refuses counts that give no figure, a missing word list, and reports a full standard
+/// output as an error instead of panicking.
+#[test]
+fn bench_refuses_empty_runs_and_survives_a_full_stdout() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dlm-tui"))
+            .arg("bench")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["--runs", "0"][..],
+        &["--against-plain", "--seeds", "0"][..],
+        &["--runs", "-2"][..],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("at least"),
+            "{args:?}"
+        );
+    }
+    let out = run(&[
+        "--against-plain",
+        "--seeds",
+        "1",
+        "--length",
+        "8",
+        "--words",
+        "/nonexistent/words",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/words"));
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
+    if let Ok(full) = full {
+        let out = Command::new(env!("CARGO_BIN_EXE_dlm-tui"))
+            .args([
+                "bench",
+                "--forward-only",
+                "--length",
+                "16",
+                "--runs",
+                "1",
+                "--warmup",
+                "0",
+            ])
+            .stdout(full)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            !err.contains("panicked") && err.contains("standard output"),
+            "{err}"
+        );
+    }
 }

@@ -8,7 +8,24 @@ use anyhow::{anyhow, Result};
 use clap::Args;
 use serde::Serialize;
 
-use super::generate::{build_canvas, load_model, ScheduleArgs};
+use super::generate::{build_canvas, count, load_model, ScheduleArgs};
+
+/// `println!` that returns an error (a closed or full standard output) instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+            .map_err(|e| anyhow!("writing the report to standard output: {e}"))?;
+    }};
+}
+
+/// A count flag that must be at least 1 (a median of no runs is no figure).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match count(text)? {
+        0 => Err("0 runs give no figure: it must be at least 1".to_string()),
+        n => Ok(n),
+    }
+}
 use super::{usage, ModelArgs};
 use crate::model::{Denoiser, KvCache};
 use crate::sampler::{CacheMode, Sampler, SamplerParams, Schedule};
@@ -29,10 +46,10 @@ pub struct BenchArgs {
     )]
     pub prompt: String,
     /// Untimed generations (or forward passes) first.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = count)]
     pub warmup: usize,
-    /// Timed generations (or forward passes).
-    #[arg(long, default_value_t = 5)]
+    /// Timed generations (or forward passes), at least 1.
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = at_least_one)]
     pub runs: usize,
     /// Time single forward passes over a canvas of exactly `--length` tokens (the prompt's tokens,
     /// then masks), as the PyTorch reference script in benches/reference does.
@@ -48,8 +65,8 @@ pub struct BenchArgs {
     /// several against one plain run. Without it, the schedule flags are the one setting.
     #[arg(long = "setting", value_name = "SPEC", requires = "against_plain")]
     pub settings: Vec<String>,
-    /// Generations per setting for `--against-plain` (seed i uses story prompt i).
-    #[arg(long, default_value_t = 20)]
+    /// Generations per setting for `--against-plain` (seed i uses story prompt i), at least 1.
+    #[arg(long, default_value_t = 20, allow_negative_numbers = true, value_parser = at_least_one)]
     pub seeds: usize,
     /// Word list for the English-word rate.
     #[arg(long, default_value = "/usr/share/dict/american-english")]
@@ -245,9 +262,9 @@ pub fn run(mut args: BenchArgs) -> Result<()> {
         peak_rss_mb: peak_rss_mb(),
     };
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else {
-        println!(
+        outln!(
             "{}: length {} steps {} block {} cache {} ({} runs)\n  forward  {:.2} ms (median)\n  step     {:.2} ms (median)\n  total    {:.1} ms (median) = {:.1} tokens/s\n  nfe      {}\n  saved    {:.1}% of forward FLOPs\n  peak RSS {:.0} MiB",
             report.model, report.length, report.steps, report.block_length, report.cache.name(),
             report.runs, report.forward_ms_median, report.step_ms_median,
@@ -290,9 +307,9 @@ fn run_forward(args: &BenchArgs) -> Result<()> {
         peak_rss_mb: peak_rss_mb(),
     };
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else {
-        println!(
+        outln!(
             "{}: forward over {} tokens, {} threads ({} runs)\n  median {:.2} ms  min {:.2} ms  max {:.2} ms\n  peak RSS {:.0} MiB",
             report.model, report.length, report.threads, report.runs, report.forward_ms_median,
             report.forward_ms_min, report.forward_ms_max, report.peak_rss_mb
@@ -370,7 +387,7 @@ fn run_against_plain(args: &BenchArgs) -> Result<()> {
     if tested.is_empty() {
         tested.push(("given".into(), base.clone()));
     }
-    let dictionary = load_dictionary(&args.words).ok();
+    let dictionary = Some(load_dictionary(&args.words).map_err(usage)?);
     let settings: Vec<&SamplerParams> = std::iter::once(&plain)
         .chain(tested.iter().map(|(_, p)| p))
         .collect();
@@ -461,7 +478,7 @@ fn run_against_plain(args: &BenchArgs) -> Result<()> {
         tested: tested_reports,
     };
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else {
         let row = |name: &str, s: &SettingReport| {
             format!(
@@ -472,7 +489,7 @@ fn run_against_plain(args: &BenchArgs) -> Result<()> {
                 s.mean_log_likelihood, s.repeated_trigrams * 100.0
             )
         };
-        println!(
+        outln!(
             "{}: length {} block {}, {} prompts\n{}",
             report.model,
             report.length,
@@ -481,7 +498,7 @@ fn run_against_plain(args: &BenchArgs) -> Result<()> {
             row("plain", &report.plain)
         );
         for t in &report.tested {
-            println!(
+            outln!(
                 "{}\n    speed-up {:.2}x  word-rate ratio {}  likelihood ratio {:.3}",
                 row(&t.name, &t.report),
                 t.speedup,

@@ -34,17 +34,29 @@ pub struct GenerateArgs {
     pub json: bool,
 }
 
+/// A count flag: a whole number from 0, with that said when a negative one is given (clap would
+/// otherwise read `-1` as an unknown flag).
+pub fn count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) => Ok(n),
+        Err(_) if text.trim().starts_with('-') => {
+            Err(format!("{text} is negative: it must be at least 0"))
+        }
+        Err(e) => Err(format!("{text:?} is not a whole number ({e})")),
+    }
+}
+
 /// The denoising schedule, shared by `generate` and `bench`.
 #[derive(Debug, Clone, Args)]
 pub struct ScheduleArgs {
     /// Masked tokens appended after the prompt (0: fill only the prompt's masks).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = count)]
     pub length: usize,
     /// Denoising steps in all (default: one per masked token).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = count)]
     pub steps: Option<usize>,
     /// Semi-autoregressive block length.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, allow_negative_numbers = true, value_parser = count)]
     pub block_length: usize,
     /// Sampling temperature (0: greedy).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]

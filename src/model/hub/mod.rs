@@ -784,7 +784,18 @@ impl Hub {
                 }
             }
             if let Some(e) = failure {
-                if !self.retriable(&e) || attempt >= self.retries {
+                if !self.retriable(&e) {
+                    // A full disk or a read-only cache: trying again now cannot help.
+                    return Err(e.context(format!(
+                        "downloading {spec} stopped at {have} of {} bytes of {}: the cache ({}) \
+                         cannot be written; free space or fix its permissions (or point \
+                         HF_HUB_CACHE elsewhere), then run the command again",
+                        file.size,
+                        file.name,
+                        self.cache_dir.display()
+                    )));
+                }
+                if attempt >= self.retries {
                     return Err(e.context(format!(
                         "downloading {spec} from {} stopped at {have} of {} bytes of {}; the part \
                          stays in the cache: run the same command again to go on",
