@@ -29,25 +29,37 @@ def palette(n):
 
 
 def parse(text):
-    """Yields rows of (char, fg, bg, bold)."""
-    fg, bg, bold = DEFAULT_FG, DEFAULT_BG, False
+    """Yields rows of (char, fg, bg, bold, underline); reverse video is applied (fg and bg swap)."""
+    fg, bg, bold, reverse, underline = DEFAULT_FG, DEFAULT_BG, False, False, False
+
+    def cell(ch):
+        return (ch, bg, fg, bold, underline) if reverse else (ch, fg, bg, bold, underline)
+
     rows = []
     for line in text.split("\n"):
         row, pos = [], 0
         for m in SGR.finditer(line):
             for ch in line[pos:m.start()]:
-                row.append((ch, fg, bg, bold))
+                row.append(cell(ch))
             pos = m.end()
             codes = [int(c) if c else 0 for c in m.group(1).split(";")]
             i = 0
             while i < len(codes):
                 c = codes[i]
                 if c == 0:
-                    fg, bg, bold = DEFAULT_FG, DEFAULT_BG, False
+                    fg, bg, bold, reverse, underline = DEFAULT_FG, DEFAULT_BG, False, False, False
                 elif c == 1:
                     bold = True
                 elif c == 22:
                     bold = False
+                elif c == 4:
+                    underline = True
+                elif c == 24:
+                    underline = False
+                elif c == 7:
+                    reverse = True
+                elif c == 27:
+                    reverse = False
                 elif c in (38, 48) and i + 1 < len(codes):
                     if codes[i + 1] == 2 and i + 4 < len(codes):
                         colour = tuple(codes[i + 2:i + 5])
@@ -75,7 +87,7 @@ def parse(text):
                     bg = BASIC[c - 100 + 8]
                 i += 1
         for ch in line[pos:]:
-            row.append((ch, fg, bg, bold))
+            row.append(cell(ch))
         rows.append(row)
     return rows
 
@@ -97,11 +109,13 @@ def main():
     with open(args.capture, encoding="utf-8", errors="replace") as f:
         rows = parse(f.read())
     for y, row in enumerate(rows[: args.rows]):
-        for x, (char, fg, bg, bold) in enumerate(row[: args.cols]):
+        for x, (char, fg, bg, bold, underline) in enumerate(row[: args.cols]):
             box = (x * cw, y * ch, (x + 1) * cw, (y + 1) * ch)
             draw.rectangle(box, fill=bg)
             if char.strip():
                 draw.text((x * cw, y * ch + 1), char, fill=fg, font=bold_font if bold else regular)
+            if underline:
+                draw.line((x * cw, (y + 1) * ch - 2, (x + 1) * cw, (y + 1) * ch - 2), fill=fg)
     img.save(args.out)
 
 

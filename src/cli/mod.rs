@@ -212,7 +212,10 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
         .as_deref()
         .and_then(|p| p.parent())
         .map(|d| d.join("themes"));
-    let themes = Theme::all(theme_dir.as_deref()).map_err(usage)?;
+    let mut themes = Theme::all(theme_dir.as_deref()).map_err(usage)?;
+    if crate::tui::theme::no_colour() {
+        themes = themes.into_iter().map(Theme::monochrome).collect();
+    }
     let theme_name = args.theme.clone().unwrap_or(config.ui.theme.clone());
     let theme_index = themes
         .iter()

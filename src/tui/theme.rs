@@ -54,6 +54,17 @@ macro_rules! theme_roles {
                     $($role: file.$role.to_style().with_context(|| format!("in [{}]", stringify!($role)))?,)*
                 })
             }
+
+            /// Every style without its colours (attributes kept), for `NO_COLOR`.
+            fn strip_colours(mut self) -> Self {
+                $(self.$role = Style {
+                    fg: None,
+                    bg: None,
+                    underline_color: None,
+                    ..self.$role
+                };)*
+                self
+            }
         }
     };
 }
@@ -83,6 +94,28 @@ theme_roles! {
     conf_mid: "Confidence 0.25 to 0.5",
     conf_high: "Confidence 0.5 to 0.8",
     conf_top: "Confidence above 0.8",
+}
+
+/// Whether colours are off: `NO_COLOR` set to anything but the empty string (no-color.org).
+pub fn no_colour() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+impl Theme {
+    /// The theme for a terminal without colours (`NO_COLOR`): no colour at all, and the states
+    /// that colour alone showed are marked by attributes: the cursor and the tokens committed in
+    /// the step shown reversed, the selection and masked spans underlined.
+    pub fn monochrome(self) -> Self {
+        let mut t = self.strip_colours();
+        t.cursor = t.cursor.add_modifier(Modifier::REVERSED);
+        t.fresh = t.fresh.add_modifier(Modifier::REVERSED | Modifier::BOLD);
+        t.selection = t.selection.add_modifier(Modifier::UNDERLINED);
+        t.span = t.span.add_modifier(Modifier::UNDERLINED | Modifier::BOLD);
+        t.disagree = t.disagree.add_modifier(Modifier::UNDERLINED);
+        t.border_focus = t.border_focus.add_modifier(Modifier::BOLD);
+        t.error = t.error.add_modifier(Modifier::BOLD);
+        t
+    }
 }
 
 impl StyleSpec {
@@ -232,5 +265,29 @@ mod tests {
             err.contains("unrelated_table") || err.contains("eos"),
             "{err}"
         );
+    }
+}
+
+#[cfg(test)]
+mod monochrome_tests {
+    use super::*;
+
+    /// Without colours, the cursor, the fresh highlight, the selection and spans are still
+    /// told apart from ordinary text by attributes, and no colour is left anywhere.
+    #[test]
+    fn no_colour_themes_mark_states_with_attributes() {
+        for (name, _) in BUILTIN {
+            let t = Theme::builtin(name).unwrap().monochrome();
+            for style in [t.base, t.cursor, t.fresh, t.selection, t.span, t.committed] {
+                assert_eq!((style.fg, style.bg), (None, None), "{name}");
+            }
+            let plain = t.committed.add_modifier;
+            for state in [t.cursor, t.fresh, t.selection, t.span] {
+                assert_ne!(state.add_modifier, plain, "{name}: {state:?}");
+            }
+            assert!(t.cursor.add_modifier.contains(Modifier::REVERSED));
+            assert!(t.fresh.add_modifier.contains(Modifier::REVERSED));
+            assert!(t.selection.add_modifier.contains(Modifier::UNDERLINED));
+        }
     }
 }

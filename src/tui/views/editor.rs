@@ -76,5 +76,18 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> (Rect, usize) {
         ))];
     }
     frame.render_widget(Paragraph::new(lines), text_area);
+    // The terminal's own cursor too, where the drawn one is: screen readers, and terminals
+    // without colour (NO_COLOR), follow it.
+    if show_cursor && !app.show_help && !rows.is_empty() {
+        let (start, _) = rows[cursor_line];
+        let column: usize = units[start..cursor.min(units.len())]
+            .iter()
+            .map(unit_width)
+            .sum();
+        let row = cursor_line - scroll;
+        if column < text_area.width as usize && row < text_area.height as usize {
+            frame.set_cursor_position((text_area.x + column as u16, text_area.y + row as u16));
+        }
+    }
     (text_area, scroll)
 }
