@@ -82,14 +82,19 @@ impl Settings {
     /// The checks the config file and the parameters panel apply, for settings from anywhere
     /// (a restored session included).
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.params.validate()?;
+        self.validate_run()?;
         if !(2..=4).contains(&self.compare.len()) {
             anyhow::bail!("compare needs 2 to 4 lanes, got {}", self.compare.len());
         }
-        if self.steps == Some(0) {
-            anyhow::bail!("steps must be at least 1");
-        }
         Ok(())
+    }
+
+    /// The checks one run's settings need (a comparison lane's too, which has no lane list).
+    pub fn validate_run(&self) -> anyhow::Result<()> {
+        if self.steps == Some(0) {
+            anyhow::bail!("steps must be at least 1 (or auto)");
+        }
+        self.params.validate()
     }
 }
 
@@ -418,14 +423,6 @@ impl App {
         ))
     }
 
-    /// The final text of the first lane, without special tokens.
-    pub fn result_text(&self) -> Option<String> {
-        let run = self.run.as_ref()?;
-        let lane = run.lanes.first()?;
-        let canvas = lane.canvas_at(run.latest_step(), &run.initial);
-        Some(self.codec.decode(canvas, true))
-    }
-
     /// The first lane's latest canvas in prompt syntax: text, with the positions still masked
     /// (a cancelled run) as `[MASK:N]` spans so the run can be continued; and how many are left.
     pub fn result_prompt(&self) -> Option<(String, usize)> {
@@ -534,14 +531,11 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
                 app.info("a run is in progress: cancel it first");
                 return Vec::new();
             }
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            // A well-mixed value of the clock (splitmix64), so successive re-rolls differ.
-            let mut z = nanos.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            app.settings.params.seed = (z ^ (z >> 31)) % 1_000_000;
+            // std's randomly keyed hasher is a source of fresh random bits without a new
+            // dependency; small seeds are easier to read and type back.
+            use std::hash::BuildHasher;
+            let random = std::collections::hash_map::RandomState::new().hash_one(0u8);
+            app.settings.params.seed = random % 1_000_000;
             let effects = run_now(app);
             if !effects.is_empty() {
                 app.info(format!("re-rolled: seed {}", app.settings.params.seed));

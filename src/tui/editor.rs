@@ -235,11 +235,12 @@ impl Document {
         let text = text.replace("\r\n", "\n").replace('\r', "\n");
         let (start, end) = self.target();
         // A marker may begin in the text before the cursor: look back far enough for one.
-        let from = self.units[..start]
+        // Only the last few units are searched: a keystroke must not scan the whole document.
+        let window = start.saturating_sub(MARKER_LOOKBACK);
+        let from = self.units[window..start]
             .iter()
             .rposition(|u| matches!(u, Unit::Char('[')))
-            .filter(|&i| start - i <= MARKER_LOOKBACK)
-            .unwrap_or(start);
+            .map_or(start, |i| window + i);
         let mut local: Vec<Unit> = self.units[from..start].to_vec();
         local.extend(parse_units(&text));
         convert_typed_marker(&mut local);

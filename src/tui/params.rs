@@ -344,10 +344,7 @@ fn parse_strategy(text: &str) -> Result<Strategy, String> {
 
 /// The same checks a run makes, so a bad value is refused where it is typed.
 fn validate(s: &Settings) -> Result<(), String> {
-    if s.steps == Some(0) {
-        return Err("steps must be at least 1 (or auto)".into());
-    }
-    s.params.validate().map_err(|e| format!("{e:#}"))
+    s.validate_run().map_err(|e| format!("{e:#}"))
 }
 
 /// One comparison lane: a strategy, optionally with its own parameters, written like

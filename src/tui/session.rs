@@ -4,22 +4,20 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use super::app::{App, RunState, Settings};
 use super::editor::Document;
 use crate::cli::generate::step_json;
 
-/// What autosave writes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Saved {
-    pub doc: Document,
-    pub settings: Settings,
-    #[serde(default)]
-    pub compare_mode: bool,
-    #[serde(default)]
-    pub theme: Option<String>,
+/// What autosave writes ([`load`] reads it part by part).
+#[derive(Debug, Clone, Serialize)]
+struct Saved {
+    doc: Document,
+    settings: Settings,
+    compare_mode: bool,
+    theme: Option<String>,
 }
 
 /// Default place of the session file.
@@ -171,7 +169,7 @@ fn move_aside(path: &Path) -> Result<PathBuf> {
     Ok(target)
 }
 
-/// The session file's contents for `app` (what [`save`] writes).
+/// The session file's contents for `app` (what autosave writes with [`write_atomically`]).
 pub fn serialize(app: &App) -> Result<String> {
     let saved = Saved {
         doc: app.doc.clone(),
@@ -182,14 +180,8 @@ pub fn serialize(app: &App) -> Result<String> {
     Ok(serde_json::to_string_pretty(&saved)?)
 }
 
-/// Writes the session atomically: a temporary file beside it, flushed to disk, then renamed
-/// over the old one, so a crash or a full disk mid-write never leaves half a file; on failure
-/// the temporary file is removed and the old session stays as it was.
-pub fn save(app: &App, path: &Path) -> Result<()> {
-    write_atomically(path, serialize(app)?.as_bytes())
-}
-
-/// Writes `bytes` to `path` atomically with owner-only permissions (the session is private).
+/// Writes the session's `bytes` to `path` atomically (see [`crate::files::write_atomically`]:
+/// a crash or a full disk never leaves half a file) with owner-only permissions.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     crate::files::write_atomically(path, bytes, true)
 }

@@ -1,11 +1,12 @@
 //! Models from the Hugging Face hub: `--model ORG/NAME[@REVISION]`.
 //!
 //! Files go into the standard Hugging Face cache (`HF_HUB_CACHE`, else `HF_HOME/hub`, else
-//! `~/.cache/huggingface/hub`) through `hf-hub`'s async client, so Python tools and `dlm-tui`
-//! share downloads. A complete cached copy is used without asking the network at all;
-//! `HF_HUB_OFFLINE=1` (which `hf-hub` does not read itself) forbids the network outright, and a
-//! network failure falls back to the cache in the same way. `HF_TOKEN` and `HF_ENDPOINT` are
-//! read by `hf-hub`.
+//! `~/.cache/huggingface/hub`), so Python tools and `dlm-tui` share downloads: `hf-hub`'s async
+//! client makes the requests and this module (with [`cache`]) writes every file, under checked
+//! names. A complete cached copy is used without asking the network at all; `HF_HUB_OFFLINE=1`
+//! (which `hf-hub` does not read itself) forbids the network outright, and a network failure
+//! falls back to the cache in the same way. `HF_ENDPOINT`, `HF_TOKEN` (or `HF_TOKEN_PATH`,
+//! `HF_HOME/token`) and `HF_HUB_DOWNLOAD_TIMEOUT` are read here.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -449,9 +450,8 @@ impl Hub {
             .collect();
         self.download_all(spec, &repo, &commit, &rest, &sink)
             .await?;
-        if !cache::is_commit(spec.revision()) {
-            repo.write_ref(spec.revision(), &commit)?;
-        }
+        // A branch or tag is recorded in refs/ (a commit id needs no ref: write_ref skips it).
+        repo.write_ref(spec.revision(), &commit)?;
         let missing = missing_files(&dir);
         if !missing.is_empty() {
             bail!(
@@ -600,41 +600,15 @@ impl Hub {
     }
 
     fn transport(&self, spec: &RepoSpec, e: reqwest::Error) -> anyhow::Error {
-        if e.is_connect() {
-            let why = format!("{} cannot be reached ({})", self.endpoint, root_cause(&e));
-            self.not_cached(spec, &why)
-        } else {
-            anyhow!(
-                "the connection to {} failed ({})",
-                self.endpoint,
-                root_cause(&e)
-            )
-        }
+        self.connection_failed(spec, e.is_connect(), &e)
     }
 
     /// The error for an HTTP status from the hub, told apart by its `X-Error-Code`.
     fn http_status(&self, spec: &RepoSpec, status: u16, code: &str) -> anyhow::Error {
-        let token = if self.token.is_some() {
-            "the HF_TOKEN that is set may lack access"
-        } else {
-            "set HF_TOKEN to a token that has access"
-        };
         match (status, code) {
-            (401 | 403, _) => anyhow!(
-                "{} is gated or private: accept its terms on its hub page, then {token}",
-                spec.id()
-            ),
-            (404, "RevisionNotFound") => anyhow!(
-                "{} has no revision {:?} on {}",
-                spec.id(),
-                spec.revision(),
-                self.endpoint
-            ),
-            (404, _) => anyhow!(
-                "{} is not a model on {} (a private or gated repository looks the same without a token: {token})",
-                spec.id(),
-                self.endpoint
-            ),
+            (401 | 403, _) => self.gated(spec),
+            (404, "RevisionNotFound") => self.no_revision(spec, spec.revision()),
+            (404, _) => self.not_a_model(spec),
             _ => anyhow!(
                 "{} answered HTTP {status} when listing {spec}'s files",
                 self.endpoint
@@ -784,7 +758,7 @@ impl Hub {
                 }
             }
             if let Some(e) = failure {
-                if !self.retriable(&e) {
+                if !retriable(&e) {
                     // A full disk or a read-only cache: trying again now cannot help.
                     return Err(e.context(format!(
                         "downloading {spec} stopped at {have} of {} bytes of {}: the cache ({}) \
@@ -829,20 +803,6 @@ impl Hub {
         Ok(())
     }
 
-    /// Whether a failed transfer is worth another try now.
-    fn retriable(&self, e: &anyhow::Error) -> bool {
-        !e.chain().any(|c| {
-            c.downcast_ref::<std::io::Error>().is_some_and(|io| {
-                matches!(
-                    io.kind(),
-                    std::io::ErrorKind::StorageFull
-                        | std::io::ErrorKind::PermissionDenied
-                        | std::io::ErrorKind::ReadOnlyFilesystem
-                )
-            })
-        })
-    }
-
     fn timed_out(&self, spec: &RepoSpec, what: &str) -> anyhow::Error {
         anyhow!(
             "{} did not finish {what} for {spec} within {} s; the hub may be overloaded, or \
@@ -870,12 +830,8 @@ impl Hub {
         }
     }
 
+    /// The error for what `hf-hub` reported.
     fn explain(&self, spec: &RepoSpec, error: HFError) -> anyhow::Error {
-        let token = if self.token.is_some() {
-            "the HF_TOKEN that is set may lack access"
-        } else {
-            "set HF_TOKEN to a token that has access"
-        };
         // hf-hub reports a missing repository as a missing revision when a revision was asked
         // for; the hub's error code tells them apart.
         let no_repo = match &error {
@@ -886,27 +842,72 @@ impl Hub {
             _ => false,
         };
         match error {
-            _ if no_repo => anyhow!(
-                "{} is not a model on {} (a private or gated repository looks the same without a token: {token})",
-                spec.id(),
-                self.endpoint
+            _ if no_repo => self.not_a_model(spec),
+            HFError::RevisionNotFound { revision, .. } => self.no_revision(spec, &revision),
+            HFError::AuthRequired { .. } | HFError::Forbidden { .. } => self.gated(spec),
+            e if is_network(&e) => self.connection_failed(spec, is_unreachable(&e), &e),
+            e => anyhow!(
+                "downloading {spec} from {}: {}",
+                self.endpoint,
+                error_chain(&e)
             ),
-            HFError::RevisionNotFound { revision, .. } => {
-                anyhow!("{} has no revision {revision:?} on {}", spec.id(), self.endpoint)
-            }
-            HFError::AuthRequired { .. } | HFError::Forbidden { .. } => anyhow!(
-                "{} is gated or private: accept its terms on its hub page, then {token}",
-                spec.id()
-            ),
-            e if is_network(&e) => {
-                if is_unreachable(&e) {
-                    let why = format!("{} cannot be reached ({})", self.endpoint, root_cause(&e));
-                    self.not_cached(spec, &why)
-                } else {
-                    anyhow!("the connection to {} failed ({})", self.endpoint, root_cause(&e))
-                }
-            }
-            e => anyhow!("downloading {spec} from {}: {}", self.endpoint, error_chain(&e)),
+        }
+    }
+
+    /// What to do about access: the token's state decides the advice.
+    fn token_hint(&self) -> &'static str {
+        if self.token.is_some() {
+            "the HF_TOKEN that is set may lack access"
+        } else {
+            "set HF_TOKEN to a token that has access"
+        }
+    }
+
+    fn not_a_model(&self, spec: &RepoSpec) -> anyhow::Error {
+        anyhow!(
+            "{} is not a model on {} (a private or gated repository looks the same without a token: {})",
+            spec.id(),
+            self.endpoint,
+            self.token_hint()
+        )
+    }
+
+    fn no_revision(&self, spec: &RepoSpec, revision: &str) -> anyhow::Error {
+        anyhow!(
+            "{} has no revision {revision:?} on {}",
+            spec.id(),
+            self.endpoint
+        )
+    }
+
+    fn gated(&self, spec: &RepoSpec) -> anyhow::Error {
+        anyhow!(
+            "{} is gated or private: accept its terms on its hub page, then {}",
+            spec.id(),
+            self.token_hint()
+        )
+    }
+
+    /// A transport failure: with no connection at all the cache may still serve.
+    fn connection_failed(
+        &self,
+        spec: &RepoSpec,
+        unreachable: bool,
+        error: &dyn std::error::Error,
+    ) -> anyhow::Error {
+        if unreachable {
+            let why = format!(
+                "{} cannot be reached ({})",
+                self.endpoint,
+                root_cause(error)
+            );
+            self.not_cached(spec, &why)
+        } else {
+            anyhow!(
+                "the connection to {} failed ({})",
+                self.endpoint,
+                root_cause(error)
+            )
         }
     }
 }
@@ -919,6 +920,20 @@ fn wanted(name: &str) -> bool {
             Some(suffix) => name.ends_with(suffix),
             None => name == *pattern,
         })
+}
+
+/// Whether a failed transfer is worth another try now (not a full disk or a read-only cache).
+fn retriable(e: &anyhow::Error) -> bool {
+    !e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull
+                    | std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::ReadOnlyFilesystem
+            )
+        })
+    })
 }
 
 /// A transport failure (as opposed to an answer from the hub).
