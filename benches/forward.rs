@@ -53,7 +53,7 @@ fn forward(c: &mut Criterion) {
 /// (256 -> 2048), at 32 rows (a cached block) and 256 (a full canvas).
 fn linear(c: &mut Criterion) {
     use candle_core::Tensor;
-    use dlm_tui::model::packed::PackedWeight;
+    use dlm_tui::kernels::packed::PackedWeight;
     let mut group = c.benchmark_group("linear");
     group.sample_size(30);
     for (in_dim, out_dim) in [(704usize, 256usize), (256, 2048)] {

@@ -7,6 +7,8 @@ use std::path::Path;
 use anyhow::{anyhow, Context, Result};
 use minijinja::{context, Environment, Error, ErrorKind};
 
+use crate::files::{read_json_if_present, special_token};
+
 /// One chat message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
@@ -31,13 +33,6 @@ pub struct ChatTemplate {
     eos_token: String,
 }
 
-/// A special token in tokenizer_config.json: a string or `{"content": ...}`.
-pub fn special_token(value: &serde_json::Value) -> Option<&str> {
-    value
-        .as_str()
-        .or_else(|| value.get("content").and_then(|c| c.as_str()))
-}
-
 fn token(value: &serde_json::Value) -> String {
     special_token(value).unwrap_or_default().to_string()
 }
@@ -56,7 +51,7 @@ impl ChatTemplate {
         } else {
             None
         };
-        let Some(cfg) = crate::model::loader::read_json_if_present(&path)? else {
+        let Some(cfg) = read_json_if_present(&path)? else {
             return Ok(separate.map(|source| Self {
                 source,
                 bos_token: String::new(),

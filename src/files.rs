@@ -1,5 +1,7 @@
-//! Writing files so that nothing is ever half written: the bottom layer every writer of user
-//! data and cache entries goes through.
+//! File formats and file writing, the bottom layer under the tokenizer, chat templates, the
+//! model loader and the hub cache: reading JSON with errors that name the file, the forms of a
+//! special token, which names are plain file names, and writing so that nothing is ever half
+//! written (every writer of user data and cache entries goes through [`write_atomically`]).
 
 use std::io::Write;
 use std::path::Path;
@@ -37,4 +39,38 @@ pub fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> Result<()> 
         return Err(e).with_context(|| format!("writing {}", path.display()));
     }
     Ok(())
+}
+
+/// Reads and parses a JSON file; both errors name the file.
+pub fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+}
+
+/// [`read_json`], or `None` when there is no such file.
+pub fn read_json_if_present(path: &Path) -> Result<Option<serde_json::Value>> {
+    if path.is_file() {
+        read_json(path).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// A special token in tokenizer_config.json: a string or `{"content": ...}`.
+pub fn special_token(value: &serde_json::Value) -> Option<&str> {
+    value
+        .as_str()
+        .or_else(|| value.get("content").and_then(|c| c.as_str()))
+}
+
+/// A file name that stays inside the folder it is joined to: not empty, no separator, not `.` or
+/// `..`, no control characters (what a shard, or a file listed by a hub, may be called).
+pub fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= 255
+        && !name.contains(['/', '\\', ':'])
+        && !name.chars().any(char::is_control)
 }

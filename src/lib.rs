@@ -10,6 +10,8 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod files;
+pub mod hub;
+pub mod kernels;
 pub mod model;
 pub mod prompt;
 pub mod sampler;

@@ -33,7 +33,7 @@ impl TextCodec {
     /// The pipeline is Qwen2's fast tokenizer: NFC, the Qwen2 pre-split regex, byte-level mapping
     /// without a prefix space, no BOS or EOS added.
     pub fn from_vocab_and_merges(dir: &Path) -> Result<Self> {
-        let read_json = |name: &str| crate::model::loader::read_json_if_present(&dir.join(name));
+        let read_json = |name: &str| crate::files::read_json_if_present(&dir.join(name));
         let vocab = read_json("vocab.json")?
             .ok_or_else(|| anyhow!("{} has no vocab.json", dir.display()))?;
         let merges_path = dir.join("merges.txt");

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use dlm_tui::model::hub::{DownloadProgress, Hub, Origin, RepoSpec};
+use dlm_tui::hub::{DownloadProgress, Hub, Origin, RepoSpec};
 
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 

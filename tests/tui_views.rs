@@ -519,7 +519,7 @@ fn chat_mode_wraps_the_text_in_the_models_template() {
 
 #[test]
 fn hub_download_panel() {
-    use dlm_tui::model::hub::DownloadProgress;
+    use dlm_tui::hub::DownloadProgress;
     use dlm_tui::tui::download::{render, DownloadView};
     let theme = Theme::builtin("dark").unwrap();
     let mut view = DownloadView {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::model::hub::{self, RepoSpec};
+use crate::hub::{self, RepoSpec};
 use crate::model::loader::Precision;
 use crate::model::{AttentionKernel, DeviceKind};
 

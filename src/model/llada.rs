@@ -15,9 +15,9 @@ use serde::Deserialize;
 use std::ops::Range;
 use std::sync::Mutex;
 
-use super::attention::{KeysValues, PackedPast};
-use super::packed::PackedWeight;
 use super::{AttentionKernel, Denoiser, KvCache, ModelInfo};
+use crate::kernels::attention::{KeysValues, PackedPast};
+use crate::kernels::packed::PackedWeight;
 use crate::sampler::{CacheMode, ForwardRequest, Logits};
 
 /// LLaDA's `config.json`, with the defaults of the reference `ModelConfig`.
@@ -620,8 +620,8 @@ impl Block {
         // and the one the cache keeps. On the CPU (f32) one kernel splits, rotates and scales
         // them out of the fused projection. `q_scale` is what attention still has to multiply by.
         let (q, k, v, q_scale) = match self.attn_in.fused(&normed)? {
-            Some(qkv) if self.qk_norm.is_none() && super::kernels::fast_path(&qkv) => {
-                let op = super::kernels::RotaryHeads {
+            Some(qkv) if self.qk_norm.is_none() && crate::kernels::ops::fast_path(&qkv) => {
+                let op = crate::kernels::ops::RotaryHeads {
                     n_heads: self.n_heads,
                     n_kv_heads: self.n_kv_heads,
                     head_dim: self.head_dim,
@@ -669,10 +669,10 @@ impl Block {
 
         let normed = self.ff_norm.forward(&x, true)?;
         let hidden = match self.ff_in.fused(&normed)? {
-            Some(gate_up) => super::kernels::swiglu(&gate_up)?,
+            Some(gate_up) => crate::kernels::ops::swiglu(&gate_up)?,
             None => {
                 let [gate, up] = self.ff_in.forward::<2>(&normed)?;
-                (super::kernels::silu(&gate.contiguous()?)? * up)?
+                (crate::kernels::ops::silu(&gate.contiguous()?)? * up)?
             }
         };
         Ok(((&x + self.ff_out.forward(&hidden)?)?, (k, v)))
@@ -860,7 +860,7 @@ fn attend(q: &Tensor, kv: &KeysValues, q_scale: f64, kernel: AttentionKernel) ->
     let kernel = kernel.resolve(cpu_f32, scores_bytes);
     if kernel == AttentionKernel::Tiled {
         // It reads the cached canvas and the fresh window as they are.
-        return Ok(super::attention::attention(q, kv, q_scale as f32)?);
+        return Ok(crate::kernels::attention::attention(q, kv, q_scale as f32)?);
     }
     let (k, v) = match kv.fresh {
         None => (kv.past.0.clone(), kv.past.1.clone()),
@@ -888,7 +888,7 @@ fn attend(q: &Tensor, kv: &KeysValues, q_scale: f64, kernel: AttentionKernel) ->
             let k = repeat_kv(k.contiguous()?, h / n_kv)?;
             let v = repeat_kv(v.contiguous()?, h / n_kv)?;
             let scores = q.matmul(&k.t()?)?;
-            super::kernels::softmax_last_dim(&scores)?.matmul(&v)?
+            crate::kernels::ops::softmax_last_dim(&scores)?.matmul(&v)?
         }
     };
     // (B, H, T, D) -> (B, T, H * D)

@@ -12,6 +12,7 @@ use super::llada::{Llada, LladaConfig};
 use super::modernbert::{self, ModernBert, ModernBertConfig};
 use super::qwen3::Qwen3Config;
 use super::Denoiser;
+use crate::files::{is_plain_file_name, read_json, read_json_if_present, special_token};
 use crate::text::TextCodec;
 
 /// Families `dlm-tui` can run, as detected from `config.json`.
@@ -80,29 +81,13 @@ impl ModelFiles {
     }
 }
 
-/// Reads and parses a JSON file; both errors name the file.
-pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
-}
-
-/// [`read_json`], or `None` when there is no such file.
-pub(crate) fn read_json_if_present(path: &Path) -> Result<Option<serde_json::Value>> {
-    if path.is_file() {
-        read_json(path).map(Some)
-    } else {
-        Ok(None)
-    }
-}
-
 /// The id of the mask token `tokenizer_config.json` names (`mask_token`), if any.
 fn tokenizer_mask(dir: &Path, codec: &TextCodec) -> Result<Option<u32>> {
     let path = dir.join("tokenizer_config.json");
     let Some(json) = read_json_if_present(&path)? else {
         return Ok(None);
     };
-    let Some(name) = crate::chat::special_token(&json["mask_token"]) else {
+    let Some(name) = special_token(&json["mask_token"]) else {
         return Ok(None);
     };
     codec.token_id(name).map(Some).ok_or_else(|| {
@@ -137,17 +122,6 @@ pub fn index_shards(dir: &Path) -> Result<Option<Vec<String>>> {
         );
     }
     Ok(Some(shards))
-}
-
-/// A file name that stays inside the folder it is joined to: not empty, no separator, not `.` or
-/// `..`, no control characters (what a shard, or a file listed by a hub, may be called).
-pub fn is_plain_file_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name.len() <= 255
-        && !name.contains(['/', '\\', ':'])
-        && !name.chars().any(char::is_control)
 }
 
 /// Shards named by `model.safetensors.index.json`, else `model.safetensors`, else every `*.safetensors`.

@@ -1,14 +1,10 @@
 //! Everything candle: architectures (one per file) behind the [`Denoiser`] trait, and loading.
 
-pub mod attention;
 pub mod dream;
 pub mod embedded;
-pub mod hub;
-pub mod kernels;
 pub mod llada;
 pub mod loader;
 pub mod modernbert;
-pub mod packed;
 pub mod qwen;
 pub mod qwen3;
 
@@ -123,7 +119,7 @@ impl AttentionKernel {
         use AttentionKernel::*;
         match self {
             _ if !cpu_f32 => Matmul,
-            Auto if packed::PackedWeight::supported() => Tiled,
+            Auto if crate::kernels::packed::PackedWeight::supported() => Tiled,
             Auto if scores_bytes > Self::AUTO_FUSED_ABOVE => Fused,
             Auto => Matmul,
             other => other,
@@ -249,7 +245,7 @@ pub struct KvCache {
     pub(crate) layers: Vec<(Tensor, Tensor)>,
     /// Per layer: the same keys and values packed for the tiled attention kernel (filled by the
     /// first cached pass, then only the window is repacked).
-    pub(crate) packed: Vec<std::sync::Mutex<attention::PackedPast>>,
+    pub(crate) packed: Vec<std::sync::Mutex<crate::kernels::attention::PackedPast>>,
     /// What the record is valid for: the block, the canvas length and the batch size.
     key: Option<(Range<usize>, usize, usize)>,
     /// Forward FLOPs spent, and those uncached full passes would have spent.

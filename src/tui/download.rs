@@ -13,7 +13,7 @@ use ratatui::widgets::{Block, Borders, Clear, Gauge, Paragraph};
 use ratatui::Frame;
 
 use super::theme::Theme;
-use crate::model::hub::{DownloadProgress, Fetched, Hub, ProgressSink, RepoSpec};
+use crate::hub::{DownloadProgress, Fetched, Hub, ProgressSink, RepoSpec};
 
 /// What the panel shows.
 #[derive(Debug, Clone)]
@@ -136,12 +136,12 @@ pub fn render(view: &DownloadView, theme: &Theme, frame: &mut Frame, area: Rect)
 /// The model's folder: from the cache at once when it is complete there, else downloaded under
 /// the panel. Esc, q or Ctrl-C cancel the download and return an error.
 pub fn fetch(spec: &RepoSpec, theme: &Theme) -> Result<Fetched> {
-    crate::model::hub::runtime()?.block_on(async {
+    crate::hub::runtime()?.block_on(async {
         let hub = Hub::from_env()?;
         if let Some(dir) = hub.cached(spec).await {
             return Ok(Fetched {
                 dir,
-                origin: crate::model::hub::Origin::Cache,
+                origin: crate::hub::Origin::Cache,
             });
         }
         if hub.offline() {
@@ -169,7 +169,7 @@ async fn download_under_panel(
     });
     let mut view = DownloadView {
         spec: spec.to_string(),
-        endpoint: crate::model::hub::endpoint(),
+        endpoint: crate::hub::endpoint(),
         cache_dir: hub.cache_dir().display().to_string(),
         progress: DownloadProgress::default(),
         elapsed: Duration::ZERO,

@@ -161,7 +161,7 @@ pub fn missing_files(dir: &Path) -> Vec<String> {
     if !dir.join("tokenizer.json").is_file() && !has_bpe {
         missing.push("tokenizer.json".to_string());
     }
-    match super::loader::index_shards(dir) {
+    match crate::model::loader::index_shards(dir) {
         Ok(Some(shards)) if !shards.is_empty() => {
             missing.extend(shards.into_iter().filter(|s| !dir.join(s).is_file()));
         }
@@ -443,7 +443,7 @@ impl Hub {
                     )
                 })
             })?;
-        super::loader::detect_family(&json).map_err(|e| anyhow!("{spec}: {e:#}"))?;
+        crate::model::loader::detect_family(&json).map_err(|e| anyhow!("{spec}: {e:#}"))?;
         let rest: Vec<Listed> = listed
             .into_iter()
             .filter(|f| f.name != "config.json")

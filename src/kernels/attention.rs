@@ -15,8 +15,8 @@ use std::sync::Mutex;
 use candle_core::{Layout, Result, Storage, Tensor, TensorId};
 use rayon::prelude::*;
 
-use super::kernels::f32_slice;
-use super::kernels::softmax_rows;
+use super::ops::f32_slice;
+use super::ops::softmax_rows;
 use super::packed::{
     pack_columns, pack_columns_into, product, row_tiles, Input, Panels, SendPtr, PANEL,
 };

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use sha1::Digest as _;
 
 use super::RepoSpec;
-use crate::model::loader::is_plain_file_name;
+use crate::files::is_plain_file_name;
 
 /// A full git commit id: 40 lower-case hex digits.
 pub fn is_commit(text: &str) -> bool {

@@ -100,7 +100,7 @@ impl PackedWeight {
     /// The product for a contiguous f32 input on the CPU, and its shape.
     fn product_of(&self, storage: &CpuStorage, layout: &Layout) -> Result<(Vec<f32>, Shape)> {
         let name = "dlm-packed-linear";
-        let src = super::kernels::f32_slice(name, storage, layout, "the input")?;
+        let src = super::ops::f32_slice(name, storage, layout, "the input")?;
         let dims = layout.dims();
         if dims.last() != Some(&self.in_dim) {
             candle_core::bail!("{name}: input {dims:?} does not end in {}", self.in_dim);
