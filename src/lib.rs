@@ -7,13 +7,13 @@
 
 pub mod chat;
 pub mod cli;
-pub mod config;
 pub mod engine;
 pub mod files;
 pub mod hub;
 pub mod kernels;
 pub mod model;
 pub mod prompt;
+pub mod run;
 pub mod sampler;
 pub mod text;
 pub mod train;

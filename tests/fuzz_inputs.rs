@@ -7,8 +7,8 @@
 
 use std::path::PathBuf;
 
-use dlm_tui::config::Config;
 use dlm_tui::prompt;
+use dlm_tui::tui::config::Config;
 use dlm_tui::tui::editor::{Document, Unit, MAX_SPAN};
 use dlm_tui::tui::session;
 use proptest::prelude::*;

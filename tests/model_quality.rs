@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use dlm_tui::model::embedded;
 use dlm_tui::model::loader::Precision;
+use dlm_tui::run::Settings;
 use dlm_tui::sampler::SamplerParams;
 use dlm_tui::train::corpus::{read_stories, split, TokenStream};
 use dlm_tui::train::eval::{
     dictionary_rate, load_dictionary, repeated_trigrams, sample, words, STORY_PROMPTS,
 };
 use dlm_tui::train::objective::heldout_nll;
-use dlm_tui::tui::app::Settings;
 
 /// Held-out bound, bits/char, on the 24 windows measured here: the committed model gives 1.4109
 /// (the previous one about 1.57); the target is 1.15.

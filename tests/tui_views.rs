@@ -388,7 +388,7 @@ fn export_writes_json_lines_in_the_generate_schema_and_text() {
 #[test]
 fn compare_lanes_may_carry_their_own_parameters() {
     let (mut app, _engine) = prepared();
-    use dlm_tui::tui::params::Field;
+    use dlm_tui::run::Field;
     Field::Compare
         .set(
             &mut app.settings,
@@ -430,8 +430,8 @@ fn compare_lanes_may_carry_their_own_parameters() {
 #[test]
 fn cache_and_threshold_are_parameters_and_lanes_show_the_speedup() {
     let (mut app, engine) = prepared();
+    use dlm_tui::run::Field;
     use dlm_tui::sampler::CacheMode;
-    use dlm_tui::tui::params::Field;
     Field::Cache.set(&mut app.settings, "dual").unwrap();
     assert_eq!(app.settings.params.cache, CacheMode::Dual);
     let err = Field::Cache.set(&mut app.settings, "both").unwrap_err();

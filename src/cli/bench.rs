@@ -28,11 +28,11 @@ fn at_least_one(text: &str) -> Result<usize, String> {
 }
 use super::{usage, ModelArgs};
 use crate::model::{Denoiser, KvCache};
+use crate::run::LaneSpec;
+use crate::run::Settings;
 use crate::sampler::{CacheMode, Sampler, SamplerParams, Schedule};
 use crate::text::TextCodec;
 use crate::train::eval::{dictionary_rate, load_dictionary, sequence_nll, words, STORY_PROMPTS};
-use crate::tui::app::Settings;
-use crate::tui::params::LaneSpec;
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {

@@ -197,7 +197,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run_app(args: AppArgs) -> anyhow::Result<()> {
-    use crate::config::Config;
+    use crate::tui::config::Config;
     use crate::tui::{keymap::KeyMap, session, theme::Theme, Options};
     let user_config = Config::user_path();
     let config = Config::load(user_config.as_deref()).map_err(usage)?;

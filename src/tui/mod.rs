@@ -2,6 +2,7 @@
 //! handles input; the model runs on the engine's own thread and streams step events back.
 
 pub mod app;
+pub mod config;
 pub mod download;
 pub mod editor;
 pub mod keymap;
@@ -103,7 +104,7 @@ pub struct Options {
     /// `--theme` was given: a restored session's theme does not replace it.
     pub theme_forced: bool,
     /// Run settings from the configuration (a restored session replaces them).
-    pub settings: app::Settings,
+    pub settings: crate::run::Settings,
     /// Where the session (text, masks, parameters) is saved; `None` disables autosave.
     pub session_path: Option<PathBuf>,
     /// The model's chat template, if it is an instruct model (enables chat mode).

@@ -7,9 +7,10 @@ use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 use serde_json::json;
 
-use super::app::{App, RunState, Settings};
+use super::app::{App, RunState};
 use super::editor::Document;
 use crate::cli::generate::step_json;
+use crate::run::Settings;
 
 /// What autosave writes ([`load`] reads it part by part).
 #[derive(Debug, Clone, Serialize)]

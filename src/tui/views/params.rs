@@ -6,8 +6,8 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use super::{inner, panel, styled};
+use crate::run::Field;
 use crate::tui::app::{App, Focus};
-use crate::tui::params::Field;
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let theme = app.theme();

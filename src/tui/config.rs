@@ -8,15 +8,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
 
+use super::keymap::{default_table, Command};
 use crate::model::loader::Precision;
 use crate::model::DeviceKind;
+use crate::run::LaneSpec;
+use crate::run::Settings;
 use crate::sampler::{CacheMode, Parallel, SamplerParams, Schedule, Strategy};
-use crate::tui::app::Settings;
-use crate::tui::keymap::{default_table, Command};
-use crate::tui::params::LaneSpec;
 
 /// The documented defaults (the repository's config.toml), compiled in.
-pub const DOCUMENTED: &str = include_str!("../config.toml");
+pub const DOCUMENTED: &str = include_str!("../../config.toml");
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

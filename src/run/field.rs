@@ -1,0 +1,457 @@
+//! The run settings one by one: each [`Field`]'s name, how it is shown, typed, stepped with the
+//! arrows and validated (with a message that names it). The parameters panel, the config file's
+//! comparison lanes and `bench --setting` all go through these.
+
+use serde::{Deserialize, Serialize};
+
+use super::{LaneSpec, Settings};
+use crate::sampler::{CacheMode, Parallel, Schedule, Strategy};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Field {
+    Length,
+    Steps,
+    BlockLength,
+    Temperature,
+    TopK,
+    TopP,
+    Strategy,
+    Schedule,
+    Threshold,
+    Factor,
+    Cache,
+    StopAtEos,
+    SuppressEos,
+    DeferEos,
+    AlgTemp,
+    Cfg,
+    Seed,
+    AdvanceSeed,
+    Compare,
+}
+
+fn on_off(value: bool) -> String {
+    if value { "on" } else { "off" }.into()
+}
+
+fn parse_on_off(field: Field, text: &str) -> Result<bool, String> {
+    match text {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("{}: {text:?} is not on or off", field.label())),
+    }
+}
+
+impl Field {
+    pub const ALL: [Field; 19] = [
+        Field::Length,
+        Field::Steps,
+        Field::BlockLength,
+        Field::Temperature,
+        Field::TopK,
+        Field::TopP,
+        Field::Strategy,
+        Field::Schedule,
+        Field::Threshold,
+        Field::Factor,
+        Field::Cache,
+        Field::StopAtEos,
+        Field::SuppressEos,
+        Field::DeferEos,
+        Field::AlgTemp,
+        Field::Cfg,
+        Field::Seed,
+        Field::AdvanceSeed,
+        Field::Compare,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Field::Length => "length",
+            Field::Steps => "steps",
+            Field::BlockLength => "block length",
+            Field::Temperature => "temperature",
+            Field::TopK => "top-k",
+            Field::TopP => "top-p",
+            Field::Strategy => "strategy",
+            Field::Schedule => "schedule",
+            Field::Threshold => "threshold",
+            Field::Factor => "factor",
+            Field::Cache => "cache",
+            Field::StopAtEos => "stop at eos",
+            Field::SuppressEos => "no eos",
+            Field::DeferEos => "defer eos",
+            Field::AlgTemp => "alg temp",
+            Field::Cfg => "cfg scale",
+            Field::Seed => "seed",
+            Field::AdvanceSeed => "advance seed",
+            Field::Compare => "compare",
+        }
+    }
+
+    pub fn value(self, s: &Settings) -> String {
+        let opt = |v: Option<f64>| v.map_or("off".to_string(), |v| format!("{v}"));
+        match self {
+            Field::Length => s.length.to_string(),
+            Field::Steps => s.steps.map_or("auto".into(), |n| n.to_string()),
+            Field::BlockLength => s.params.block_length.to_string(),
+            Field::Temperature => format!("{}", s.params.temperature),
+            Field::TopK => s.params.top_k.map_or("off".into(), |k| k.to_string()),
+            Field::TopP => opt(s.params.top_p),
+            Field::Strategy => s.params.strategy.name().into(),
+            Field::Schedule => s.params.schedule.name().into(),
+            Field::Threshold => opt(match s.params.parallel {
+                Some(Parallel::Threshold(t)) => Some(t),
+                _ => None,
+            }),
+            Field::Factor => opt(match s.params.parallel {
+                Some(Parallel::Factor(f)) => Some(f),
+                _ => None,
+            }),
+            Field::Cache => s.params.cache.name().into(),
+            Field::StopAtEos => on_off(s.params.stop_at_eos),
+            Field::SuppressEos => on_off(s.params.suppress_eos),
+            Field::DeferEos => on_off(s.params.defer_eos),
+            Field::AlgTemp => opt(s.params.alg_temp),
+            Field::Cfg => format!("{}", s.params.cfg_scale),
+            Field::Seed => s.params.seed.to_string(),
+            Field::AdvanceSeed => on_off(s.advance_seed),
+            Field::Compare => s
+                .compare
+                .iter()
+                .map(LaneSpec::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+
+    /// Sets the field from typed text.
+    pub fn set(self, s: &mut Settings, text: &str) -> Result<(), String> {
+        let text = text.trim();
+        // "0" is off (or auto) where config.toml says so.
+        let zero_is_off = matches!(
+            self,
+            Field::Steps | Field::TopK | Field::Threshold | Field::Factor | Field::AlgTemp
+        );
+        let off = matches!(text, "" | "off" | "none" | "auto")
+            || (zero_is_off && text.parse::<f64>() == Ok(0.0))
+            || (self == Field::TopP && text.parse::<f64>() == Ok(1.0));
+        let num = |what: &str| -> Result<f64, String> {
+            text.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| format!("{what}: {text:?} is not a number"))
+        };
+        let int = |what: &str| -> Result<usize, String> {
+            text.parse::<usize>()
+                .map_err(|_| format!("{what}: {text:?} is not a whole number"))
+        };
+        let mut next = s.clone();
+        match self {
+            Field::Length => next.length = int("length")?,
+            Field::Steps => next.steps = if off { None } else { Some(int("steps")?) },
+            Field::BlockLength => next.params.block_length = int("block length")?,
+            Field::Temperature => next.params.temperature = num("temperature")?,
+            Field::TopK => next.params.top_k = if off { None } else { Some(int("top-k")?) },
+            Field::TopP => next.params.top_p = if off { None } else { Some(num("top-p")?) },
+            Field::Strategy => next.params.strategy = parse_strategy(text)?,
+            Field::Schedule => {
+                next.params.schedule = Schedule::ALL
+                    .into_iter()
+                    .find(|x| x.name() == text)
+                    .ok_or_else(|| {
+                        format!(
+                            "schedule: {text:?} is not one of uniform, timestep, linear, cosine"
+                        )
+                    })?
+            }
+            Field::Threshold => {
+                next.params.parallel = if off {
+                    None
+                } else {
+                    Some(Parallel::Threshold(num("threshold")?))
+                }
+            }
+            Field::Factor => {
+                next.params.parallel = if off {
+                    None
+                } else {
+                    Some(Parallel::Factor(num("factor")?))
+                }
+            }
+            Field::Cache => {
+                next.params.cache = CacheMode::ALL
+                    .into_iter()
+                    .find(|m| m.name() == text)
+                    .ok_or_else(|| format!("cache: {text:?} is not one of none, prefix, dual"))?
+            }
+            Field::StopAtEos => next.params.stop_at_eos = parse_on_off(self, text)?,
+            Field::SuppressEos => next.params.suppress_eos = parse_on_off(self, text)?,
+            Field::DeferEos => next.params.defer_eos = parse_on_off(self, text)?,
+            Field::AlgTemp => {
+                next.params.alg_temp = if off { None } else { Some(num("alg temp")?) }
+            }
+            Field::Cfg => next.params.cfg_scale = num("cfg scale")?,
+            Field::Seed => {
+                next.params.seed = text
+                    .parse()
+                    .map_err(|_| format!("seed: {text:?} is not a whole number"))?
+            }
+            Field::AdvanceSeed => next.advance_seed = parse_on_off(self, text)?,
+            Field::Compare => {
+                let lanes = text
+                    .split(',')
+                    .map(|t| LaneSpec::try_from(t.trim().to_string()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if !(2..=4).contains(&lanes.len()) {
+                    return Err(format!(
+                        "compare: give 2 to 4 strategies, got {}",
+                        lanes.len()
+                    ));
+                }
+                next.compare = lanes;
+            }
+        }
+        validate(&next)?;
+        *s = next;
+        Ok(())
+    }
+
+    /// Nudges the field up or down ("auto" steps count as one per generated token).
+    pub fn adjust(self, s: &mut Settings, up: bool) -> Result<(), String> {
+        let auto = s.length;
+        self.adjust_from(s, up, auto)
+    }
+
+    /// Nudges the field up or down; `auto_steps` is what "auto" steps mean for the next run
+    /// (one per masked token), so a nudge moves from the value in effect.
+    pub fn adjust_from(self, s: &mut Settings, up: bool, auto_steps: usize) -> Result<(), String> {
+        let step_int = |v: usize, by: usize| if up { v + by } else { v.saturating_sub(by) };
+        let mut next = s.clone();
+        let p = &mut next.params;
+        match self {
+            Field::Length => next.length = step_int(next.length, 8),
+            Field::Steps => {
+                let current = next.steps.unwrap_or(auto_steps.max(1));
+                next.steps = Some(step_int(current, 1).max(1));
+            }
+            Field::BlockLength => p.block_length = step_int(p.block_length, 8).max(1),
+            Field::Temperature => {
+                p.temperature = round2((p.temperature + if up { 0.1 } else { -0.1 }).max(0.0))
+            }
+            Field::TopK => {
+                p.top_k = match p.top_k {
+                    None if up => Some(1),
+                    Some(1) if !up => None,
+                    Some(k) => Some(step_int(k, 1)),
+                    None => None,
+                }
+            }
+            Field::TopP => {
+                p.top_p = match p.top_p {
+                    None if !up => Some(0.95),
+                    Some(v) if up && v >= 0.99 => None,
+                    Some(v) => Some(round2((v + if up { 0.05 } else { -0.05 }).clamp(0.05, 1.0))),
+                    None => None,
+                }
+            }
+            Field::Strategy => p.strategy = cycle(&Strategy::ALL, p.strategy, up),
+            Field::Schedule => p.schedule = cycle(&Schedule::ALL, p.schedule, up),
+            Field::Threshold => {
+                p.parallel = match p.parallel {
+                    Some(Parallel::Threshold(t)) => {
+                        let v = round2(t + if up { 0.05 } else { -0.05 });
+                        (v > 0.0 && v <= 1.0).then_some(Parallel::Threshold(v))
+                    }
+                    _ => Some(Parallel::Threshold(0.9)),
+                }
+            }
+            Field::Factor => {
+                p.parallel = match p.parallel {
+                    Some(Parallel::Factor(f)) => {
+                        let v = round2(f + if up { 0.25 } else { -0.25 });
+                        (v > 0.0).then_some(Parallel::Factor(v))
+                    }
+                    _ => Some(Parallel::Factor(1.0)),
+                }
+            }
+            Field::Cache => p.cache = cycle(&CacheMode::ALL, p.cache, up),
+            Field::StopAtEos => p.stop_at_eos = !p.stop_at_eos,
+            Field::SuppressEos => p.suppress_eos = !p.suppress_eos,
+            Field::DeferEos => p.defer_eos = !p.defer_eos,
+            Field::AlgTemp => {
+                p.alg_temp = match p.alg_temp {
+                    None if up => Some(0.1),
+                    Some(v) => {
+                        let v = round2(v + if up { 0.1 } else { -0.1 });
+                        (v > 0.0).then_some(v)
+                    }
+                    None => None,
+                }
+            }
+            Field::Cfg => {
+                p.cfg_scale = round2((p.cfg_scale + if up { 0.5 } else { -0.5 }).max(0.0))
+            }
+            Field::Seed => {
+                p.seed = if up {
+                    p.seed.wrapping_add(1)
+                } else {
+                    p.seed.saturating_sub(1)
+                }
+            }
+            Field::AdvanceSeed => next.advance_seed = !next.advance_seed,
+            Field::Compare => {
+                let n = next.compare.len();
+                if up && n < 4 {
+                    let unused = Strategy::ALL
+                        .into_iter()
+                        .find(|s| next.compare.iter().all(|l| l.strategy != *s));
+                    next.compare.extend(unused.map(LaneSpec::new));
+                } else if !up && n > 2 {
+                    next.compare.pop();
+                }
+            }
+        }
+        validate(&next)?;
+        *s = next;
+        Ok(())
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+fn cycle<T: Copy + PartialEq>(all: &[T], current: T, forward: bool) -> T {
+    let i = all.iter().position(|x| *x == current).unwrap_or(0);
+    let n = all.len();
+    all[if forward {
+        (i + 1) % n
+    } else {
+        (i + n - 1) % n
+    }]
+}
+
+pub(super) fn parse_strategy(text: &str) -> Result<Strategy, String> {
+    Strategy::ALL
+        .into_iter()
+        .find(|s| s.name() == text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.name()).collect();
+            format!("strategy: {text:?} is not one of {}", names.join(", "))
+        })
+}
+
+/// The same checks a run makes, so a bad value is refused where it is typed.
+fn validate(s: &Settings) -> Result<(), String> {
+    s.validate_run().map_err(|e| format!("{e:#}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn typed_values_are_validated_with_their_name() {
+        let mut s = Settings::default();
+        assert!(Field::Temperature.set(&mut s, "0.7").is_ok());
+        assert_eq!(s.params.temperature, 0.7);
+        let err = Field::Temperature.set(&mut s, "-1").unwrap_err();
+        assert!(err.contains("temperature"), "{err}");
+        assert_eq!(
+            s.params.temperature, 0.7,
+            "a refused value leaves the old one"
+        );
+        assert!(Field::BlockLength
+            .set(&mut s, "0")
+            .unwrap_err()
+            .contains("block length"));
+        assert!(Field::Strategy.set(&mut s, "margin").is_ok());
+        assert!(Field::Strategy
+            .set(&mut s, "bogus")
+            .unwrap_err()
+            .contains("low-confidence"));
+        assert!(Field::Compare.set(&mut s, "random,entropy,margin").is_ok());
+        assert_eq!(s.compare.len(), 3);
+        assert!(Field::Compare.set(&mut s, "random").is_err());
+        // Lanes with their own parameters.
+        assert!(Field::Compare
+            .set(
+                &mut s,
+                "low-confidence, random:temperature=0.7:block-length=8"
+            )
+            .is_ok());
+        assert_eq!(
+            Field::Compare.value(&s),
+            "low-confidence,random:temperature=0.7:block-length=8"
+        );
+        let lane = s.compare[1].apply(&s).unwrap();
+        assert_eq!(
+            (lane.params.temperature, lane.params.block_length),
+            (0.7, 8)
+        );
+        assert_eq!(lane.params.strategy, Strategy::Random);
+        let err = Field::Compare
+            .set(&mut s, "margin, random:length=3")
+            .unwrap_err();
+        assert!(err.contains("length"), "{err}");
+        let err = Field::Compare
+            .set(&mut s, "margin, random:temperature=-2")
+            .unwrap_err();
+        assert!(err.contains("temperature"), "{err}");
+        assert!(Field::Steps.set(&mut s, "auto").is_ok());
+        // "0" means off / auto, as in config.toml.
+        for field in [
+            Field::Steps,
+            Field::TopK,
+            Field::Threshold,
+            Field::Factor,
+            Field::AlgTemp,
+        ] {
+            assert!(field.set(&mut s, "0").is_ok(), "{field:?}");
+            assert!(
+                matches!(field.value(&s).as_str(), "off" | "auto"),
+                "{field:?}"
+            );
+        }
+        assert!(Field::TopP.set(&mut s, "1").is_ok());
+        assert_eq!(Field::TopP.value(&s), "off");
+        assert_eq!(s.steps, None);
+        assert!(Field::Threshold.set(&mut s, "0.9").is_ok());
+        assert_eq!(Field::Threshold.value(&s), "0.9");
+        assert_eq!(Field::Factor.value(&s), "off");
+    }
+
+    /// Right on "auto" steps moves up from the steps in effect, Left down from them.
+    #[test]
+    fn steps_move_from_the_value_in_effect() {
+        let mut s = Settings::default();
+        assert_eq!(s.steps, None);
+        Field::Steps.adjust_from(&mut s, true, 64).unwrap();
+        assert_eq!(s.steps, Some(65));
+        s.steps = None;
+        Field::Steps.adjust_from(&mut s, false, 64).unwrap();
+        assert_eq!(s.steps, Some(63));
+        s.steps = Some(1);
+        Field::Steps.adjust_from(&mut s, false, 64).unwrap();
+        assert_eq!(s.steps, Some(1));
+    }
+
+    #[test]
+    fn arrows_adjust_within_bounds() {
+        let mut s = Settings::default();
+        s.params.temperature = 0.0;
+        Field::Temperature.adjust(&mut s, false).unwrap();
+        assert_eq!(s.params.temperature, 0.0);
+        Field::Temperature.adjust(&mut s, true).unwrap();
+        assert_eq!(s.params.temperature, 0.1);
+        s.params.strategy = Strategy::LowConfidence;
+        Field::Strategy.adjust(&mut s, true).unwrap();
+        assert_eq!(s.params.strategy, Strategy::Random);
+        for _ in 0..5 {
+            Field::Compare.adjust(&mut s, true).unwrap();
+        }
+        assert_eq!(s.compare.len(), 4);
+        Field::TopP.adjust(&mut s, false).unwrap();
+        assert_eq!(s.params.top_p, Some(0.95));
+    }
+}
