@@ -5,11 +5,11 @@ use std::io::Write;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
-use serde_json::json;
 
 use super::{usage, ModelArgs};
 use crate::chat::{ChatTemplate, Message};
-use crate::engine::{Engine, Event, Job, StepEvent};
+use crate::engine::trace::{step_line, Ending, LaneEnd};
+use crate::engine::{Engine, Event, Job};
 use crate::model::loader::{load_dir_as, LoadedModel};
 use crate::prompt;
 use crate::sampler::{CacheMode, Parallel, SamplerParams, Schedule, Strategy};
@@ -246,7 +246,7 @@ pub fn run(mut args: GenerateArgs) -> Result<()> {
         match event {
             Event::Step(step) => {
                 if args.json {
-                    writeln!(out, "{}", step_json(&step, &codec, info.mask_id))?;
+                    writeln!(out, "{}", step_line(&step, &codec, info.mask_id))?;
                 }
                 nfe = step.nfe;
                 last = step.canvas;
@@ -259,15 +259,18 @@ pub fn run(mut args: GenerateArgs) -> Result<()> {
                     codec.decode(&last, true)
                 };
                 if args.json {
-                    let done = json!({
-                        "type": "done",
-                        "tokens": last,
-                        "prompt_len": prompt_len,
-                        "text": text,
-                        "nfe": nfe,
-                        "elapsed_ms": elapsed.as_secs_f64() * 1e3,
-                    });
-                    writeln!(out, "{done}")?;
+                    let done = LaneEnd {
+                        ending: Ending::Done,
+                        lane: 0,
+                        strategy: None,
+                        tokens: &last,
+                        prompt_len,
+                        text: &text,
+                        masked: last.iter().filter(|&&t| t == info.mask_id).count(),
+                        nfe,
+                        elapsed_ms: elapsed.as_secs_f64() * 1e3,
+                    };
+                    writeln!(out, "{}", done.line())?;
                 } else {
                     writeln!(out, "{text}")?;
                 }
@@ -296,31 +299,4 @@ pub fn answer(codec: &TextCodec, generated: &[u32], eos_ids: &[u32]) -> String {
         .position(|id| stops.contains(id))
         .unwrap_or(generated.len());
     codec.decode(&generated[..end], true).trim().to_string()
-}
-
-/// The JSON line for one step.
-pub fn step_json(step: &StepEvent, codec: &TextCodec, mask_id: u32) -> serde_json::Value {
-    let committed: Vec<_> = step
-        .committed
-        .iter()
-        .map(|c| {
-            json!({
-                "pos": c.pos,
-                "id": c.id,
-                "text": codec.token_text(c.id),
-                "score": c.score,
-            })
-        })
-        .collect();
-    json!({
-        "type": "step",
-        "lane": step.lane,
-        "step": step.step,
-        "steps": step.steps,
-        "committed": committed,
-        "masked": step.masked,
-        "nfe": step.nfe,
-        "elapsed_ms": step.elapsed.as_secs_f64() * 1e3,
-        "text": codec.canvas_text(&step.canvas, mask_id),
-    })
 }

@@ -6,6 +6,8 @@
 //! steps. A model error or a panic ends the job with [`Event::Failed`]; the worker survives and
 //! takes the next job.
 
+pub mod trace;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};

@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
-use serde_json::json;
 
 use super::app::{App, RunState};
 use super::editor::Document;
-use crate::cli::generate::step_json;
+use crate::engine::trace::{step_line, Ending, LaneEnd};
 use crate::run::Settings;
 
 /// What autosave writes ([`load`] reads it part by part).
@@ -203,7 +202,7 @@ pub fn export(app: &App, dir: &Path) -> Result<String> {
     let mut text = String::new();
     for lane in &run.lanes {
         for frame in &lane.frames {
-            lines.push(step_json(frame, codec, app.model.mask_id).to_string());
+            lines.push(step_line(frame, codec, app.model.mask_id).to_string());
         }
         let last = lane.canvas_at(lane.frames.len(), &run.initial);
         let nfe = lane.frames.last().map_or(0, |f| f.nfe);
@@ -214,25 +213,26 @@ pub fn export(app: &App, dir: &Path) -> Result<String> {
         let final_text = codec.decode(last, true);
         // A run stopped early is not "done": readers (and `dlm-tui replay`) must not take its
         // canvas, which still holds masks, for a finished one.
-        let kind = match run.state {
-            RunState::Cancelled => "cancelled",
-            RunState::Failed(_) => "failed",
-            RunState::Running => "running",
-            RunState::Done => "done",
+        let ending = match run.state {
+            RunState::Cancelled => Ending::Cancelled,
+            RunState::Failed(_) => Ending::Failed,
+            RunState::Running => Ending::Running,
+            RunState::Done => Ending::Done,
         };
         let masked = last.iter().filter(|&&t| t == app.model.mask_id).count();
         lines.push(
-            json!({
-                "type": kind,
-                "masked": masked,
-                "lane": lane.frames.first().map_or(0, |f| f.lane),
-                "strategy": lane.label,
-                "tokens": last,
-                "prompt_len": run.prompt_len,
-                "text": final_text,
-                "nfe": nfe,
-                "elapsed_ms": elapsed,
-            })
+            LaneEnd {
+                ending,
+                lane: lane.frames.first().map_or(0, |f| f.lane),
+                strategy: Some(&lane.label),
+                tokens: last,
+                prompt_len: run.prompt_len,
+                text: &final_text,
+                masked,
+                nfe,
+                elapsed_ms: elapsed,
+            }
+            .line()
             .to_string(),
         );
         if run.lanes.len() > 1 {

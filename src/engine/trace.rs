@@ -1,0 +1,73 @@
+//! The JSON trace of a run, one object per line: a `step` object for every denoising step of
+//! every lane, then one end object per lane whose `type` says how the lane ended (`done`,
+//! `cancelled`, `failed`, or `running` for a snapshot taken mid-run). `generate --json`, the
+//! playground's export and any later reader (a replay, a server) write and read this one schema.
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::StepEvent;
+use crate::text::TextCodec;
+
+/// The `step` line for one step: the tokens committed (position, id, text, score), what is still
+/// masked, the forward passes and time so far, and the canvas as text with masks shown.
+pub fn step_line(step: &StepEvent, codec: &TextCodec, mask_id: u32) -> serde_json::Value {
+    let committed: Vec<_> = step
+        .committed
+        .iter()
+        .map(|c| {
+            json!({
+                "pos": c.pos,
+                "id": c.id,
+                "text": codec.token_text(c.id),
+                "score": c.score,
+            })
+        })
+        .collect();
+    json!({
+        "type": "step",
+        "lane": step.lane,
+        "step": step.step,
+        "steps": step.steps,
+        "committed": committed,
+        "masked": step.masked,
+        "nfe": step.nfe,
+        "elapsed_ms": step.elapsed.as_secs_f64() * 1e3,
+        "text": codec.canvas_text(&step.canvas, mask_id),
+    })
+}
+
+/// How a lane's trace ends (the end line's `type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ending {
+    Done,
+    Cancelled,
+    Failed,
+    /// Written while the run was still going (an export mid-run).
+    Running,
+}
+
+/// The last line of a lane's trace. A lane that did not finish is not `done`: its canvas can
+/// still hold masks (`masked` counts them).
+#[derive(Debug, Clone, Serialize)]
+pub struct LaneEnd<'a> {
+    #[serde(rename = "type")]
+    pub ending: Ending,
+    pub lane: usize,
+    /// The lane's label (its strategy and overrides), when the run compared lanes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<&'a str>,
+    pub tokens: &'a [u32],
+    pub prompt_len: usize,
+    pub text: &'a str,
+    pub masked: usize,
+    pub nfe: usize,
+    pub elapsed_ms: f64,
+}
+
+impl LaneEnd<'_> {
+    pub fn line(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
