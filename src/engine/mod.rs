@@ -6,7 +6,10 @@
 //! steps. A model error or a panic ends the job with [`Event::Failed`]; the worker survives and
 //! takes the next job.
 
+mod local;
 pub mod trace;
+
+pub use local::LocalLane;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,8 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use tokio::sync::mpsc;
 
-use crate::model::{Denoiser, KvCache, ModelInfo};
-use crate::sampler::{Commit, Sampler, SamplerParams};
+use crate::model::{Denoiser, ModelInfo};
+use crate::sampler::{Commit, SamplerParams};
 
 /// Name of the engine's thread (the UI's panic hook leaves that thread's panics to the engine).
 pub const WORKER_NAME: &str = "dlm-engine";
@@ -111,6 +114,25 @@ impl Canceller {
     pub fn cancel(&self) {
         self.0.store(true, Ordering::Relaxed);
     }
+}
+
+/// What a lane reports after one call to [`LaneBackend::advance`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    Step(StepEvent),
+    /// The lane has finished; it is not advanced again.
+    Done(LaneSummary),
+}
+
+/// What runs one lane of a job. The engine advances every lane of a job one step at a time,
+/// round-robin, on its worker thread, and checks for cancellation between steps.
+///
+/// [`LocalLane`] runs the sampler over the worker's model. A backend that does not use the local
+/// model (a server streaming the frames of its own denoising, say) ignores `model` and reports
+/// each frame it receives as a step.
+pub trait LaneBackend: Send {
+    /// Runs the lane's next step; `lane` is its index in the job, for the events.
+    fn advance(&mut self, lane: usize, model: &mut dyn Denoiser) -> Result<Progress>;
 }
 
 struct Submission {
@@ -209,30 +231,6 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-struct Lane {
-    sampler: Sampler,
-    cache: KvCache,
-    elapsed: Duration,
-    score_sum: f64,
-    committed: usize,
-    initial_masks: usize,
-    finished: bool,
-}
-
-impl Lane {
-    /// See [`StepEvent::speedup`].
-    fn speedup(&self) -> f64 {
-        let work = self.sampler.nfe() as f64 * (1.0 - self.cache.saved());
-        if work == 0.0 || self.initial_masks == 0 {
-            return 1.0;
-        }
-        // Plain decoding spends min(steps, masks) full passes (a step that commits nothing is
-        // skipped).
-        let plain_passes = self.sampler.params().steps.min(self.initial_masks) as f64;
-        (self.committed as f64 / work) / (self.initial_masks as f64 / plain_passes)
-    }
-}
-
 /// Runs every lane one step at a time, round-robin, so lanes progress side by side.
 fn run_job(
     model: &mut dyn Denoiser,
@@ -255,59 +253,21 @@ fn run_job(
         .lanes
         .iter()
         .map(|params| {
-            let sampler = Sampler::new(job.canvas.clone(), params.clone(), traits.clone())?;
-            Ok(Lane {
-                initial_masks: sampler.masked(),
-                sampler,
-                cache: KvCache::default(),
-                elapsed: Duration::ZERO,
-                score_sum: 0.0,
-                committed: 0,
-                finished: false,
-            })
+            let lane = LocalLane::new(job.canvas.clone(), params.clone(), traits.clone())?;
+            Ok((Box::new(lane) as Box<dyn LaneBackend>, false))
         })
         .collect::<Result<Vec<_>>>()?;
 
-    while lanes.iter().any(|l| !l.finished) {
-        for (index, lane) in lanes.iter_mut().enumerate().filter(|(_, l)| !l.finished) {
+    while lanes.iter().any(|(_, finished)| !finished) {
+        for (index, (lane, finished)) in lanes.iter_mut().enumerate().filter(|(_, l)| !l.1) {
             if cancel.load(Ordering::Relaxed) {
                 return Ok(Event::Cancelled);
             }
-            let step_start = Instant::now();
-            let cache = &mut lane.cache;
-            let report = lane.sampler.step(|request| model.denoise(request, cache))?;
-            lane.elapsed += step_start.elapsed();
-            let event = match report {
-                Some(report) => {
-                    lane.score_sum += report.committed.iter().map(|c| c.score).sum::<f64>();
-                    lane.committed += report.committed.len();
-                    Event::Step(StepEvent {
-                        lane: index,
-                        step: report.step,
-                        steps: report.steps,
-                        canvas: lane.sampler.tokens().to_vec(),
-                        committed: report.committed,
-                        masked: report.masked,
-                        nfe: report.nfe,
-                        elapsed: lane.elapsed,
-                        speedup: lane.speedup(),
-                    })
-                }
-                None => {
-                    lane.finished = true;
-                    Event::LaneDone(LaneSummary {
-                        lane: index,
-                        canvas: lane.sampler.tokens().to_vec(),
-                        steps: lane.sampler.planned_steps(),
-                        nfe: lane.sampler.nfe(),
-                        elapsed: lane.elapsed,
-                        mean_score: if lane.committed == 0 {
-                            0.0
-                        } else {
-                            lane.score_sum / lane.committed as f64
-                        },
-                        speedup: lane.speedup(),
-                    })
+            let event = match lane.advance(index, model)? {
+                Progress::Step(step) => Event::Step(step),
+                Progress::Done(summary) => {
+                    *finished = true;
+                    Event::LaneDone(summary)
                 }
             };
             if events.blocking_send(event).is_err() {
