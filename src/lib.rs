@@ -8,6 +8,7 @@
 pub mod chat;
 pub mod cli;
 pub mod engine;
+pub mod entry;
 pub mod files;
 pub mod hub;
 pub mod kernels;

@@ -1,7 +1,7 @@
 fn main() -> std::process::ExitCode {
     tune_allocator();
     dlm_tui::model::tune_threads(std::env::args().nth(1).is_some_and(|a| a == "train"));
-    dlm_tui::cli::main()
+    dlm_tui::entry::main()
 }
 
 /// candle allocates a fresh buffer for every tensor. With glibc's defaults the large ones
