@@ -1,9 +1,12 @@
 //! dlm-tui: a terminal playground for diffusion language models.
 //!
-//! The crate is split the way data flows (see DESIGN.md): [`model`] turns token ids into logits with
-//! candle, [`sampler`] decides which masked positions to commit at each denoising step (pure Rust, no
-//! I/O), [`engine`] runs sampler lanes over a model on a background thread and streams
-//! [`engine::Event`]s, and [`cli`] is the command-line front end.
+//! The crate is layered the way data flows (DESIGN.md, README "Layout"; `tests/layering.rs`
+//! checks it), from the bottom up: [`sampler`] decides which masked positions to commit at each
+//! denoising step (pure Rust, no I/O), [`text`] and [`chat`] turn text into token ids, [`kernels`]
+//! are the CPU compute under the architectures of [`model`], which turn token ids into logits
+//! with candle; [`hub`] fetches models; [`engine`] runs sampler lanes over a model on a
+//! background thread and streams [`engine::Event`]s; [`run`] holds the run settings both front
+//! ends share; [`cli`] and [`tui`] are the two front ends, and [`entry`] picks one.
 
 pub mod chat;
 pub mod cli;

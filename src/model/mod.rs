@@ -2,6 +2,7 @@
 
 pub mod dream;
 pub mod embedded;
+pub mod layers;
 pub mod llada;
 pub mod loader;
 pub mod modernbert;

@@ -6,7 +6,7 @@
 //! either side in the others (each with its own rotary theta), a GeGLU MLP, a final norm, and a
 //! prediction head (dense, activation, norm) before a decoder tied to the embeddings. Attention is
 //! bidirectional and logits are not shifted. Every step runs the whole canvas. The linear layers
-//! are prepared once at load like LLaDA's ([`super::llada::Dense`]: packed for our kernel on
+//! are prepared once at load like LLaDA's ([`super::layers::Dense`]: packed for our kernel on
 //! AVX2/FMA CPUs in f32); the tied decoder only while its copy is small.
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -14,7 +14,7 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::llada::{linear, Dense, INIT_STD, TIED_HEAD_COPY_MAX};
+use super::layers::{linear, Dense, INIT_STD, TIED_HEAD_COPY_MAX};
 use super::{Denoiser, ModelInfo};
 use crate::sampler::Logits;
 

@@ -1,0 +1,166 @@
+//! The inference forward: a window of the canvas through the layer stack with the other
+//! positions' keys and values from the [`KvCache`] (Fast-dLLM's prefix and dual caches), the
+//! logits only of the rows the sampler reads, and the [`Denoiser`] entry points.
+
+use std::ops::Range;
+
+use anyhow::Result;
+use candle_core::Tensor;
+
+use super::block::Kernels;
+use super::Llada;
+use crate::model::layers::Dense;
+use crate::model::{AttentionKernel, Denoiser, KvCache, ModelInfo};
+use crate::sampler::{CacheMode, ForwardRequest, Logits};
+
+/// Each layer's keys and values, (B, kv_heads, T, head_dim) each.
+pub(super) type LayersKv = Vec<(Tensor, Tensor)>;
+
+impl Llada {
+    /// Inference over the canvas positions `offset..offset + T` held in `ids` (B, T), reading the
+    /// keys and values of all other positions from `past` (whole canvas). Returns the window's
+    /// logits as the sampler's rows, one [`Logits`] per sequence: every row of the window, or
+    /// with `keep` only those (window-relative) rows, and the window's keys and values per layer.
+    /// The last layer skips the other rows' attention output, MLP and logits; keys and values
+    /// stay whole.
+    pub(super) fn window_rows(
+        &self,
+        ids: &Tensor,
+        offset: usize,
+        past: Option<&KvCache>,
+        keep: Option<Range<usize>>,
+    ) -> anyhow::Result<(Vec<Logits>, LayersKv)> {
+        crate::model::in_pool(|| {
+            let first = keep.as_ref().map_or(0, |rows| rows.start);
+            let (x, kv) = self.layers(ids, offset, past, keep)?;
+            Ok((self.logit_rows(&x, offset + first)?, kv))
+        })
+    }
+
+    /// The blocks' inference pass: the final hidden states (B, T, d_model) and each layer's keys
+    /// and values.
+    pub(super) fn layers(
+        &self,
+        ids: &Tensor,
+        offset: usize,
+        past: Option<&KvCache>,
+        keep: Option<Range<usize>>,
+    ) -> Result<(Tensor, LayersKv)> {
+        let mut x = self.embed(ids)?;
+        let mut kv = Vec::with_capacity(self.blocks.len());
+        let last = self.blocks.len().saturating_sub(1);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let (y, layer_kv) = block.forward_infer(
+                &x,
+                &self.rotary,
+                offset,
+                past.map(|cache| (&cache.layers[i], &cache.packed[i])),
+                self.attention,
+                keep.clone().filter(|_| i == last),
+            )?;
+            x = y;
+            kv.push(layer_kv);
+        }
+        Ok((x, kv))
+    }
+
+    /// The logits of hidden states `x` (B, T, d_model) for canvas positions from `offset`, one
+    /// [`Logits`] per sequence. A packed head writes them straight into the rows the sampler
+    /// reads; through a tensor they would be copied out once more (32 MB for a 32000-wide head
+    /// at 256 tokens).
+    pub(super) fn logit_rows(&self, x: &Tensor, offset: usize) -> anyhow::Result<Vec<Logits>> {
+        match &self.head {
+            Dense::Packed(head) if !self.cfg.scale_logits => {
+                let (b, t, _) = x.dims3()?;
+                let normed = self.ln_f.forward(x, true)?;
+                let rows = head.forward_rows(&normed)?;
+                Ok(crate::model::split_rows(rows, b, t, head.out_dim(), offset))
+            }
+            _ => crate::model::split_logits(&self.logits(x)?, offset),
+        }
+    }
+
+    /// FLOPs a pass saves for each row whose output it does not keep (over `keys` positions):
+    /// the last layer's attention, output projection and MLP, and the head.
+    pub(super) fn skipped_per_row(&self, keys: usize) -> f64 {
+        let cfg = &self.cfg;
+        let d = cfg.d_model as f64;
+        let q = cfg.q_dim() as f64;
+        let mlp = 3.0 * d * cfg.hidden_size() as f64;
+        2.0 * (d * q + mlp + d * cfg.embedding_rows() as f64) + 4.0 * q * keys as f64
+    }
+
+    /// Token ids of `window` in every sequence of the batch, as (B, window length).
+    pub(super) fn window_ids(&self, batch: &[Vec<u32>], window: Range<usize>) -> Result<Tensor> {
+        let flat: Vec<u32> = batch
+            .iter()
+            .flat_map(|seq| seq[window.clone()].iter().copied())
+            .collect();
+        Ok(Tensor::from_vec(
+            flat,
+            (batch.len(), window.len()),
+            &self.device,
+        )?)
+    }
+}
+
+impl Denoiser for Llada {
+    fn forward_batch(&mut self, batch: &[Vec<u32>]) -> Result<Vec<Logits>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let len = crate::model::batch_len(batch, self.info.max_context)?;
+        let ids = self.window_ids(batch, 0..len)?;
+        if self.kernels == Kernels::Fused {
+            return Ok(self.window_rows(&ids, 0, None, None)?.0);
+        }
+        crate::model::split_logits(&self.forward_ids(&ids)?, 0)
+    }
+
+    fn denoise(&mut self, request: &ForwardRequest, cache: &mut KvCache) -> Result<Vec<Logits>> {
+        let batch = &request.canvases;
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let len = crate::model::batch_len(batch, self.info.max_context)?;
+        let sequences = batch.len() as f64;
+        let full = sequences * self.flops(len, len);
+        if request.cache == CacheMode::None || self.kernels != Kernels::Fused {
+            cache.count(full, full);
+            return self.forward_batch(batch);
+        }
+        // A cached pass recomputes its window; a recording pass, the whole canvas.
+        let (window, past) = match cache.window(request) {
+            Some(window) => (window, Some(&*cache)),
+            None => (0..len, None),
+        };
+        // Keys and values come from the whole window, the last layer's output and the logits
+        // only from the rows the sampler reads (window-relative).
+        let start = request.rows.start.clamp(window.start, window.end);
+        let end = request.rows.end.clamp(start, window.end);
+        let kept = start - window.start..end - window.start;
+        let skipped_rows = if kept.is_empty() {
+            0
+        } else {
+            window.len() - kept.len()
+        };
+        let kept = Some(kept).filter(|rows| !rows.is_empty());
+        let ids = self.window_ids(batch, window.clone())?;
+        let (logits, kv) = self.window_rows(&ids, window.start, past, kept)?;
+        let recording = past.is_none();
+        let skipped = sequences * skipped_rows as f64 * self.skipped_per_row(len);
+        cache.count(sequences * self.flops(window.len(), len) - skipped, full);
+        if recording {
+            cache.record(request, kv);
+        }
+        Ok(logits)
+    }
+
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn set_attention(&mut self, kernel: AttentionKernel) {
+        self.attention = kernel;
+    }
+}

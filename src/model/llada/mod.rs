@@ -1,0 +1,191 @@
+//! The LLaDA architecture (GSAI-ML/LLaDA-8B-*, and our embedded default model): a Llama-style
+//! transformer with bidirectional attention, loaded from LLaDA's own `config.json` keys and tensor
+//! names. Every detail follows the reference `modeling_llada.py` (`LLaDALlamaBlock`):
+//! - RMSNorm computed in f32 and cast back before the (optional) affine weight and bias;
+//! - rotary embeddings of the non-interleaved (`rotate_half`) kind, in full precision;
+//! - grouped KV heads expanded with `repeat_interleave` (query head h reads KV head h / n_rep);
+//! - SwiGLU MLP where `ff_proj` is the gated projection: `ff_out(silu(ff_proj(x)) * up_proj(x))`;
+//! - output head tied to `wte` or a separate `ff_out`, logits over the full `embedding_size`.
+//!
+//! [`config`] holds the configuration and tensor names, [`block`] the layer stack, and `cached`
+//! the inference forward over a window with the key/value cache.
+
+mod block;
+mod cached;
+mod config;
+
+pub use block::{Kernels, MAX_CONTEXT};
+pub use config::{LladaConfig, Naming};
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Embedding, Init, Linear, VarBuilder};
+
+use super::layers::{linear, Dense, INIT_STD, TIED_HEAD_COPY_MAX};
+use super::{AttentionKernel, ModelInfo};
+use block::{Block, RmsNorm, Rotary};
+
+/// A loaded LLaDA model.
+pub struct Llada {
+    wte: Embedding,
+    blocks: Vec<Block>,
+    ln_f: RmsNorm,
+    head: Dense,
+    rotary: Rotary,
+    cfg: LladaConfig,
+    device: Device,
+    info: ModelInfo,
+    kernels: Kernels,
+    attention: AttentionKernel,
+}
+
+impl Llada {
+    /// The end-of-turn ids of the tokenizer that goes with these weights.
+    pub fn set_eot_ids(&mut self, ids: Vec<u32>) {
+        self.info.eot_ids = ids;
+    }
+
+    pub fn new(cfg: LladaConfig, vb: VarBuilder, name: String) -> Result<Self> {
+        cfg.validate()?;
+        let device = vb.device().clone();
+        let names = cfg.naming.top();
+        let root = vb.clone();
+        let vb = vb.pp(names.prefix);
+        let rows = cfg.embedding_rows();
+        let wte_weight = vb
+            .get_with_hints(
+                (rows, cfg.d_model),
+                names.embedding,
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: INIT_STD,
+                },
+            )
+            .context("loading the token embedding")?;
+        let weight_dtype = wte_weight.dtype();
+        let wte = Embedding::new(wte_weight.clone(), cfg.d_model);
+        let blocks = (0..cfg.n_layers)
+            .map(|i| {
+                Block::new(&cfg, vb.pp(format!("{}.{i}", names.blocks)))
+                    .with_context(|| format!("loading block {i}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ln_f = RmsNorm::new(&cfg, vb.pp(names.final_norm)).context("loading the final norm")?;
+        let head = Dense::Stored(if cfg.weight_tying {
+            Linear::new(wte_weight, None)
+        } else {
+            linear(
+                cfg.d_model,
+                rows,
+                cfg.include_bias,
+                INIT_STD,
+                root.pp(names.head),
+            )
+            .context("loading the output head")?
+        });
+        let rotary = Rotary::new(&cfg, &device)?;
+        let info = ModelInfo {
+            name,
+            family: cfg.naming.family(),
+            mask_id: cfg.mask_token_id.unwrap_or_default(),
+            logits_width: rows,
+            max_context: cfg.max_sequence_length,
+            // Dream still predicts position i from the output at i - 1 (A2D conversions do not).
+            shift_logits: cfg.naming == Naming::Qwen2,
+            eos_ids: cfg.eos_token_id.into_iter().collect(),
+            eot_ids: Vec::new(),
+            parameters: cfg.parameter_count(),
+            weight_bytes: cfg.parameter_count() * weight_dtype.size_in_bytes(),
+        };
+        Ok(Self {
+            wte,
+            blocks,
+            ln_f,
+            head,
+            rotary,
+            cfg,
+            device,
+            info,
+            kernels: Kernels::Fused,
+            attention: AttentionKernel::default(),
+        })
+    }
+
+    /// Chooses fused (inference) or differentiable (training) kernels.
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
+    }
+
+    /// Prepares the weights for inference: fuses the q/k/v and gate/up projections and packs (or
+    /// transposes) every linear weight ([`Dense::prepare`]). A model that will be trained must not
+    /// call this: the optimizer holds the separate, stored variables. A tied head shares the
+    /// embedding's matrix, and a prepared copy would add a second one: it is prepared only while
+    /// that copy is small ([`TIED_HEAD_COPY_MAX`] bytes), so a large vocabulary costs no extra
+    /// memory.
+    pub fn fuse_projections(&mut self) -> Result<()> {
+        for block in &mut self.blocks {
+            block.attn_in.fuse()?;
+            block.ff_in.fuse()?;
+            block.attn_out.prepare()?;
+            block.ff_out.prepare()?;
+        }
+        let embedding = self.wte.embeddings();
+        let head_bytes = embedding.elem_count() * embedding.dtype().size_in_bytes();
+        if !self.cfg.weight_tying || head_bytes <= TIED_HEAD_COPY_MAX {
+            self.head.prepare()?;
+        }
+        Ok(())
+    }
+
+    /// Token ids (B, T) to logits (B, T, embedding_size) in f32.
+    pub fn forward_ids(&self, ids: &Tensor) -> Result<Tensor> {
+        if self.kernels == Kernels::Fused {
+            return super::in_pool(|| self.logits(&self.layers(ids, 0, None, None)?.0));
+        }
+        let mut x = self.embed(ids)?;
+        for block in &self.blocks {
+            x = block.forward_train(&x, &self.rotary)?;
+        }
+        self.logits(&x)
+    }
+
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let x = self.wte.forward(ids)?;
+        Ok(if self.cfg.input_emb_norm {
+            (x * (self.cfg.d_model as f64).sqrt())?
+        } else {
+            x
+        })
+    }
+
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        let x = self.ln_f.forward(x, self.kernels == Kernels::Fused)?;
+        let mut logits = self.head.forward(&x)?;
+        if self.cfg.scale_logits {
+            logits = (logits * (1.0 / (self.cfg.d_model as f64).sqrt()))?;
+        }
+        Ok(logits.to_dtype(DType::F32)?)
+    }
+
+    /// Forward FLOPs (multiply-adds counted as 2) for `rows` query positions attending over
+    /// `keys` positions, per sequence.
+    pub fn flops(&self, rows: usize, keys: usize) -> f64 {
+        let cfg = &self.cfg;
+        let d = cfg.d_model as f64;
+        let kv = (cfg.effective_n_kv_heads().unwrap_or(cfg.n_heads) * cfg.head_dim()) as f64;
+        let hidden = cfg.hidden_size() as f64;
+        let q = cfg.q_dim() as f64;
+        let per_row = 2.0 * (2.0 * d * q + 2.0 * d * kv + 3.0 * d * hidden) * cfg.n_layers as f64
+            + 2.0 * d * cfg.embedding_rows() as f64;
+        let attention = 4.0 * q * keys as f64 * cfg.n_layers as f64;
+        rows as f64 * (per_row + attention)
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn config(&self) -> &LladaConfig {
+        &self.cfg
+    }
+}
