@@ -213,10 +213,22 @@ impl TextCodec {
         self.tokenizer.token_to_id(token)
     }
 
+    /// The text of `ids`. An id the tokenizer does not know (a model whose output rows outnumber
+    /// its tokenizer's entries can propose one) is written `[id N]`, never dropped.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> String {
-        self.tokenizer
-            .decode(ids, skip_special)
-            .unwrap_or_else(|_| ids.iter().map(|_| "\u{fffd}").collect())
+        let known = |id: u32| self.tokenizer.id_to_token(id).is_some();
+        let mut out = String::new();
+        for run in ids.chunk_by(|a, b| known(*a) == known(*b)) {
+            if known(run[0]) {
+                let text = self.tokenizer.decode(run, skip_special);
+                out.push_str(&text.unwrap_or_else(|_| "\u{fffd}".repeat(run.len())));
+            } else {
+                for id in run {
+                    out.push_str(&format!("[id {id}]"));
+                }
+            }
+        }
+        out
     }
 
     /// The text of one token as it reads inside running text (byte-level pieces decoded).
@@ -255,6 +267,17 @@ mod tests {
 
     /// Typed special-token strings are text; only the `[MASK]` syntax makes masks. A rendered
     /// chat template (no post-processing) still reads its special tokens.
+    #[test]
+    fn ids_the_tokenizer_lacks_are_shown_not_dropped() {
+        let codec = crate::model::embedded::codec().unwrap();
+        let once = codec.encode("Once", false).unwrap();
+        let mut ids = once.clone();
+        ids.extend([70_000, 70_001]);
+        ids.extend(&once);
+        assert_eq!(codec.decode(&ids, true), "Once[id 70000][id 70001]Once");
+        assert_eq!(codec.token_text(70_000), "[id 70000]");
+    }
+
     #[test]
     fn typed_special_tokens_are_text() {
         let codec = crate::model::embedded::codec().unwrap();

@@ -392,6 +392,18 @@ fn malformed_model_folders_exit_2() {
         "at most 32768",
     );
 
+    // A tokenizer far smaller than the model's output (its ids would vanish from the text) is
+    // refused, naming both sizes; a few hundred rows of padding are not (the fixture has 20).
+    let mut wide = cfg.clone();
+    wide["embedding_size"] = 4096.into();
+    wide["vocab_size"] = 4096.into();
+    std::fs::write(tmp.join("config.json"), wide.to_string()).unwrap();
+    expect_usage_error(
+        &["--model-dir", &d, "--prompt", "x"],
+        "predicts 4096 token ids",
+    );
+    expect_usage_error(&["--model-dir", &d, "--prompt", "x"], "has only 300");
+
     cfg["model_type"] = "bert".into();
     cfg["architectures"] = serde_json::json!(["BertForMaskedLM"]);
     std::fs::write(tmp.join("config.json"), cfg.to_string()).unwrap();

@@ -261,6 +261,31 @@ fn load_codec(dir: &Path, files: &ModelFiles) -> Result<TextCodec> {
     }
 }
 
+/// Output rows a checkpoint may have beyond its tokenizer's entries. Published models pad their
+/// vocabulary to a round size by a few hundred rows (Dream-v0: 152064 rows for 151665 tokens);
+/// the ids of those rows are shown as `[id N]` if ever generated ([`TextCodec::decode`]).
+const PADDING_ROWS_MAX: usize = 1024;
+
+/// Refuses a tokenizer that knows far fewer tokens than the model predicts: the two do not
+/// belong together, and most of what the model wrote would have no text.
+fn check_vocabulary(rows: usize, codec: &TextCodec, dir: &Path, files: &ModelFiles) -> Result<()> {
+    let known = codec.vocab_size();
+    if rows > known + PADDING_ROWS_MAX {
+        let tokenizer = if files.tokenizer.is_file() {
+            files.tokenizer.display().to_string()
+        } else {
+            format!("{}/vocab.json", dir.display())
+        };
+        bail!(
+            "{} predicts {rows} token ids but its tokenizer ({tokenizer}) has only {known}: \
+             they do not belong together (a model pads its vocabulary by at most \
+             {PADDING_ROWS_MAX} ids)",
+            files.config.display()
+        );
+    }
+    Ok(())
+}
+
 fn end_of_turn_ids(codec: &TextCodec) -> Vec<u32> {
     END_OF_TURN
         .iter()
@@ -283,6 +308,7 @@ fn load_modernbert(
             files.config.display()
         )
     })?;
+    check_vocabulary(cfg.vocab_size, &codec, dir, files)?;
     let mask = modernbert::mask_id(&cfg, tokenizer_mask(dir, &codec)?)
         .with_context(|| format!("in {}", dir.display()))?;
     let vb = mmap_weights(
@@ -365,6 +391,7 @@ fn load_llada(
     // The rotary table is built for the whole context: a config claiming 1e8 positions would
     // ask for gigabytes. Longer canvases are refused with this limit named.
     cfg.max_sequence_length = cfg.max_sequence_length.min(super::llada::MAX_CONTEXT);
+    check_vocabulary(cfg.embedding_rows(), &codec, dir, files)?;
     let vb = mmap_weights(
         dir,
         resolve_precision(precision, cfg.parameter_count()),
