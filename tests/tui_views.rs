@@ -48,7 +48,7 @@ fn draw(app: &mut App, width: u16, height: u16) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     terminal
         .draw(|f| {
-            app.editor_area = views::render(app, f);
+            views::render(app, f).apply(app);
         })
         .unwrap();
     terminal.backend().to_string()
@@ -669,4 +669,64 @@ fn the_parameters_panel_scrolls_to_the_selected_row() {
         screen.contains("length") && screen.contains("↓"),
         "{screen}"
     );
+}
+
+/// A canvas taller than the live panel: the panel follows the newest commits while the run
+/// goes, scrolls with Up/Down and the wheel once the user takes over (saying so on its border),
+/// and End follows the run again.
+#[test]
+fn the_live_panel_follows_the_run_and_scrolls_when_asked() {
+    use crossterm::event::{MouseEvent, MouseEventKind};
+    let (mut app, engine) = app();
+    // A prompt of many short lines, then the generation region below them.
+    type_text(&mut app, &"Tom ran.\n".repeat(16));
+    app.settings.length = 120;
+    app.settings.params.block_length = 8;
+    let events = run(&mut app, &engine);
+    let steps = events
+        .iter()
+        .filter(|e| matches!(e, Event::Step(_)))
+        .count();
+    // Three quarters through: the newest commits are far below the panel's first rows.
+    for e in events.iter().take(steps * 3 / 4).cloned() {
+        update(&mut app, Action::Engine(e));
+    }
+    let screen = draw(&mut app, 80, 24);
+    let live = app.live_area;
+    assert!(live.rows > live.height as usize, "{screen}");
+    assert!(live.scroll > 0, "the panel stayed at the top:\n{screen}");
+    assert!(screen.contains("following"), "{screen}");
+    let followed = live.scroll;
+
+    app.focus = Focus::Live;
+    update(&mut app, key(KeyCode::Up));
+    update(&mut app, key(KeyCode::Up));
+    let screen = draw(&mut app, 80, 24);
+    assert_eq!(app.live_area.scroll, followed - 2);
+    assert!(screen.contains("scrolled"), "{screen}");
+    // More steps arrive: a scrolled panel stays where the user put it.
+    for e in events.iter().skip(steps * 3 / 4).take(4).cloned() {
+        update(&mut app, Action::Engine(e));
+    }
+    draw(&mut app, 80, 24);
+    assert_eq!(app.live_area.scroll, followed - 2);
+
+    let wheel = |kind| {
+        Action::Mouse(MouseEvent {
+            kind,
+            column: app.live_area.x + 1,
+            row: app.live_area.y + 1,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    let down = wheel(MouseEventKind::ScrollDown);
+    update(&mut app, down);
+    draw(&mut app, 80, 24);
+    let max = app.live_area.rows - app.live_area.height as usize;
+    assert_eq!(app.live_area.scroll, (followed + 1).min(max));
+
+    update(&mut app, key(KeyCode::End));
+    assert_eq!(app.live_scroll, None);
+    let screen = draw(&mut app, 80, 24);
+    assert!(screen.contains("following"), "{screen}");
 }

@@ -183,6 +183,8 @@ pub struct Rect {
     pub height: u16,
     /// Rows of content scrolled off the top.
     pub scroll: usize,
+    /// Rows of content in all (the most of any lane in the live panel).
+    pub rows: usize,
 }
 
 impl Rect {
@@ -212,6 +214,11 @@ pub struct App {
     pub quit: bool,
     /// Inner area of the editor panel as last drawn.
     pub editor_area: Rect,
+    /// Text area of the live panel's first lane as last drawn, with the scroll offset in effect.
+    pub live_area: Rect,
+    /// The live panel's top row when the user has scrolled it; `None` follows the run (the
+    /// newest commits stay in view).
+    pub live_scroll: Option<usize>,
     codec: Arc<TextCodec>,
 }
 
@@ -265,6 +272,8 @@ impl App {
             theme_index,
             quit: false,
             editor_area: Rect::default(),
+            live_area: Rect::default(),
+            live_scroll: None,
             codec,
         }
     }
@@ -618,6 +627,7 @@ fn run_now(app: &mut App) -> Vec<Effect> {
                 elapsed: Duration::ZERO,
             });
             app.message = None;
+            app.live_scroll = None;
             // Autosave as well: the text that was run is never lost, even to a crash.
             vec![Effect::Submit(job), Effect::Save]
         }
@@ -669,14 +679,47 @@ fn editor_key(app: &mut App, key: KeyEvent) {
 }
 
 fn live_key(app: &mut App, key: KeyEvent) {
+    let page = app.live_area.height.saturating_sub(1).max(1) as isize;
     let command = match key.code {
         KeyCode::Left => Command::ScrubBack,
         KeyCode::Right => Command::ScrubForward,
         KeyCode::Home => Command::ScrubFirst,
-        KeyCode::End => Command::ScrubLast,
+        KeyCode::End => {
+            // The newest step, followed again.
+            app.live_scroll = None;
+            Command::ScrubLast
+        }
+        // Up/Down scroll a row, with Shift a page (PageUp/PageDown scrub everywhere).
+        KeyCode::Up if key.modifiers.contains(KeyModifiers::SHIFT) => {
+            return scroll_live(app, -page)
+        }
+        KeyCode::Down if key.modifiers.contains(KeyModifiers::SHIFT) => {
+            return scroll_live(app, page)
+        }
+        KeyCode::Up => return scroll_live(app, -1),
+        KeyCode::Down => return scroll_live(app, 1),
         _ => return,
     };
     scrub(app, command);
+}
+
+/// Scrolls the live panel by `delta` rows from where it is drawn. The user takes over from
+/// following the run; scrolling back to the bottom of a running canvas follows it again.
+pub fn scroll_live(app: &mut App, delta: isize) {
+    let area = app.live_area;
+    let max = area.rows.saturating_sub(area.height as usize);
+    let from = app.live_scroll.unwrap_or(area.scroll).min(max);
+    let to = from.saturating_add_signed(delta).min(max);
+    let running = app
+        .run
+        .as_ref()
+        .is_some_and(|r| r.state == RunState::Running);
+    app.live_scroll = if running && to == max && delta > 0 {
+        None
+    } else {
+        Some(to)
+    };
+    app.live_area.scroll = to;
 }
 
 /// Display width of a unit in the editor (mask spans are drawn as a labelled block).
@@ -701,7 +744,18 @@ fn unicode_width(c: char) -> usize {
 
 fn on_mouse(app: &mut App, mouse: MouseEvent) {
     let area = app.editor_area;
+    let live = app.live_area;
     match mouse.kind {
+        MouseEventKind::ScrollUp | MouseEventKind::ScrollDown
+            if live.contains(mouse.column, mouse.row) =>
+        {
+            let rows = if mouse.kind == MouseEventKind::ScrollUp {
+                -3
+            } else {
+                3
+            };
+            scroll_live(app, rows);
+        }
         MouseEventKind::Down(MouseButton::Left) | MouseEventKind::Drag(MouseButton::Left) => {
             if !area.contains(mouse.column, mouse.row) {
                 return;

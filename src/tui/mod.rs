@@ -235,7 +235,7 @@ async fn event_loop(
     loop {
         if needs_draw && last_draw.elapsed() >= FRAME_INTERVAL {
             terminal.draw(|frame| {
-                app.editor_area = views::render(app, frame);
+                views::render(app, frame).apply(app);
             })?;
             needs_draw = false;
             last_draw = Instant::now();

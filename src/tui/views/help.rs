@@ -33,6 +33,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     )));
     lines.push(Line::from(styled(
         theme.label,
+        " Live panel: Left/Right/Home/End scrub steps; Up/Down (Shift: a page) and the wheel scroll.",
+    )));
+    lines.push(Line::from(styled(
+        theme.label,
         " Parameters: Up/Down pick, Left/Right adjust, Enter types a value. Any key closes this help.",
     )));
     let height = (lines.len() as u16 + 2).min(area.height);

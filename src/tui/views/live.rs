@@ -7,12 +7,14 @@ use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::{inner, panel, styled};
-use crate::tui::app::{App, Focus, LaneView, RunState, RunView};
+use crate::tui::app::{App, Focus, LaneView, Rect as HitRect, RunState, RunView};
 
 /// How one masked position is drawn.
 pub const MASK_GLYPH: &str = "░░░";
 
-pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+/// Draws the panel; returns the first lane's text area with the scroll offset in effect and
+/// its rows (for scrolling and the mouse).
+pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {
     let Some(run) = &app.run else {
         let block = panel(app, " Live ", Some(Focus::Live));
         let text = Paragraph::new(
@@ -23,7 +25,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         .wrap(Wrap { trim: true });
         frame.render_widget(text, inner(&block, area));
         frame.render_widget(block, area);
-        return;
+        return HitRect::default();
     };
     let n = run.lanes.len().max(1);
     let areas = Layout::horizontal(vec![Constraint::Ratio(1, n as u32); n]).split(area);
@@ -32,8 +34,16 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     } else {
         Vec::new()
     };
+    let mut first: Option<HitRect> = None;
+    let mut rows = 0;
     for (lane, lane_area) in run.lanes.iter().zip(areas.iter()) {
-        render_lane(app, run, lane, &disagree, frame, *lane_area);
+        let drawn = render_lane(app, run, lane, &disagree, frame, *lane_area);
+        rows = rows.max(drawn.rows);
+        first.get_or_insert(drawn);
+    }
+    HitRect {
+        rows,
+        ..first.unwrap_or_default()
     }
 }
 
@@ -44,7 +54,7 @@ fn render_lane(
     disagree: &[bool],
     frame: &mut Frame,
     area: Rect,
-) {
+) -> HitRect {
     let theme = app.theme();
     let step = run.shown_step();
     let frame_event = lane.frame_at(step);
@@ -70,10 +80,17 @@ fn render_lane(
     let title = format!(" {} · step {shown}/{planned} · {state} ", lane.label);
     let block = panel(app, title, Some(Focus::Live));
     let body = inner(&block, area);
-    frame.render_widget(block, area);
 
     let tokens = &app.tokens;
     let mut lines: Vec<Line> = vec![Line::default()];
+    // The view follows the newest commits (else the first mask): the text before it, to find
+    // its row once wrapped.
+    let target = fresh
+        .iter()
+        .min()
+        .copied()
+        .or_else(|| canvas.iter().position(|&id| id == tokens.mask_id));
+    let mut before_target: Option<Vec<Line>> = None;
     let plain = |id: u32| id != tokens.mask_id && !tokens.is_eos(id);
     let pieces = token_pieces(
         canvas,
@@ -83,6 +100,9 @@ fn render_lane(
     );
     for (range, piece) in pieces {
         let pos = range.start;
+        if before_target.is_none() && target.is_some_and(|t| range.contains(&t)) {
+            before_target = Some(lines.clone());
+        }
         let id = canvas[pos];
         let is_context = run.initial.get(pos).is_some_and(|&t| t != tokens.mask_id);
         let (text, style): (String, Style) = if id == tokens.mask_id {
@@ -134,8 +154,53 @@ fn render_lane(
     }
     let [text_area, stats_area] =
         Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(body);
-    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), text_area);
+    let wrap = Wrap { trim: false };
+    let width = text_area.width;
+    let height = text_area.height as usize;
+    let paragraph = Paragraph::new(lines).wrap(wrap);
+    let rows = paragraph.line_count(width);
+    let max = rows.saturating_sub(height);
+    let offset = match app.live_scroll {
+        Some(offset) => offset.min(max),
+        None => {
+            // Keep the target a third of the way down, so what was just committed shows
+            // with the text leading to it.
+            let row = before_target
+                .map_or(0, |l| Paragraph::new(l).wrap(wrap).line_count(width))
+                .saturating_sub(1);
+            row.saturating_sub(height / 3).min(max)
+        }
+    };
+    let below = max - offset;
+    let block = if offset > 0 || below > 0 {
+        let mut marks = Vec::new();
+        if offset > 0 {
+            marks.push(format!("↑{offset}"));
+        }
+        if below > 0 {
+            marks.push(format!("↓{below}"));
+        }
+        let how = if app.live_scroll.is_some() {
+            "scrolled · End follows"
+        } else {
+            "following"
+        };
+        block
+            .title_bottom(Line::from(format!(" {} rows · {how} ", marks.join(" "))).right_aligned())
+    } else {
+        block
+    };
+    frame.render_widget(block, area);
+    frame.render_widget(paragraph.scroll((offset as u16, 0)), text_area);
     frame.render_widget(Paragraph::new(stats_line(app, lane, shown)), stats_area);
+    HitRect {
+        x: text_area.x,
+        y: text_area.y,
+        width: text_area.width,
+        height: text_area.height,
+        scroll: offset,
+        rows,
+    }
 }
 
 /// White space drawn visibly: `·` for a space, `→` for a tab, `↵` before each line break.

@@ -18,8 +18,25 @@ use super::app::{App, Focus, Rect as HitRect};
 pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 16;
 
-/// Draws the whole screen. Returns where the editor's text area went (for mouse hit-testing).
-pub fn render(app: &App, frame: &mut Frame) -> HitRect {
+/// Where the panels went as drawn (for mouse hit-testing and scrolling).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drawn {
+    /// The editor's text area, with its scroll.
+    pub editor: HitRect,
+    /// The live panel's first lane, with its scroll offset and rows.
+    pub live: HitRect,
+}
+
+impl Drawn {
+    /// Records the layout in the app.
+    pub fn apply(self, app: &mut App) {
+        app.editor_area = self.editor;
+        app.live_area = self.live;
+    }
+}
+
+/// Draws the whole screen. Returns where the panels went.
+pub fn render(app: &App, frame: &mut Frame) -> Drawn {
     let area = frame.area();
     let theme = app.theme();
     frame.render_widget(Block::default().style(theme.base), area);
@@ -34,7 +51,7 @@ pub fn render(app: &App, frame: &mut Frame) -> HitRect {
                 .wrap(Wrap { trim: true }),
             area,
         );
-        return HitRect::default();
+        return Drawn::default();
     }
     let [main, status_area] =
         Layout::vertical([Constraint::Min(8), Constraint::Length(2)]).areas(area);
@@ -46,18 +63,22 @@ pub fn render(app: &App, frame: &mut Frame) -> HitRect {
         Layout::vertical([Constraint::Length(editor_height), Constraint::Min(4)]).areas(left);
 
     let (editor_inner, scroll) = editor::render(app, frame, editor_area);
-    live::render(app, frame, live_area);
+    let live = live::render(app, frame, live_area);
     params::render(app, frame, right);
     status::render(app, frame, status_area);
     if app.show_help {
         help::render(app, frame, area);
     }
-    HitRect {
-        x: editor_inner.x,
-        y: editor_inner.y,
-        width: editor_inner.width,
-        height: editor_inner.height,
-        scroll,
+    Drawn {
+        editor: HitRect {
+            x: editor_inner.x,
+            y: editor_inner.y,
+            width: editor_inner.width,
+            height: editor_inner.height,
+            scroll,
+            rows: 0,
+        },
+        live,
     }
 }
 
