@@ -55,7 +55,16 @@ pub fn render(app: &App, frame: &mut Frame) -> Drawn {
     }
     let [main, status_area] =
         Layout::vertical([Constraint::Min(8), Constraint::Length(2)]).areas(area);
-    let params_width = if area.width >= 100 { 34 } else { 28 };
+    // A comparison gives the parameters panel's width to its lanes; the panel comes back
+    // while it has focus (Tab).
+    let comparing = app.run.as_ref().is_some_and(|r| r.lanes.len() > 1);
+    let params_width = if comparing && app.focus != Focus::Params {
+        0
+    } else if area.width >= 100 {
+        34
+    } else {
+        28
+    };
     let [left, right] =
         Layout::horizontal([Constraint::Min(30), Constraint::Length(params_width)]).areas(main);
     let editor_height = (left.height / 3).clamp(5, 14);
@@ -64,7 +73,9 @@ pub fn render(app: &App, frame: &mut Frame) -> Drawn {
 
     let (editor_inner, scroll) = editor::render(app, frame, editor_area);
     let live = live::render(app, frame, live_area);
-    params::render(app, frame, right);
+    if params_width > 0 {
+        params::render(app, frame, right);
+    }
     status::render(app, frame, status_area);
     if app.show_help {
         help::render(app, frame, area);
