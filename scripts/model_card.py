@@ -177,8 +177,8 @@ def main():
             mark = " **(chosen)**" if r["name"] == d["choice"] else ""
             w(f"| {r['name']}{mark} | {r['word_rate']:.1%} | {r['log_likelihood']:.3f} | {r['repeated_trigrams']:.1%} | {r['nfe']:.1f} | {r['wall_ms'] / 1e3:.1f} s |")
         chosen = next(r for r in d["rows"] if r["name"] == d["choice"])
-        w(f"\nThe playground starts with length {d['length']} and {d['choice']} (`config.toml`; `dlm-tui generate` keeps")
-        w("LLaDA's defaults so its output compares with the reference; pass the flags to get the same):\n")
+        w(f"\nThe playground and `dlm-tui generate` start with length {d['length']} and {d['choice']} (`config.toml`,")
+        w("`Settings::default` in `src/run/mod.rs`); spelled out as flags:\n")
         flags = []
         strategy, *overrides = chosen["spec"].split(":")
         flags += ["--strategy", strategy]

@@ -60,11 +60,22 @@ fn json_output_matches_llada_reference_from_prompt_text() {
             &s("block_length"),
             "--cfg",
             &s("cfg_scale"),
+            // LLaDA's generate.py: greedy, low-confidence remasking (not the playground's
+            // defaults, which `generate` shares).
+            "--temperature",
+            "0",
+            "--strategy",
+            "low-confidence",
             "--json",
         ]);
         let lines = json_lines(&out);
         let done = lines.last().unwrap();
         assert_eq!(done["type"], "done");
+        // The playground export's end-line fields too.
+        assert_eq!(
+            (&done["lane"], &done["strategy"], &done["masked"]),
+            (&0.into(), &"low-confidence".into(), &0.into())
+        );
         assert_eq!(
             tokens(&done["tokens"]),
             tokens(&case["output"]),
@@ -467,6 +478,10 @@ fn cache_and_threshold_flags_reproduce_fast_dllm_from_prompt_text() {
             s("steps"),
             "--block-length".into(),
             s("block_length"),
+            "--temperature".into(),
+            "0".into(),
+            "--strategy".into(),
+            "low-confidence".into(),
             "--cache".into(),
             case["cache"].as_str().unwrap().to_string(),
             "--json".into(),
@@ -532,6 +547,10 @@ fn suppress_eos_flag_reproduces_llada_logits_eos_inf() {
             &prompt,
             "--length",
             &len,
+            "--temperature",
+            "0",
+            "--strategy",
+            "low-confidence",
             "--steps",
             &steps,
             "--block-length",

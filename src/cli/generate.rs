@@ -12,6 +12,7 @@ use crate::engine::trace::{step_line, Ending, LaneEnd};
 use crate::engine::{Engine, Event, Job};
 use crate::model::loader::{load_dir_as, LoadedModel};
 use crate::prompt;
+use crate::run::Settings;
 use crate::sampler::{CacheMode, Parallel, SamplerParams, Schedule, Strategy};
 use crate::text::TextCodec;
 
@@ -46,20 +47,22 @@ pub fn count(text: &str) -> Result<usize, String> {
     }
 }
 
-/// The denoising schedule, shared by `generate` and `bench`.
+/// The denoising schedule, shared by `generate` and `bench`. Its defaults are the playground's
+/// ([`Settings::default`]: chosen by measurement on the embedded model), so a first
+/// `dlm-tui generate` writes what a first F5 does.
 #[derive(Debug, Clone, Args)]
 pub struct ScheduleArgs {
     /// Masked tokens appended after the prompt (0: fill only the prompt's masks).
-    #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = count)]
+    #[arg(long, default_value_t = Settings::default().length, allow_negative_numbers = true, value_parser = count)]
     pub length: usize,
     /// Denoising steps in all (default: one per masked token).
     #[arg(long, allow_negative_numbers = true, value_parser = count)]
     pub steps: Option<usize>,
     /// Semi-autoregressive block length.
-    #[arg(long, default_value_t = 32, allow_negative_numbers = true, value_parser = count)]
+    #[arg(long, default_value_t = Settings::default().params.block_length, allow_negative_numbers = true, value_parser = count)]
     pub block_length: usize,
     /// Sampling temperature (0: greedy).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = Settings::default().params.temperature, allow_negative_numbers = true)]
     pub temperature: f64,
     /// Keep only the k most likely tokens (Dream-style sampling).
     #[arg(long, allow_negative_numbers = true)]
@@ -68,7 +71,7 @@ pub struct ScheduleArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub top_p: Option<f64>,
     /// Remasking strategy: which masked positions are committed first.
-    #[arg(long, value_enum, default_value_t = Strategy::LowConfidence)]
+    #[arg(long, value_enum, default_value_t = Settings::default().params.strategy)]
     pub strategy: Strategy,
     /// Commit schedule: how many positions each step commits.
     #[arg(long, value_enum, default_value_t = Schedule::Uniform)]
@@ -262,7 +265,7 @@ pub fn run(mut args: GenerateArgs) -> Result<()> {
                     let done = LaneEnd {
                         ending: Ending::Done,
                         lane: 0,
-                        strategy: None,
+                        strategy: Some(args.schedule.strategy.name()),
                         tokens: &last,
                         prompt_len,
                         text: &text,
@@ -299,4 +302,31 @@ pub fn answer(codec: &TextCodec, generated: &[u32], eos_ids: &[u32]) -> String {
         .position(|id| stops.contains(id))
         .unwrap_or(generated.len());
     codec.decode(&generated[..end], true).trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        schedule: ScheduleArgs,
+    }
+
+    /// `generate` with no schedule flags runs what the playground's first F5 runs.
+    #[test]
+    fn schedule_defaults_are_the_playgrounds() {
+        let flags = Flags::parse_from(["generate"]).schedule;
+        let playground = Settings::default();
+        assert_eq!(flags.length, playground.length);
+        assert_eq!(flags.steps, playground.steps);
+        let params = flags.sampler_params(playground.length).unwrap();
+        let mut want = playground.params.clone();
+        // "auto" steps: one per masked position, in both.
+        want.steps = playground.length;
+        assert_eq!(params, want);
+    }
 }
