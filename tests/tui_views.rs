@@ -220,7 +220,13 @@ fn errors_show_in_the_status_bar() {
     let screen = draw(&mut app, 100, 24);
     assert!(screen.contains("boom"), "{screen}");
     assert_eq!(app.doc.to_prompt(), "No masks here.");
+    // The key legend stays in view beside a message, and the next key clears the message.
+    assert!(screen.contains("F5 run"), "{screen}");
     insta::assert_snapshot!(screen);
+    update(&mut app, key(KeyCode::Left));
+    let screen = draw(&mut app, 100, 24);
+    assert!(!screen.contains("boom"), "{screen}");
+    assert!(screen.contains("llada-tiny-gqa"), "{screen}");
 }
 
 #[test]

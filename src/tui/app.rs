@@ -404,6 +404,16 @@ impl App {
 
 /// The only place state changes.
 pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
+    // A message lasts until the user's next action (a key, a paste, a click or the wheel): what
+    // that action says replaces it, so nothing stale stays on screen.
+    let user_acts = match &action {
+        Action::Key(_) | Action::Paste(_) => true,
+        Action::Mouse(m) => !matches!(m.kind, MouseEventKind::Moved | MouseEventKind::Up(_)),
+        _ => false,
+    };
+    if user_acts {
+        app.message = None;
+    }
     match action {
         Action::Key(key) => on_key(app, key),
         Action::Mouse(mouse) => {

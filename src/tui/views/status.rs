@@ -75,37 +75,40 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         extras.push(format!("cfg={}", p.cfg_scale));
     }
     extras.push(format!("seed={}", p.seed));
-    top.push(styled(
-        theme.status,
-        format!("{params}{} ", extras.join(" ")),
-    ));
-    let bottom = match &app.message {
-        Some(m) => Line::from(styled(
+    // A message takes the first line (until the next key), so the key legend below stays in
+    // view.
+    match &app.message {
+        // The whole line: the run's numbers are in the live panel too.
+        Some(m) => top = vec![styled(
             if m.kind == MessageKind::Error {
                 theme.error
             } else {
                 theme.ok
             },
-            format!(" {}", m.text),
+            format!(" {} ", m.text),
+        )],
+        None => top.push(styled(
+            theme.status,
+            format!("{params}{} ", extras.join(" ")),
         )),
-        None => {
-            let legend = app.keymap.legend(&[
-                (Command::Run, "run"),
-                (Command::Cancel, "cancel"),
-                (Command::MaskSelection, "mask"),
-                (Command::Unmask, "unmask"),
-                (Command::ToggleCompare, "compare"),
-                (Command::FocusNext, "focus"),
-                (Command::Help, "help"),
-                (Command::Quit, "quit"),
-            ]);
-            let mut spans = vec![styled(theme.label, " ")];
-            for (key, label) in legend {
-                spans.push(styled(theme.key, key));
-                spans.push(styled(theme.label, format!(" {label}  ")));
-            }
-            Line::from(spans)
+    }
+    let bottom = {
+        let legend = app.keymap.legend(&[
+            (Command::Run, "run"),
+            (Command::Cancel, "cancel"),
+            (Command::MaskSelection, "mask"),
+            (Command::Unmask, "unmask"),
+            (Command::ToggleCompare, "compare"),
+            (Command::FocusNext, "focus"),
+            (Command::Help, "help"),
+            (Command::Quit, "quit"),
+        ]);
+        let mut spans = vec![styled(theme.label, " ")];
+        for (key, label) in legend {
+            spans.push(styled(theme.key, key));
+            spans.push(styled(theme.label, format!(" {label}  ")));
         }
+        Line::from(spans)
     };
     frame.render_widget(
         Paragraph::new(vec![Line::from(top).style(theme.status), bottom]),
