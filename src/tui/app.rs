@@ -73,6 +73,18 @@ impl LaneView {
         }
     }
 
+    /// Mean score of the tokens committed in steps 1 to `step` (their confidence, for
+    /// probability-like strategies); `None` before anything is committed.
+    pub fn mean_score_until(&self, step: usize) -> Option<f64> {
+        let (sum, n) = self
+            .frames
+            .iter()
+            .take(step)
+            .flat_map(|f| &f.committed)
+            .fold((0.0, 0usize), |(sum, n), c| (sum + c.score, n + 1));
+        (n > 0).then(|| sum / n as f64)
+    }
+
     /// Score each position got when it was committed, up to `step`.
     pub fn scores_until(&self, step: usize, len: usize) -> Vec<Option<f64>> {
         let mut scores = vec![None; len];

@@ -70,14 +70,19 @@ fn render_lane(
     let shown = step.min(lane.frames.len());
     let planned =
         frame_event.map_or_else(|| lane.frames.first().map_or(0, |f| f.steps), |f| f.steps);
-    let state = match (&run.state, run.cursor) {
-        (RunState::Running, None) => "running",
-        (RunState::Running, Some(_)) => "running · scrubbing",
-        (RunState::Done, _) => "done",
-        (RunState::Cancelled, _) => "cancelled",
-        (RunState::Failed(_), _) => "failed",
+    // Scrubbing shows an earlier step: the title says so, and how the run itself stands.
+    let scrubbing = run.cursor.is_some();
+    let state = match (&run.state, scrubbing) {
+        (RunState::Running, false) => "running",
+        (RunState::Running, true) => "scrubbing, still running",
+        (RunState::Done, false) => "done",
+        (RunState::Done, true) => "run finished",
+        (RunState::Cancelled, false) => "cancelled",
+        (RunState::Cancelled, true) => "run cancelled",
+        (RunState::Failed(_), false) => "failed",
+        (RunState::Failed(_), true) => "run failed",
     };
-    let title = format!(" {} · step {shown}/{planned} · {state} ", lane.label);
+    let title = format!(" {} · step {shown} of {planned} · {state} ", lane.label);
     let block = panel(app, title, Some(Focus::Live));
     let body = inner(&block, area);
 
@@ -152,8 +157,11 @@ fn render_lane(
             }
         }
     }
+    // The stats take a second row rather than being cut in a narrow lane.
+    let stats = Paragraph::new(stats_line(app, lane, shown)).wrap(Wrap { trim: true });
+    let stats_rows = stats.line_count(body.width).clamp(1, 2) as u16;
     let [text_area, stats_area] =
-        Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(body);
+        Layout::vertical([Constraint::Min(1), Constraint::Length(stats_rows)]).areas(body);
     let wrap = Wrap { trim: false };
     let width = text_area.width;
     let height = text_area.height as usize;
@@ -192,7 +200,7 @@ fn render_lane(
     };
     frame.render_widget(block, area);
     frame.render_widget(paragraph.scroll((offset as u16, 0)), text_area);
-    frame.render_widget(Paragraph::new(stats_line(app, lane, shown)), stats_area);
+    frame.render_widget(stats, stats_area);
     HitRect {
         x: text_area.x,
         y: text_area.y,
@@ -272,12 +280,14 @@ fn stats_line(app: &App, lane: &LaneView, shown: usize) -> Line<'static> {
         stat("masks", f.masked.to_string());
         stat("nfe", f.nfe.to_string());
         stat("", format!("{:.2}s", f.elapsed.as_secs_f64()));
-        // Work saved by parallel decoding and caching, against plain decoding.
-        stat("", format!("{:.1}x", f.speedup));
+        // Tokens per unit of forward work against plain decoding (what parallel decoding and
+        // caching buy).
+        stat("speedup", format!("{:.1}x", f.speedup));
     }
-    if let Some(s) = &lane.summary {
-        // Mean score of the committed tokens (their confidence for probability-like strategies).
-        stat("conf", format!("{:.3}", s.mean_score));
+    // Mean score of the tokens committed up to the step shown (their confidence for
+    // probability-like strategies).
+    if let Some(mean) = lane.mean_score_until(shown) {
+        stat("conf", format!("{mean:.3}"));
     }
     Line::from(spans)
 }

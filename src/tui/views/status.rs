@@ -79,14 +79,16 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     // view.
     match &app.message {
         // The whole line: the run's numbers are in the live panel too.
-        Some(m) => top = vec![styled(
-            if m.kind == MessageKind::Error {
-                theme.error
-            } else {
-                theme.ok
-            },
-            format!(" {} ", m.text),
-        )],
+        Some(m) => {
+            top = vec![styled(
+                if m.kind == MessageKind::Error {
+                    theme.error
+                } else {
+                    theme.ok
+                },
+                format!(" {} ", m.text),
+            )]
+        }
         None => top.push(styled(
             theme.status,
             format!("{params}{} ", extras.join(" ")),
