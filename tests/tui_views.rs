@@ -736,3 +736,46 @@ fn the_live_panel_follows_the_run_and_scrolls_when_asked() {
     let screen = draw(&mut app, 80, 24);
     assert!(screen.contains("following"), "{screen}");
 }
+
+/// Comparison lanes are diffed token-aligned: one word inserted early does not make everything
+/// after it "disagree", and each lane gets an agreement figure.
+#[test]
+fn lanes_are_compared_token_aligned() {
+    use dlm_tui::engine::LaneSummary;
+    use dlm_tui::tui::app::{common_subsequence, LaneView, RunState, RunView};
+    assert_eq!(
+        common_subsequence(&[1, 2, 3, 4, 5], &[9, 1, 2, 3, 4]),
+        [true, true, true, true, false]
+    );
+    const M: u32 = 0;
+    let lane = |label: &str, canvas: Vec<u32>| LaneView {
+        label: label.into(),
+        frames: Vec::new(),
+        summary: Some(LaneSummary {
+            lane: 0,
+            canvas,
+            steps: 5,
+            nfe: 5,
+            elapsed: Duration::ZERO,
+            mean_score: 0.5,
+            speedup: 1.0,
+        }),
+    };
+    let run = RunView {
+        initial: vec![7, M, M, M, M, M],
+        prompt_len: 1,
+        lanes: vec![
+            lane("a", vec![7, 1, 2, 3, 4, 5]),
+            lane("b", vec![7, 9, 1, 2, 3, 4]),
+        ],
+        state: RunState::Done,
+        cursor: None,
+        elapsed: Duration::ZERO,
+    };
+    let agreements = run.agreements(M);
+    let a = agreements[0].as_ref().unwrap();
+    let b = agreements[1].as_ref().unwrap();
+    assert_eq!(a.disagree, [false, false, false, false, false, true]);
+    assert_eq!(b.disagree, [false, true, false, false, false, false]);
+    assert!((a.rate - 0.8).abs() < 1e-9 && (b.rate - 0.8).abs() < 1e-9);
+}

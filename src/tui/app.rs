@@ -49,6 +49,45 @@ pub enum RunState {
     Failed(String),
 }
 
+/// How a finished comparison lane agrees with the others ([`RunView::agreements`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agreement {
+    /// Per canvas position: a generated token the other lanes do not have there.
+    pub disagree: Vec<bool>,
+    /// Share of this lane's generated tokens matched in the other lanes (their mean).
+    pub rate: f64,
+}
+
+/// Which elements of `a` a longest common subsequence of `a` and `b` uses.
+pub fn common_subsequence(a: &[u32], b: &[u32]) -> Vec<bool> {
+    let (n, m) = (a.len(), b.len());
+    // lengths[i][j]: the longest common subsequence of a[i..] and b[j..].
+    let mut lengths = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lengths[i][j] = if a[i] == b[j] {
+                lengths[i + 1][j + 1] + 1
+            } else {
+                lengths[i + 1][j].max(lengths[i][j + 1])
+            };
+        }
+    }
+    let mut used = vec![false; n];
+    let (mut i, mut j) = (0, 0);
+    while i < n && j < m {
+        if a[i] == b[j] {
+            used[i] = true;
+            i += 1;
+            j += 1;
+        } else if lengths[i + 1][j] >= lengths[i][j + 1] {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    used
+}
+
 /// One lane of the current run, with its full history.
 #[derive(Debug, Clone)]
 pub struct LaneView {
@@ -120,15 +159,57 @@ impl RunView {
         self.cursor.unwrap_or_else(|| self.latest_step())
     }
 
-    /// Positions (that were masked) where finished lanes disagree.
-    pub fn disagreements(&self) -> Vec<bool> {
-        let finals: Vec<&[u32]> = self
+    /// How each finished lane's generated tokens agree with the other finished lanes'. Lanes
+    /// are aligned token by token (a longest common subsequence of the generated positions), so
+    /// one inserted or shifted word does not make everything after it differ. A position
+    /// disagrees when the alignments with more than half of the other lanes leave it unmatched.
+    /// `None` for a lane that has not finished, or when fewer than two have.
+    pub fn agreements(&self, mask_id: u32) -> Vec<Option<Agreement>> {
+        let generated: Vec<usize> = (0..self.initial.len())
+            .filter(|&p| self.initial[p] == mask_id)
+            .collect();
+        let finals: Vec<Option<Vec<u32>>> = self
             .lanes
             .iter()
-            .filter_map(|l| l.summary.as_ref().map(|s| s.canvas.as_slice()))
+            .map(|l| {
+                l.summary.as_ref().map(|s| {
+                    generated
+                        .iter()
+                        .filter_map(|&p| s.canvas.get(p).copied())
+                        .collect()
+                })
+            })
             .collect();
-        (0..self.initial.len())
-            .map(|p| finals.len() > 1 && finals.iter().any(|c| c.get(p) != finals[0].get(p)))
+        let finished = finals.iter().flatten().count();
+        finals
+            .iter()
+            .enumerate()
+            .map(|(i, mine)| {
+                let mine = mine.as_ref().filter(|_| finished > 1)?;
+                let mut unmatched = vec![0usize; mine.len()];
+                let mut matched_share = 0.0;
+                for (_, theirs) in finals
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(j, f)| f.as_ref().filter(|_| j != i).map(|f| (j, f)))
+                {
+                    let matched = common_subsequence(mine, theirs);
+                    matched_share +=
+                        matched.iter().filter(|&&m| m).count() as f64 / mine.len().max(1) as f64;
+                    for (count, m) in unmatched.iter_mut().zip(&matched) {
+                        *count += usize::from(!m);
+                    }
+                }
+                let others = finished - 1;
+                let mut disagree = vec![false; self.initial.len()];
+                for (k, &p) in generated.iter().enumerate() {
+                    disagree[p] = unmatched.get(k).is_some_and(|&u| 2 * u > others);
+                }
+                Some(Agreement {
+                    disagree,
+                    rate: matched_share / others as f64,
+                })
+            })
             .collect()
     }
 }

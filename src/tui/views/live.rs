@@ -7,7 +7,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::{inner, panel, styled};
-use crate::tui::app::{App, Focus, LaneView, Rect as HitRect, RunState, RunView};
+use crate::tui::app::{Agreement, App, Focus, LaneView, Rect as HitRect, RunState, RunView};
 
 /// How one masked position is drawn.
 pub const MASK_GLYPH: &str = "░░░";
@@ -29,15 +29,16 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {
     };
     let n = run.lanes.len().max(1);
     let areas = Layout::horizontal(vec![Constraint::Ratio(1, n as u32); n]).split(area);
-    let disagree = if n > 1 && run.state == RunState::Done {
-        run.disagreements()
+    let agreements = if n > 1 {
+        run.agreements(app.tokens.mask_id)
     } else {
         Vec::new()
     };
     let mut first: Option<HitRect> = None;
     let mut rows = 0;
-    for (lane, lane_area) in run.lanes.iter().zip(areas.iter()) {
-        let drawn = render_lane(app, run, lane, &disagree, frame, *lane_area);
+    for (i, (lane, lane_area)) in run.lanes.iter().zip(areas.iter()).enumerate() {
+        let agreement = agreements.get(i).and_then(Option::as_ref);
+        let drawn = render_lane(app, run, lane, agreement, frame, *lane_area);
         rows = rows.max(drawn.rows);
         first.get_or_insert(drawn);
     }
@@ -51,7 +52,7 @@ fn render_lane(
     app: &App,
     run: &RunView,
     lane: &LaneView,
-    disagree: &[bool],
+    agreement: Option<&Agreement>,
     frame: &mut Frame,
     area: Rect,
 ) -> HitRect {
@@ -82,7 +83,16 @@ fn render_lane(
         (RunState::Failed(_), false) => "failed",
         (RunState::Failed(_), true) => "run failed",
     };
-    let title = format!(" {} · step {shown} of {planned} · {state} ", lane.label);
+    // Narrow lanes (four side by side) get shorter forms rather than a cut title.
+    let room = area.width.saturating_sub(2) as usize;
+    let title = [
+        format!(" {} · step {shown} of {planned} · {state} ", lane.label),
+        format!(" {} · {shown}/{planned} · {state} ", lane.label),
+        format!(" {} · {shown}/{planned} ", lane.label),
+    ]
+    .into_iter()
+    .find(|t| t.chars().count() <= room)
+    .unwrap_or_else(|| format!(" {} ", lane.label));
     let block = panel(app, title, Some(Focus::Live));
     let body = inner(&block, area);
 
@@ -128,18 +138,22 @@ fn render_lane(
             };
             (piece, style)
         };
-        let style = if range
-            .clone()
-            .any(|p| disagree.get(p).copied().unwrap_or(false))
-            && !is_context
-        {
+        // Where finished lanes differ (token-aligned), marked on tokens that already hold
+        // their final value; a token committed in the step shown keeps its highlight.
+        let fresh_here = range.clone().any(|p| fresh.contains(&p));
+        let differs = agreement.is_some_and(|a| {
+            range.clone().any(|p| {
+                a.disagree.get(p).copied().unwrap_or(false)
+                    && lane.summary.as_ref().and_then(|s| s.canvas.get(p)) == Some(&canvas[p])
+            })
+        });
+        let style = if differs && !is_context && !fresh_here {
             style.patch(theme.disagree)
         } else {
             style
         };
         // A token committed in this step that is only white space (a space, a line break)
         // would look like nothing happened: it gets visible glyphs on the highlight.
-        let fresh_here = style == theme.fresh || range.clone().any(|p| fresh.contains(&p));
         let text = if fresh_here && !text.is_empty() && text.trim().is_empty() {
             visible_whitespace(&text)
         } else {
@@ -158,7 +172,7 @@ fn render_lane(
         }
     }
     // The stats take a second row rather than being cut in a narrow lane.
-    let stats = Paragraph::new(stats_line(app, lane, shown)).wrap(Wrap { trim: true });
+    let stats = Paragraph::new(stats_line(app, lane, shown, agreement)).wrap(Wrap { trim: true });
     let stats_rows = stats.line_count(body.width).clamp(1, 2) as u16;
     let [text_area, stats_area] =
         Layout::vertical([Constraint::Min(1), Constraint::Length(stats_rows)]).areas(body);
@@ -267,7 +281,12 @@ pub fn token_pieces<'a>(
 }
 
 /// Per-lane numbers: masks left, forward passes, time, mean confidence of committed tokens.
-fn stats_line(app: &App, lane: &LaneView, shown: usize) -> Line<'static> {
+fn stats_line(
+    app: &App,
+    lane: &LaneView,
+    shown: usize,
+    agreement: Option<&Agreement>,
+) -> Line<'static> {
     let theme = app.theme();
     let mut spans = Vec::new();
     let mut stat = |label: &str, value: String| {
@@ -288,6 +307,10 @@ fn stats_line(app: &App, lane: &LaneView, shown: usize) -> Line<'static> {
     // probability-like strategies).
     if let Some(mean) = lane.mean_score_until(shown) {
         stat("conf", format!("{mean:.3}"));
+    }
+    // Share of this lane's generated tokens the other lanes have too (token-aligned).
+    if let Some(a) = agreement {
+        stat("agree", format!("{:.0}%", a.rate * 100.0));
     }
     Line::from(spans)
 }
