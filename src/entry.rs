@@ -85,6 +85,14 @@ pub fn main() -> ExitCode {
 }
 
 fn run_app(args: AppArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        return Err(usage(anyhow!(
+            "the playground needs a terminal, and this one's input or output is not one; to \
+             denoise without a terminal use `dlm-tui generate --prompt TEXT` (see `dlm-tui \
+             generate --help`)"
+        )));
+    }
     let user_config = Config::user_path();
     let config = Config::load(user_config.as_deref()).map_err(usage)?;
     let origin = user_config

@@ -724,3 +724,19 @@ fn bench_refuses_empty_runs_and_survives_a_full_stdout() {
         );
     }
 }
+
+/// The playground started without a terminal (a pipe, a script) says what to use instead.
+#[test]
+fn the_playground_without_a_terminal_points_to_generate() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dlm-tui"))
+        .arg("--no-session")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs a terminal") && err.contains("dlm-tui generate"),
+        "{err}"
+    );
+}

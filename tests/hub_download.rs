@@ -603,7 +603,7 @@ fn offline_with_an_empty_cache_names_the_files_and_the_command() {
     let err = stderr(&out);
     assert!(
         err.contains("config.json")
-            && err.contains("HF_HUB_OFFLINE")
+            && err.contains("unset HF_HUB_OFFLINE")
             && err.contains("dlm-tui download test-org/tiny-dream@main"),
         "{err}"
     );

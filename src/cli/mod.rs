@@ -29,8 +29,9 @@ pub struct ModelArgs {
     /// (HF_HOME, HF_HUB_CACHE); HF_TOKEN, HF_ENDPOINT and HF_HUB_OFFLINE=1 are honoured.
     #[arg(long, value_name = "ORG/NAME[@REV]", value_parser = parse_repo, conflicts_with = "model_dir")]
     pub model: Option<RepoSpec>,
-    /// A local model folder: config.json, a tokenizer and *.safetensors (LLaDA or Dream).
-    /// Without it or --model, the embedded default model runs.
+    /// A local model folder: config.json, a tokenizer and *.safetensors, of a supported family:
+    /// LLaDA (and LLaDA-format models such as dlm-tui's own), Dream, ModernBERT chat models, or
+    /// an A2D conversion of Qwen3. Without it or --model, the embedded default model runs.
     #[arg(long, value_name = "DIR")]
     pub model_dir: Option<PathBuf>,
     /// The hub id to show for a fetched model (set by `fetch_hub_model`).

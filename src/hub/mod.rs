@@ -816,15 +816,21 @@ impl Hub {
     /// The error for a model that must come from the cache but is not (completely) there.
     fn not_cached(&self, spec: &RepoSpec, why: &str) -> anyhow::Error {
         let command = fetch_command(spec);
+        // Offline by choice: the way on is to lift that choice, not to find a network.
+        let advice = if self.offline {
+            format!("unset HF_HUB_OFFLINE and run `{command}`")
+        } else {
+            format!("run `{command}` with network access")
+        };
         match self.cached_snapshot(spec) {
             Some(dir) => anyhow!(
-                "{why} and the cached copy of {spec} in {} lacks {}: run `{command}` with network access",
+                "{why} and the cached copy of {spec} in {} lacks {}: {advice}",
                 dir.display(),
                 missing_files(&dir).join(", ")
             ),
             None => anyhow!(
                 "{why} and {spec} is not in the Hugging Face cache ({}): it lacks config.json, the \
-                 tokenizer and the weights; run `{command}` with network access",
+                 tokenizer and the weights; {advice}",
                 self.cache_dir.display()
             ),
         }

@@ -99,7 +99,7 @@ impl DeviceKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum AttentionKernel {
     /// Tiled on CPUs with AVX2 and FMA (f32); elsewhere the fused kernel once the score matrix
-    /// would pass `AUTO_FUSED_ABOVE` bytes, matmul below.
+    /// would pass 128 MiB, matmul below.
     #[default]
     Auto,
     /// Our tiled kernel: per head, chunks of queries through the packed AVX2 tile kernel (f32 on
