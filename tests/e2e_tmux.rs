@@ -190,7 +190,7 @@ fn a_person_edits_runs_cancels_compares_and_quits() {
 
     // Help overlay, then quit: the shell sees the exit and the alternate screen is gone.
     t.keys(&["F1"]);
-    t.wait_for("Keys (F1)", Duration::from_secs(5));
+    t.wait_for("Keys (F1 or ?)", Duration::from_secs(5));
     // (Separate sends: Esc followed at once by another key reads as Alt+key.)
     t.keys(&["Escape"]);
     std::thread::sleep(Duration::from_millis(200));

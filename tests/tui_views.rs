@@ -779,3 +779,51 @@ fn lanes_are_compared_token_aligned() {
     assert_eq!(b.disagree, [false, true, false, false, false, false]);
     assert!((a.rate - 0.8).abs() < 1e-9 && (b.rate - 0.8).abs() < 1e-9);
 }
+
+/// `?` opens the help outside the editor (in it, `?` is text); a short terminal scrolls the
+/// help instead of cutting it off.
+#[test]
+fn help_opens_with_question_mark_and_scrolls() {
+    let (mut app, _engine) = prepared();
+    app.focus = Focus::Params;
+    update(&mut app, key(KeyCode::Char('?')));
+    assert!(app.show_help);
+    let screen = draw(&mut app, 80, 24);
+    assert!(screen.contains("Up/Down scroll"), "{screen}");
+    assert!(!screen.contains("other keys close it"), "{screen}");
+    for _ in 0..40 {
+        update(&mut app, key(KeyCode::Down));
+    }
+    let screen = draw(&mut app, 80, 24);
+    assert!(app.show_help);
+    assert!(screen.contains("other keys close it"), "{screen}");
+    update(&mut app, key(KeyCode::Char('x')));
+    assert!(!app.show_help);
+    app.focus = Focus::Editor;
+    update(&mut app, key(KeyCode::Char('?')));
+    assert!(!app.show_help);
+    assert!(app.doc.to_prompt().ends_with('?'));
+}
+
+/// The editor's title counts the next run's tokens against the context, so an oversized span
+/// shows before F5; function-key actions have Ctrl alternatives.
+#[test]
+fn the_editor_counts_tokens_and_keys_have_alternatives() {
+    let (mut app, _engine) = prepared();
+    let screen = draw(&mut app, 100, 24);
+    let counted = app.canvas_len().unwrap();
+    assert!(
+        screen.contains(&format!("{counted}/256 tokens")),
+        "{screen}"
+    );
+    type_text(&mut app, "[MASK:9999]");
+    let screen = draw(&mut app, 100, 24);
+    assert!(screen.contains("tokens: too long"), "{screen}");
+    // (A span holds at most 512 tokens.)
+    assert!(app.canvas_len().unwrap() > counted + 500);
+    // Ctrl-F toggles confidence colours (and shows their legend), Ctrl-N the theme.
+    update(&mut app, ctrl('f'));
+    assert!(app.confidence_colours);
+    update(&mut app, ctrl('n'));
+    assert_eq!(app.theme_index, 1);
+}

@@ -89,6 +89,31 @@ impl Field {
         }
     }
 
+    /// What the setting does, in one line (the parameters panel shows it for the selected row).
+    pub fn description(self) -> &'static str {
+        match self {
+            Field::Length => "masks appended after the text (0: fill only the spans)",
+            Field::Steps => "denoising steps in all (auto: one per masked token)",
+            Field::BlockLength => "blocks denoised left to right, this many tokens each",
+            Field::Temperature => "randomness of the proposed tokens (0: the most likely)",
+            Field::TopK => "propose only among the k most likely tokens",
+            Field::TopP => "propose among the fewest tokens reaching probability p",
+            Field::Strategy => "which masked positions are committed first",
+            Field::Schedule => "how many positions each step commits",
+            Field::Threshold => "parallel: also commit every position scoring at least this",
+            Field::Factor => "parallel: accept the n-th best while its score >= 1 - F/(n+1)",
+            Field::Cache => "reuse keys and values across a block's steps (none is exact)",
+            Field::StopAtEos => "once the answer has ended, fill the rest with end-of-text",
+            Field::SuppressEos => "never propose end-of-text",
+            Field::DeferEos => "commit end-of-text and end-of-turn last",
+            Field::AlgTemp => "sample the positions to commit from softmax(score / T)",
+            Field::Cfg => "classifier-free guidance (a second pass with the prompt masked)",
+            Field::Seed => "random seed of the next run (F4 re-rolls it)",
+            Field::AdvanceSeed => "add 1 to the seed before every run after the first",
+            Field::Compare => "F7's lanes: strategies, each with optional overrides",
+        }
+    }
+
     pub fn value(self, s: &Settings) -> String {
         let opt = |v: Option<f64>| v.map_or("off".to_string(), |v| format!("{v}"));
         match self {

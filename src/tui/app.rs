@@ -293,6 +293,8 @@ pub struct App {
     pub run: Option<RunView>,
     pub focus: Focus,
     pub show_help: bool,
+    /// Rows of the help overlay scrolled off its top (a short terminal cannot show it whole).
+    pub help_scroll: usize,
     pub confidence_colours: bool,
     pub compare_mode: bool,
     /// Instruct models: the model's chat template, and whether runs wrap the text in it.
@@ -353,6 +355,7 @@ impl App {
             run: None,
             focus: Focus::Editor,
             show_help: false,
+            help_scroll: 0,
             confidence_colours: false,
             compare_mode: false,
             chat_template: None,
@@ -419,8 +422,49 @@ impl App {
 
     /// Builds the job for the editor's content, or explains why it cannot run.
     pub fn build_job(&self) -> Result<(Job, Vec<String>, usize), String> {
-        let max = self.model.max_context;
-        let (canvas, prompt_len) = match (&self.chat_template, self.chat_mode) {
+        let (canvas, prompt_len) = self.canvas(self.model.max_context)?;
+        let masked = canvas.iter().filter(|&&t| t == self.model.mask_id).count();
+        if masked == 0 {
+            return Err("nothing to denoise: mark a span (select text, then the mask key) or set a generation length".into());
+        }
+        let lanes = self.lane_params(masked)?;
+        for (_, p) in &lanes {
+            p.validate().map_err(|e| format!("{e:#}"))?;
+        }
+        let labels = lanes.iter().map(|(l, _)| l.clone()).collect();
+        Ok((
+            Job {
+                canvas,
+                lanes: lanes.into_iter().map(|(_, p)| p).collect(),
+            },
+            labels,
+            prompt_len,
+        ))
+    }
+
+    /// How many tokens the next run's canvas holds (text, spans, generation region), whether
+    /// or not they fit the model's context (past it, counted without building the canvas, so
+    /// `[MASK:9999999999]` costs nothing); `None` when the count overflows.
+    pub fn canvas_len(&self) -> Option<usize> {
+        if let Ok((canvas, _)) = self.canvas(self.model.max_context) {
+            return Some(canvas.len());
+        }
+        let segments = self.doc.segments();
+        let masks = crate::prompt::mask_total(&segments)?.checked_add(self.settings.length)?;
+        let text: usize = segments
+            .iter()
+            .filter_map(|s| match s {
+                crate::prompt::Segment::Text(t) => self.codec.encode(t, false).ok(),
+                crate::prompt::Segment::Masks(_) => None,
+            })
+            .map(|ids| ids.len())
+            .sum();
+        masks.checked_add(text)
+    }
+
+    /// The next run's canvas and the length of its prompt, refused past `max` tokens.
+    fn canvas(&self, max: usize) -> Result<(Vec<u32>, usize), String> {
+        Ok(match (&self.chat_template, self.chat_mode) {
             (Some(template), true) => {
                 // The user's text (masks included, as [MASK:N]) becomes the user message; the
                 // rendered prompt carries its own special tokens.
@@ -448,24 +492,7 @@ impl App {
                     max,
                 )
                 .map_err(|e| format!("{e:#}"))?,
-        };
-        let masked = canvas.iter().filter(|&&t| t == self.model.mask_id).count();
-        if masked == 0 {
-            return Err("nothing to denoise: mark a span (select text, then the mask key) or set a generation length".into());
-        }
-        let lanes = self.lane_params(masked)?;
-        for (_, p) in &lanes {
-            p.validate().map_err(|e| format!("{e:#}"))?;
-        }
-        let labels = lanes.iter().map(|(l, _)| l.clone()).collect();
-        Ok((
-            Job {
-                canvas,
-                lanes: lanes.into_iter().map(|(_, p)| p).collect(),
-            },
-            labels,
-            prompt_len,
-        ))
+        })
     }
 
     /// The first lane's latest canvas in prompt syntax: text, with the positions still masked
@@ -549,8 +576,15 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
 
 fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     if app.show_help {
-        // Any key closes the overlay; its own key and Esc do nothing else.
-        app.show_help = false;
+        // Up/Down and PageUp/PageDown scroll the overlay; any other key closes it (its own key
+        // and Esc do nothing else).
+        match key.code {
+            KeyCode::Up => app.help_scroll = app.help_scroll.saturating_sub(1),
+            KeyCode::Down => app.help_scroll += 1,
+            KeyCode::PageUp => app.help_scroll = app.help_scroll.saturating_sub(10),
+            KeyCode::PageDown => app.help_scroll += 10,
+            _ => app.show_help = false,
+        }
         return Vec::new();
     }
     if app.focus == Focus::Params && app.form.editing() {
@@ -565,6 +599,10 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     }
     if let Some(command) = app.keymap.command(&key) {
         return on_command(app, command);
+    }
+    // `?` is help wherever it is not text being typed.
+    if key.code == KeyCode::Char('?') && app.focus != Focus::Editor {
+        return on_command(app, Command::Help);
     }
     match app.focus {
         Focus::Editor => editor_key(app, key),
@@ -625,7 +663,10 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
             }
             return effects;
         }
-        Command::Help => app.show_help = true,
+        Command::Help => {
+            app.show_help = true;
+            app.help_scroll = 0;
+        }
         Command::FocusNext => app.focus = app.focus.step(true),
         Command::FocusPrev => app.focus = app.focus.step(false),
         Command::MaskSelection => match app.doc.selected_text() {

@@ -13,12 +13,25 @@ use crate::tui::editor::{visual_rows, Unit};
 pub fn render(app: &App, frame: &mut Frame, area: Rect) -> (Rect, usize) {
     let theme = app.theme();
     let doc = &app.doc;
-    let title = format!(
-        " Editor · {} masked token{} ",
-        doc.mask_count(),
-        if doc.mask_count() == 1 { "" } else { "s" }
-    );
-    let block = panel(app, title, Some(Focus::Editor));
+    let mut title = vec![styled(
+        theme.title,
+        format!(
+            " Editor · {} masked token{} · ",
+            doc.mask_count(),
+            if doc.mask_count() == 1 { "" } else { "s" }
+        ),
+    )];
+    // The next run's size against the context, so an oversized span shows before F5.
+    let max = app.model.max_context;
+    match app.canvas_len() {
+        Some(n) if n <= max => title.push(styled(theme.title, format!("{n}/{max} tokens "))),
+        Some(n) => title.push(styled(theme.error, format!("{n}/{max} tokens: too long "))),
+        None => title.push(styled(theme.error, "too many tokens ")),
+    }
+    if app.chat_mode {
+        title.push(styled(theme.title, "· chat "));
+    }
+    let block = panel(app, Line::from(title), Some(Focus::Editor));
     let text_area = inner(&block, area);
     frame.render_widget(block, area);
 

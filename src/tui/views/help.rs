@@ -37,9 +37,17 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     )));
     lines.push(Line::from(styled(
         theme.label,
-        " Parameters: Up/Down pick, Left/Right adjust, Enter types a value. Any key closes this help.",
+        " Parameters: Up/Down pick, Left/Right adjust, Enter types a value.",
+    )));
+    lines.push(Line::from(styled(
+        theme.label,
+        " ? shows this help outside the editor; Up/Down scroll it, other keys close it.",
     )));
     let height = (lines.len() as u16 + 2).min(area.height);
+    // A short terminal scrolls the overlay; its bottom border says how much is hidden.
+    let visible = height.saturating_sub(2) as usize;
+    let hidden = lines.len().saturating_sub(visible);
+    let scroll = app.help_scroll.min(hidden);
     let width = 96.min(area.width);
     let [_, middle, _] = Layout::vertical([
         Constraint::Fill(1),
@@ -54,7 +62,19 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     ])
     .areas(middle);
     frame.render_widget(Clear, popup);
-    let block = panel(app, " Keys (F1) ", None);
-    frame.render_widget(Paragraph::new(lines), inner(&block, popup));
+    let mut block = panel(app, " Keys (F1 or ?) ", None);
+    if hidden > 0 {
+        block = block.title_bottom(
+            Line::from(format!(
+                " ↑{scroll} ↓{} rows · Up/Down scroll ",
+                hidden - scroll
+            ))
+            .right_aligned(),
+        );
+    }
+    frame.render_widget(
+        Paragraph::new(lines).scroll((scroll as u16, 0)),
+        inner(&block, popup),
+    );
     frame.render_widget(block, popup);
 }

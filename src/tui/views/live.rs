@@ -194,6 +194,23 @@ fn render_lane(
         }
     };
     let below = max - offset;
+    let first_lane = std::ptr::eq(lane, &run.lanes[0]);
+    // F2's colours get their legend on the first lane's border.
+    let block = if app.confidence_colours && first_lane {
+        block.title_bottom(Line::from(vec![
+            styled(theme.label, " confidence "),
+            styled(theme.confidence(0.1), "<.25"),
+            styled(theme.label, " "),
+            styled(theme.confidence(0.3), "<.5"),
+            styled(theme.label, " "),
+            styled(theme.confidence(0.6), "<.8"),
+            styled(theme.label, " "),
+            styled(theme.confidence(0.9), "≥.8"),
+            styled(theme.label, " "),
+        ]))
+    } else {
+        block
+    };
     let block = if offset > 0 || below > 0 {
         let mut marks = Vec::new();
         if offset > 0 {
@@ -209,6 +226,8 @@ fn render_lane(
         };
         block
             .title_bottom(Line::from(format!(" {} rows · {how} ", marks.join(" "))).right_aligned())
+    } else if app.focus == Focus::Live && first_lane {
+        block.title_bottom(Line::from(" ←→ scrub steps · ↑↓ scroll ").right_aligned())
     } else {
         block
     };

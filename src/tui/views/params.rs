@@ -45,8 +45,12 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     };
     let mut footer = vec![Line::default(), Line::from(styled(theme.label, lanes))];
     if focused {
+        // What the selected parameter does, word-wrapped to the panel.
+        for line in wrap_words(app.form.selected().description(), body.width as usize) {
+            footer.push(Line::from(styled(theme.label, line)));
+        }
         footer.push(Line::from(styled(
-            theme.label,
+            theme.key,
             "←/→ adjust · Enter types a value",
         )));
     }
@@ -77,4 +81,30 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     };
     lines.extend(footer);
     frame.render_widget(Paragraph::new(lines), body);
+}
+
+/// `text` broken into lines of at most `width` characters at spaces (a longer word is cut).
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let needed = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
+        if !line.is_empty() && needed > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+        while line.chars().count() > width {
+            let rest: String = line.chars().skip(width).collect();
+            lines.push(line.chars().take(width).collect());
+            line = rest;
+        }
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
