@@ -827,3 +827,18 @@ fn the_editor_counts_tokens_and_keys_have_alternatives() {
     update(&mut app, ctrl('n'));
     assert_eq!(app.theme_index, 1);
 }
+
+/// A marker typed with a count of 0 stays text, and the status bar says why.
+#[test]
+fn a_zero_mask_marker_says_why_it_stays_text() {
+    let (mut app, _engine) = app();
+    for c in "a [MASK:0]".chars() {
+        update(&mut app, key(KeyCode::Char(c)));
+    }
+    assert_eq!(app.doc.mask_count(), 0);
+    let screen = draw(&mut app, 100, 24);
+    assert!(
+        screen.contains("[MASK:0] stays text") && screen.contains("from 1"),
+        "{screen}"
+    );
+}

@@ -169,7 +169,7 @@ impl Field {
         };
         let int = |what: &str| -> Result<usize, String> {
             text.parse::<usize>()
-                .map_err(|_| format!("{what}: {text:?} is not a whole number"))
+                .map_err(|_| whole_number_error(what, text))
         };
         let mut next = s.clone();
         match self {
@@ -218,9 +218,7 @@ impl Field {
             }
             Field::Cfg => next.params.cfg_scale = num("cfg scale")?,
             Field::Seed => {
-                next.params.seed = text
-                    .parse()
-                    .map_err(|_| format!("seed: {text:?} is not a whole number"))?
+                next.params.seed = text.parse().map_err(|_| whole_number_error("seed", text))?
             }
             Field::AdvanceSeed => next.advance_seed = parse_on_off(self, text)?,
             Field::Compare => {
@@ -357,6 +355,47 @@ fn cycle<T: Copy + PartialEq>(all: &[T], current: T, forward: bool) -> T {
     }]
 }
 
+/// Why `text` is not a whole number for `what`: too large, negative, or not a number at all.
+fn whole_number_error(what: &str, text: &str) -> String {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
+        if text.starts_with('-') {
+            format!("{what}: {text} is negative: it must be at least 0")
+        } else {
+            format!("{what}: {text} is too large (at most {})", u64::MAX)
+        }
+    } else {
+        format!("{what}: {text:?} is not a whole number")
+    }
+}
+
+/// The candidate closest to `word` by edit distance, if it is close enough to be a typo.
+pub(super) fn closest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut diagonal = row[0];
+            row[0] = i + 1;
+            for (j, &cb) in b.iter().enumerate() {
+                let substitution = diagonal + usize::from(ca != cb);
+                diagonal = row[j + 1];
+                row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+            }
+        }
+        row[b.len()]
+    }
+    candidates
+        .into_iter()
+        .map(|c| (distance(word, c), c))
+        .filter(|&(d, c)| d <= 2.max(c.chars().count() / 3))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
 pub(super) fn parse_strategy(text: &str) -> Result<Strategy, String> {
     Strategy::ALL
         .into_iter()
@@ -375,6 +414,29 @@ fn validate(s: &Settings) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typos_and_overflows_get_a_helpful_error() {
+        let mut s = Settings::default();
+        let err = Field::Compare
+            .set(&mut s, "margin, random:temprature=0.7")
+            .unwrap_err();
+        assert!(err.contains("did you mean temperature?"), "{err}");
+        let err = Field::Compare
+            .set(&mut s, "margin, random:blocklen=4")
+            .unwrap_err();
+        assert!(err.contains("did you mean block-length?"), "{err}");
+        let err = Field::Compare
+            .set(&mut s, "margin, random:zzz=4")
+            .unwrap_err();
+        assert!(err.contains("a lane can set"), "{err}");
+        let err = Field::Seed
+            .set(&mut s, "99999999999999999999999")
+            .unwrap_err();
+        assert!(err.contains("too large"), "{err}");
+        let err = Field::Length.set(&mut s, "-3").unwrap_err();
+        assert!(err.contains("negative"), "{err}");
+    }
     #[test]
     fn typed_values_are_validated_with_their_name() {
         let mut s = Settings::default();

@@ -8,7 +8,7 @@ pub use field::Field;
 
 use serde::{Deserialize, Serialize};
 
-use field::parse_strategy;
+use field::{closest, parse_strategy};
 
 use crate::sampler::{SamplerParams, Strategy};
 
@@ -110,15 +110,33 @@ impl TryFrom<String> for LaneSpec {
                 .split_once('=')
                 .ok_or_else(|| format!("compare: {part:?} should look like temperature=0.7"))?;
             let key = key.trim().replace(['-', '_'], " ");
-            let field = Field::ALL
+            let settable = Field::ALL
                 .into_iter()
-                .filter(|f| !matches!(f, Field::Length | Field::Compare | Field::Strategy))
-                .find(|f| f.label() == key)
-                .ok_or_else(|| {
+                .filter(|f| !matches!(f, Field::Length | Field::Compare | Field::Strategy));
+            let field = settable.clone().find(|f| f.label() == key).ok_or_else(|| {
+                if Field::ALL.iter().any(|f| f.label() == key) {
                     format!(
-                        "compare: a lane cannot set {key:?} (the length and the lanes are shared)"
+                        "compare: a lane cannot set {key:?} (its strategy comes first; the \
+                         length and the lanes are shared)"
                     )
-                })?;
+                } else {
+                    let labels: Vec<&str> = settable.clone().map(|f| f.label()).collect();
+                    match closest(&key, labels.iter().copied()) {
+                        Some(near) => format!(
+                            "compare: unknown parameter {key:?}, did you mean {}?",
+                            near.replace(' ', "-")
+                        ),
+                        None => format!(
+                            "compare: unknown parameter {key:?}: a lane can set {}",
+                            labels
+                                .iter()
+                                .map(|l| l.replace(' ', "-"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    }
+                }
+            })?;
             overrides.push((field, value.trim().to_string()));
         }
         let spec = Self {

@@ -807,7 +807,13 @@ fn editor_key(app: &mut App, key: KeyEvent) {
                 .modifiers
                 .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>
         {
-            doc.insert_str(&c.to_string())
+            doc.insert_str(&c.to_string());
+            if c == ']' {
+                // A marker that stayed text says why ("[MASK:0]": a span needs a token).
+                if let Some(why) = app.doc.literal_marker_before_cursor() {
+                    app.info(why);
+                }
+            }
         }
         KeyCode::Enter => doc.insert_str("\n"),
         KeyCode::Backspace => doc.backspace(),

@@ -256,6 +256,30 @@ impl Document {
         self.edit(at, end, local, cursor);
     }
 
+    /// When the text just before the cursor is a mask marker that stayed text (`[MASK:0]`,
+    /// `[MASK:x]`), why it did not become a span.
+    pub fn literal_marker_before_cursor(&self) -> Option<String> {
+        let window = self.cursor.saturating_sub(MARKER_LOOKBACK);
+        let before = &self.units[window..self.cursor];
+        if !matches!(before.last(), Some(Unit::Char(']'))) {
+            return None;
+        }
+        let open = before.iter().rposition(|u| matches!(u, Unit::Char('[')))?;
+        let marker: String = before[open..]
+            .iter()
+            .map(|u| match u {
+                Unit::Char(c) => Some(*c),
+                Unit::Mask { .. } => None,
+            })
+            .collect::<Option<String>>()?;
+        if !marker.starts_with("[MASK") {
+            return None;
+        }
+        prompt::parse(&marker)
+            .err()
+            .map(|e| format!("{marker} stays text: {e:#}"))
+    }
+
     pub fn backspace(&mut self) {
         match self.selection() {
             Some((start, end)) => self.edit(start, end, Vec::new(), start),
