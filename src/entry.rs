@@ -168,6 +168,10 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
                 session::default_path()
             },
             chat_template,
+            export_dir: match config.ui.export_dir.trim() {
+                "" => session::default_export_dir(),
+                dir => dir.into(),
+            },
         },
     )
 }

@@ -377,8 +377,20 @@ fn export_writes_json_lines_in_the_generate_schema_and_text() {
         "elapsed_ms",
         "text",
     ] {
-        assert!(!lines[0][key].is_null(), "step line lacks {key}");
+        assert!(!lines[1][key].is_null(), "step line lacks {key}");
     }
+    // The first line says what ran, so the run can be reproduced.
+    let header = &lines[0];
+    assert_eq!(header["type"], "run");
+    assert_eq!(header["model"], "llada-tiny-gqa");
+    assert_eq!(header["prompt"], app.doc.to_prompt());
+    assert_eq!(header["settings"]["length"], 16);
+    assert_eq!(header["lanes"][0]["params"]["block_length"], 8);
+    assert_eq!(header["lanes"][0]["label"], "margin");
+    assert_eq!(
+        header["canvas"].as_array().unwrap().len(),
+        app.run.as_ref().unwrap().initial.len()
+    );
     let text = std::fs::read_to_string(dir.join("dlm-tui-run-1.txt")).unwrap();
     assert!(
         text.starts_with("Once upon a time, Tom had a red ball."),
@@ -762,6 +774,7 @@ fn lanes_are_compared_token_aligned() {
         }),
     };
     let run = RunView {
+        recipe: Default::default(),
         initial: vec![7, M, M, M, M, M],
         prompt_len: 1,
         lanes: vec![

@@ -88,6 +88,16 @@ pub fn common_subsequence(a: &[u32], b: &[u32]) -> Vec<bool> {
     used
 }
 
+/// What a run was started with, kept for the export so it can be reproduced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunRecipe {
+    pub prompt: String,
+    pub chat: bool,
+    pub settings: Settings,
+    /// Each lane's label and sampler parameters.
+    pub lanes: Vec<(String, SamplerParams)>,
+}
+
 /// One lane of the current run, with its full history.
 #[derive(Debug, Clone)]
 pub struct LaneView {
@@ -141,6 +151,8 @@ impl LaneView {
 /// The last (or current) run.
 #[derive(Debug, Clone)]
 pub struct RunView {
+    /// What was run: the text, the settings and each lane's parameters (for the export).
+    pub recipe: RunRecipe,
     pub initial: Vec<u32>,
     pub prompt_len: usize,
     pub lanes: Vec<LaneView>,
@@ -756,6 +768,16 @@ fn run_now(app: &mut App) -> Vec<Effect> {
     match app.build_job() {
         Ok((job, labels, prompt_len)) => {
             app.run = Some(RunView {
+                recipe: RunRecipe {
+                    prompt: app.doc.to_prompt(),
+                    chat: app.chat_mode,
+                    settings: app.settings.clone(),
+                    lanes: labels
+                        .iter()
+                        .cloned()
+                        .zip(job.lanes.iter().cloned())
+                        .collect(),
+                },
                 initial: job.canvas.clone(),
                 prompt_len,
                 lanes: labels

@@ -115,6 +115,8 @@ impl Default for SamplerSection {
 pub struct UiSection {
     pub theme: String,
     pub autosave: bool,
+    /// Where F9 writes runs (empty: the data directory's `dlm-tui/exports`).
+    pub export_dir: String,
 }
 
 impl Default for UiSection {
@@ -122,6 +124,7 @@ impl Default for UiSection {
         Self {
             theme: "dark".into(),
             autosave: true,
+            export_dir: String::new(),
         }
     }
 }

@@ -109,6 +109,8 @@ pub struct Options {
     pub session_path: Option<PathBuf>,
     /// The model's chat template, if it is an instruct model (enables chat mode).
     pub chat_template: Option<crate::chat::ChatTemplate>,
+    /// Where F9 writes runs (created on the first export).
+    pub export_dir: PathBuf,
 }
 
 /// Runs the app until the user quits. The terminal is restored on every exit path.
@@ -126,6 +128,7 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
     app.chat_template = options.chat_template;
     app.settings = options.settings;
     let mut session_path = options.session_path;
+    let export_dir = options.export_dir;
     if let Some(path) = session_path.clone() {
         match session::load(&path) {
             Ok(Some(restored)) => {
@@ -164,6 +167,7 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
         &mut app,
         &engine,
         session_path.as_deref(),
+        &export_dir,
     ));
     drop(_guard);
     result
@@ -215,6 +219,7 @@ async fn event_loop(
     app: &mut App,
     engine: &Engine,
     session_path: Option<&std::path::Path>,
+    export_dir: &std::path::Path,
 ) -> Result<()> {
     let mut input = EventStream::new();
     let mut job: Option<JobHandle> = None;
@@ -287,7 +292,7 @@ async fn event_loop(
                     }
                 }
                 Effect::Export => {
-                    let message = match session::export(app, &std::env::current_dir()?) {
+                    let message = match session::export(app, export_dir) {
                         Ok(paths) => Message {
                             text: format!("exported {paths}"),
                             kind: MessageKind::Info,

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::app::{App, RunState};
 use super::editor::Document;
-use crate::engine::trace::{step_line, Ending, LaneEnd};
+use crate::engine::trace::{step_line, Ending, LaneEnd, LaneRecipe, RunHeader};
 use crate::run::Settings;
 
 /// What autosave writes ([`load`] reads it part by part).
@@ -23,6 +23,14 @@ struct Saved {
 /// Default place of the session file.
 pub fn default_path() -> Option<PathBuf> {
     dirs::data_dir().map(|d| d.join("dlm-tui").join("session.json"))
+}
+
+/// Where exports go by default: the data directory's `dlm-tui/exports` (the working directory
+/// where there is no data directory).
+pub fn default_export_dir() -> PathBuf {
+    dirs::data_dir()
+        .map(|d| d.join("dlm-tui").join("exports"))
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// What [`load`] could bring back. Each part is read on its own, so settings from another
@@ -198,7 +206,28 @@ pub fn export(app: &App, dir: &Path) -> Result<String> {
     let jsonl = dir.join(format!("dlm-tui-run-{n}.jsonl"));
     let txt = dir.join(format!("dlm-tui-run-{n}.txt"));
     let codec = app.codec();
-    let mut lines = Vec::new();
+    let recipe = &run.recipe;
+    let header = RunHeader {
+        chat: recipe.chat,
+        settings: serde_json::to_value(&recipe.settings)?,
+        lanes: recipe
+            .lanes
+            .iter()
+            .enumerate()
+            .map(|(lane, (label, params))| LaneRecipe {
+                lane,
+                label,
+                params,
+            })
+            .collect(),
+        ..RunHeader::new(
+            &app.model.name,
+            &recipe.prompt,
+            &run.initial,
+            run.prompt_len,
+        )
+    };
+    let mut lines = vec![header.line().to_string()];
     let mut text = String::new();
     for lane in &run.lanes {
         for frame in &lane.frames {
