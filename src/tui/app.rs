@@ -822,6 +822,10 @@ fn scrub(app: &mut App, command: Command) {
 
 fn editor_key(app: &mut App, key: KeyEvent) {
     let shift = key.modifiers.contains(KeyModifiers::SHIFT);
+    // Ctrl or Alt with Left/Right moves by words.
+    let word = key
+        .modifiers
+        .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
     let doc = &mut app.doc;
     match key.code {
         KeyCode::Char(c)
@@ -837,9 +841,14 @@ fn editor_key(app: &mut App, key: KeyEvent) {
                 }
             }
         }
+        KeyCode::Char('w') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+            doc.delete_word_back()
+        }
         KeyCode::Enter => doc.insert_str("\n"),
         KeyCode::Backspace => doc.backspace(),
         KeyCode::Delete => doc.delete(),
+        KeyCode::Left if word => doc.word_left(shift),
+        KeyCode::Right if word => doc.word_right(shift),
         KeyCode::Left => doc.left(shift),
         KeyCode::Right => doc.right(shift),
         KeyCode::Up => doc.up(shift),

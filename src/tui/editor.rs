@@ -320,6 +320,64 @@ impl Document {
         self.move_to(self.cursor + 1, select);
     }
 
+    /// The start of the word before the cursor (a masked span counts as one word).
+    fn word_start_before(&self, from: usize) -> usize {
+        let mut at = from;
+        while at > 0 && !is_word(&self.units[at - 1]) {
+            at -= 1;
+        }
+        if at > 0 && matches!(self.units[at - 1], Unit::Mask { .. }) {
+            return at - 1;
+        }
+        while at > 0
+            && is_word(&self.units[at - 1])
+            && !matches!(self.units[at - 1], Unit::Mask { .. })
+        {
+            at -= 1;
+        }
+        at
+    }
+
+    /// The end of the word after the cursor (a masked span counts as one word).
+    fn word_end_after(&self, from: usize) -> usize {
+        let n = self.units.len();
+        let mut at = from;
+        while at < n && !is_word(&self.units[at]) {
+            at += 1;
+        }
+        if at < n && matches!(self.units[at], Unit::Mask { .. }) {
+            return at + 1;
+        }
+        while at < n && is_word(&self.units[at]) && !matches!(self.units[at], Unit::Mask { .. }) {
+            at += 1;
+        }
+        at
+    }
+
+    /// Ctrl/Alt-Left: to the start of the previous word (Shift: selecting).
+    pub fn word_left(&mut self, select: bool) {
+        self.move_to(self.word_start_before(self.cursor), select);
+    }
+
+    /// Ctrl/Alt-Right: past the end of the next word (Shift: selecting).
+    pub fn word_right(&mut self, select: bool) {
+        self.move_to(self.word_end_after(self.cursor), select);
+    }
+
+    /// Ctrl-W: deletes the word before the cursor (or the selection), as one undo step.
+    pub fn delete_word_back(&mut self) {
+        match self.selection() {
+            Some((start, end)) => self.edit(start, end, Vec::new(), start),
+            None => {
+                let c = self.cursor;
+                let start = self.word_start_before(c);
+                if start < c {
+                    self.edit(start, c, Vec::new(), start);
+                }
+            }
+        }
+    }
+
     /// (line start, line end) around unit index `at`.
     fn line_bounds(&self, at: usize) -> (usize, usize) {
         let start = self.units[..at]
@@ -551,6 +609,14 @@ pub fn index_at(
     end
 }
 
+/// Whether a unit belongs to a word: letters, digits, apostrophes inside words, and spans.
+fn is_word(unit: &Unit) -> bool {
+    match unit {
+        Unit::Char(c) => c.is_alphanumeric() || *c == '_' || *c == '\'',
+        Unit::Mask { .. } => true,
+    }
+}
+
 fn parse_units(text: &str) -> Vec<Unit> {
     // Text that is not valid prompt syntax (e.g. "[MASK:x]") is kept literally.
     let segments = prompt::parse(text).unwrap_or_else(|_| vec![Segment::Text(text.to_string())]);
@@ -570,6 +636,32 @@ fn parse_units(text: &str) -> Vec<Unit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_move_select_and_delete() {
+        let mut d = Document::from_prompt("Tom's dog [MASK:2] ran, fast.");
+        d.move_to(d.units().len(), false);
+        d.word_left(false);
+        assert_eq!(d.cursor, "Tom's dog ".len() + 1 + " ran, ".len());
+        d.word_left(false);
+        d.word_left(false);
+        // The span is one word.
+        assert_eq!(d.cursor, "Tom's dog ".len());
+        d.word_left(true);
+        d.word_left(true);
+        assert_eq!(d.selected_text().as_deref(), Some("Tom's dog "));
+        d.move_to(0, false);
+        d.word_right(false);
+        assert_eq!(d.cursor, "Tom's".len());
+        d.move_to(d.units().len(), false);
+        // Ctrl-W takes the word and what follows it up to the cursor.
+        d.delete_word_back();
+        assert_eq!(d.to_prompt(), "Tom's dog [MASK:2] ran, ");
+        d.delete_word_back();
+        assert_eq!(d.to_prompt(), "Tom's dog [MASK:2] ");
+        d.undo();
+        assert_eq!(d.to_prompt(), "Tom's dog [MASK:2] ran, ");
+    }
 
     fn typed(text: &str) -> Document {
         let mut d = Document::default();
