@@ -855,3 +855,45 @@ fn a_zero_mask_marker_says_why_it_stays_text() {
         "{screen}"
     );
 }
+
+/// A click picks a parameter row (focusing the panel) or focuses the live panel; the wheel
+/// over the parameters moves the selection.
+#[test]
+fn clicks_focus_panels_and_pick_parameter_rows() {
+    use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let (mut app, _engine) = prepared();
+    draw(&mut app, 100, 24);
+    let at = |kind, column, row| {
+        Action::Mouse(MouseEvent {
+            kind,
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    let [_, params, live] = app.panels;
+    update(
+        &mut app,
+        at(
+            MouseEventKind::Down(MouseButton::Left),
+            params.x + 2,
+            params.y + 3,
+        ),
+    );
+    assert_eq!(app.focus, Focus::Params);
+    assert_eq!(app.form.row, 3);
+    update(
+        &mut app,
+        at(MouseEventKind::ScrollDown, params.x + 2, params.y + 1),
+    );
+    assert_eq!(app.form.row, 4);
+    update(
+        &mut app,
+        at(
+            MouseEventKind::Down(MouseButton::Left),
+            live.x + 3,
+            live.y + 2,
+        ),
+    );
+    assert_eq!(app.focus, Focus::Live);
+}

@@ -15,7 +15,7 @@ use super::theme::Theme;
 use crate::chat::{ChatTemplate, Message as ChatMessage};
 use crate::engine::{Event, Job, LaneSummary, StepEvent};
 use crate::model::ModelInfo;
-use crate::run::{LaneSpec, Settings};
+use crate::run::{Field, LaneSpec, Settings};
 use crate::sampler::SamplerParams;
 use crate::text::TextCodec;
 
@@ -293,7 +293,7 @@ pub struct Rect {
 }
 
 impl Rect {
-    fn contains(&self, x: u16, y: u16) -> bool {
+    pub fn contains(&self, x: u16, y: u16) -> bool {
         x >= self.x && x < self.x + self.width && y >= self.y && y < self.y + self.height
     }
 }
@@ -323,6 +323,8 @@ pub struct App {
     pub editor_area: Rect,
     /// Text area of the live panel's first lane as last drawn, with the scroll offset in effect.
     pub live_area: Rect,
+    /// Editor panel, parameter rows and live panel as last drawn (clicks focus them).
+    pub panels: [Rect; 3],
     /// The live panel's top row when the user has scrolled it; `None` follows the run (the
     /// newest commits stay in view).
     pub live_scroll: Option<usize>,
@@ -382,6 +384,7 @@ impl App {
             editor_area: Rect::default(),
             live_area: Rect::default(),
             live_scroll: None,
+            panels: [Rect::default(); 3],
             codec,
         }
     }
@@ -926,9 +929,30 @@ fn unicode_width(c: char) -> usize {
 fn on_mouse(app: &mut App, mouse: MouseEvent) {
     let area = app.editor_area;
     let live = app.live_area;
+    let [_, params, live_panel] = app.panels;
+    let (x, y) = (mouse.column, mouse.row);
     match mouse.kind {
+        // A click on the parameters picks that row; on the live panel, focuses it.
+        MouseEventKind::Down(MouseButton::Left) if params.contains(x, y) => {
+            app.focus = Focus::Params;
+            let row = params.scroll + (y - params.y) as usize;
+            if row < Field::ALL.len() && !app.form.editing() {
+                app.form.row = row;
+            }
+        }
+        MouseEventKind::Down(MouseButton::Left) if live_panel.contains(x, y) => {
+            app.focus = Focus::Live;
+        }
+        MouseEventKind::ScrollUp | MouseEventKind::ScrollDown if params.contains(x, y) => {
+            let up = mouse.kind == MouseEventKind::ScrollUp;
+            app.form.row = if up {
+                app.form.row.saturating_sub(1)
+            } else {
+                (app.form.row + 1).min(Field::ALL.len() - 1)
+            };
+        }
         MouseEventKind::ScrollUp | MouseEventKind::ScrollDown
-            if live.contains(mouse.column, mouse.row) =>
+            if live.contains(x, y) || live_panel.contains(x, y) =>
         {
             let rows = if mouse.kind == MouseEventKind::ScrollUp {
                 -3

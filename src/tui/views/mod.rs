@@ -25,6 +25,12 @@ pub struct Drawn {
     pub editor: HitRect,
     /// The live panel's first lane, with its scroll offset and rows.
     pub live: HitRect,
+    /// The live panel as a whole (every lane), for clicks.
+    pub live_panel: HitRect,
+    /// The parameter rows, with the first row shown.
+    pub params: HitRect,
+    /// The editor panel as a whole, border included, for clicks.
+    pub editor_panel: HitRect,
 }
 
 impl Drawn {
@@ -32,6 +38,7 @@ impl Drawn {
     pub fn apply(self, app: &mut App) {
         app.editor_area = self.editor;
         app.live_area = self.live;
+        app.panels = [self.editor_panel, self.params, self.live_panel];
     }
 }
 
@@ -73,9 +80,11 @@ pub fn render(app: &App, frame: &mut Frame) -> Drawn {
 
     let (editor_inner, scroll) = editor::render(app, frame, editor_area);
     let live = live::render(app, frame, live_area);
-    if params_width > 0 {
-        params::render(app, frame, right);
-    }
+    let params = if params_width > 0 {
+        params::render(app, frame, right)
+    } else {
+        HitRect::default()
+    };
     status::render(app, frame, status_area);
     if app.show_help {
         help::render(app, frame, area);
@@ -90,6 +99,20 @@ pub fn render(app: &App, frame: &mut Frame) -> Drawn {
             rows: 0,
         },
         live,
+        live_panel: hit(live_area),
+        params,
+        editor_panel: hit(editor_area),
+    }
+}
+
+fn hit(area: Rect) -> HitRect {
+    HitRect {
+        x: area.x,
+        y: area.y,
+        width: area.width,
+        height: area.height,
+        scroll: 0,
+        rows: 0,
     }
 }
 

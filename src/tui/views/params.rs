@@ -7,9 +7,10 @@ use ratatui::Frame;
 
 use super::{inner, panel, styled};
 use crate::run::Field;
-use crate::tui::app::{App, Focus};
+use crate::tui::app::{App, Focus, Rect as HitRect};
 
-pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+/// Draws the panel; returns its body with the index of the first row shown (for clicks).
+pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {
     let theme = app.theme();
     let block = panel(app, " Parameters ", Some(Focus::Params));
     let body = inner(&block, area);
@@ -62,10 +63,11 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         footer.remove(0);
     }
     let room = height.saturating_sub(footer.len()).max(1);
+    let mut first = 0;
     let mut lines: Vec<Line> = if rows.len() <= room {
         rows
     } else {
-        let first = app.form.row.saturating_sub(room - 1).min(rows.len() - room);
+        first = app.form.row.saturating_sub(room - 1).min(rows.len() - room);
         let hidden_below = rows.len() - first - room;
         let mut shown: Vec<Line> = rows.into_iter().skip(first).take(room).collect();
         // An indicator takes the place of a row, which then counts as hidden too.
@@ -81,6 +83,14 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     };
     lines.extend(footer);
     frame.render_widget(Paragraph::new(lines), body);
+    HitRect {
+        x: body.x,
+        y: body.y,
+        width: body.width,
+        height: room.min(Field::ALL.len()) as u16,
+        scroll: first,
+        rows: Field::ALL.len(),
+    }
 }
 
 /// `text` broken into lines of at most `width` characters at spaces (a longer word is cut).
