@@ -897,3 +897,22 @@ fn clicks_focus_panels_and_pick_parameter_rows() {
     );
     assert_eq!(app.focus, Focus::Live);
 }
+
+/// Ctrl-O puts the result on the clipboard (an effect the runtime sends as OSC 52).
+#[test]
+fn the_result_can_be_copied() {
+    let (mut app, engine) = prepared();
+    assert!(update(&mut app, ctrl('o')).is_empty());
+    for e in run(&mut app, &engine) {
+        update(&mut app, Action::Engine(e));
+    }
+    match update(&mut app, ctrl('o')).as_slice() {
+        [dlm_tui::tui::app::Effect::Copy(text)] => {
+            assert!(
+                text.starts_with("Once upon a time, Tom had a red ball."),
+                "{text}"
+            )
+        }
+        other => panic!("expected a copy, got {other:?}"),
+    }
+}

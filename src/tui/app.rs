@@ -335,6 +335,8 @@ pub struct App {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     Submit(Job),
+    /// Put this text on the clipboard (the terminal's, through OSC 52).
+    Copy(String),
     Cancel,
     Export,
     Save,
@@ -510,6 +512,32 @@ impl App {
         })
     }
 
+    /// The latest text of every lane (under a `== label ==` line each when comparing), masks
+    /// still open shown as `[MASK]`; `None` before a run.
+    pub fn result_text(&self) -> Option<String> {
+        let run = self.run.as_ref()?;
+        let step = run.latest_step();
+        let mut out = String::new();
+        for lane in &run.lanes {
+            if run.lanes.len() > 1 {
+                out.push_str(&format!("== {} ==\n", lane.label));
+            }
+            let canvas = lane.canvas_at(step, &run.initial);
+            let mut text = String::new();
+            let mask = self.model.mask_id;
+            for run in canvas.chunk_by(|a, b| (*a == mask) == (*b == mask)) {
+                if run[0] == mask {
+                    text.push_str(&crate::text::MASK_GLYPH.repeat(run.len()));
+                } else {
+                    text.push_str(&self.codec.decode(run, true));
+                }
+            }
+            out.push_str(text.trim_end());
+            out.push('\n');
+        }
+        Some(out)
+    }
+
     /// The first lane's latest canvas in prompt syntax: text, with the positions still masked
     /// (a cancelled run) as `[MASK:N]` spans so the run can be continued; and how many are left.
     pub fn result_prompt(&self) -> Option<(String, usize)> {
@@ -634,6 +662,22 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
 
 fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
     match command {
+        Command::CopyResult => {
+            return match app.result_text() {
+                Some(text) => {
+                    app.info(format!(
+                        "copied {} characters to the clipboard (terminals without OSC 52 \
+                         support ignore it: F9 exports instead)",
+                        text.chars().count()
+                    ));
+                    vec![Effect::Copy(text)]
+                }
+                None => {
+                    app.info("nothing to copy yet: run first (F5)");
+                    Vec::new()
+                }
+            };
+        }
         Command::Reroll => {
             if app.running() {
                 app.info("a run is in progress: cancel it first");

@@ -37,10 +37,11 @@ pub enum Command {
     CycleTheme,
     Export,
     Reroll,
+    CopyResult,
 }
 
 impl Command {
-    pub const ALL: [Command; 24] = [
+    pub const ALL: [Command; 25] = [
         Command::Run,
         Command::Cancel,
         Command::Quit,
@@ -65,6 +66,7 @@ impl Command {
         Command::CycleTheme,
         Command::Export,
         Command::Reroll,
+        Command::CopyResult,
     ];
 
     pub fn description(self) -> &'static str {
@@ -95,6 +97,9 @@ impl Command {
             Command::CycleTheme => "next colour theme",
             Command::Export => "export the last run (JSON lines and text)",
             Command::Reroll => "run again with a new random seed",
+            Command::CopyResult => {
+                "copy the result to the clipboard (through the terminal, OSC 52)"
+            }
         }
     }
 
@@ -382,6 +387,7 @@ pub fn default_table() -> BTreeMap<Command, Vec<String>> {
         (Command::CycleTheme, t(&["F8", "Ctrl-N"])),
         (Command::Export, t(&["F9", "Ctrl-E"])),
         (Command::Reroll, t(&["F4", "Ctrl-G"])),
+        (Command::CopyResult, t(&["Ctrl-O"])),
     ])
 }
 

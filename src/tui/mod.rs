@@ -305,6 +305,15 @@ async fn event_loop(
                     update(app, Action::Notify(message));
                 }
                 Effect::Save => autosave.save(app, session_path, true),
+                Effect::Copy(text) => {
+                    // OSC 52: the terminal (and tmux with set-clipboard on) puts it on the
+                    // system clipboard; no clipboard library or display server needed.
+                    use base64::Engine as _;
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+                    let mut out = stdout();
+                    let _ = write!(out, "\x1b]52;c;{encoded}\x07");
+                    let _ = out.flush();
+                }
             }
         }
         if app.quit {
