@@ -728,10 +728,18 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
         }
         Command::FocusNext => app.focus = app.focus.step(true),
         Command::FocusPrev => app.focus = app.focus.step(false),
-        Command::MaskSelection => match app.doc.selected_text() {
+        Command::MaskSelection => match app
+            .doc
+            .trim_selection()
+            .then(|| app.doc.selected_text())
+            .flatten()
+        {
             Some(text) => {
                 let count = app.token_count(&text);
                 app.doc.mask_selection(count);
+            }
+            None if app.doc.selection().is_some() => {
+                app.info("only white space is selected: select words to mask them")
             }
             None => app.info("select text first (Shift+arrows or drag), then mask it"),
         },

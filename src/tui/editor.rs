@@ -442,6 +442,34 @@ impl Document {
 
     /// Turns the selection into one masked span of `count` tokens that remembers the text.
     /// Returns false when nothing is selected.
+    /// Shrinks the selection so it neither starts nor ends with white space (the spaces around
+    /// a masked word stay text, so the words beside the span do not run together). Returns
+    /// false when nothing but white space was selected.
+    pub fn trim_selection(&mut self) -> bool {
+        let Some((mut start, mut end)) = self.selection() else {
+            return false;
+        };
+        let space = |u: &Unit| matches!(u, Unit::Char(c) if c.is_whitespace());
+        while start < end && space(&self.units[start]) {
+            start += 1;
+        }
+        while end > start && space(&self.units[end - 1]) {
+            end -= 1;
+        }
+        if start == end {
+            return false;
+        }
+        // Keep the direction the user selected in.
+        if self.cursor >= self.anchor.unwrap_or(0) {
+            self.anchor = Some(start);
+            self.cursor = end;
+        } else {
+            self.anchor = Some(end);
+            self.cursor = start;
+        }
+        true
+    }
+
     pub fn mask_selection(&mut self, count: usize) -> bool {
         let Some(original) = self.selected_text() else {
             return false;
@@ -636,6 +664,22 @@ fn parse_units(text: &str) -> Vec<Unit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spaces_around_a_masked_selection_stay_text() {
+        let mut d = Document::from_prompt("a girl named Lily");
+        // " named " selected, spaces included.
+        d.move_to(6, false);
+        d.move_to(13, true);
+        assert!(d.trim_selection());
+        assert_eq!(d.selected_text().as_deref(), Some("named"));
+        d.mask_selection(1);
+        assert_eq!(d.to_prompt(), "a girl [MASK] Lily");
+        let mut blank = Document::from_prompt("a  b");
+        blank.move_to(1, false);
+        blank.move_to(3, true);
+        assert!(!blank.trim_selection());
+    }
 
     #[test]
     fn words_move_select_and_delete() {
