@@ -916,3 +916,25 @@ fn the_result_can_be_copied() {
         other => panic!("expected a copy, got {other:?}"),
     }
 }
+
+/// The compare list is edited in place (Enter keeps the value, the cursor and the end of the
+/// text stay in view), shown whole under the rows, and committing it does not switch modes.
+#[test]
+fn the_compare_list_is_edited_in_place() {
+    use dlm_tui::run::Field;
+    let (mut app, _engine) = prepared();
+    app.focus = Focus::Params;
+    app.form.row = Field::ALL.iter().position(|f| *f == Field::Compare).unwrap();
+    let compare_mode = app.compare_mode;
+    update(&mut app, key(KeyCode::Enter));
+    assert_eq!(app.form.buffer.as_deref(), Some("low-confidence,margin"));
+    type_text(&mut app, ",random:temperature=0.9");
+    let screen = draw(&mut app, 80, 24);
+    assert!(screen.contains("=0.9▏"), "{screen}");
+    update(&mut app, key(KeyCode::Enter));
+    assert_eq!(app.settings.compare.len(), 3);
+    assert_eq!(app.compare_mode, compare_mode);
+    let screen = draw(&mut app, 80, 24);
+    assert!(screen.contains("…"), "{screen}");
+    assert!(screen.contains("random:temperature=0.9"), "{screen}");
+}

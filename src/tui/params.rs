@@ -66,7 +66,8 @@ impl ParamsForm {
             KeyCode::Right | KeyCode::Char('+') | KeyCode::Char('=') => {
                 return self.selected().adjust_from(s, true, auto_steps)
             }
-            KeyCode::Enter => self.buffer = Some(String::new()),
+            // Enter edits the value in place; typing a character starts a new one.
+            KeyCode::Enter => self.buffer = Some(self.selected().value(s)),
             KeyCode::Char(c) if c.is_ascii_alphanumeric() || c == '.' => {
                 self.buffer = Some(c.to_string())
             }

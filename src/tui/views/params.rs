@@ -17,14 +17,34 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {
     frame.render_widget(block, area);
     let focused = app.focus == Focus::Params;
     let label_width = 13;
+    // Room for a value after the marker and the label.
+    let value_width = (body.width as usize).saturating_sub(1 + label_width).max(4);
     let rows: Vec<Line> = Field::ALL
         .iter()
         .enumerate()
         .map(|(i, field)| {
             let selected = focused && i == app.form.row;
             let value = match (&app.form.buffer, selected) {
-                (Some(text), true) => format!("{text}▏"),
-                _ => field.value(&app.settings),
+                // Typing: the end of the text and the cursor stay in view (scrolled).
+                (Some(text), true) => {
+                    let chars: Vec<char> = text.chars().collect();
+                    let room = value_width - 1;
+                    if chars.len() > room {
+                        let tail: String = chars[chars.len() - (room - 1)..].iter().collect();
+                        format!("…{tail}▏")
+                    } else {
+                        format!("{text}▏")
+                    }
+                }
+                _ => {
+                    let value = field.value(&app.settings);
+                    if value.chars().count() > value_width {
+                        let head: String = value.chars().take(value_width - 1).collect();
+                        format!("{head}…")
+                    } else {
+                        value
+                    }
+                }
             };
             let marker = if selected { "›" } else { " " };
             let value_style = if selected {
@@ -46,13 +66,21 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {
     };
     let mut footer = vec![Line::default(), Line::from(styled(theme.label, lanes))];
     if focused {
-        // What the selected parameter does, word-wrapped to the panel.
-        for line in wrap_words(app.form.selected().description(), body.width as usize) {
+        // What the selected parameter does, word-wrapped to the panel, and a value too long
+        // for its row in full.
+        let selected = app.form.selected();
+        for line in wrap_words(selected.description(), body.width as usize) {
             footer.push(Line::from(styled(theme.label, line)));
+        }
+        let value = selected.value(&app.settings);
+        if value.chars().count() > value_width && !app.form.editing() {
+            for line in wrap_words(&value.replace(',', ", "), body.width as usize) {
+                footer.push(Line::from(styled(theme.value, line)));
+            }
         }
         footer.push(Line::from(styled(
             theme.key,
-            "←/→ adjust · Enter types a value",
+            "←→ adjust · Enter edits",
         )));
     }
     // The footer stays; the rows scroll to keep the selected one in view, and say when some are
