@@ -12,7 +12,7 @@ session="dlm-shots-$$"
 mkdir -p "$out"
 trap 'tmux kill-session -t "$session" 2>/dev/null || true; rm -rf "$home"' EXIT
 
-tmux new-session -d -s "$session" -x 120 -y 36 "cd $home && HOME=$home XDG_CONFIG_HOME= XDG_DATA_HOME= $bin"
+tmux new-session -d -s "$session" -x 120 -y 36 "cd $home && HOME=$home COLORTERM=truecolor XDG_CONFIG_HOME= XDG_DATA_HOME= $bin"
 sleep 2
 keys() { tmux send-keys -t "$session" "$@"; sleep 0.3; }
 shot() {

@@ -109,6 +109,8 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
     let mut themes = Theme::all(theme_dir.as_deref()).map_err(usage)?;
     if tui::theme::no_colour() {
         themes = themes.into_iter().map(Theme::monochrome).collect();
+    } else if !tui::theme::truecolor() {
+        themes = themes.into_iter().map(Theme::for_256_colours).collect();
     }
     let theme_name = args.theme.clone().unwrap_or(config.ui.theme.clone());
     let theme_index = themes

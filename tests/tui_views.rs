@@ -924,7 +924,10 @@ fn the_compare_list_is_edited_in_place() {
     use dlm_tui::run::Field;
     let (mut app, _engine) = prepared();
     app.focus = Focus::Params;
-    app.form.row = Field::ALL.iter().position(|f| *f == Field::Compare).unwrap();
+    app.form.row = Field::ALL
+        .iter()
+        .position(|f| *f == Field::Compare)
+        .unwrap();
     let compare_mode = app.compare_mode;
     update(&mut app, key(KeyCode::Enter));
     assert_eq!(app.form.buffer.as_deref(), Some("low-confidence,margin"));

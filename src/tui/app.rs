@@ -666,8 +666,7 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
             return match app.result_text() {
                 Some(text) => {
                     app.info(format!(
-                        "copied {} characters to the clipboard (terminals without OSC 52 \
-                         support ignore it: F9 exports instead)",
+                        "copied {} characters (OSC 52; if nothing arrives, F9 exports)",
                         text.chars().count()
                     ));
                     vec![Effect::Copy(text)]

@@ -55,6 +55,17 @@ macro_rules! theme_roles {
                 })
             }
 
+            /// Every colour of every style through `f`.
+            fn map_colours(mut self, f: impl Fn(Color) -> Color) -> Self {
+                $(self.$role = Style {
+                    fg: self.$role.fg.map(&f),
+                    bg: self.$role.bg.map(&f),
+                    underline_color: self.$role.underline_color.map(&f),
+                    ..self.$role
+                };)*
+                self
+            }
+
             /// Every style without its colours (attributes kept), for `NO_COLOR`.
             fn strip_colours(mut self) -> Self {
                 $(self.$role = Style {
@@ -101,7 +112,50 @@ pub fn no_colour() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
+/// Whether the terminal says it shows 24-bit colour (`COLORTERM=truecolor` or `24bit`).
+pub fn truecolor() -> bool {
+    std::env::var("COLORTERM").is_ok_and(|v| {
+        let v = v.to_ascii_lowercase();
+        v.contains("truecolor") || v.contains("24bit")
+    })
+}
+
+/// The xterm 256-colour palette entry nearest to an RGB colour: the 6x6x6 cube or the grey
+/// ramp, whichever is closer.
+pub fn nearest_256(r: u8, g: u8, b: u8) -> u8 {
+    const LEVELS: [i32; 6] = [0, 95, 135, 175, 215, 255];
+    let level = |v: u8| -> usize {
+        match v {
+            0..=47 => 0,
+            48..=114 => 1,
+            v => ((v as usize - 35) / 40).min(5),
+        }
+    };
+    let (ri, gi, bi) = (level(r), level(g), level(b));
+    let cube = (LEVELS[ri], LEVELS[gi], LEVELS[bi]);
+    let average = (r as i32 + g as i32 + b as i32) / 3;
+    let grey_index = ((average - 3).max(0) / 10).min(23);
+    let grey = 8 + 10 * grey_index;
+    let distance = |(cr, cg, cb): (i32, i32, i32)| {
+        (r as i32 - cr).pow(2) + (g as i32 - cg).pow(2) + (b as i32 - cb).pow(2)
+    };
+    if distance((grey, grey, grey)) < distance(cube) {
+        232 + grey_index as u8
+    } else {
+        (16 + 36 * ri + 6 * gi + bi) as u8
+    }
+}
+
 impl Theme {
+    /// The theme for a terminal that does not say it shows 24-bit colour: every `#rrggbb`
+    /// becomes the nearest of the 256-colour palette (which such terminals do show).
+    pub fn for_256_colours(self) -> Self {
+        self.map_colours(|c| match c {
+            Color::Rgb(r, g, b) => Color::Indexed(nearest_256(r, g, b)),
+            other => other,
+        })
+    }
+
     /// The theme for a terminal without colours (`NO_COLOR`): no colour at all, and the states
     /// that colour alone showed are marked by attributes: the cursor and the tokens committed in
     /// the step shown reversed, the selection and masked spans underlined.
@@ -211,6 +265,20 @@ impl Theme {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_truecolor_every_colour_is_from_the_256_palette() {
+        // Exact palette colours map to themselves; others to the nearest.
+        assert_eq!(nearest_256(0xff, 0x87, 0x87), 210);
+        assert_eq!(nearest_256(0x1c, 0x1c, 0x1c), 234);
+        assert_eq!(nearest_256(0, 0, 0), 16);
+        assert_eq!(nearest_256(255, 255, 255), 231);
+        for (name, _) in BUILTIN {
+            let theme = Theme::builtin(name).unwrap().for_256_colours();
+            let debug = format!("{theme:?}");
+            assert!(!debug.contains("Rgb"), "{name}: {debug}");
+        }
+    }
 
     #[test]
     fn builtin_themes_parse_and_differ() {

@@ -53,7 +53,12 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {
                 theme.value
             };
             Line::from(vec![
-                styled(theme.key, marker.to_string()),
+                // Only the selected row's marker is drawn in the key style (a blank one in
+                // it paints a stripe down the panel in themes with a key background).
+                styled(
+                    if selected { theme.key } else { theme.base },
+                    marker.to_string(),
+                ),
                 styled(theme.label, format!("{:<label_width$}", field.label())),
                 styled(value_style, value),
             ])
@@ -78,10 +83,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {
                 footer.push(Line::from(styled(theme.value, line)));
             }
         }
-        footer.push(Line::from(styled(
-            theme.key,
-            "←→ adjust · Enter edits",
-        )));
+        footer.push(Line::from(styled(theme.key, "←→ adjust · Enter edits")));
     }
     // The footer stays; the rows scroll to keep the selected one in view, and say when some are
     // out of sight.
