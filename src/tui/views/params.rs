@@ -83,7 +83,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {
                 footer.push(Line::from(styled(theme.value, line)));
             }
         }
-        footer.push(Line::from(styled(theme.key, "←→ adjust · Enter edits")));
+        footer.push(Line::from(styled(theme.label, "←→ adjust · Enter edits")));
     }
     // The footer stays; the rows scroll to keep the selected one in view, and say when some are
     // out of sight.
