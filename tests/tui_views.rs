@@ -941,3 +941,23 @@ fn the_compare_list_is_edited_in_place() {
     assert!(screen.contains("…"), "{screen}");
     assert!(screen.contains("random:temperature=0.9"), "{screen}");
 }
+
+/// A double click in the editor selects the word under it.
+#[test]
+fn a_double_click_selects_a_word() {
+    use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let (mut app, _engine) = prepared();
+    draw(&mut app, 100, 24);
+    let area = app.editor_area;
+    // "Once upon a time, ...": column 6 is inside "upon".
+    let click = Action::Mouse(MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: area.x + 6,
+        row: area.y,
+        modifiers: KeyModifiers::NONE,
+    });
+    update(&mut app, click.clone());
+    assert_eq!(app.doc.selected_text(), None);
+    update(&mut app, click);
+    assert_eq!(app.doc.selected_text().as_deref(), Some("upon"));
+}

@@ -323,6 +323,8 @@ pub struct App {
     pub editor_area: Rect,
     /// Text area of the live panel's first lane as last drawn, with the scroll offset in effect.
     pub live_area: Rect,
+    /// The last click in the editor (time and cell), to tell a double click.
+    pub last_click: Option<(std::time::Instant, u16, u16)>,
     /// Editor panel, parameter rows and live panel as last drawn (clicks focus them).
     pub panels: [Rect; 3],
     /// The live panel's top row when the user has scrolled it; `None` follows the run (the
@@ -387,6 +389,7 @@ impl App {
             live_area: Rect::default(),
             live_scroll: None,
             panels: [Rect::default(); 3],
+            last_click: None,
             codec,
         }
     }
@@ -977,6 +980,9 @@ fn unicode_width(c: char) -> usize {
     }
 }
 
+/// Two clicks this close together are a double click.
+const DOUBLE_CLICK: Duration = Duration::from_millis(400);
+
 fn on_mouse(app: &mut App, mouse: MouseEvent) {
     let area = app.editor_area;
     let live = app.live_area;
@@ -1024,6 +1030,19 @@ fn on_mouse(app: &mut App, mouse: MouseEvent) {
             let index = index_at(units, &rows, row, column, unit_width);
             let drag = matches!(mouse.kind, MouseEventKind::Drag(_));
             app.doc.move_to(index, drag);
+            if !drag {
+                // A second click on the same cell within the double-click time selects the word.
+                let now = std::time::Instant::now();
+                let double = app.last_click.is_some_and(|(at, x, y)| {
+                    (x, y) == (mouse.column, mouse.row) && now.duration_since(at) < DOUBLE_CLICK
+                });
+                if double {
+                    app.doc.select_word_at(index);
+                    app.last_click = None;
+                } else {
+                    app.last_click = Some((now, mouse.column, mouse.row));
+                }
+            }
         }
         _ => {}
     }

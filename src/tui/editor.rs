@@ -364,6 +364,24 @@ impl Document {
         self.move_to(self.word_end_after(self.cursor), select);
     }
 
+    /// Selects the word around unit `at` (a span is a word; elsewhere, the unit alone).
+    pub fn select_word_at(&mut self, at: usize) {
+        let at = at.min(self.units.len());
+        let inside = |i: usize| self.units.get(i).is_some_and(is_word);
+        let (start, end) = if inside(at) {
+            let start = if matches!(self.units[at], Unit::Mask { .. }) {
+                at
+            } else {
+                self.word_start_before(at + 1)
+            };
+            (start, self.word_end_after(start))
+        } else {
+            (at, (at + 1).min(self.units.len()))
+        };
+        self.move_to(start, false);
+        self.move_to(end, true);
+    }
+
     /// Ctrl-W: deletes the word before the cursor (or the selection), as one undo step.
     pub fn delete_word_back(&mut self) {
         match self.selection() {
@@ -664,6 +682,17 @@ fn parse_units(text: &str) -> Vec<Unit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_word_is_selected_around_a_unit() {
+        let mut d = Document::from_prompt("a girl named Lily.");
+        d.select_word_at(9);
+        assert_eq!(d.selected_text().as_deref(), Some("named"));
+        d.select_word_at(0);
+        assert_eq!(d.selected_text().as_deref(), Some("a"));
+        d.select_word_at(17);
+        assert_eq!(d.selected_text().as_deref(), Some("."));
+    }
 
     #[test]
     fn spaces_around_a_masked_selection_stay_text() {
