@@ -170,6 +170,7 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
                 session::default_path()
             },
             chat_template,
+            replay_speed: config.ui.replay_speed.max(0.0),
             export_dir: match config.ui.export_dir.trim() {
                 "" => session::default_export_dir(),
                 dir => dir.into(),

@@ -76,7 +76,7 @@ impl Tmux {
     fn launch_with(&self, marker: &str, args: &str) {
         let bin = env!("CARGO_BIN_EXE_dlm-tui");
         self.literal(&format!(
-            "clear; cd {home} && HOME={home} XDG_CONFIG_HOME= XDG_DATA_HOME= {bin} {args}; echo {marker} $?\n",
+            "clear; cd {home} && HOME={home} COLORTERM=truecolor XDG_CONFIG_HOME= XDG_DATA_HOME= {bin} {args}; echo {marker} $?\n",
             home = self.home.display()
         ));
     }
@@ -176,17 +176,18 @@ fn a_person_edits_runs_cancels_compares_and_quits() {
 
     // Compare two strategies side by side.
     t.keys(&["F7", "F5"]);
-    let screen = t.wait_for("margin · step", Duration::from_secs(60));
-    let screen = if screen.matches("done").count() >= 2 {
-        screen
-    } else {
-        std::thread::sleep(Duration::from_secs(3));
-        t.screen(false)
-    };
+    // Both lanes finish (the view replays them at 20 steps a second).
+    let started = std::time::Instant::now();
+    let mut screen = t.screen(false);
+    while screen.matches("· done").count() < 2 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(200));
+        screen = t.screen(false);
+    }
     assert!(
-        screen.contains("low-confidence · step") && screen.contains("margin · step"),
+        screen.contains(" low-confidence · ") && screen.contains(" margin · "),
         "{screen}"
     );
+    assert_eq!(screen.matches("· done").count(), 2, "{screen}");
 
     // Help overlay, then quit: the shell sees the exit and the alternate screen is gone.
     t.keys(&["F1"]);

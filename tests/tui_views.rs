@@ -783,6 +783,8 @@ fn lanes_are_compared_token_aligned() {
         ],
         state: RunState::Done,
         cursor: None,
+        paced: false,
+        head: 0.0,
         elapsed: Duration::ZERO,
     };
     let agreements = run.agreements(M);
@@ -960,4 +962,41 @@ fn a_double_click_selects_a_word() {
     assert_eq!(app.doc.selected_text(), None);
     update(&mut app, click);
     assert_eq!(app.doc.selected_text().as_deref(), Some("upon"));
+}
+
+/// At a replay speed the view trails the engine: steps appear as time passes, Space pauses and
+/// plays on, and + / - change the speed.
+#[test]
+fn runs_replay_at_a_watchable_speed() {
+    let (mut app, engine) = prepared();
+    app.replay_speed = 10.0;
+    for e in run(&mut app, &engine) {
+        update(&mut app, Action::Engine(e));
+    }
+    let latest = app.run.as_ref().unwrap().latest_step();
+    assert!(latest > 10);
+    assert_eq!(app.run.as_ref().unwrap().shown_step(), 0);
+    let screen = draw(&mut app, 100, 24);
+    assert!(screen.contains("replaying"), "{screen}");
+    update(&mut app, Action::Tick(Duration::from_millis(500)));
+    assert_eq!(app.run.as_ref().unwrap().shown_step(), 5);
+    app.focus = Focus::Live;
+    update(&mut app, key(KeyCode::Char(' ')));
+    update(&mut app, Action::Tick(Duration::from_secs(1)));
+    assert_eq!(app.run.as_ref().unwrap().shown_step(), 5, "paused");
+    let screen = draw(&mut app, 100, 24);
+    assert!(
+        screen.contains("step 5 of") && screen.contains("run finished"),
+        "{screen}"
+    );
+    update(&mut app, key(KeyCode::Char(' ')));
+    update(&mut app, key(KeyCode::Char('+')));
+    assert_eq!(app.replay_speed, 20.0);
+    update(&mut app, Action::Tick(Duration::from_millis(200)));
+    assert_eq!(app.run.as_ref().unwrap().shown_step(), 9);
+    update(&mut app, Action::Tick(Duration::from_secs(60)));
+    assert_eq!(app.run.as_ref().unwrap().shown_step(), latest);
+    assert!(!app.run.as_ref().unwrap().replaying());
+    let screen = draw(&mut app, 100, 24);
+    assert!(screen.contains("done"), "{screen}");
 }

@@ -157,8 +157,12 @@ pub struct RunView {
     pub prompt_len: usize,
     pub lanes: Vec<LaneView>,
     pub state: RunState,
-    /// Step shown; `None` follows the newest step.
+    /// Step shown; `None` follows the newest step (or the replay).
     pub cursor: Option<usize>,
+    /// Whether steps are shown at the replay speed rather than as they arrive.
+    pub paced: bool,
+    /// Where the replay is, in steps (fractions accumulate between frames).
+    pub head: f64,
     pub elapsed: Duration,
 }
 
@@ -167,8 +171,20 @@ impl RunView {
         self.lanes.iter().map(|l| l.frames.len()).max().unwrap_or(0)
     }
 
+    /// The step on screen: the one scrubbed to, else the replay's (which trails the engine at
+    /// the replay speed), else the newest.
     pub fn shown_step(&self) -> usize {
-        self.cursor.unwrap_or_else(|| self.latest_step())
+        let latest = self.latest_step();
+        match self.cursor {
+            Some(step) => step,
+            None if self.paced => (self.head as usize).min(latest),
+            None => latest,
+        }
+    }
+
+    /// Whether the replay is behind the engine (and moving).
+    pub fn replaying(&self) -> bool {
+        self.paced && self.cursor.is_none() && (self.head as usize) < self.latest_step()
     }
 
     /// How each finished lane's generated tokens agree with the other finished lanes'. Lanes
@@ -323,6 +339,8 @@ pub struct App {
     pub editor_area: Rect,
     /// Text area of the live panel's first lane as last drawn, with the scroll offset in effect.
     pub live_area: Rect,
+    /// Replay speed in steps per second; 0 shows every step as soon as it arrives.
+    pub replay_speed: f64,
     /// The last click in the editor (time and cell), to tell a double click.
     pub last_click: Option<(std::time::Instant, u16, u16)>,
     /// Editor panel, parameter rows and live panel as last drawn (clicks focus them).
@@ -355,6 +373,8 @@ pub enum Action {
     Notify(Message),
     /// A command from outside the keyboard (e.g. SIGTERM asks to quit).
     Command(Command),
+    /// Time passed (sent while a replay is behind the engine).
+    Tick(Duration),
 }
 
 impl App {
@@ -390,6 +410,7 @@ impl App {
             live_scroll: None,
             panels: [Rect::default(); 3],
             last_click: None,
+            replay_speed: 0.0,
             codec,
         }
     }
@@ -617,6 +638,13 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Action::Command(command) => on_command(app, command),
+        Action::Tick(elapsed) => {
+            let speed = app.replay_speed;
+            if let Some(run) = app.run.as_mut().filter(|r| r.replaying()) {
+                run.head = (run.head + elapsed.as_secs_f64() * speed).min(run.latest_step() as f64);
+            }
+            Vec::new()
+        }
     }
 }
 
@@ -847,6 +875,8 @@ fn run_now(app: &mut App) -> Vec<Effect> {
                     .collect(),
                 state: RunState::Running,
                 cursor: None,
+                paced: app.replay_speed > 0.0,
+                head: 0.0,
                 elapsed: Duration::ZERO,
             });
             app.message = None;
@@ -873,8 +903,11 @@ fn scrub(app: &mut App, command: Command) {
         Command::ScrubFirst => 0,
         _ => latest,
     };
-    // Showing the newest step means following the run as it goes.
+    // Showing the newest step means following the run as it goes (the replay from there).
     run.cursor = (next < latest).then_some(next);
+    if run.cursor.is_none() {
+        run.head = latest as f64;
+    }
 }
 
 fn editor_key(app: &mut App, key: KeyEvent) {
@@ -934,11 +967,62 @@ fn live_key(app: &mut App, key: KeyEvent) {
         KeyCode::Down if key.modifiers.contains(KeyModifiers::SHIFT) => {
             return scroll_live(app, page)
         }
+        KeyCode::Char(' ') => return play_pause(app),
+        KeyCode::Char('+') | KeyCode::Char('=') => return change_speed(app, true),
+        KeyCode::Char('-') => return change_speed(app, false),
         KeyCode::Up => return scroll_live(app, -1),
         KeyCode::Down => return scroll_live(app, 1),
         _ => return,
     };
     scrub(app, command);
+}
+
+/// Replay speeds `+` and `-` step through (steps per second); 0 is "as fast as the engine".
+const REPLAY_SPEEDS: [f64; 8] = [1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0, 0.0];
+
+/// Space in the live panel: pauses the view where it is, or plays on from there.
+fn play_pause(app: &mut App) {
+    let speed = app.replay_speed;
+    let Some(run) = app.run.as_mut() else {
+        return;
+    };
+    match run.cursor {
+        Some(step) => {
+            // Play on from the step shown, at the replay speed.
+            run.paced = speed > 0.0;
+            run.head = step as f64;
+            run.cursor = None;
+            app.info("playing");
+        }
+        None => {
+            run.cursor = Some(run.shown_step());
+            app.info("paused: Space plays on, ←→ step, End jumps to the newest step");
+        }
+    }
+}
+
+/// `+` / `-` in the live panel: the next or previous replay speed.
+fn change_speed(app: &mut App, faster: bool) {
+    let at = REPLAY_SPEEDS
+        .iter()
+        .position(|&s| s == app.replay_speed)
+        .unwrap_or(4);
+    let next = if faster {
+        (at + 1).min(REPLAY_SPEEDS.len() - 1)
+    } else {
+        at.saturating_sub(1)
+    };
+    app.replay_speed = REPLAY_SPEEDS[next];
+    if let Some(run) = app.run.as_mut() {
+        if run.cursor.is_none() {
+            run.head = run.shown_step() as f64;
+        }
+        run.paced = app.replay_speed > 0.0;
+    }
+    app.info(match app.replay_speed {
+        0.0 => "replay: every step as it arrives".to_string(),
+        s => format!("replay: {s} steps per second"),
+    });
 }
 
 /// Scrolls the live panel by `delta` rows from where it is drawn. The user takes over from

@@ -117,6 +117,8 @@ pub struct UiSection {
     pub autosave: bool,
     /// Where F9 writes runs (empty: the data directory's `dlm-tui/exports`).
     pub export_dir: String,
+    /// Steps per second the live panel replays (0: every step as it arrives).
+    pub replay_speed: f64,
 }
 
 impl Default for UiSection {
@@ -125,6 +127,7 @@ impl Default for UiSection {
             theme: "dark".into(),
             autosave: true,
             export_dir: String::new(),
+            replay_speed: 20.0,
         }
     }
 }

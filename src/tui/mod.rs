@@ -111,6 +111,8 @@ pub struct Options {
     pub chat_template: Option<crate::chat::ChatTemplate>,
     /// Where F9 writes runs (created on the first export).
     pub export_dir: PathBuf,
+    /// Steps per second the live panel shows (0: every step as it arrives).
+    pub replay_speed: f64,
 }
 
 /// Runs the app until the user quits. The terminal is restored on every exit path.
@@ -126,6 +128,7 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
         options.theme_index,
     );
     app.chat_template = options.chat_template;
+    app.replay_speed = options.replay_speed;
     app.settings = options.settings;
     let mut session_path = options.session_path;
     let export_dir = options.export_dir;
@@ -230,6 +233,7 @@ async fn event_loop(
     let mut ticker = tokio::time::interval(FRAME_INTERVAL);
     let mut autosave_timer = tokio::time::interval(AUTOSAVE_INTERVAL);
     let mut autosave = Autosave::default();
+    let mut last_tick = Instant::now();
     // What was restored counts as saved.
     if session_path.is_some() {
         autosave.written = session::serialize(app).ok();
@@ -266,7 +270,13 @@ async fn event_loop(
                 }
                 None => { job = None; None }
             },
-            _ = ticker.tick() => None,
+            _ = ticker.tick() => {
+                // The replay moves on with the time that passed since the last tick.
+                let now = Instant::now();
+                let elapsed = now.duration_since(last_tick);
+                last_tick = now;
+                app.run.as_ref().is_some_and(|r| r.replaying()).then_some(Action::Tick(elapsed))
+            }
             _ = autosave_timer.tick() => {
                 let failed = autosave.failed.is_some();
                 autosave.save(app, session_path, false);
@@ -278,7 +288,7 @@ async fn event_loop(
             _ = interrupt.recv() => { signalled = Some(libc::SIGINT); Some(Action::Command(Command::Quit)) }
         };
         let Some(action) = action else { continue };
-        let from_input = !matches!(action, Action::Engine(_));
+        let from_input = !matches!(action, Action::Engine(_) | Action::Tick(_));
         for effect in update(app, action) {
             match effect {
                 Effect::Submit(new_job) => {

@@ -72,16 +72,21 @@ fn render_lane(
     let planned =
         frame_event.map_or_else(|| lane.frames.first().map_or(0, |f| f.steps), |f| f.steps);
     // Scrubbing shows an earlier step: the title says so, and how the run itself stands.
+    // A replay trailing the engine says so, and a paused one too.
     let scrubbing = run.cursor.is_some();
-    let state = match (&run.state, scrubbing) {
-        (RunState::Running, false) => "running",
-        (RunState::Running, true) => "scrubbing, still running",
-        (RunState::Done, false) => "done",
-        (RunState::Done, true) => "run finished",
-        (RunState::Cancelled, false) => "cancelled",
-        (RunState::Cancelled, true) => "run cancelled",
-        (RunState::Failed(_), false) => "failed",
-        (RunState::Failed(_), true) => "run failed",
+    let behind = step < run.latest_step();
+    let state = match (&run.state, scrubbing, behind) {
+        (RunState::Running, false, false) => "running",
+        (RunState::Running, false, true) => "replaying, still running",
+        (RunState::Running, true, _) => "paused, still running",
+        (RunState::Done, false, false) => "done",
+        (RunState::Done, false, true) => "replaying",
+        (RunState::Done, true, _) => "run finished",
+        (RunState::Cancelled, false, false) => "cancelled",
+        (RunState::Cancelled, false, true) => "replaying",
+        (RunState::Cancelled, true, _) => "run cancelled",
+        (RunState::Failed(_), false, false) => "failed",
+        (RunState::Failed(_), _, _) => "run failed",
     };
     // Narrow lanes (four side by side) get shorter forms rather than a cut title.
     let room = area.width.saturating_sub(2) as usize;
@@ -227,7 +232,16 @@ fn render_lane(
         block
             .title_bottom(Line::from(format!(" {} rows · {how} ", marks.join(" "))).right_aligned())
     } else if app.focus == Focus::Live && first_lane {
-        block.title_bottom(Line::from(" ←→ scrub steps · ↑↓ scroll ").right_aligned())
+        let speed = match app.replay_speed {
+            0.0 => "every step".to_string(),
+            s => format!("{s} steps/s"),
+        };
+        block.title_bottom(
+            Line::from(format!(
+                " Space play/pause · +- speed ({speed}) · ←→ step · ↑↓ scroll "
+            ))
+            .right_aligned(),
+        )
     } else {
         block
     };
