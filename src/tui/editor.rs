@@ -614,18 +614,40 @@ pub fn visual_rows(
     let mut rows = Vec::new();
     let mut start = 0;
     let mut col = 0;
+    // The last space in the row being laid out: rows break after it, not inside a word.
+    let mut last_space: Option<usize> = None;
     for (i, unit) in units.iter().enumerate() {
         if *unit == Unit::Char('\n') {
             rows.push((start, i));
             start = i + 1;
             col = 0;
+            last_space = None;
             continue;
         }
         let w = unit_width(unit);
         if col + w > width && i > start {
-            rows.push((start, i));
-            start = i;
-            col = 0;
+            match last_space.take() {
+                // The word being written moves down whole (the space ends the row).
+                Some(space) => {
+                    rows.push((start, space + 1));
+                    start = space + 1;
+                    col = units[start..i].iter().map(&unit_width).sum();
+                }
+                None => {
+                    rows.push((start, i));
+                    start = i;
+                    col = 0;
+                }
+            }
+            // A word wider than the row is cut where it reaches the edge.
+            if col + w > width && i > start {
+                rows.push((start, i));
+                start = i;
+                col = 0;
+            }
+        }
+        if *unit == Unit::Char(' ') {
+            last_space = Some(i);
         }
         col += w;
     }
@@ -682,6 +704,28 @@ fn parse_units(text: &str) -> Vec<Unit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_break_between_words() {
+        let d = Document::from_prompt("the cat sat on a mat");
+        let width = |_: &Unit| 1;
+        let rows = visual_rows(d.units(), 10, width);
+        let text = |(a, b): (usize, usize)| -> String {
+            d.units()[a..b]
+                .iter()
+                .map(|u| match u {
+                    Unit::Char(c) => *c,
+                    Unit::Mask { .. } => '#',
+                })
+                .collect()
+        };
+        let lines: Vec<String> = rows.into_iter().map(text).collect();
+        assert_eq!(lines, ["the cat ", "sat on a ", "mat"]);
+        // A word longer than the row is cut.
+        let long = Document::from_prompt("abcdefghijkl mn");
+        let rows = visual_rows(long.units(), 5, width);
+        assert_eq!(rows, [(0, 5), (5, 10), (10, 15)]);
+    }
 
     #[test]
     fn a_word_is_selected_around_a_unit() {
