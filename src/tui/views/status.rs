@@ -28,11 +28,12 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             } else {
                 0.0
             };
+            // The step, masks and passes are in the live panel; the speed is said here.
             top.push(styled(
                 theme.status,
                 format!(
-                    " step {}/{} · masks {} · nfe {} · {:.1} tok/s · {:.2}s ",
-                    f.step, f.steps, f.masked, f.nfe, rate, secs
+                    " step {}/{} · {:.1} tok/s · {:.2}s │",
+                    f.step, f.steps, rate, secs
                 ),
             ));
         }
