@@ -1000,3 +1000,36 @@ fn runs_replay_at_a_watchable_speed() {
     let screen = draw(&mut app, 100, 24);
     assert!(screen.contains("done"), "{screen}");
 }
+
+/// F2's second press colours tokens by the step that committed them, with a legend of step
+/// ranges; the third turns colouring off.
+#[test]
+fn tokens_can_be_coloured_by_commit_order() {
+    let (mut app, engine) = prepared();
+    for e in run(&mut app, &engine) {
+        update(&mut app, Action::Engine(e));
+    }
+    // The foreground colours on screen.
+    let colours = |app: &mut App| {
+        let mut terminal = Terminal::new(TestBackend::new(100, 24)).unwrap();
+        terminal.draw(|f| views::render(app, f).apply(app)).ok();
+        let buffer = terminal.backend().buffer().clone();
+        let fgs: std::collections::BTreeSet<String> = buffer
+            .content
+            .iter()
+            .map(|c| format!("{:?}", c.fg))
+            .collect();
+        (terminal.backend().to_string(), fgs)
+    };
+    let (_, plain) = colours(&mut app);
+    update(&mut app, key(KeyCode::F(2)));
+    assert!(app.confidence_colours);
+    update(&mut app, key(KeyCode::F(2)));
+    assert!(app.commit_order && !app.confidence_colours);
+    let (screen, ordered) = colours(&mut app);
+    assert!(screen.contains("committed at step 1-"), "{screen}");
+    // Tokens from early and late steps take the palette's colours.
+    assert!(ordered.len() >= plain.len() + 2, "{plain:?} vs {ordered:?}");
+    update(&mut app, key(KeyCode::F(2)));
+    assert!(!app.commit_order && !app.confidence_colours);
+}

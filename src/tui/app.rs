@@ -134,6 +134,19 @@ impl LaneView {
         (n > 0).then(|| sum / n as f64)
     }
 
+    /// The step (1-based) that committed each position, up to `step`.
+    pub fn commit_steps_until(&self, step: usize, len: usize) -> Vec<Option<usize>> {
+        let mut steps = vec![None; len];
+        for (k, frame) in self.frames.iter().take(step).enumerate() {
+            for c in &frame.committed {
+                if let Some(slot) = steps.get_mut(c.pos) {
+                    *slot = Some(k + 1);
+                }
+            }
+        }
+        steps
+    }
+
     /// Score each position got when it was committed, up to `step`.
     pub fn scores_until(&self, step: usize, len: usize) -> Vec<Option<f64>> {
         let mut scores = vec![None; len];
@@ -324,6 +337,8 @@ pub struct App {
     /// Rows of the help overlay scrolled off its top (a short terminal cannot show it whole).
     pub help_scroll: usize,
     pub confidence_colours: bool,
+    /// Colour tokens by the step that committed them (F2's third state).
+    pub commit_order: bool,
     pub compare_mode: bool,
     /// Instruct models: the model's chat template, and whether runs wrap the text in it.
     pub chat_template: Option<ChatTemplate>,
@@ -395,6 +410,7 @@ impl App {
             show_help: false,
             help_scroll: 0,
             confidence_colours: false,
+            commit_order: false,
             compare_mode: false,
             chat_template: None,
             chat_mode: false,
@@ -794,7 +810,15 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
         Command::ScrubBack | Command::ScrubForward | Command::ScrubFirst | Command::ScrubLast => {
             scrub(app, command)
         }
-        Command::ToggleConfidence => app.confidence_colours = !app.confidence_colours,
+        // F2 cycles the colouring: plain, by confidence, by commit order.
+        Command::ToggleConfidence => {
+            (app.confidence_colours, app.commit_order) =
+                match (app.confidence_colours, app.commit_order) {
+                    (false, false) => (true, false),
+                    (true, _) => (false, true),
+                    (false, true) => (false, false),
+                };
+        }
         Command::ToggleCompare => {
             app.compare_mode = !app.compare_mode;
             let lanes: Vec<String> = app

@@ -88,7 +88,9 @@ impl Command {
             Command::ScrubForward => "history: one step forward",
             Command::ScrubFirst => "history: first step",
             Command::ScrubLast => "history: latest step (follow live)",
-            Command::ToggleConfidence => "colour tokens by confidence",
+            Command::ToggleConfidence => {
+                "colour tokens by confidence, then by commit order, then plain"
+            }
             Command::ToggleCompare => "compare strategies side by side",
             Command::ToggleChat => {
                 "chat mode: the text is a user message in the model's chat template"

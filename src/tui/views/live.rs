@@ -63,14 +63,22 @@ fn render_lane(
     let fresh: Vec<usize> = frame_event
         .map(|f| f.committed.iter().map(|c| c.pos).collect())
         .unwrap_or_default();
-    let scores = if app.confidence_colours {
-        lane.scores_until(step, canvas.len())
-    } else {
-        Vec::new()
-    };
     let shown = step.min(lane.frames.len());
     let planned =
         frame_event.map_or_else(|| lane.frames.first().map_or(0, |f| f.steps), |f| f.steps);
+    // By commit order, a token's place in the run (0 first step, 1 last) takes the confidence
+    // palette's place; the legend gives the step ranges.
+    let scores = if app.confidence_colours {
+        lane.scores_until(step, canvas.len())
+    } else if app.commit_order {
+        let last = planned.max(2) - 1;
+        lane.commit_steps_until(step, canvas.len())
+            .into_iter()
+            .map(|s| s.map(|s| (s - 1) as f64 / last as f64))
+            .collect()
+    } else {
+        Vec::new()
+    };
     // Scrubbing shows an earlier step: the title says so, and how the run itself stands.
     // A replay trailing the engine says so, and a paused one too.
     let scrubbing = run.cursor.is_some();
@@ -213,6 +221,22 @@ fn render_lane(
             styled(theme.confidence(0.9), "≥.8"),
             styled(theme.label, " "),
         ]))
+    } else if app.commit_order && first_lane {
+        // The steps each band of the palette covers (its thresholds: 0.25, 0.5, 0.8).
+        let last = planned.max(2) - 1;
+        let at = |f: f64| 1 + (f * last as f64).ceil() as usize;
+        let bands = [(0.0, 0.25), (0.25, 0.5), (0.5, 0.8), (0.8, 1.0)];
+        let mut spans = vec![styled(theme.label, " committed at step ")];
+        for (i, (from, to)) in bands.into_iter().enumerate() {
+            let first = at(from);
+            let end = if i == 3 { planned.max(1) } else { at(to) - 1 };
+            spans.push(styled(
+                theme.confidence((from + to) / 2.0),
+                format!("{first}-{end}"),
+            ));
+            spans.push(styled(theme.label, " "));
+        }
+        block.title_bottom(Line::from(spans))
     } else {
         block
     };
