@@ -171,6 +171,7 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
             },
             chat_template,
             replay_speed: config.ui.replay_speed.max(0.0),
+            presets: config.sampler.presets(),
             export_dir: match config.ui.export_dir.trim() {
                 "" => session::default_export_dir(),
                 dir => dir.into(),

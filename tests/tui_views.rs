@@ -1033,3 +1033,39 @@ fn tokens_can_be_coloured_by_commit_order() {
     update(&mut app, key(KeyCode::F(2)));
     assert!(!app.commit_order && !app.confidence_colours);
 }
+
+/// Ctrl-L cycles the parameter presets; each starts from the defaults, so nothing of the one
+/// before stays (Fast-dLLM's threshold is gone in Dream's).
+#[test]
+fn presets_cycle_and_replace_each_other() {
+    use dlm_tui::sampler::{CacheMode, Parallel, Schedule, Strategy};
+    let (mut app, _engine) = prepared();
+    let length = app.settings.length;
+    let names: Vec<String> = (0..5)
+        .map(|_| {
+            update(&mut app, ctrl('l'));
+            app.message.as_ref().unwrap().text.clone()
+        })
+        .collect();
+    assert!(names[0].starts_with("preset playground"), "{names:?}");
+    assert!(names[4].starts_with("preset playground"), "{names:?}");
+    // Back at the start: every preset applied once.
+    for _ in 0..2 {
+        update(&mut app, ctrl('l'));
+    }
+    let p = &app.settings.params;
+    assert_eq!((p.strategy, p.temperature), (Strategy::LowConfidence, 0.0));
+    assert_eq!(p.parallel, Some(Parallel::Threshold(0.9)));
+    assert_eq!(p.cache, CacheMode::Dual);
+    update(&mut app, ctrl('l'));
+    let p = &app.settings.params;
+    assert_eq!(
+        (p.strategy, p.schedule),
+        (Strategy::Entropy, Schedule::Timestep)
+    );
+    assert_eq!(
+        (p.top_p, p.parallel, p.cache),
+        (Some(0.95), None, CacheMode::None)
+    );
+    assert_eq!(app.settings.length, length, "the length is kept");
+}

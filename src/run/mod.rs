@@ -70,6 +70,38 @@ impl Settings {
     }
 }
 
+/// Named parameter sets a key cycles through (the config file adds its own): each a lane spec
+/// applied over the default parameters, so nothing of the previous preset stays.
+pub const PRESETS: &[(&str, &str)] = &[
+    ("playground", "margin:temperature=0.5:block-length=16"),
+    ("LLaDA", "low-confidence:temperature=0:block-length=32"),
+    (
+        "Fast-dLLM",
+        "low-confidence:temperature=0:block-length=32:threshold=0.9:cache=dual",
+    ),
+    // Dream denoises the whole canvas at once: a block longer than any canvas.
+    (
+        "Dream",
+        "entropy:temperature=0.2:top-p=0.95:schedule=timestep:block-length=32768",
+    ),
+];
+
+impl Settings {
+    /// These settings with `preset`'s parameters: the defaults with the preset applied, the
+    /// length, steps, seed, lanes and seed advance kept.
+    pub fn with_preset(&self, preset: &LaneSpec) -> Result<Settings, String> {
+        let mut base = Settings {
+            length: self.length,
+            steps: self.steps,
+            compare: self.compare.clone(),
+            advance_seed: self.advance_seed,
+            ..Settings::default()
+        };
+        base.params.seed = self.params.seed;
+        preset.apply(&base)
+    }
+}
+
 /// One comparison lane: a strategy, optionally with its own parameters, written like
 /// `margin` or `random:temperature=0.7:block-length=8`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,8 +145,10 @@ impl TryFrom<String> for LaneSpec {
             let settable = Field::ALL
                 .into_iter()
                 .filter(|f| !matches!(f, Field::Length | Field::Compare | Field::Strategy));
-            let field = settable.clone().find(|f| f.label() == key).ok_or_else(|| {
-                if Field::ALL.iter().any(|f| f.label() == key) {
+            // Labels are compared with '-' and '_' read as spaces ("top-p" is written so).
+            let same = |f: &Field| f.label().replace(['-', '_'], " ") == key;
+            let field = settable.clone().find(same).ok_or_else(|| {
+                if Field::ALL.iter().any(same) {
                     format!(
                         "compare: a lane cannot set {key:?} (its strategy comes first; the \
                          length and the lanes are shared)"

@@ -354,6 +354,9 @@ pub struct App {
     pub editor_area: Rect,
     /// Text area of the live panel's first lane as last drawn, with the scroll offset in effect.
     pub live_area: Rect,
+    /// Named parameter sets Ctrl-L cycles through, and the one applied last.
+    pub presets: Vec<(String, LaneSpec)>,
+    pub preset: Option<usize>,
     /// Replay speed in steps per second; 0 shows every step as soon as it arrives.
     pub replay_speed: f64,
     /// The last click in the editor (time and cell), to tell a double click.
@@ -427,6 +430,11 @@ impl App {
             panels: [Rect::default(); 3],
             last_click: None,
             replay_speed: 0.0,
+            presets: crate::run::PRESETS
+                .iter()
+                .filter_map(|(n, s)| Some((n.to_string(), LaneSpec::try_from(s.to_string()).ok()?)))
+                .collect(),
+            preset: None,
             codec,
         }
     }
@@ -709,6 +717,22 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
 
 fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
     match command {
+        Command::CyclePreset => {
+            if app.presets.is_empty() {
+                return Vec::new();
+            }
+            let next = app.preset.map_or(0, |i| (i + 1) % app.presets.len());
+            let (name, spec) = app.presets[next].clone();
+            match app.settings.with_preset(&spec) {
+                Ok(settings) => {
+                    app.settings = settings;
+                    app.preset = Some(next);
+                    app.info(format!("preset {name}: {spec}"));
+                }
+                Err(e) => app.error(format!("preset {name}: {e}")),
+            }
+            return Vec::new();
+        }
         Command::CopyResult => {
             return match app.result_text() {
                 Some(text) => {

@@ -81,6 +81,8 @@ pub struct SamplerSection {
     pub seed: u64,
     pub advance_seed: bool,
     pub compare: Vec<LaneSpec>,
+    /// Named parameter sets beside the built-in ones (a name of a built-in replaces it).
+    pub presets: BTreeMap<String, LaneSpec>,
 }
 
 impl Default for SamplerSection {
@@ -106,6 +108,7 @@ impl Default for SamplerSection {
             seed: s.params.seed,
             advance_seed: s.advance_seed,
             compare: s.compare,
+            presets: BTreeMap::new(),
         }
     }
 }
@@ -188,6 +191,23 @@ impl SamplerSection {
     }
 }
 
+impl SamplerSection {
+    /// The presets a key cycles through: the built-in ones, then this file's (same names
+    /// replace them).
+    pub fn presets(&self) -> Vec<(String, LaneSpec)> {
+        let mut all: Vec<(String, LaneSpec)> = crate::run::PRESETS
+            .iter()
+            .filter(|(name, _)| !self.presets.contains_key(*name))
+            .map(|(name, spec)| {
+                let spec = LaneSpec::try_from(spec.to_string()).expect("built-in presets parse");
+                (name.to_string(), spec)
+            })
+            .collect();
+        all.extend(self.presets.iter().map(|(n, s)| (n.clone(), s.clone())));
+        all
+    }
+}
+
 impl Config {
     /// Parses one config file's text; errors name `origin`, the line and the key.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
@@ -220,6 +240,28 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presets_from_the_file_join_the_built_in_ones() {
+        let config = Config::parse(
+            "[sampler]\npresets = { mine = \"random:temperature=0.8\", LLaDA = \"margin\" }\n",
+            "config.toml",
+        )
+        .unwrap();
+        let presets = config.sampler.presets();
+        let names: Vec<&str> = presets.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["playground", "Fast-dLLM", "Dream", "LLaDA", "mine"]);
+        assert_eq!(presets[3].1.to_string(), "margin");
+        let err = Config::parse(
+            "[sampler]\npresets = { bad = \"random:temprature=1\" }\n",
+            "c.toml",
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("did you mean temperature"),
+            "{err:#}"
+        );
+    }
 
     #[test]
     fn documented_file_equals_the_built_in_defaults_key_for_key() {

@@ -38,10 +38,11 @@ pub enum Command {
     Export,
     Reroll,
     CopyResult,
+    CyclePreset,
 }
 
 impl Command {
-    pub const ALL: [Command; 25] = [
+    pub const ALL: [Command; 26] = [
         Command::Run,
         Command::Cancel,
         Command::Quit,
@@ -67,6 +68,7 @@ impl Command {
         Command::Export,
         Command::Reroll,
         Command::CopyResult,
+        Command::CyclePreset,
     ];
 
     pub fn description(self) -> &'static str {
@@ -99,6 +101,9 @@ impl Command {
             Command::CycleTheme => "next colour theme",
             Command::Export => "export the last run (JSON lines and text)",
             Command::Reroll => "run again with a new random seed",
+            Command::CyclePreset => {
+                "next parameter preset (playground, LLaDA, Fast-dLLM, Dream, yours)"
+            }
             Command::CopyResult => {
                 "copy the result to the clipboard (through the terminal, OSC 52)"
             }
@@ -390,6 +395,7 @@ pub fn default_table() -> BTreeMap<Command, Vec<String>> {
         (Command::Export, t(&["F9", "Ctrl-E"])),
         (Command::Reroll, t(&["F4", "Ctrl-G"])),
         (Command::CopyResult, t(&["Ctrl-O"])),
+        (Command::CyclePreset, t(&["Ctrl-L"])),
     ])
 }
 

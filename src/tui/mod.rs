@@ -113,6 +113,8 @@ pub struct Options {
     pub export_dir: PathBuf,
     /// Steps per second the live panel shows (0: every step as it arrives).
     pub replay_speed: f64,
+    /// The parameter presets Ctrl-L cycles through.
+    pub presets: Vec<(String, crate::run::LaneSpec)>,
 }
 
 /// Runs the app until the user quits. The terminal is restored on every exit path.
@@ -129,6 +131,7 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
     );
     app.chat_template = options.chat_template;
     app.replay_speed = options.replay_speed;
+    app.presets = options.presets;
     app.settings = options.settings;
     let mut session_path = options.session_path;
     let export_dir = options.export_dir;
