@@ -1069,3 +1069,31 @@ fn presets_cycle_and_replace_each_other() {
     );
     assert_eq!(app.settings.length, length, "the length is kept");
 }
+
+/// Ctrl-D puts per-step charts (masks left, committed, mean score) under the live panel, one
+/// line per lane, naming each lane's colour.
+#[test]
+fn per_step_charts_show_under_the_live_panel() {
+    let (mut app, engine) = prepared();
+    app.compare_mode = true;
+    for e in run(&mut app, &engine) {
+        update(&mut app, Action::Engine(e));
+    }
+    update(&mut app, ctrl('d'));
+    assert!(app.show_charts);
+    let screen = draw(&mut app, 120, 36);
+    for needle in [
+        "Per step:",
+        "low-confidence",
+        "masks left",
+        "committed",
+        "mean score",
+    ] {
+        assert!(screen.contains(needle), "{needle}:\n{screen}");
+    }
+    // Half blocks: the lines are drawn.
+    assert!(screen.chars().any(|c| "▀▄█".contains(c)), "{screen}");
+    update(&mut app, ctrl('d'));
+    let screen = draw(&mut app, 120, 36);
+    assert!(!screen.contains("Per step:"), "{screen}");
+}

@@ -337,6 +337,8 @@ pub struct App {
     /// Rows of the help overlay scrolled off its top (a short terminal cannot show it whole).
     pub help_scroll: usize,
     pub confidence_colours: bool,
+    /// The per-step charts under the live panel (Ctrl-D).
+    pub show_charts: bool,
     /// Colour tokens by the step that committed them (F2's third state).
     pub commit_order: bool,
     pub compare_mode: bool,
@@ -414,6 +416,7 @@ impl App {
             help_scroll: 0,
             confidence_colours: false,
             commit_order: false,
+            show_charts: false,
             compare_mode: false,
             chat_template: None,
             chat_mode: false,
@@ -717,6 +720,10 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
 
 fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
     match command {
+        Command::ToggleCharts => {
+            app.show_charts = !app.show_charts;
+            return Vec::new();
+        }
         Command::CyclePreset => {
             if app.presets.is_empty() {
                 return Vec::new();

@@ -39,10 +39,11 @@ pub enum Command {
     Reroll,
     CopyResult,
     CyclePreset,
+    ToggleCharts,
 }
 
 impl Command {
-    pub const ALL: [Command; 26] = [
+    pub const ALL: [Command; 27] = [
         Command::Run,
         Command::Cancel,
         Command::Quit,
@@ -69,6 +70,7 @@ impl Command {
         Command::Reroll,
         Command::CopyResult,
         Command::CyclePreset,
+        Command::ToggleCharts,
     ];
 
     pub fn description(self) -> &'static str {
@@ -101,6 +103,7 @@ impl Command {
             Command::CycleTheme => "next colour theme",
             Command::Export => "export the last run (JSON lines and text)",
             Command::Reroll => "run again with a new random seed",
+            Command::ToggleCharts => "per-step charts: masks left, tokens committed, mean score",
             Command::CyclePreset => {
                 "next parameter preset (playground, LLaDA, Fast-dLLM, Dream, yours)"
             }
@@ -396,6 +399,7 @@ pub fn default_table() -> BTreeMap<Command, Vec<String>> {
         (Command::Reroll, t(&["F4", "Ctrl-G"])),
         (Command::CopyResult, t(&["Ctrl-O"])),
         (Command::CyclePreset, t(&["Ctrl-L"])),
+        (Command::ToggleCharts, t(&["Ctrl-D"])),
     ])
 }
 

@@ -1,5 +1,6 @@
 //! Views: pure functions of [`App`] that draw into a frame. Colours come only from the theme.
 
+mod charts;
 mod editor;
 mod help;
 mod live;
@@ -79,6 +80,16 @@ pub fn render(app: &App, frame: &mut Frame) -> Drawn {
         Layout::vertical([Constraint::Length(editor_height), Constraint::Min(4)]).areas(left);
 
     let (editor_inner, scroll) = editor::render(app, frame, editor_area);
+    // Ctrl-D puts the per-step charts under the live panel when there is room.
+    let live_area = if app.show_charts && live_area.height >= charts::HEIGHT + 6 {
+        let [lanes, charts_area] =
+            Layout::vertical([Constraint::Min(6), Constraint::Length(charts::HEIGHT)])
+                .areas(live_area);
+        charts::render(app, frame, charts_area);
+        lanes
+    } else {
+        live_area
+    };
     let live = live::render(app, frame, live_area);
     let params = if params_width > 0 {
         params::render(app, frame, right)
