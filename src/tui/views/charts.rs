@@ -14,8 +14,11 @@ use crate::tui::app::{App, LaneView};
 /// Rows the chart pane takes under the live panel.
 pub const HEIGHT: u16 = 9;
 
+/// A measure of a lane at a step (1-based).
+type Measure = fn(&LaneView, usize) -> f64;
+
 /// One measure per step of a lane, as (step, value) points.
-fn series(lane: &LaneView, shown: usize, measure: fn(&LaneView, usize) -> f64) -> Vec<(f64, f64)> {
+fn series(lane: &LaneView, shown: usize, measure: Measure) -> Vec<(f64, f64)> {
     (1..=shown.min(lane.frames.len()))
         .map(|step| (step as f64, measure(lane, step)))
         .collect()
@@ -67,7 +70,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let block = panel(app, Line::from(title), None);
     let body = inner(&block, area);
     frame.render_widget(block, area);
-    let charts: [(&str, fn(&LaneView, usize) -> f64); 3] = [
+    let charts: [(&str, Measure); 3] = [
         ("masks left", masks_left),
         ("committed", committed),
         ("mean score", mean_score),
