@@ -39,10 +39,15 @@ keys C-NPage
 keys F2
 shot confidence
 keys F2
+shot commit-order
+keys F2
 keys F7
 keys F5
 sleep 6
 shot compare
+keys C-d
+shot charts
+keys C-d
 keys F1
 shot help
 keys Escape
