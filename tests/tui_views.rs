@@ -40,6 +40,16 @@ fn ctrl(c: char) -> Action {
     Action::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
 }
 
+/// A mouse event at a cell, without modifiers.
+fn mouse(kind: crossterm::event::MouseEventKind, column: u16, row: u16) -> Action {
+    Action::Mouse(crossterm::event::MouseEvent {
+        kind,
+        column,
+        row,
+        modifiers: KeyModifiers::NONE,
+    })
+}
+
 fn type_text(app: &mut App, text: &str) {
     update(app, Action::Paste(text.to_string()));
 }
@@ -295,7 +305,7 @@ fn editing_masks_and_parameters_by_keys() {
 
 #[test]
 fn mouse_drag_selects_wrapped_text() {
-    use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    use crossterm::event::{MouseButton, MouseEventKind};
     let (mut app, _engine) = app();
     let long = "Once upon a time there was a girl who liked to run and jump and play in the sun all day long.";
     type_text(&mut app, long);
@@ -305,14 +315,6 @@ fn mouse_drag_selects_wrapped_text() {
         area.width < long.len() as u16,
         "the text must wrap in this test"
     );
-    let mouse = |kind, column, row| {
-        Action::Mouse(MouseEvent {
-            kind,
-            column,
-            row,
-            modifiers: KeyModifiers::NONE,
-        })
-    };
     // Drag over "Once" on the first row, then over the first 3 characters of the second row.
     update(
         &mut app,
@@ -694,7 +696,7 @@ fn the_parameters_panel_scrolls_to_the_selected_row() {
 /// and End follows the run again.
 #[test]
 fn the_live_panel_follows_the_run_and_scrolls_when_asked() {
-    use crossterm::event::{MouseEvent, MouseEventKind};
+    use crossterm::event::MouseEventKind;
     let (mut app, engine) = app();
     // A prompt of many short lines, then the generation region below them.
     type_text(&mut app, &"Tom ran.\n".repeat(16));
@@ -729,15 +731,11 @@ fn the_live_panel_follows_the_run_and_scrolls_when_asked() {
     draw(&mut app, 80, 24);
     assert_eq!(app.live_area.scroll, followed - 2);
 
-    let wheel = |kind| {
-        Action::Mouse(MouseEvent {
-            kind,
-            column: app.live_area.x + 1,
-            row: app.live_area.y + 1,
-            modifiers: KeyModifiers::NONE,
-        })
-    };
-    let down = wheel(MouseEventKind::ScrollDown);
+    let down = mouse(
+        MouseEventKind::ScrollDown,
+        app.live_area.x + 1,
+        app.live_area.y + 1,
+    );
     update(&mut app, down);
     draw(&mut app, 80, 24);
     let max = app.live_area.rows - app.live_area.height as usize;
@@ -862,17 +860,10 @@ fn a_zero_mask_marker_says_why_it_stays_text() {
 /// over the parameters moves the selection.
 #[test]
 fn clicks_focus_panels_and_pick_parameter_rows() {
-    use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    use crossterm::event::{MouseButton, MouseEventKind};
     let (mut app, _engine) = prepared();
     draw(&mut app, 100, 24);
-    let at = |kind, column, row| {
-        Action::Mouse(MouseEvent {
-            kind,
-            column,
-            row,
-            modifiers: KeyModifiers::NONE,
-        })
-    };
+    let at = mouse;
     let [_, params, live] = app.panels;
     update(
         &mut app,
@@ -947,17 +938,12 @@ fn the_compare_list_is_edited_in_place() {
 /// A double click in the editor selects the word under it.
 #[test]
 fn a_double_click_selects_a_word() {
-    use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    use crossterm::event::{MouseButton, MouseEventKind};
     let (mut app, _engine) = prepared();
     draw(&mut app, 100, 24);
     let area = app.editor_area;
     // "Once upon a time, ...": column 6 is inside "upon".
-    let click = Action::Mouse(MouseEvent {
-        kind: MouseEventKind::Down(MouseButton::Left),
-        column: area.x + 6,
-        row: area.y,
-        modifiers: KeyModifiers::NONE,
-    });
+    let click = mouse(MouseEventKind::Down(MouseButton::Left), area.x + 6, area.y);
     update(&mut app, click.clone());
     assert_eq!(app.doc.selected_text(), None);
     update(&mut app, click);
