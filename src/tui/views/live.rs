@@ -64,8 +64,15 @@ fn render_lane(
         .map(|f| f.committed.iter().map(|c| c.pos).collect())
         .unwrap_or_default();
     let shown = step.min(lane.frames.len());
-    let planned =
-        frame_event.map_or_else(|| lane.frames.first().map_or(0, |f| f.steps), |f| f.steps);
+    // Before the first step arrives, the plan is the lane's own step count.
+    let lane_index = run.lanes.iter().position(|l| std::ptr::eq(l, lane));
+    let recipe_steps = lane_index
+        .and_then(|i| run.recipe.lanes.get(i))
+        .map_or(0, |(_, params)| params.steps);
+    let planned = frame_event.map_or_else(
+        || lane.frames.first().map_or(recipe_steps, |f| f.steps),
+        |f| f.steps,
+    );
     // By commit order, a token's place in the run (0 first step, 1 last) takes the confidence
     // palette's place; the legend gives the step ranges.
     let scores = if app.confidence_colours {
