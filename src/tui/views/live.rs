@@ -7,6 +7,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::{inner, panel, styled};
+use crate::sampler::Strategy;
 use crate::tui::app::{Agreement, App, Focus, LaneView, Rect as HitRect, RunState, RunView};
 
 /// How one masked position is drawn.
@@ -192,7 +193,13 @@ fn render_lane(
         }
     }
     // The stats take a second row rather than being cut in a narrow lane.
-    let stats = Paragraph::new(stats_line(app, lane, shown, agreement)).wrap(Wrap { trim: true });
+    // Low-confidence scores are probabilities ("conf"); margin, entropy and random scores are
+    // not, and say "score".
+    let probability = lane_index
+        .and_then(|i| run.recipe.lanes.get(i))
+        .is_none_or(|(_, p)| p.strategy == Strategy::LowConfidence);
+    let stats = Paragraph::new(stats_line(app, lane, shown, agreement, probability))
+        .wrap(Wrap { trim: true });
     let stats_rows = stats.line_count(body.width).clamp(1, 2) as u16;
     let [text_area, stats_area] =
         Layout::vertical([Constraint::Min(1), Constraint::Length(stats_rows)]).areas(body);
@@ -350,6 +357,7 @@ fn stats_line(
     lane: &LaneView,
     shown: usize,
     agreement: Option<&Agreement>,
+    probability: bool,
 ) -> Line<'static> {
     let theme = app.theme();
     let mut spans = Vec::new();
@@ -370,7 +378,10 @@ fn stats_line(
     // Mean score of the tokens committed up to the step shown (their confidence for
     // probability-like strategies).
     if let Some(mean) = lane.mean_score_until(shown) {
-        stat("conf", format!("{mean:.3}"));
+        stat(
+            if probability { "conf" } else { "score" },
+            format!("{mean:.3}"),
+        );
     }
     // Share of this lane's generated tokens the other lanes have too (token-aligned).
     if let Some(a) = agreement {
