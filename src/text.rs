@@ -236,14 +236,15 @@ impl TextCodec {
         self.decode(&[id], false)
     }
 
-    /// The canvas as text, each masked position shown as [`MASK_GLYPH`].
-    pub fn canvas_text(&self, tokens: &[u32], mask_id: u32) -> String {
+    /// The canvas as text, each masked position shown as [`MASK_GLYPH`]; `skip_special` leaves
+    /// special tokens (end-of-text and the like) out.
+    pub fn canvas_text(&self, tokens: &[u32], mask_id: u32, skip_special: bool) -> String {
         let mut out = String::new();
         for (is_mask, run) in runs(tokens, mask_id) {
             if is_mask {
                 out.push_str(&MASK_GLYPH.repeat(run.len()));
             } else {
-                out.push_str(&self.decode(run, false));
+                out.push_str(&self.decode(run, skip_special));
             }
         }
         out

@@ -864,7 +864,7 @@ fn clicks_focus_panels_and_pick_parameter_rows() {
     let (mut app, _engine) = prepared();
     draw(&mut app, 100, 24);
     let at = mouse;
-    let [_, params, live] = app.panels;
+    let (params, live) = (app.params_area, app.live_panel_area);
     update(
         &mut app,
         at(

@@ -85,7 +85,7 @@ pub fn step_line(step: &StepEvent, codec: &TextCodec, mask_id: u32) -> serde_jso
         "masked": step.masked,
         "nfe": step.nfe,
         "elapsed_ms": step.elapsed.as_secs_f64() * 1e3,
-        "text": codec.canvas_text(&step.canvas, mask_id),
+        "text": codec.canvas_text(&step.canvas, mask_id, false),
     })
 }
 

@@ -363,8 +363,10 @@ pub struct App {
     pub replay_speed: f64,
     /// The last click in the editor (time and cell), to tell a double click.
     pub last_click: Option<(std::time::Instant, u16, u16)>,
-    /// Editor panel, parameter rows and live panel as last drawn (clicks focus them).
-    pub panels: [Rect; 3],
+    /// The parameter rows (with the first row shown) and the whole live panel as last drawn:
+    /// clicks there pick a row or focus the panel.
+    pub params_area: Rect,
+    pub live_panel_area: Rect,
     /// The live panel's top row when the user has scrolled it; `None` follows the run (the
     /// newest commits stay in view).
     pub live_scroll: Option<usize>,
@@ -430,7 +432,8 @@ impl App {
             editor_area: Rect::default(),
             live_area: Rect::default(),
             live_scroll: None,
-            panels: [Rect::default(); 3],
+            params_area: Rect::default(),
+            live_panel_area: Rect::default(),
             last_click: None,
             replay_speed: 0.0,
             presets: crate::run::PRESETS
@@ -574,15 +577,7 @@ impl App {
                 out.push_str(&format!("== {} ==\n", lane.label));
             }
             let canvas = lane.canvas_at(step, &run.initial);
-            let mut text = String::new();
-            let mask = self.model.mask_id;
-            for run in canvas.chunk_by(|a, b| (*a == mask) == (*b == mask)) {
-                if run[0] == mask {
-                    text.push_str(&crate::text::MASK_GLYPH.repeat(run.len()));
-                } else {
-                    text.push_str(&self.codec.decode(run, true));
-                }
-            }
+            let text = self.codec.canvas_text(canvas, self.model.mask_id, true);
             out.push_str(text.trim_end());
             out.push('\n');
         }
@@ -1125,7 +1120,7 @@ const DOUBLE_CLICK: Duration = Duration::from_millis(400);
 fn on_mouse(app: &mut App, mouse: MouseEvent) {
     let area = app.editor_area;
     let live = app.live_area;
-    let [_, params, live_panel] = app.panels;
+    let (params, live_panel) = (app.params_area, app.live_panel_area);
     let (x, y) = (mouse.column, mouse.row);
     match mouse.kind {
         // A click on the parameters picks that row; on the live panel, focuses it.

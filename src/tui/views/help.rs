@@ -27,22 +27,14 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         })
         .collect();
     lines.push(Line::default());
-    lines.push(Line::from(styled(
-        theme.label,
+    for note in [
         " Editor: arrows move, Shift+arrows or mouse drag select, typing [MASK:N] makes a span.",
-    )));
-    lines.push(Line::from(styled(
-        theme.label,
         " Live panel: Left/Right/Home/End scrub steps; Up/Down (Shift: a page) and the wheel scroll.",
-    )));
-    lines.push(Line::from(styled(
-        theme.label,
         " Parameters: Up/Down pick, Left/Right adjust, Enter types a value.",
-    )));
-    lines.push(Line::from(styled(
-        theme.label,
         " ? shows this help outside the editor; Up/Down scroll it, other keys close it.",
-    )));
+    ] {
+        lines.push(Line::from(styled(theme.label, note)));
+    }
     let height = (lines.len() as u16 + 2).min(area.height);
     // A short terminal scrolls the overlay; its bottom border says how much is hidden.
     let visible = height.saturating_sub(2) as usize;

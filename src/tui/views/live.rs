@@ -37,9 +37,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {
     };
     let mut first: Option<HitRect> = None;
     let mut rows = 0;
-    for (i, (lane, lane_area)) in run.lanes.iter().zip(areas.iter()).enumerate() {
+    for (i, lane_area) in areas.iter().enumerate().take(run.lanes.len()) {
         let agreement = agreements.get(i).and_then(Option::as_ref);
-        let drawn = render_lane(app, run, lane, agreement, frame, *lane_area);
+        let drawn = render_lane(app, run, i, agreement, frame, *lane_area);
         rows = rows.max(drawn.rows);
         first.get_or_insert(drawn);
     }
@@ -49,14 +49,16 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {
     }
 }
 
+/// Draws lane `index` of the run.
 fn render_lane(
     app: &App,
     run: &RunView,
-    lane: &LaneView,
+    index: usize,
     agreement: Option<&Agreement>,
     frame: &mut Frame,
     area: Rect,
 ) -> HitRect {
+    let lane = &run.lanes[index];
     let theme = app.theme();
     let step = run.shown_step();
     let frame_event = lane.frame_at(step);
@@ -66,10 +68,8 @@ fn render_lane(
         .unwrap_or_default();
     let shown = step.min(lane.frames.len());
     // Before the first step arrives, the plan is the lane's own step count.
-    let lane_index = run.lanes.iter().position(|l| std::ptr::eq(l, lane));
-    let recipe_steps = lane_index
-        .and_then(|i| run.recipe.lanes.get(i))
-        .map_or(0, |(_, params)| params.steps);
+    let recipe = run.recipe.lanes.get(index).map(|(_, params)| params);
+    let recipe_steps = recipe.map_or(0, |params| params.steps);
     let planned = frame_event.map_or_else(
         || lane.frames.first().map_or(recipe_steps, |f| f.steps),
         |f| f.steps,
@@ -195,9 +195,7 @@ fn render_lane(
     // The stats take a second row rather than being cut in a narrow lane.
     // Low-confidence scores are probabilities ("conf"); margin, entropy and random scores are
     // not, and say "score".
-    let probability = lane_index
-        .and_then(|i| run.recipe.lanes.get(i))
-        .is_none_or(|(_, p)| p.strategy == Strategy::LowConfidence);
+    let probability = recipe.is_none_or(|p| p.strategy == Strategy::LowConfidence);
     let stats = Paragraph::new(stats_line(app, lane, shown, agreement, probability))
         .wrap(Wrap { trim: true });
     let stats_rows = stats.line_count(body.width).clamp(1, 2) as u16;
@@ -221,7 +219,7 @@ fn render_lane(
         }
     };
     let below = max - offset;
-    let first_lane = std::ptr::eq(lane, &run.lanes[0]);
+    let first_lane = index == 0;
     // F2's colours get their legend on the first lane's border.
     let block = if app.confidence_colours && first_lane {
         block.title_bottom(Line::from(vec![

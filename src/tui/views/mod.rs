@@ -30,8 +30,6 @@ pub struct Drawn {
     pub live_panel: HitRect,
     /// The parameter rows, with the first row shown.
     pub params: HitRect,
-    /// The editor panel as a whole, border included, for clicks.
-    pub editor_panel: HitRect,
 }
 
 impl Drawn {
@@ -39,7 +37,8 @@ impl Drawn {
     pub fn apply(self, app: &mut App) {
         app.editor_area = self.editor;
         app.live_area = self.live;
-        app.panels = [self.editor_panel, self.params, self.live_panel];
+        app.params_area = self.params;
+        app.live_panel_area = self.live_panel;
     }
 }
 
@@ -112,7 +111,6 @@ pub fn render(app: &App, frame: &mut Frame) -> Drawn {
         live,
         live_panel: hit(live_area),
         params,
-        editor_panel: hit(editor_area),
     }
 }
 
