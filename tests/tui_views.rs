@@ -783,6 +783,7 @@ fn lanes_are_compared_token_aligned() {
         cursor: None,
         paced: false,
         head: 0.0,
+        agreement: Vec::new(),
         elapsed: Duration::ZERO,
     };
     let agreements = run.agreements(M);

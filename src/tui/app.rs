@@ -176,6 +176,8 @@ pub struct RunView {
     pub paced: bool,
     /// Where the replay is, in steps (fractions accumulate between frames).
     pub head: f64,
+    /// How the finished lanes agree ([`RunView::agreements`], kept from the last lane to finish).
+    pub agreement: Vec<Option<Agreement>>,
     pub elapsed: Duration,
 }
 
@@ -927,6 +929,7 @@ fn run_now(app: &mut App) -> Vec<Effect> {
                 cursor: None,
                 paced: app.replay_speed > 0.0,
                 head: 0.0,
+                agreement: Vec::new(),
                 elapsed: Duration::ZERO,
             });
             app.message = None;
@@ -1196,6 +1199,10 @@ fn on_engine(app: &mut App, event: Event) {
         Event::LaneDone(summary) => {
             if let Some(lane) = run.lanes.get_mut(summary.lane) {
                 lane.summary = Some(summary);
+            }
+            // Lanes are compared once, when one finishes, not at every frame.
+            if run.lanes.len() > 1 {
+                run.agreement = run.agreements(app.model.mask_id);
             }
         }
         Event::Finished { elapsed } => {

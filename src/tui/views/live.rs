@@ -30,15 +30,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {
     };
     let n = run.lanes.len().max(1);
     let areas = Layout::horizontal(vec![Constraint::Ratio(1, n as u32); n]).split(area);
-    let agreements = if n > 1 {
-        run.agreements(app.tokens.mask_id)
-    } else {
-        Vec::new()
-    };
     let mut first: Option<HitRect> = None;
     let mut rows = 0;
     for (i, lane_area) in areas.iter().enumerate().take(run.lanes.len()) {
-        let agreement = agreements.get(i).and_then(Option::as_ref);
+        let agreement = run.agreement.get(i).and_then(Option::as_ref);
         let drawn = render_lane(app, run, i, agreement, frame, *lane_area);
         rows = rows.max(drawn.rows);
         first.get_or_insert(drawn);
