@@ -363,6 +363,8 @@ pub struct App {
     pub preset: Option<usize>,
     /// Replay speed in steps per second; 0 shows every step as soon as it arrives.
     pub replay_speed: f64,
+    /// [`App::canvas_len`]'s last answer and what it was for (text, length, chat mode).
+    canvas_len_cache: std::cell::RefCell<Option<CanvasLenKey>>,
     /// The last click in the editor (time and cell), to tell a double click.
     pub last_click: Option<(std::time::Instant, u16, u16)>,
     /// The parameter rows (with the first row shown) and the whole live panel as last drawn:
@@ -374,6 +376,9 @@ pub struct App {
     pub live_scroll: Option<usize>,
     codec: Arc<TextCodec>,
 }
+
+/// A canvas length and the text, generation length and chat mode it was counted for.
+type CanvasLenKey = ((String, usize, bool), Option<usize>);
 
 /// Something the runtime must do after an update.
 #[derive(Debug, Clone, PartialEq)]
@@ -437,6 +442,7 @@ impl App {
             params_area: Rect::default(),
             live_panel_area: Rect::default(),
             last_click: None,
+            canvas_len_cache: Default::default(),
             replay_speed: 0.0,
             presets: crate::run::PRESETS
                 .iter()
@@ -519,6 +525,20 @@ impl App {
     /// or not they fit the model's context (past it, counted without building the canvas, so
     /// `[MASK:9999999999]` costs nothing); `None` when the count overflows.
     pub fn canvas_len(&self) -> Option<usize> {
+        // The editor's title asks at every frame: tokenize only when the text, the length or
+        // chat mode changed.
+        let key = (self.doc.to_prompt(), self.settings.length, self.chat_mode);
+        if let Some((cached, len)) = self.canvas_len_cache.borrow().as_ref() {
+            if *cached == key {
+                return *len;
+            }
+        }
+        let len = self.count_canvas();
+        *self.canvas_len_cache.borrow_mut() = Some((key, len));
+        len
+    }
+
+    fn count_canvas(&self) -> Option<usize> {
         if let Ok((canvas, _)) = self.canvas(self.model.max_context) {
             return Some(canvas.len());
         }
