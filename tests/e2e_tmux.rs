@@ -150,17 +150,36 @@ fn a_person_edits_runs_cancels_compares_and_quits() {
     t.keys(&["F5"]);
     let screen = t.wait_for("done", Duration::from_secs(60));
     assert!(screen.contains("margin · step"), "{screen}");
-    assert!(!t.screen(false).contains("░░░"), "masks left after the run");
+    assert!(!t.screen(false).contains("▒▒▒"), "masks left after the run");
     // Scrub to the first step: masks are visible and the tokens committed in that step are
     // highlighted (the dark theme's background #ffd75f).
     t.keys(&["C-PPage", "NPage"]);
     let screen = t.wait_for("step 1/", Duration::from_secs(5));
-    assert!(screen.contains("░░░"), "{screen}");
+    // Masks the sampler has not scored yet show the mask glyph; those in the first window show
+    // its proposals (ghost text) between the window's marks.
+    assert!(screen.contains("▒▒▒"), "{screen}");
+    assert!(
+        screen.matches('│').count() >= 4,
+        "no window marks:\n{screen}"
+    );
     let coloured = t.screen(true);
     assert!(
         coloured.contains("48;2;255;215;95"),
         "no highlighted tokens:\n{coloured}"
     );
+    // The token inspector: the token committed in the step shown, its step, score and the
+    // model's top candidates; the arrows move it, Esc closes it.
+    t.keys(&["Tab", "Tab", "i"]);
+    let screen = t.wait_for("token inspector", Duration::from_secs(5));
+    assert!(screen.contains("committed at step 1"), "{screen}");
+    assert!(screen.contains("most likely at step 1:"), "{screen}");
+    assert!(screen.matches('%').count() >= 5, "{screen}");
+    t.keys(&["Right", "Right"]);
+    std::thread::sleep(Duration::from_millis(200));
+    t.keys(&["Escape"]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!t.screen(false).contains("token inspector"));
+    t.keys(&["Tab"]);
     t.keys(&["C-NPage"]);
 
     // Cancel a long run straight away: the panel says so and keeps what it had.

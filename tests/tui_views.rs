@@ -1084,3 +1084,58 @@ fn per_step_charts_show_under_the_live_panel() {
     let screen = draw(&mut app, 120, 36);
     assert!(!screen.contains("Per step:"), "{screen}");
 }
+
+/// The token inspector (`i` in the live panel, or a click on a token): the token, the step that
+/// committed it with its score, and the model's top candidates at that step; a masked position
+/// shows the latest proposal. Ghost text and the window marks show the sampler's view.
+#[test]
+fn the_token_inspector_and_the_samplers_view() {
+    let (mut app, engine) = prepared();
+    let events = run(&mut app, &engine);
+    for e in events {
+        update(&mut app, Action::Engine(e));
+    }
+    // Step 1: most positions are still masked; the first window's masks show proposals.
+    update(
+        &mut app,
+        Action::Key(KeyEvent::new(KeyCode::PageUp, KeyModifiers::CONTROL)),
+    );
+    update(&mut app, key(KeyCode::PageDown));
+    app.focus = Focus::Live;
+    let screen = draw(&mut app, 100, 24);
+    assert!(screen.contains('│') && screen.contains("▒▒▒"), "{screen}");
+    update(&mut app, key(KeyCode::Char('i')));
+    let screen = draw(&mut app, 100, 24);
+    assert!(screen.contains("committed at step 1 · score"), "{screen}");
+    assert!(screen.contains("most likely at step 1:"), "{screen}");
+    insta::assert_snapshot!("inspector_committed", screen);
+    // Right moves to the next token: a mask in the window, with its proposal.
+    let before = app.inspector.unwrap();
+    update(&mut app, key(KeyCode::Right));
+    let after = app.inspector.unwrap();
+    assert!(after.pos > before.pos, "{before:?} -> {after:?}");
+    let screen = draw(&mut app, 100, 24);
+    assert!(
+        screen.contains("masked") || screen.contains("committed at step"),
+        "{screen}"
+    );
+    // Esc closes it; a click on a token opens it there.
+    update(&mut app, key(KeyCode::Esc));
+    assert!(app.inspector.is_none());
+    let cells = app.live_cells[0].clone();
+    let target = cells.placed[cells.placed.len() / 2];
+    update(
+        &mut app,
+        mouse(
+            crossterm::event::MouseEventKind::Down(crossterm::event::MouseButton::Left),
+            cells.area.x + target.col as u16,
+            cells.area.y + (target.row - cells.area.scroll) as u16,
+        ),
+    );
+    assert_eq!(app.inspector.map(|c| c.pos), Some(target.pos));
+    // `g` turns the sampler's view off: masks only, no window marks.
+    update(&mut app, key(KeyCode::Esc));
+    update(&mut app, key(KeyCode::Char('g')));
+    let screen = draw(&mut app, 100, 24);
+    insta::assert_snapshot!("sampler_view_off", screen);
+}

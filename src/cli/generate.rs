@@ -33,6 +33,11 @@ pub struct GenerateArgs {
     /// Print every step as a JSON line, then a final `done` line.
     #[arg(long)]
     pub json: bool,
+    /// With --json: add to each step line every position the step scored, committed or kept
+    /// masked, with its proposal, score and the model's 5 most likely tokens there (what the
+    /// playground's token inspector shows; `dlm-tui replay` reads it).
+    #[arg(long, requires = "json")]
+    pub inspect: bool,
 }
 
 /// A count flag: a whole number from 0, with that said when a negative one is given (clap would
@@ -240,6 +245,7 @@ pub fn run(mut args: GenerateArgs) -> Result<()> {
     let mut handle = engine.submit(Job {
         canvas: canvas.clone(),
         lanes: vec![params],
+        inspect: args.inspect,
     });
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

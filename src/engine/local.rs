@@ -31,6 +31,11 @@ impl LocalLane {
         })
     }
 
+    /// Keeps what each step scored in its events (see [`Job::inspect`](super::Job::inspect)).
+    pub fn inspect(&mut self, on: bool) {
+        self.sampler.inspect(on);
+    }
+
     /// See [`StepEvent::speedup`].
     fn speedup(&self) -> f64 {
         let work = self.sampler.nfe() as f64 * (1.0 - self.cache.saved());
@@ -64,6 +69,8 @@ impl LaneBackend for LocalLane {
                     nfe: report.nfe,
                     elapsed: self.elapsed,
                     speedup: self.speedup(),
+                    window: report.window,
+                    scored: report.scored,
                 })
             }
             None => Progress::Done(LaneSummary {

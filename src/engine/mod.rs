@@ -11,6 +11,7 @@ pub mod trace;
 
 pub use local::LocalLane;
 
+use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
@@ -21,7 +22,7 @@ use anyhow::{anyhow, Result};
 use tokio::sync::mpsc;
 
 use crate::model::{Denoiser, ModelInfo};
-use crate::sampler::{Commit, SamplerParams};
+use crate::sampler::{Commit, SamplerParams, Scored};
 
 /// Name of the engine's thread (the UI's panic hook leaves that thread's panics to the engine).
 pub const WORKER_NAME: &str = "dlm-engine";
@@ -35,6 +36,9 @@ const EVENT_BUFFER: usize = 256;
 pub struct Job {
     pub canvas: Vec<u32>,
     pub lanes: Vec<SamplerParams>,
+    /// Keep what every step scored ([`StepEvent::scored`]): the token inspector's and the ghost
+    /// text's data. Off for plain generation.
+    pub inspect: bool,
 }
 
 /// One denoising step of one lane.
@@ -59,6 +63,11 @@ pub struct StepEvent {
     /// budget spread evenly, every pass over the whole canvas): what parallel decoding and
     /// caching buy.
     pub speedup: f64,
+    /// The semi-autoregressive window this step worked in.
+    pub window: Range<usize>,
+    /// Every masked position this step scored (proposal, score, top candidates), committed or
+    /// kept masked; empty unless the job inspects.
+    pub scored: Vec<Scored>,
 }
 
 /// Totals of a finished lane.
@@ -253,7 +262,8 @@ fn run_job(
         .lanes
         .iter()
         .map(|params| {
-            let lane = LocalLane::new(job.canvas.clone(), params.clone(), traits.clone())?;
+            let mut lane = LocalLane::new(job.canvas.clone(), params.clone(), traits.clone())?;
+            lane.inspect(job.inspect);
             Ok((Box::new(lane) as Box<dyn LaneBackend>, false))
         })
         .collect::<Result<Vec<_>>>()?;

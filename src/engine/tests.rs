@@ -65,7 +65,11 @@ impl Denoiser for Toy {
 fn job(lanes: Vec<SamplerParams>) -> Job {
     let mut canvas = vec![1, 2];
     canvas.extend([MASK; 8]);
-    Job { canvas, lanes }
+    Job {
+        canvas,
+        lanes,
+        inspect: false,
+    }
 }
 
 fn params(strategy: Strategy) -> SamplerParams {
@@ -179,6 +183,7 @@ fn invalid_jobs_fail_cleanly() {
     let events = drain(&mut engine.submit(Job {
         canvas: vec![MASK; 100],
         lanes: vec![params(Strategy::LowConfidence)],
+        inspect: false,
     }));
     match events.last() {
         Some(Event::Failed(msg)) => assert!(msg.contains("at most 64"), "{msg}"),

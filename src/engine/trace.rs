@@ -76,7 +76,7 @@ pub fn step_line(step: &StepEvent, codec: &TextCodec, mask_id: u32) -> serde_jso
             })
         })
         .collect();
-    json!({
+    let mut line = json!({
         "type": "step",
         "lane": step.lane,
         "step": step.step,
@@ -85,8 +85,24 @@ pub fn step_line(step: &StepEvent, codec: &TextCodec, mask_id: u32) -> serde_jso
         "masked": step.masked,
         "nfe": step.nfe,
         "elapsed_ms": step.elapsed.as_secs_f64() * 1e3,
+        "window": [step.window.start, step.window.end],
         "text": codec.canvas_text(&step.canvas, mask_id, false),
-    })
+    });
+    if !step.scored.is_empty() {
+        line["scored"] = step
+            .scored
+            .iter()
+            .map(|s| {
+                json!({
+                    "pos": s.pos,
+                    "id": s.id,
+                    "score": s.score,
+                    "top": s.top.iter().map(|&(id, p)| json!([id, codec.token_text(id), p])).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+    }
+    line
 }
 
 /// How a lane's trace ends (the end line's `type`).

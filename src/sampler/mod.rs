@@ -273,6 +273,21 @@ pub struct Commit {
     pub score: f64,
 }
 
+/// How many candidates the inspector keeps per scored position.
+pub const TOP_CANDIDATES: usize = 5;
+
+/// What the sampler saw at one masked position in one step (kept only when inspecting): the
+/// token it proposed and that token's score, and the model's most likely tokens there with
+/// their probabilities (softmax of the logits after guidance and end-of-text suppression, before
+/// temperature), most likely first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scored {
+    pub pos: usize,
+    pub id: u32,
+    pub score: f64,
+    pub top: Vec<(u32, f32)>,
+}
+
 /// The result of one denoising step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepReport {
@@ -285,6 +300,12 @@ pub struct StepReport {
     pub masked: usize,
     /// Model forward calls so far.
     pub nfe: usize,
+    /// The semi-autoregressive window of this step: the block whose masks it could commit
+    /// (masks before it that a schedule left behind are eligible too).
+    pub window: Range<usize>,
+    /// Every masked position the step scored, committed or not, when inspecting
+    /// ([`Sampler::inspect`]); empty otherwise.
+    pub scored: Vec<Scored>,
 }
 
 /// A denoising run over one canvas.
@@ -303,6 +324,7 @@ pub struct Sampler {
     steps_done: usize,
     nfe: usize,
     rng: ChaCha8Rng,
+    inspect: bool,
 }
 
 impl Sampler {
@@ -335,6 +357,7 @@ impl Sampler {
             block_initial_masks: 0,
             steps_done: 0,
             nfe: 0,
+            inspect: false,
         };
         sampler.block_initial_masks = sampler.masks_in_block();
         // Skip leading blocks that have nothing to denoise.
@@ -344,6 +367,12 @@ impl Sampler {
 
     pub fn tokens(&self) -> &[u32] {
         &self.tokens
+    }
+
+    /// Keeps what each step scored ([`StepReport::scored`]) for the token inspector and the
+    /// ghost text. It changes no token: the extra work only reads the logits.
+    pub fn inspect(&mut self, on: bool) {
+        self.inspect = on;
     }
 
     pub fn params(&self) -> &SamplerParams {
@@ -453,6 +482,7 @@ impl Sampler {
             )),
             Some(_) => None,
         };
+        let mut scored = Vec::new();
         let committed = if fixed_count == Some(0) || remaining == 0 {
             Vec::new()
         } else {
@@ -466,13 +496,25 @@ impl Sampler {
             {
                 bail!("the model returned logits of the wrong shape");
             }
-            let candidates = self.score_candidates(&logits, block.end);
+            let (candidates, tops) = self.score_candidates(&logits, block.end);
             if let Some(bad) = candidates.iter().find(|c| c.score.is_nan()) {
                 bail!(
                     "the model produced non-finite logits (NaN) at position {}: its weights or \
                      config.json are broken (e.g. NaN weights, rms_norm_eps <= 0, rope_theta 0)",
                     bad.pos
                 );
+            }
+            if self.inspect {
+                scored = candidates
+                    .iter()
+                    .zip(tops)
+                    .map(|(c, top)| Scored {
+                        pos: c.pos,
+                        id: c.id,
+                        score: c.score,
+                        top,
+                    })
+                    .collect();
             }
             let mut chosen = self.choose(candidates, fixed_count);
             for c in &chosen {
@@ -498,6 +540,8 @@ impl Sampler {
             committed,
             masked: self.masked(),
             nfe: self.nfe,
+            window: block.start..block.end,
+            scored,
         }))
     }
 
@@ -599,7 +643,13 @@ impl Sampler {
     /// Rows are independent, so they are scored in parallel (a 126k-entry vocabulary makes each
     /// row expensive). Randomness stays reproducible for a seed whatever the thread count: each
     /// step draws one base seed from the run's generator, and position p uses stream p of it.
-    fn score_candidates(&mut self, logits: &[Logits], window_end: usize) -> Vec<Commit> {
+    ///
+    /// When inspecting, each position also gets its [`TOP_CANDIDATES`] most likely tokens.
+    fn score_candidates(
+        &mut self,
+        logits: &[Logits],
+        window_end: usize,
+    ) -> (Vec<Commit>, Vec<Vec<(u32, f32)>>) {
         use rayon::prelude::*;
         let positions: Vec<usize> = (0..window_end)
             .filter(|&p| self.tokens[p] == self.traits.mask_id)
@@ -609,6 +659,7 @@ impl Sampler {
         let base: u64 = if needs_rng { self.rng.random() } else { 0 };
         let hidden = self.hidden_from_scores();
         let this = &*self;
+        let inspect = self.inspect;
         positions
             .into_par_iter()
             .map(|pos| {
@@ -628,7 +679,12 @@ impl Sampler {
                 let uniform = if random { rng.random::<f64>() } else { 0.0 };
                 // A NaN anywhere in the row marks the position (checked by the caller).
                 let broken = row.iter().any(|v| v.is_nan());
-                Commit {
+                let top = if inspect {
+                    top_probabilities(&row, TOP_CANDIDATES)
+                } else {
+                    Vec::new()
+                };
+                let commit = Commit {
                     pos,
                     id,
                     score: if broken {
@@ -636,9 +692,10 @@ impl Sampler {
                     } else {
                         score(this.params.strategy, &dist, pos, uniform)
                     },
-                }
+                };
+                (commit, top)
             })
-            .collect()
+            .unzip()
     }
 
     /// Picks the positions to commit: top-k by score (ties to the left), k sampled without
@@ -701,6 +758,28 @@ impl Sampler {
         chosen.sort_by_key(|c| c.pos);
         chosen
     }
+}
+
+/// The `k` most likely entries of softmax(`row`) with their probabilities, most likely first
+/// (ties to the lower id). One pass for the normaliser, one for the selection.
+pub fn top_probabilities(row: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return Vec::new();
+    }
+    let sum: f64 = row.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+    for (i, &l) in row.iter().enumerate() {
+        if best.len() == k && best.last().is_some_and(|&(_, b)| l <= b) {
+            continue;
+        }
+        let at = best.partition_point(|&(_, b)| b >= l);
+        best.insert(at, (i as u32, l));
+        best.truncate(k);
+    }
+    best.into_iter()
+        .map(|(id, l)| (id, (((l - max) as f64).exp() / sum) as f32))
+        .collect()
 }
 
 #[cfg(test)]

@@ -416,3 +416,69 @@ fn non_finite_logits_are_an_error() {
         assert!(format!("{e:#}").contains("non-finite"), "{e:#}");
     }
 }
+
+/// Inspecting records what every step scored without changing a token: each committed token is
+/// among the scored positions with the same id and score, kept masks are the rest of the window,
+/// and the top candidates are probabilities in falling order.
+#[test]
+fn inspecting_records_the_scored_positions_and_changes_nothing() {
+    let sharp = |p: usize| 1.0 + (p % 5) as f32 * 0.7;
+    for temperature in [0.0, 0.8] {
+        let p = SamplerParams {
+            temperature,
+            ..params(4, 4)
+        };
+        let (plain, plain_reports) = run(canvas(3, 8), p.clone(), sharp);
+        let mut sampler = Sampler::new(canvas(3, 8), p, traits()).unwrap();
+        sampler.inspect(true);
+        let mut reports = Vec::new();
+        while let Some(r) = sampler
+            .step(|request| {
+                Ok(request
+                    .canvases
+                    .iter()
+                    .map(|t| fake_logits(t.len(), sharp))
+                    .collect())
+            })
+            .unwrap()
+        {
+            reports.push(r);
+        }
+        assert_eq!(sampler.tokens(), plain.as_slice());
+        assert!(plain_reports.iter().all(|r| r.scored.is_empty()));
+        for (r, plain) in reports.iter().zip(&plain_reports) {
+            assert_eq!(r.committed, plain.committed);
+            assert_eq!(r.window, plain.window);
+            // Steps 1-2 in the first block, 3-4 in the second.
+            assert!(r.window == (3..7) || r.window == (7..11), "{:?}", r.window);
+            for c in &r.committed {
+                let s = r.scored.iter().find(|s| s.pos == c.pos).expect("scored");
+                assert_eq!((s.id, s.score), (c.id, c.score));
+            }
+            assert!(r.scored.iter().all(|s| s.pos < r.window.end));
+            for s in &r.scored {
+                assert_eq!(s.top.len(), TOP_CANDIDATES);
+                assert!(s.top.windows(2).all(|w| w[0].1 >= w[1].1));
+                let total: f32 = s.top.iter().map(|t| t.1).sum();
+                assert!(total <= 1.0 + 1e-5 && s.top[0].1 > 0.0);
+                // The fake model's favourite at p is p % 7.
+                assert_eq!(s.top[0].0, (s.pos % 7) as u32);
+            }
+        }
+        // The first step scored the whole first block: 4 positions, 2 committed, 2 kept.
+        assert_eq!(reports[0].scored.len(), 4);
+    }
+}
+
+#[test]
+fn top_probabilities_of_hand_made_logits() {
+    // softmax([ln 1, ln 6, ln 3]) = [0.1, 0.6, 0.3]
+    let top = top_probabilities(&[0.0, 6f32.ln(), 3f32.ln()], 2);
+    assert_eq!(top.len(), 2);
+    assert_eq!((top[0].0, top[1].0), (1, 2));
+    assert!((top[0].1 - 0.6).abs() < 1e-6 && (top[1].1 - 0.3).abs() < 1e-6);
+    // Ties go to the lower id; -inf entries have probability 0; k larger than the row.
+    let top = top_probabilities(&[1.0, 1.0, f32::NEG_INFINITY], 5);
+    assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert_eq!(top[2].1, 0.0);
+}

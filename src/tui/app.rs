@@ -9,6 +9,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent,
 use serde::{Deserialize, Serialize};
 
 use super::editor::{index_at, visual_rows, Document, Unit};
+use super::flow::Placed;
 use super::keymap::{Command, KeyMap};
 use super::params::ParamsForm;
 use super::theme::Theme;
@@ -16,7 +17,7 @@ use crate::chat::{ChatTemplate, Message as ChatMessage};
 use crate::engine::{Event, Job, LaneSummary, StepEvent};
 use crate::model::ModelInfo;
 use crate::run::{Field, LaneSpec, Settings};
-use crate::sampler::SamplerParams;
+use crate::sampler::{Commit, SamplerParams, Scored};
 use crate::text::TextCodec;
 
 /// Which panel receives typing.
@@ -98,6 +99,32 @@ pub struct RunRecipe {
     pub lanes: Vec<(String, SamplerParams)>,
 }
 
+/// The token inspector's facts about one position of a lane (see [`LaneView::inspect`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenRecord<'a> {
+    /// The step that committed it, if it was committed by the step shown.
+    pub committed_at: Option<usize>,
+    pub commit: Option<Commit>,
+    /// The step whose scoring is shown, and what the sampler recorded there.
+    pub scored: Option<(usize, &'a Scored)>,
+    /// Whether the run kept candidates at all (runs read from a trace may not have).
+    pub recorded: bool,
+}
+
+/// Where a lane's text and tokens were drawn, for the mouse and the token cursor.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LaneCells {
+    pub area: Rect,
+    pub placed: Vec<Placed>,
+}
+
+/// The token cursor of the live panel: a lane and a canvas position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenCursor {
+    pub lane: usize,
+    pub pos: usize,
+}
+
 /// One lane of the current run, with its full history.
 #[derive(Debug, Clone)]
 pub struct LaneView {
@@ -145,6 +172,49 @@ impl LaneView {
             }
         }
         steps
+    }
+
+    /// The sampler's latest proposal under each position up to `step`, and whether it was made
+    /// in that step itself (a position scored then and kept masked) rather than earlier.
+    pub fn ghosts_until(&self, step: usize, len: usize) -> Vec<Option<(u32, bool)>> {
+        let mut ghosts = vec![None; len];
+        let shown = step.min(self.frames.len());
+        for (k, frame) in self.frames.iter().take(shown).enumerate() {
+            for s in &frame.scored {
+                if let Some(slot) = ghosts.get_mut(s.pos) {
+                    *slot = Some((s.id, k + 1 == shown));
+                }
+            }
+        }
+        ghosts
+    }
+
+    /// What the inspector shows for `pos` at `step`: the step that committed it (if it was
+    /// committed by then) and the sampler's record of the position in that step, else its latest
+    /// record up to `step` for a position still masked.
+    pub fn inspect(&self, step: usize, pos: usize) -> TokenRecord<'_> {
+        let shown = step.min(self.frames.len());
+        let committed = self.frames[..shown]
+            .iter()
+            .position(|f| f.committed.iter().any(|c| c.pos == pos))
+            .map(|k| k + 1);
+        let scored_in = |k: usize| self.frames[k - 1].scored.iter().find(|s| s.pos == pos);
+        let scored = match committed {
+            Some(k) => scored_in(k).map(|s| (k, s)),
+            None => (1..=shown).rev().find_map(|k| scored_in(k).map(|s| (k, s))),
+        };
+        TokenRecord {
+            committed_at: committed,
+            commit: committed.and_then(|k| {
+                self.frames[k - 1]
+                    .committed
+                    .iter()
+                    .find(|c| c.pos == pos)
+                    .copied()
+            }),
+            scored,
+            recorded: self.frames[..shown].iter().any(|f| !f.scored.is_empty()),
+        }
     }
 
     /// Score each position got when it was committed, up to `step`.
@@ -374,6 +444,12 @@ pub struct App {
     /// The live panel's top row when the user has scrolled it; `None` follows the run (the
     /// newest commits stay in view).
     pub live_scroll: Option<usize>,
+    /// The token inspector's cursor (`i` in the live panel, or a click on a token).
+    pub inspector: Option<TokenCursor>,
+    /// Show the sampler's proposals under masks (ghost text) and its window (`g`).
+    pub ghosts: bool,
+    /// Where each lane's tokens were last drawn.
+    pub live_cells: Vec<LaneCells>,
     codec: Arc<TextCodec>,
 }
 
@@ -439,6 +515,9 @@ impl App {
             editor_area: Rect::default(),
             live_area: Rect::default(),
             live_scroll: None,
+            inspector: None,
+            ghosts: true,
+            live_cells: Vec::new(),
             params_area: Rect::default(),
             live_panel_area: Rect::default(),
             last_click: None,
@@ -515,6 +594,7 @@ impl App {
             Job {
                 canvas,
                 lanes: lanes.into_iter().map(|(_, p)| p).collect(),
+                inspect: true,
             },
             labels,
             prompt_len,
@@ -714,6 +794,11 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             }
             return Vec::new();
         }
+    }
+    // Esc closes the token inspector before it means anything else.
+    if app.focus == Focus::Live && app.inspector.is_some() && key.code == KeyCode::Esc {
+        app.inspector = None;
+        return Vec::new();
     }
     if let Some(command) = app.keymap.command(&key) {
         return on_command(app, command);
@@ -1024,6 +1109,36 @@ fn editor_key(app: &mut App, key: KeyEvent) {
 
 fn live_key(app: &mut App, key: KeyEvent) {
     let page = app.live_area.height.saturating_sub(1).max(1) as isize;
+    match key.code {
+        KeyCode::Char('i') => return toggle_inspector(app),
+        KeyCode::Char('g') => {
+            app.ghosts = !app.ghosts;
+            return app.info(if app.ghosts {
+                "sampler view on: proposals under masks (italic; dim from an earlier step), │ marks the window"
+            } else {
+                "sampler view off: masks shown as ▒▒▒"
+            });
+        }
+        _ => {}
+    }
+    // With the inspector open, the arrows move its token (PageUp/PageDown still scrub).
+    if app.inspector.is_some() {
+        let moved = match key.code {
+            KeyCode::Left => move_token(app, 0, -1),
+            KeyCode::Right => move_token(app, 0, 1),
+            KeyCode::Up => move_token(app, -1, 0),
+            KeyCode::Down => move_token(app, 1, 0),
+            _ => false,
+        };
+        if moved
+            || matches!(
+                key.code,
+                KeyCode::Left | KeyCode::Right | KeyCode::Up | KeyCode::Down
+            )
+        {
+            return;
+        }
+    }
     let command = match key.code {
         KeyCode::Left => Command::ScrubBack,
         KeyCode::Right => Command::ScrubForward,
@@ -1048,6 +1163,69 @@ fn live_key(app: &mut App, key: KeyEvent) {
         _ => return,
     };
     scrub(app, command);
+}
+
+/// `i` in the live panel: opens the token inspector on the token in view that the step shown
+/// committed (else the first mask, else the first token), or closes it.
+fn toggle_inspector(app: &mut App) {
+    if app.inspector.take().is_some() {
+        return;
+    }
+    let Some(run) = &app.run else {
+        return app.info("the token inspector needs a run: press F5 first");
+    };
+    let step = run.shown_step();
+    let Some(lane) = run.lanes.first() else {
+        return;
+    };
+    let canvas = lane.canvas_at(step, &run.initial);
+    let fresh = lane
+        .frame_at(step)
+        .and_then(|f| f.committed.iter().map(|c| c.pos).min());
+    let pos = fresh
+        .or_else(|| canvas.iter().position(|&t| t == app.model.mask_id))
+        .unwrap_or(run.prompt_len.min(canvas.len().saturating_sub(1)));
+    app.inspector = Some(TokenCursor { lane: 0, pos });
+    app.live_scroll = None;
+    app.info("token inspector: arrows move it, a click picks a token, PageUp/PageDown step, i or Esc closes");
+}
+
+/// Moves the inspector's token by `rows` rows (to the token nearest its column) or by `tokens`
+/// tokens, over the layout last drawn. Returns whether it moved.
+fn move_token(app: &mut App, rows: isize, tokens: isize) -> bool {
+    let Some(cursor) = app.inspector else {
+        return false;
+    };
+    let Some(cells) = app.live_cells.get(cursor.lane) else {
+        return false;
+    };
+    let placed = &cells.placed;
+    let Some(here) = placed.iter().position(|p| p.pos == cursor.pos) else {
+        return false;
+    };
+    let next = if tokens != 0 {
+        // The next or previous piece that starts at another position.
+        let mut starts: Vec<usize> = placed.iter().map(|p| p.pos).collect();
+        starts.dedup();
+        let at = starts.iter().position(|&p| p == cursor.pos).unwrap_or(0) as isize;
+        let to = (at + tokens).clamp(0, starts.len() as isize - 1) as usize;
+        starts.get(to).copied()
+    } else {
+        let row = placed[here].row as isize + rows;
+        let col = placed[here].col;
+        (row >= 0)
+            .then(|| super::flow::piece_at(placed, row as usize, col))
+            .flatten()
+    };
+    match next {
+        Some(pos) if pos != cursor.pos => {
+            app.inspector = Some(TokenCursor { pos, ..cursor });
+            // The view keeps the token on screen.
+            app.live_scroll = None;
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Replay speeds `+` and `-` step through (steps per second); 0 is "as fast as the engine".
@@ -1156,6 +1334,19 @@ fn on_mouse(app: &mut App, mouse: MouseEvent) {
         }
         MouseEventKind::Down(MouseButton::Left) if live_panel.contains(x, y) => {
             app.focus = Focus::Live;
+            // A click on a token opens the inspector there.
+            let hit = app.live_cells.iter().enumerate().find_map(|(lane, cells)| {
+                let area = cells.area;
+                area.contains(x, y).then(|| {
+                    let row = area.scroll + (y - area.y) as usize;
+                    super::flow::piece_at(&cells.placed, row, (x - area.x) as usize)
+                        .map(|pos| TokenCursor { lane, pos })
+                })?
+            });
+            if let Some(cursor) = hit {
+                app.inspector = Some(cursor);
+                app.live_scroll = Some(app.live_area.scroll);
+            }
         }
         MouseEventKind::ScrollUp | MouseEventKind::ScrollDown if params.contains(x, y) => {
             let up = mouse.kind == MouseEventKind::ScrollUp;

@@ -5,6 +5,7 @@ pub mod app;
 pub mod config;
 pub mod download;
 pub mod editor;
+pub mod flow;
 pub mod keymap;
 pub mod params;
 pub mod session;

@@ -1,21 +1,29 @@
 //! The live denoising panel (one lane) and the comparison view (several lanes side by side).
 
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::Style;
-use ratatui::text::{Line, Span};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::Line;
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::{inner, panel, styled};
+use super::{inner, inspector, panel, styled};
 use crate::sampler::Strategy;
-use crate::tui::app::{Agreement, App, Focus, LaneView, Rect as HitRect, RunState, RunView};
+use crate::tui::app::{
+    Agreement, App, Focus, LaneCells, LaneView, Rect as HitRect, RunState, RunView,
+};
+use crate::tui::flow::{self, visible_whitespace, Piece};
 
-/// How one masked position is drawn.
-pub const MASK_GLYPH: &str = "░░░";
+/// How one masked position is drawn when the sampler has not proposed a token for it yet (the
+/// width of an average token of the embedded model, so that text moves little as it fills in).
+/// The editor's spans use the same glyph.
+pub const MASK_GLYPH: &str = "▒▒▒";
+
+/// Marks the edges of the step's semi-autoregressive window.
+pub const WINDOW_MARK: &str = "│";
 
 /// Draws the panel; returns the first lane's text area with the scroll offset in effect and
-/// its rows (for scrolling and the mouse).
-pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {
+/// its rows (for scrolling and the mouse), and where every lane's tokens went.
+pub fn render(app: &App, frame: &mut Frame, area: Rect) -> (HitRect, Vec<LaneCells>) {
     let Some(run) = &app.run else {
         let block = panel(app, " Live ", Some(Focus::Live));
         let text = Paragraph::new(
@@ -26,22 +34,21 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {
         .wrap(Wrap { trim: true });
         frame.render_widget(text, inner(&block, area));
         frame.render_widget(block, area);
-        return HitRect::default();
+        return (HitRect::default(), Vec::new());
     };
     let n = run.lanes.len().max(1);
     let areas = Layout::horizontal(vec![Constraint::Ratio(1, n as u32); n]).split(area);
-    let mut first: Option<HitRect> = None;
-    let mut rows = 0;
+    let mut cells = Vec::with_capacity(run.lanes.len());
     for (i, lane_area) in areas.iter().enumerate().take(run.lanes.len()) {
         let agreement = run.agreement.get(i).and_then(Option::as_ref);
-        let drawn = render_lane(app, run, i, agreement, frame, *lane_area);
-        rows = rows.max(drawn.rows);
-        first.get_or_insert(drawn);
+        cells.push(render_lane(app, run, i, agreement, frame, *lane_area));
     }
-    HitRect {
+    let rows = cells.iter().map(|c| c.area.rows).max().unwrap_or(0);
+    let first = HitRect {
         rows,
-        ..first.unwrap_or_default()
-    }
+        ..cells.first().map(|c| c.area).unwrap_or_default()
+    };
+    (first, cells)
 }
 
 /// Draws lane `index` of the run.
@@ -52,7 +59,7 @@ fn render_lane(
     agreement: Option<&Agreement>,
     frame: &mut Frame,
     area: Rect,
-) -> HitRect {
+) -> LaneCells {
     let lane = &run.lanes[index];
     let theme = app.theme();
     let step = run.shown_step();
@@ -113,31 +120,63 @@ fn render_lane(
     let body = inner(&block, area);
 
     let tokens = &app.tokens;
-    let mut lines: Vec<Line> = vec![Line::default()];
-    // The view follows the newest commits (else the first mask): the text before it, to find
-    // its row once wrapped.
-    let target = fresh
-        .iter()
-        .min()
-        .copied()
-        .or_else(|| canvas.iter().position(|&id| id == tokens.mask_id));
-    let mut before_target: Option<Vec<Line>> = None;
+    // The view follows the newest commits (else the first mask); with the inspector open, its
+    // token.
+    let cursor = app.inspector.filter(|c| c.lane == index).map(|c| c.pos);
+    let target = cursor.or_else(|| {
+        fresh
+            .iter()
+            .min()
+            .copied()
+            .or_else(|| canvas.iter().position(|&id| id == tokens.mask_id))
+    });
+    // The sampler's view of the step shown: its window, and its proposal under each mask
+    // (ghost text), from this step or the last one that scored the position.
+    let window = frame_event.map(|f| f.window.clone()).filter(|_| app.ghosts);
+    let ghosts = if app.ghosts {
+        lane.ghosts_until(step, canvas.len())
+    } else {
+        Vec::new()
+    };
     let plain = |id: u32| id != tokens.mask_id && !tokens.is_eos(id);
-    let pieces = token_pieces(
+    let token_pieces = token_pieces(
         canvas,
         plain,
         |id| tokens.text(id),
         |ids| app.codec().decode(ids, false),
     );
-    for (range, piece) in pieces {
+    let mut pieces: Vec<Piece> = Vec::with_capacity(token_pieces.len() + 2);
+    let marker = |pos: usize| Piece {
+        range: pos..pos,
+        text: WINDOW_MARK.to_string(),
+        style: theme.label,
+        alone: true,
+    };
+    for (range, piece) in token_pieces {
         let pos = range.start;
-        if before_target.is_none() && target.is_some_and(|t| range.contains(&t)) {
-            before_target = Some(lines.clone());
+        if window.as_ref().is_some_and(|w| w.start == pos && pos > 0) {
+            pieces.push(marker(pos));
         }
         let id = canvas[pos];
         let is_context = run.initial.get(pos).is_some_and(|&t| t != tokens.mask_id);
+        let fresh_here = range.clone().any(|p| fresh.contains(&p));
+        let mut alone = false;
         let (text, style): (String, Style) = if id == tokens.mask_id {
-            (MASK_GLYPH.to_string(), theme.mask)
+            match ghosts.get(pos).copied().flatten() {
+                Some((ghost, now)) => {
+                    let style = theme.mask.add_modifier(Modifier::ITALIC);
+                    let style = if now {
+                        style
+                    } else {
+                        style.add_modifier(Modifier::DIM)
+                    };
+                    (ghost_text(tokens.text(ghost)), style)
+                }
+                None => {
+                    alone = true;
+                    (MASK_GLYPH.to_string(), theme.mask)
+                }
+            }
         } else if tokens.is_eos(id) {
             ("∅".to_string(), theme.eos)
         } else {
@@ -145,7 +184,7 @@ fn render_lane(
             // telling style of its tokens: fresh over confidence over committed.
             let style = if is_context {
                 theme.context
-            } else if range.clone().any(|p| fresh.contains(&p)) {
+            } else if fresh_here {
                 theme.fresh
             } else if let Some(Some(score)) = scores.get(pos) {
                 theme.confidence(*score)
@@ -156,7 +195,6 @@ fn render_lane(
         };
         // Where finished lanes differ (token-aligned), marked on tokens that already hold
         // their final value; a token committed in the step shown keeps its highlight.
-        let fresh_here = range.clone().any(|p| fresh.contains(&p));
         let differs = agreement.is_some_and(|a| {
             range.clone().any(|p| {
                 a.disagree.get(p).copied().unwrap_or(false)
@@ -169,22 +207,31 @@ fn render_lane(
             style
         };
         // A token committed in this step that is only white space (a space, a line break)
-        // would look like nothing happened: it gets visible glyphs on the highlight.
-        let text = if fresh_here && !text.is_empty() && text.trim().is_empty() {
+        // would look like nothing happened: it gets visible glyphs on the highlight. So does
+        // the token under the inspector's cursor.
+        let under_cursor = cursor.is_some_and(|c| range.contains(&c));
+        let text = if (fresh_here || under_cursor) && !text.is_empty() && text.trim().is_empty() {
             visible_whitespace(&text)
         } else {
             text
         };
-        let mut parts = text.split('\n').peekable();
-        while let Some(part) = parts.next() {
-            if !part.is_empty() {
-                if let Some(line) = lines.last_mut() {
-                    line.spans.push(Span::styled(part.to_string(), style));
-                }
-            }
-            if parts.peek().is_some() {
-                lines.push(Line::default());
-            }
+        let style = if under_cursor {
+            style.patch(theme.cursor)
+        } else {
+            style
+        };
+        let end = range.end;
+        pieces.push(Piece {
+            range,
+            text,
+            style,
+            alone,
+        });
+        if window
+            .as_ref()
+            .is_some_and(|w| w.end == end && end < canvas.len())
+        {
+            pieces.push(marker(end));
         }
     }
     // The stats take a second row rather than being cut in a narrow lane.
@@ -196,23 +243,50 @@ fn render_lane(
     let stats_rows = stats.line_count(body.width).clamp(1, 2) as u16;
     let [text_area, stats_area] =
         Layout::vertical([Constraint::Min(1), Constraint::Length(stats_rows)]).areas(body);
-    let wrap = Wrap { trim: false };
+    // The token inspector takes the bottom of the text area (the text scrolls to keep its token
+    // in view above it).
+    let inspector_lines = cursor.map(|pos| inspector::lines(app, lane, step, pos, canvas));
+    let (text_area, inspector_area) = match &inspector_lines {
+        Some(content) if text_area.height >= 4 => {
+            let box_height = (content.len() as u16 + 1).min(text_area.height - 2);
+            let [text, boxed] =
+                Layout::vertical([Constraint::Min(2), Constraint::Length(box_height)])
+                    .areas(text_area);
+            (text, Some(boxed))
+        }
+        _ => (text_area, None),
+    };
     let width = text_area.width;
     let height = text_area.height as usize;
-    let paragraph = Paragraph::new(lines).wrap(wrap);
-    let rows = paragraph.line_count(width);
+    let (lines, placed) = flow::layout(&pieces, width as usize);
+    let rows = lines.len();
     let max = rows.saturating_sub(height);
-    let offset = match app.live_scroll {
-        Some(offset) => offset.min(max),
-        None => {
+    // The row of a position: that of the last piece starting at or before it.
+    let row_of = |pos: usize| {
+        placed
+            .iter()
+            .take_while(|p| p.pos <= pos)
+            .last()
+            .map_or(0, |p| p.row)
+    };
+    let offset = match (app.live_scroll, cursor) {
+        (Some(offset), None) => offset.min(max),
+        // The inspector's token stays on screen.
+        (Some(offset), Some(c)) => {
+            let row = row_of(c);
+            offset
+                .min(row)
+                .max((row + 1).saturating_sub(height))
+                .min(max)
+        }
+        (None, _) => {
             // Keep the target a third of the way down, so what was just committed shows
             // with the text leading to it.
-            let row = before_target
-                .map_or(0, |l| Paragraph::new(l).wrap(wrap).line_count(width))
-                .saturating_sub(1);
+            let row = target.map_or(0, row_of);
             row.saturating_sub(height / 3).min(max)
         }
     };
+    let paragraph = Paragraph::new(lines);
     let below = max - offset;
     let first_lane = index == 0;
     // F2's colours get their legend on the first lane's border.
@@ -267,38 +341,55 @@ fn render_lane(
             0.0 => "every step".to_string(),
             s => format!("{s} steps/s"),
         };
-        block.title_bottom(
-            Line::from(format!(
-                " Space play/pause · +- speed ({speed}) · ←→ step · ↑↓ scroll "
-            ))
-            .right_aligned(),
-        )
+        // The longest form that fits the border.
+        let hints = if app.inspector.is_some() {
+            vec![
+                " PageUp/PageDown step · g ghosts · i closes the inspector ".to_string(),
+                " PgUp/PgDn step · i closes ".to_string(),
+            ]
+        } else {
+            vec![
+                format!(" Space play/pause · +- speed ({speed}) · ←→ step · ↑↓ scroll · i inspect · g ghosts "),
+                format!(" Space play · +- speed ({speed}) · ←→ step · i inspect "),
+                " Space play · ←→ step · i inspect ".to_string(),
+            ]
+        };
+        let room = area.width.saturating_sub(4) as usize;
+        let hint = hints
+            .iter()
+            .find(|h| h.chars().count() <= room)
+            .unwrap_or(&hints[hints.len() - 1]);
+        block.title_bottom(Line::from(hint.clone()).right_aligned())
     } else {
         block
     };
     frame.render_widget(block, area);
     frame.render_widget(paragraph.scroll((offset as u16, 0)), text_area);
     frame.render_widget(stats, stats_area);
-    HitRect {
+    let drawn = HitRect {
         x: text_area.x,
         y: text_area.y,
         width: text_area.width,
         height: text_area.height,
         scroll: offset,
         rows,
+    };
+    if let (Some(content), Some(boxed)) = (inspector_lines, inspector_area) {
+        inspector::render(app, content, frame, boxed);
+    }
+    LaneCells {
+        area: drawn,
+        placed,
     }
 }
 
-/// White space drawn visibly: `·` for a space, `→` for a tab, `↵` before each line break.
-pub fn visible_whitespace(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            ' ' => "·".to_string(),
-            '\t' => "→".to_string(),
-            '\n' => "↵\n".to_string(),
-            c => c.to_string(),
-        })
-        .collect()
+/// A ghost (the proposal under a mask) on one row: line breaks and tabs shown as glyphs, an
+/// empty token as the mask glyph's first cell.
+fn ghost_text(text: &str) -> String {
+    if text.is_empty() {
+        return MASK_GLYPH.chars().next().unwrap_or('▒').to_string();
+    }
+    text.replace('\n', "↵").replace('\t', "→")
 }
 
 /// The canvas as display pieces: one per position, except that a token holding part of a

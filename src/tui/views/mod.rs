@@ -3,7 +3,8 @@
 mod charts;
 mod editor;
 mod help;
-mod live;
+mod inspector;
+pub mod live;
 mod params;
 mod status;
 
@@ -20,7 +21,7 @@ pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 16;
 
 /// Where the panels went as drawn (for mouse hit-testing and scrolling).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Drawn {
     /// The editor's text area, with its scroll.
     pub editor: HitRect,
@@ -30,6 +31,8 @@ pub struct Drawn {
     pub live_panel: HitRect,
     /// The parameter rows, with the first row shown.
     pub params: HitRect,
+    /// Where each lane's tokens were drawn (the token cursor and clicks).
+    pub lanes: Vec<crate::tui::app::LaneCells>,
 }
 
 impl Drawn {
@@ -39,6 +42,7 @@ impl Drawn {
         app.live_area = self.live;
         app.params_area = self.params;
         app.live_panel_area = self.live_panel;
+        app.live_cells = self.lanes;
     }
 }
 
@@ -89,7 +93,7 @@ pub fn render(app: &App, frame: &mut Frame) -> Drawn {
     } else {
         live_area
     };
-    let live = live::render(app, frame, live_area);
+    let (live, lanes) = live::render(app, frame, live_area);
     let params = if params_width > 0 {
         params::render(app, frame, right)
     } else {
@@ -111,6 +115,7 @@ pub fn render(app: &App, frame: &mut Frame) -> Drawn {
         live,
         live_panel: hit(live_area),
         params,
+        lanes,
     }
 }
 
