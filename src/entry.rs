@@ -54,6 +54,24 @@ pub enum Command {
     Eval(crate::train::eval::EvalArgs),
     /// Fetch a model from the Hugging Face hub into its cache (what --model does on first use).
     Download(cli::DownloadArgs),
+    /// Open a saved run (`generate --json`, or the playground's export) in the playground and
+    /// replay it, with scrubbing and the token inspector, without loading the model.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// The trace: JSON lines written by `dlm-tui generate --json` (add --inspect for the token
+    /// inspector's candidates) or by the playground's export (F9).
+    pub file: std::path::PathBuf,
+    /// The folder of the model that made the trace, for its tokenizer (nothing else is read).
+    /// Default: the embedded model's tokenizer, or the hub cache's copy of the model the trace
+    /// names.
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Option<std::path::PathBuf>,
+    /// Colour theme (as for the playground).
+    #[arg(long, value_name = "NAME")]
+    pub theme: Option<String>,
 }
 
 pub fn main() -> ExitCode {
@@ -66,6 +84,7 @@ pub fn main() -> ExitCode {
         Some(Command::Download(args)) => cli::fetch_with_progress_bar(&args.model).map(|fetched| {
             println!("{}", fetched.dir.display());
         }),
+        Some(Command::Replay(args)) => run_replay(args),
         None => run_app(cli.app),
     };
     match result {
@@ -84,7 +103,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run_app(args: AppArgs) -> anyhow::Result<()> {
+/// The playground needs a terminal on both sides.
+fn need_terminal() -> anyhow::Result<()> {
     use std::io::IsTerminal;
     if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
         return Err(usage(anyhow!(
@@ -93,16 +113,80 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
              generate --help`)"
         )));
     }
+    Ok(())
+}
+
+fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let source = args.file.display().to_string();
+    let text =
+        std::fs::read_to_string(&args.file).map_err(|e| usage(anyhow!("reading {source}: {e}")))?;
+    let trace = crate::engine::trace::read(&text, &source).map_err(usage)?;
+    let codec = replay_tokenizer(&trace.model, args.model_dir.as_deref()).map_err(usage)?;
+    need_terminal()?;
+    let (config, origin) = load_config()?;
+    let (themes, theme_index) = themes(&config, args.theme.as_deref())?;
+    let keymap = KeyMap::with_overrides(&config.keys)
+        .map_err(|e| usage(anyhow!("{origin}: [keys] {e:#}")))?;
+    tui::replay(
+        codec,
+        trace,
+        &source,
+        Options {
+            keymap,
+            themes,
+            theme_index,
+            theme_forced: true,
+            settings: Default::default(),
+            session_path: None,
+            chat_template: None,
+            replay_speed: config.ui.replay_speed.max(0.0),
+            presets: config.sampler.presets(),
+            export_dir: export_dir(&config),
+        },
+    )
+}
+
+/// The tokenizer of the model a trace names: from `dir` when given, the embedded one for the
+/// embedded model, else the hub cache's copy of it.
+fn replay_tokenizer(
+    model: &str,
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<crate::text::TextCodec> {
+    if let Some(dir) = dir {
+        return crate::model::loader::load_tokenizer(dir);
+    }
+    if model == crate::model::embedded::NAME {
+        return crate::model::embedded::codec();
+    }
+    let cached = RepoSpec::parse(model).ok().and_then(|spec| {
+        crate::hub::Hub::from_env()
+            .ok()?
+            .cached_snapshot(&spec)
+            .filter(|d| crate::model::loader::load_tokenizer(d).is_ok())
+    });
+    match cached {
+        Some(dir) => crate::model::loader::load_tokenizer(&dir),
+        None => Err(anyhow!(
+            "the trace was made with {model:?}, whose tokenizer is not here: pass --model-dir \
+             DIR (the model's folder, or any folder with its tokenizer.json), or fetch it with \
+             `dlm-tui download {model}`"
+        )),
+    }
+}
+
+fn load_config() -> anyhow::Result<(Config, String)> {
     let user_config = Config::user_path();
     let config = Config::load(user_config.as_deref()).map_err(usage)?;
     let origin = user_config
         .as_ref()
         .map_or("config.toml".to_string(), |p| p.display().to_string());
-    let keymap = KeyMap::with_overrides(&config.keys)
-        .map_err(|e| usage(anyhow!("{origin}: [keys] {e:#}")))?;
-    let settings = config.sampler.settings().map_err(usage)?;
-    // The built-in themes, then the user's own (`themes/*.toml` beside the config file).
-    let theme_dir = user_config
+    Ok((config, origin))
+}
+
+/// The themes (built in, then the user's, adapted to the terminal's colours) and the index of
+/// the one asked for (`name`, else the configured one).
+fn themes(config: &Config, name: Option<&str>) -> anyhow::Result<(Vec<Theme>, usize)> {
+    let theme_dir = Config::user_path()
         .as_deref()
         .and_then(|p| p.parent())
         .map(|d| d.join("themes"));
@@ -112,7 +196,7 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
     } else if !tui::theme::truecolor() {
         themes = themes.into_iter().map(Theme::for_256_colours).collect();
     }
-    let theme_name = args.theme.clone().unwrap_or(config.ui.theme.clone());
+    let theme_name = name.unwrap_or(&config.ui.theme).to_string();
     let theme_index = themes
         .iter()
         .position(|t| t.name == theme_name)
@@ -126,6 +210,27 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
                     .join(", ")
             ))
         })?;
+    Ok((themes, theme_index))
+}
+
+fn export_dir(config: &Config) -> std::path::PathBuf {
+    match config.ui.export_dir.trim() {
+        "" => session::default_export_dir(),
+        dir => dir.into(),
+    }
+}
+
+fn run_app(args: AppArgs) -> anyhow::Result<()> {
+    need_terminal()?;
+    let user_config = Config::user_path();
+    let config = Config::load(user_config.as_deref()).map_err(usage)?;
+    let origin = user_config
+        .as_ref()
+        .map_or("config.toml".to_string(), |p| p.display().to_string());
+    let keymap = KeyMap::with_overrides(&config.keys)
+        .map_err(|e| usage(anyhow!("{origin}: [keys] {e:#}")))?;
+    let settings = config.sampler.settings().map_err(usage)?;
+    let (themes, theme_index) = themes(&config, args.theme.as_deref())?;
     let mut model_args = args.model.clone();
     if model_args.model.is_none() && model_args.model_dir.is_none() {
         match (config.model.repo.trim(), config.model.dir.as_str()) {
@@ -172,10 +277,7 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
             chat_template,
             replay_speed: config.ui.replay_speed.max(0.0),
             presets: config.sampler.presets(),
-            export_dir: match config.ui.export_dir.trim() {
-                "" => session::default_export_dir(),
-                dir => dir.into(),
-            },
+            export_dir: export_dir(&config),
         },
     )
 }

@@ -154,13 +154,15 @@ fn infilling_fills_only_the_masks() {
     ]);
     let lines = json_lines(&out);
     let done = lines.last().unwrap();
-    let steps = lines.len() - 1;
+    // A run line, the steps, the done line.
+    assert_eq!(lines[0]["type"], "run");
+    let steps = lines.len() - 2;
     assert_eq!(steps, 4, "one step per masked token by default");
     let text = done["text"].as_str().unwrap();
     assert!(text.starts_with("Once upon a"), "{text}");
     assert!(text.contains(" there was a"), "{text}");
     assert!(text.ends_with(" girl."), "{text}");
-    assert!(!lines[steps - 1]["text"]
+    assert!(!lines[steps]["text"]
         .as_str()
         .unwrap()
         .contains("[MASK]"));

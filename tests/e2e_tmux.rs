@@ -356,3 +356,40 @@ fn the_playground_applies_the_users_config_and_themes() {
     let screen = t.wait_for("EXITED-AGAIN 2", Duration::from_secs(10));
     assert!(screen.contains("nothing would close the app"), "{screen}");
 }
+
+/// `dlm-tui replay FILE` opens a saved trace without a model, replays it at the configured
+/// speed, opens the token inspector, refuses F5 with the reason, and quits cleanly.
+#[test]
+fn a_saved_trace_replays_with_the_inspector() {
+    let t = Tmux::new("replay");
+    let trace = t.home.join("run.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_dlm-tui"))
+        .args([
+            "generate",
+            "--prompt",
+            "Once upon a time",
+            "--length",
+            "48",
+            "--json",
+            "--inspect",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(&trace, out.stdout).unwrap();
+    t.launch_with("EXITED", &format!("replay {}", trace.display()));
+    let screen = t.wait_for("replaying", Duration::from_secs(30));
+    assert!(screen.contains("no model is loaded"), "{screen}");
+    // 48 steps at 20 a second: watchable, then finished.
+    let screen = t.wait_for("step 48 of 48 · done", Duration::from_secs(20));
+    assert!(!screen.contains("▒▒▒"), "{screen}");
+    t.keys(&["i"]);
+    let screen = t.wait_for("token inspector", Duration::from_secs(5));
+    assert!(screen.contains("most likely at step"), "{screen}");
+    t.keys(&["Escape"]);
+    std::thread::sleep(Duration::from_millis(200));
+    t.keys(&["F5"]);
+    t.wait_for("has no model to run", Duration::from_secs(5));
+    t.keys(&["C-q"]);
+    t.wait_for("EXITED 0", Duration::from_secs(10));
+}

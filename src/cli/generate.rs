@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::{usage, ModelArgs};
 use crate::chat::{ChatTemplate, Message};
-use crate::engine::trace::{step_line, Ending, LaneEnd};
+use crate::engine::trace::{step_line, Ending, LaneEnd, LaneRecipe, RunHeader};
 use crate::engine::{Engine, Event, Job};
 use crate::model::loader::{load_dir_as, LoadedModel};
 use crate::prompt;
@@ -244,11 +244,26 @@ pub fn run(mut args: GenerateArgs) -> Result<()> {
     let engine = Engine::new(model)?;
     let mut handle = engine.submit(Job {
         canvas: canvas.clone(),
-        lanes: vec![params],
+        lanes: vec![params.clone()],
         inspect: args.inspect,
     });
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    if args.json {
+        // The run first, so that a trace can be replayed and reproduced
+        // (`dlm-tui replay FILE`).
+        let label = args.schedule.strategy.name();
+        let header = RunHeader {
+            chat: args.chat,
+            lanes: vec![LaneRecipe {
+                lane: 0,
+                label,
+                params: &params,
+            }],
+            ..RunHeader::new(&info, &args.prompt, &canvas, prompt_len)
+        };
+        writeln!(out, "{}", header.line())?;
+    }
     let mut last = canvas;
     let mut nfe = 0;
     while let Some(event) = handle.events.blocking_recv() {

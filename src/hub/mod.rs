@@ -381,7 +381,8 @@ impl Hub {
         missing_files(&dir).is_empty().then_some(dir)
     }
 
-    fn cached_snapshot(&self, spec: &RepoSpec) -> Option<PathBuf> {
+    /// The cached snapshot of `spec`, complete or not (no request made).
+    pub fn cached_snapshot(&self, spec: &RepoSpec) -> Option<PathBuf> {
         let repo = RepoCache::new(&self.cache_dir, spec);
         let commit = repo.resolve(spec.revision())?;
         repo.snapshot(&commit).ok().filter(|d| d.is_dir())

@@ -253,6 +253,22 @@ fn folder_name(dir: &Path, name: Option<&str>) -> String {
     }
 }
 
+/// Only the tokenizer of a model folder (`tokenizer.json`, or `vocab.json` + `merges.txt`):
+/// what a replay needs to show a trace's tokens without loading the weights.
+pub fn load_tokenizer(dir: &Path) -> Result<TextCodec> {
+    let tokenizer = dir.join("tokenizer.json");
+    if tokenizer.is_file() {
+        return TextCodec::from_file(&tokenizer);
+    }
+    if dir.join("vocab.json").is_file() && dir.join("merges.txt").is_file() {
+        return TextCodec::from_vocab_and_merges(dir);
+    }
+    bail!(
+        "{} has no tokenizer.json (nor vocab.json + merges.txt)",
+        dir.display()
+    )
+}
+
 fn load_codec(dir: &Path, files: &ModelFiles) -> Result<TextCodec> {
     if files.tokenizer.is_file() {
         TextCodec::from_file(&files.tokenizer)

@@ -14,6 +14,7 @@ use super::keymap::{Command, KeyMap};
 use super::params::ParamsForm;
 use super::theme::Theme;
 use crate::chat::{ChatTemplate, Message as ChatMessage};
+use crate::engine::trace::{Ending, Trace};
 use crate::engine::{Event, Job, LaneSummary, StepEvent};
 use crate::model::ModelInfo;
 use crate::run::{Field, LaneSpec, Settings};
@@ -252,6 +253,94 @@ pub struct RunView {
 }
 
 impl RunView {
+    /// A run read back from a trace, ready to replay from its first step at `speed` steps per
+    /// second (0: shown whole).
+    pub fn from_trace(trace: &Trace, speed: f64) -> Self {
+        // The playground's settings when it wrote the trace; from `generate`, the lane's
+        // parameters and the generation length.
+        let settings: Settings =
+            serde_json::from_value(trace.settings.clone()).unwrap_or_else(|_| Settings {
+                params: trace
+                    .lanes
+                    .first()
+                    .and_then(|l| l.params.clone())
+                    .unwrap_or_default(),
+                length: trace.canvas.len().saturating_sub(trace.prompt_len),
+                steps: trace
+                    .lanes
+                    .first()
+                    .and_then(|l| l.params.as_ref())
+                    .map(|p| p.steps),
+                ..Settings::default()
+            });
+        let lanes: Vec<LaneView> = trace
+            .lanes
+            .iter()
+            .enumerate()
+            .map(|(index, lane)| {
+                let summary = (lane.ending == Some(Ending::Done))
+                    .then(|| lane.steps.last())
+                    .flatten()
+                    .map(|last| {
+                        let commits: Vec<f64> = lane
+                            .steps
+                            .iter()
+                            .flat_map(|s| s.committed.iter().map(|c| c.score))
+                            .collect();
+                        LaneSummary {
+                            lane: index,
+                            canvas: last.canvas.clone(),
+                            steps: last.steps,
+                            nfe: last.nfe,
+                            elapsed: last.elapsed,
+                            mean_score: commits.iter().sum::<f64>() / commits.len().max(1) as f64,
+                            speedup: last.speedup,
+                        }
+                    });
+                LaneView {
+                    label: lane.label.clone(),
+                    frames: lane.steps.clone(),
+                    summary,
+                }
+            })
+            .collect();
+        let state = if lanes.iter().all(|l| l.summary.is_some()) {
+            RunState::Done
+        } else if trace.lanes.iter().any(|l| l.ending == Some(Ending::Failed)) {
+            RunState::Failed("the run failed (see the trace)".into())
+        } else {
+            RunState::Cancelled
+        };
+        let mut run = RunView {
+            recipe: RunRecipe {
+                prompt: trace.prompt.clone(),
+                chat: trace.chat,
+                settings,
+                lanes: trace
+                    .lanes
+                    .iter()
+                    .map(|l| (l.label.clone(), l.params.clone().unwrap_or_default()))
+                    .collect(),
+            },
+            initial: trace.canvas.clone(),
+            prompt_len: trace.prompt_len,
+            lanes,
+            state,
+            cursor: None,
+            paced: speed > 0.0,
+            head: 0.0,
+            agreement: Vec::new(),
+            elapsed: trace
+                .lanes
+                .iter()
+                .filter_map(|l| l.steps.last().map(|s| s.elapsed))
+                .max()
+                .unwrap_or_default(),
+        };
+        run.agreement = run.agreements(trace.mask_id);
+        run
+    }
+
     pub fn latest_step(&self) -> usize {
         self.lanes.iter().map(|l| l.frames.len()).max().unwrap_or(0)
     }
@@ -450,6 +539,8 @@ pub struct App {
     pub ghosts: bool,
     /// Where each lane's tokens were last drawn.
     pub live_cells: Vec<LaneCells>,
+    /// The trace file this app replays (`dlm-tui replay`): there is no model to run.
+    pub replay_of: Option<String>,
     codec: Arc<TextCodec>,
 }
 
@@ -518,6 +609,7 @@ impl App {
             inspector: None,
             ghosts: true,
             live_cells: Vec::new(),
+            replay_of: None,
             params_area: Rect::default(),
             live_panel_area: Rect::default(),
             last_click: None,
@@ -580,6 +672,11 @@ impl App {
 
     /// Builds the job for the editor's content, or explains why it cannot run.
     pub fn build_job(&self) -> Result<(Job, Vec<String>, usize), String> {
+        if let Some(source) = &self.replay_of {
+            return Err(format!(
+                "a replay ({source}) has no model to run: open `dlm-tui` on the model to run again"
+            ));
+        }
         let (canvas, prompt_len) = self.canvas(self.model.max_context)?;
         let masked = canvas.iter().filter(|&&t| t == self.model.mask_id).count();
         if masked == 0 {

@@ -27,9 +27,12 @@ use futures_util::StreamExt;
 use ratatui::DefaultTerminal;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::engine::trace::Trace;
 use crate::engine::{Canceller, Engine, Event, JobHandle};
 use crate::model::loader::LoadedModel;
-use app::{update, Action, App, Effect, Message, MessageKind};
+use crate::model::ModelInfo;
+use crate::text::TextCodec;
+use app::{update, Action, App, Effect, Message, MessageKind, RunView};
 use keymap::{Command, KeyMap};
 use theme::Theme;
 
@@ -162,6 +165,72 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
             }
         }
     }
+    drive(
+        &mut app,
+        Some(&engine),
+        session_path.as_deref(),
+        &export_dir,
+    )
+}
+
+/// Opens a saved trace in the playground without a model (`dlm-tui replay FILE`): the run
+/// replays from its first step with every instrument (scrubbing, inspector, charts, export);
+/// `codec` is the tokenizer of the model that made it. The user's session is neither restored
+/// nor overwritten.
+pub fn replay(codec: TextCodec, trace: Trace, source: &str, options: Options) -> Result<()> {
+    let export_dir = options.export_dir.clone();
+    let mut app = replay_app(codec, &trace, source, options);
+    drive(&mut app, None, None, &export_dir)
+}
+
+/// The app [`replay`] runs: the trace's text in the editor, its settings in the panel, and its
+/// run in the live panel, replaying from the first step.
+pub fn replay_app(codec: TextCodec, trace: &Trace, source: &str, options: Options) -> App {
+    let info = ModelInfo {
+        name: trace.model.clone(),
+        family: "replay",
+        mask_id: trace.mask_id,
+        logits_width: codec.vocab_size(),
+        max_context: trace.canvas.len().max(1),
+        shift_logits: false,
+        eos_ids: trace.eos_ids.clone(),
+        eot_ids: Vec::new(),
+        parameters: 0,
+        weight_bytes: 0,
+    };
+    let mut app = App::new(
+        Arc::new(codec),
+        info,
+        options.keymap,
+        options.themes,
+        options.theme_index,
+    );
+    app.replay_speed = options.replay_speed;
+    app.presets = options.presets;
+    app.doc = editor::Document::from_prompt(&trace.prompt);
+    app.chat_mode = trace.chat;
+    let run = RunView::from_trace(trace, app.replay_speed);
+    app.settings = run.recipe.settings.clone();
+    app.compare_mode = run.lanes.len() > 1;
+    app.run = Some(run);
+    app.replay_of = Some(source.to_string());
+    app.focus = app::Focus::Live;
+    app.message = Some(Message {
+        text: format!(
+            "replaying {source}: Space pauses, ←→ step, i inspects a token; no model is loaded"
+        ),
+        kind: MessageKind::Info,
+    });
+    app
+}
+
+/// Sets up the terminal, runs the event loop and restores the terminal.
+fn drive(
+    app: &mut App,
+    engine: Option<&Engine>,
+    session_path: Option<&std::path::Path>,
+    export_dir: &std::path::Path,
+) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -171,10 +240,10 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
     let _guard = TerminalGuard::enter()?;
     let result = runtime.block_on(event_loop(
         &mut terminal,
-        &mut app,
-        &engine,
-        session_path.as_deref(),
-        &export_dir,
+        app,
+        engine,
+        session_path,
+        export_dir,
     ));
     drop(_guard);
     result
@@ -224,7 +293,7 @@ async fn next_engine_event(job: &mut Option<JobHandle>) -> Option<Event> {
 async fn event_loop(
     terminal: &mut DefaultTerminal,
     app: &mut App,
-    engine: &Engine,
+    engine: Option<&Engine>,
     session_path: Option<&std::path::Path>,
     export_dir: &std::path::Path,
 ) -> Result<()> {
@@ -296,9 +365,12 @@ async fn event_loop(
         for effect in update(app, action) {
             match effect {
                 Effect::Submit(new_job) => {
-                    let handle = engine.submit(new_job);
-                    canceller = Some(handle.canceller());
-                    job = Some(handle);
+                    // (A replay has no engine, and its app never asks for a run.)
+                    if let Some(engine) = engine {
+                        let handle = engine.submit(new_job);
+                        canceller = Some(handle.canceller());
+                        job = Some(handle);
+                    }
                 }
                 Effect::Cancel => {
                     if let Some(c) = &canceller {

@@ -220,12 +220,7 @@ pub fn export(app: &App, dir: &Path) -> Result<String> {
                 params,
             })
             .collect(),
-        ..RunHeader::new(
-            &app.model.name,
-            &recipe.prompt,
-            &run.initial,
-            run.prompt_len,
-        )
+        ..RunHeader::new(&app.model, &recipe.prompt, &run.initial, run.prompt_len)
     };
     let mut lines = vec![header.line().to_string()];
     let mut text = String::new();

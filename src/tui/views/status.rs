@@ -39,11 +39,21 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         }
     }
     let p = &app.settings.params;
+    // A replay has no weights to count, and says what it replays.
+    let size = if let Some(source) = &app.replay_of {
+        format!(" · replay of {source}")
+    } else if app.model.parameters == 0 {
+        String::new()
+    } else {
+        format!(
+            " ({:.1}M, {})",
+            app.model.parameters as f64 / 1e6,
+            human_bytes(app.model.weight_bytes)
+        )
+    };
     let params = format!(
-        " {} ({:.1}M, {}) · L={} S={} B={} T={} {} {} ",
+        " {}{size} · L={} S={} B={} T={} {} {} ",
         app.model.name,
-        app.model.parameters as f64 / 1e6,
-        human_bytes(app.model.weight_bytes),
         app.settings.length,
         app.settings.steps.map_or("auto".into(), |s| s.to_string()),
         p.block_length,
