@@ -52,4 +52,24 @@ keys F1
 shot help
 keys Escape
 sleep 0.3
+# The token inspector on a single lane, part way through a run.
+keys F7
+keys F5
+sleep 1.2
+keys Tab; keys Tab
+keys Space
+keys i
+keys Right; keys Right
+shot inspector
+keys Escape
+sleep 0.3
 keys C-q
+sleep 1
+# A saved trace replayed without a model, paused part way with the inspector open.
+"$bin" generate --prompt "Once upon a time, there was a little girl named Lily." --length 64 --json --inspect > "$home/run.jsonl"
+tmux kill-session -t "$session" 2>/dev/null || true
+tmux new-session -d -s "$session" -x 120 -y 36 "cd $home && HOME=$home COLORTERM=truecolor XDG_CONFIG_HOME= XDG_DATA_HOME= $bin replay run.jsonl"
+sleep 2.4
+keys Space
+keys i
+shot replay

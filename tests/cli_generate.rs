@@ -162,10 +162,7 @@ fn infilling_fills_only_the_masks() {
     assert!(text.starts_with("Once upon a"), "{text}");
     assert!(text.contains(" there was a"), "{text}");
     assert!(text.ends_with(" girl."), "{text}");
-    assert!(!lines[steps]["text"]
-        .as_str()
-        .unwrap()
-        .contains("[MASK]"));
+    assert!(!lines[steps]["text"].as_str().unwrap().contains("[MASK]"));
 }
 
 #[test]

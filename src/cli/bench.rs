@@ -30,7 +30,7 @@ use super::{usage, ModelArgs};
 use crate::model::{Denoiser, KvCache};
 use crate::run::LaneSpec;
 use crate::run::Settings;
-use crate::sampler::{CacheMode, Sampler, SamplerParams, Schedule};
+use crate::sampler::{CacheMode, Sampler, SamplerParams, Schedule, StepReport};
 use crate::text::TextCodec;
 use crate::train::eval::{dictionary_rate, load_dictionary, sequence_nll, words, STORY_PROMPTS};
 
@@ -74,6 +74,10 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Keep what the token inspector keeps, as the playground does: every step's canvas and
+    /// every scored position with its top-5 candidates (compare peak RSS with and without it).
+    #[arg(long)]
+    pub inspect: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +97,9 @@ pub struct BenchReport {
     /// Share of forward FLOPs the cache saved.
     pub flops_saved: f64,
     pub peak_rss_mb: f64,
+    /// With `--inspect`: the bytes one run's step history holds (canvases, commits, scored
+    /// positions and their candidates), counted from the data.
+    pub inspector_mb: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -215,10 +222,15 @@ pub fn run(mut args: BenchArgs) -> Result<()> {
     let traits = info.traits();
     let (mut forwards, mut steps, mut totals) = (Vec::new(), Vec::new(), Vec::new());
     let (mut nfe, mut saved) = (0, 0.0);
+    // One run's step history, kept as the playground keeps its run (the last run's).
+    let mut history: Vec<(Vec<u32>, StepReport)> = Vec::new();
+    let mut inspector_bytes = 0;
     for run in 0..args.warmup + args.runs {
         let timed = run >= args.warmup;
         let mut sampler =
             Sampler::new(canvas.clone(), params.clone(), traits.clone()).map_err(usage)?;
+        sampler.inspect(args.inspect);
+        history.clear();
         let mut cache = KvCache::default();
         let start = Instant::now();
         loop {
@@ -231,13 +243,17 @@ pub fn run(mut args: BenchArgs) -> Result<()> {
                 }
                 out
             })?;
-            if report.is_none() {
+            let Some(report) = report else {
                 break;
-            }
+            };
             if timed {
                 steps.push(step_start.elapsed().as_secs_f64() * 1e3);
             }
+            if args.inspect {
+                history.push((sampler.tokens().to_vec(), report));
+            }
         }
+        inspector_bytes = history_bytes(&history);
         if timed {
             totals.push(start.elapsed().as_secs_f64() * 1e3);
             nfe = sampler.nfe();
@@ -260,6 +276,7 @@ pub fn run(mut args: BenchArgs) -> Result<()> {
         nfe,
         flops_saved: saved,
         peak_rss_mb: peak_rss_mb(),
+        inspector_mb: inspector_bytes as f64 / (1 << 20) as f64,
     };
     if args.json {
         outln!("{}", serde_json::to_string(&report)?);
@@ -271,8 +288,30 @@ pub fn run(mut args: BenchArgs) -> Result<()> {
             report.generation_ms_median, report.tokens_per_s, report.nfe,
             report.flops_saved * 100.0, report.peak_rss_mb
         );
+        if args.inspect {
+            outln!("  inspector {:.2} MiB of step history", report.inspector_mb);
+        }
     }
     Ok(())
+}
+
+/// Bytes a step history holds on the heap and inline (allocations counted at their capacity).
+fn history_bytes(history: &[(Vec<u32>, StepReport)]) -> usize {
+    use std::mem::size_of;
+    history
+        .iter()
+        .map(|(canvas, report)| {
+            size_of::<(Vec<u32>, StepReport)>()
+                + canvas.capacity() * size_of::<u32>()
+                + report.committed.capacity() * size_of::<crate::sampler::Commit>()
+                + report.scored.capacity() * size_of::<crate::sampler::Scored>()
+                + report
+                    .scored
+                    .iter()
+                    .map(|s| s.top.capacity() * size_of::<(u32, f32)>())
+                    .sum::<usize>()
+        })
+        .sum()
 }
 
 /// `--forward-only`: single forward passes at batch 1 over exactly `--length` tokens.
