@@ -1139,3 +1139,49 @@ fn the_token_inspector_and_the_samplers_view() {
     let screen = draw(&mut app, 100, 24);
     insta::assert_snapshot!("sampler_view_off", screen);
 }
+
+/// Seed sweep: the same settings in 2 to 4 lanes with seeds s, s+1, ...; at temperature 0 it is
+/// refused with the reason (every seed would give the same text).
+#[test]
+fn a_seed_sweep_runs_one_lane_per_seed() {
+    use dlm_tui::run::Field;
+    let (mut app, engine) = prepared();
+    app.settings.params.seed = 7;
+    Field::Sweep.set(&mut app.settings, "3").unwrap();
+    assert_eq!(Field::Sweep.value(&app.settings), "3 seeds");
+    assert!(Field::Sweep.set(&mut app.settings, "5").is_err());
+    let lanes = app.lane_params(16).unwrap();
+    let seeds: Vec<u64> = lanes.iter().map(|(_, p)| p.seed).collect();
+    assert_eq!(seeds, vec![7, 8, 9]);
+    assert_eq!(lanes[1].0, "seed 8");
+    assert!(lanes
+        .iter()
+        .all(|(_, p)| SamplerParamsEq::same_but_seed(p, &lanes[0].1)));
+    let events = run(&mut app, &engine);
+    for e in events {
+        update(&mut app, Action::Engine(e));
+    }
+    insta::assert_snapshot!("seed_sweep", draw(&mut app, 120, 30));
+    // Greedy: refused.
+    app.settings.params.temperature = 0.0;
+    let err = app.lane_params(16).unwrap_err();
+    assert!(err.contains("needs randomness"), "{err}");
+    // Off again with Left from 2.
+    Field::Sweep.set(&mut app.settings, "2").unwrap();
+    Field::Sweep.adjust(&mut app.settings, false).unwrap();
+    assert_eq!(app.settings.sweep, 0);
+}
+
+/// Parameters equal but for the seed.
+struct SamplerParamsEq;
+
+impl SamplerParamsEq {
+    fn same_but_seed(
+        a: &dlm_tui::sampler::SamplerParams,
+        b: &dlm_tui::sampler::SamplerParams,
+    ) -> bool {
+        let mut a = a.clone();
+        a.seed = b.seed;
+        &a == b
+    }
+}

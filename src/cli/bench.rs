@@ -414,6 +414,7 @@ fn run_against_plain(args: &BenchArgs) -> Result<()> {
             steps: Some(base.steps),
             compare: Vec::new(),
             advance_seed: false,
+            sweep: 0,
         };
         let lane_settings = lane
             .apply(&shared)

@@ -27,6 +27,7 @@ pub enum Field {
     Cfg,
     Seed,
     AdvanceSeed,
+    Sweep,
     Compare,
 }
 
@@ -43,7 +44,7 @@ fn parse_on_off(field: Field, text: &str) -> Result<bool, String> {
 }
 
 impl Field {
-    pub const ALL: [Field; 19] = [
+    pub const ALL: [Field; 20] = [
         Field::Length,
         Field::Steps,
         Field::BlockLength,
@@ -62,6 +63,7 @@ impl Field {
         Field::Cfg,
         Field::Seed,
         Field::AdvanceSeed,
+        Field::Sweep,
         Field::Compare,
     ];
 
@@ -85,6 +87,7 @@ impl Field {
             Field::Cfg => "cfg scale",
             Field::Seed => "seed",
             Field::AdvanceSeed => "advance seed",
+            Field::Sweep => "seed sweep",
             Field::Compare => "compare",
         }
     }
@@ -110,6 +113,7 @@ impl Field {
             Field::Cfg => "classifier-free guidance (a second pass with the prompt masked)",
             Field::Seed => "random seed of the next run (F4 re-rolls it)",
             Field::AdvanceSeed => "add 1 to the seed before every run after the first",
+            Field::Sweep => "2-4: that many lanes, seeds s, s+1, ... side by side",
             Field::Compare => "F7's lanes: strategies, each with optional overrides",
         }
     }
@@ -141,6 +145,10 @@ impl Field {
             Field::Cfg => format!("{}", s.params.cfg_scale),
             Field::Seed => s.params.seed.to_string(),
             Field::AdvanceSeed => on_off(s.advance_seed),
+            Field::Sweep => match s.sweep {
+                0 | 1 => "off".into(),
+                n => format!("{n} seeds"),
+            },
             Field::Compare => s
                 .compare
                 .iter()
@@ -221,6 +229,20 @@ impl Field {
                 next.params.seed = text.parse().map_err(|_| whole_number_error("seed", text))?
             }
             Field::AdvanceSeed => next.advance_seed = parse_on_off(self, text)?,
+            Field::Sweep => {
+                let text = text.trim_end_matches("seeds").trim();
+                next.sweep = if matches!(text, "" | "off" | "0" | "1") {
+                    0
+                } else {
+                    let n = text
+                        .parse::<usize>()
+                        .map_err(|_| whole_number_error("seed sweep", text))?;
+                    if !(2..=4).contains(&n) {
+                        return Err(format!("seed sweep: {n} lanes; give 2 to 4 (or off)"));
+                    }
+                    n
+                }
+            }
             Field::Compare => {
                 let lanes = text
                     .split(',')
@@ -323,6 +345,14 @@ impl Field {
                 }
             }
             Field::AdvanceSeed => next.advance_seed = !next.advance_seed,
+            Field::Sweep => {
+                next.sweep = match (next.sweep, up) {
+                    (0 | 1, true) => 2,
+                    (n, true) => (n + 1).min(4),
+                    (n, false) if n <= 2 => 0,
+                    (n, false) => n - 1,
+                }
+            }
             Field::Compare => {
                 let n = next.compare.len();
                 if up && n < 4 {

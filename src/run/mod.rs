@@ -25,6 +25,9 @@ pub struct Settings {
     pub compare: Vec<LaneSpec>,
     /// Add one to the seed before every run after the first, so each run samples anew.
     pub advance_seed: bool,
+    /// Seed sweep: 2 to 4 runs the same settings in that many lanes with seeds s, s+1, ...
+    /// side by side (0: off).
+    pub sweep: usize,
 }
 
 impl Default for Settings {
@@ -46,6 +49,7 @@ impl Default for Settings {
                 LaneSpec::new(Strategy::Margin),
             ],
             advance_seed: false,
+            sweep: 0,
         }
     }
 }
@@ -57,6 +61,9 @@ impl Settings {
         self.validate_run()?;
         if !(2..=4).contains(&self.compare.len()) {
             anyhow::bail!("compare needs 2 to 4 lanes, got {}", self.compare.len());
+        }
+        if self.sweep > 4 {
+            anyhow::bail!("seed_sweep: {} lanes; give 2 to 4 (or 0: off)", self.sweep);
         }
         Ok(())
     }
@@ -95,6 +102,7 @@ impl Settings {
             steps: self.steps,
             compare: self.compare.clone(),
             advance_seed: self.advance_seed,
+            sweep: self.sweep,
             ..Settings::default()
         };
         base.params.seed = self.params.seed;

@@ -658,6 +658,23 @@ impl App {
             p.steps = s.steps.unwrap_or(masked.max(1));
             p
         };
+        if self.settings.sweep >= 2 {
+            // A seed sweep: the same settings, seeds s, s+1, ... (at temperature 0 every seed
+            // gives the same text, unless the strategy or the position choice is random).
+            let p = params(&self.settings);
+            let random = p.temperature > 0.0
+                || p.strategy == crate::sampler::Strategy::Random
+                || p.alg_temp.is_some_and(|t| t > 0.0);
+            if !random {
+                return Err("a seed sweep needs randomness: at temperature 0 every seed gives the same text (raise the temperature, or set seed sweep off)".into());
+            }
+            return Ok((0..self.settings.sweep as u64)
+                .map(|i| {
+                    let seed = p.seed.wrapping_add(i);
+                    (format!("seed {seed}"), SamplerParams { seed, ..p.clone() })
+                })
+                .collect());
+        }
         if self.compare_mode && self.settings.compare.len() > 1 {
             self.settings
                 .compare

@@ -80,6 +80,7 @@ pub struct SamplerSection {
     pub cfg: f64,
     pub seed: u64,
     pub advance_seed: bool,
+    pub seed_sweep: usize,
     pub compare: Vec<LaneSpec>,
     /// Named parameter sets beside the built-in ones (a name of a built-in replaces it).
     pub presets: BTreeMap<String, LaneSpec>,
@@ -107,6 +108,7 @@ impl Default for SamplerSection {
             cfg: s.params.cfg_scale,
             seed: s.params.seed,
             advance_seed: s.advance_seed,
+            seed_sweep: s.sweep,
             compare: s.compare,
             presets: BTreeMap::new(),
         }
@@ -185,6 +187,7 @@ impl SamplerSection {
             steps: (self.steps > 0).then_some(self.steps),
             compare: self.compare.clone(),
             advance_seed: self.advance_seed,
+            sweep: self.seed_sweep,
         };
         settings.validate()?;
         Ok(settings)

@@ -64,7 +64,17 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {
             ])
         })
         .collect();
-    let lanes = if app.compare_mode {
+    let lanes = if app.settings.sweep >= 2 {
+        format!(
+            "seed sweep · {} lanes, seeds {}-{}",
+            app.settings.sweep,
+            app.settings.params.seed,
+            app.settings
+                .params
+                .seed
+                .wrapping_add(app.settings.sweep as u64 - 1)
+        )
+    } else if app.compare_mode {
         format!("compare on · {} lanes", app.settings.compare.len())
     } else {
         "compare off".to_string()
