@@ -390,6 +390,10 @@ fn a_saved_trace_replays_with_the_inspector() {
     std::thread::sleep(Duration::from_millis(200));
     t.keys(&["F5"]);
     t.wait_for("has no model to run", Duration::from_secs(5));
+    // A click at the left end of the step gauge (the row above the status bar; SGR mouse
+    // coordinates count from 1) goes back to the start.
+    t.literal("\x1b[<0;18;34M");
+    t.wait_for("step   0 of 48", Duration::from_secs(5));
     t.keys(&["C-q"]);
     t.wait_for("EXITED 0", Duration::from_secs(10));
 }

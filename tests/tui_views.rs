@@ -1185,3 +1185,50 @@ impl SamplerParamsEq {
         &a == b
     }
 }
+
+/// The step gauge under the live panel: a click scrubs to the step under it (the left end is
+/// before the first step, the right end the last), and a drag follows the pointer.
+#[test]
+fn the_step_gauge_scrubs_on_click_and_drag() {
+    use crossterm::event::{MouseButton, MouseEventKind};
+    let (mut app, engine) = prepared();
+    let events = run(&mut app, &engine);
+    for e in events {
+        update(&mut app, Action::Engine(e));
+    }
+    let screen = draw(&mut app, 100, 24);
+    assert!(screen.contains("step  19 of 19"), "{screen}");
+    let bar = app.gauge_area;
+    assert!(bar.width > 20, "{bar:?}");
+    let latest = app.run.as_ref().unwrap().latest_step();
+    update(
+        &mut app,
+        mouse(MouseEventKind::Down(MouseButton::Left), bar.x, bar.y),
+    );
+    assert_eq!(app.run.as_ref().unwrap().cursor, Some(0));
+    let middle = bar.x + bar.width / 2;
+    update(
+        &mut app,
+        mouse(MouseEventKind::Drag(MouseButton::Left), middle, bar.y),
+    );
+    let step = app.run.as_ref().unwrap().cursor.unwrap();
+    assert!(
+        (latest / 2 - 1..=latest / 2 + 1).contains(&step),
+        "{step} of {latest}"
+    );
+    let screen = draw(&mut app, 100, 24);
+    assert!(
+        screen.contains(&format!("step {step:>3} of 19")),
+        "{screen}"
+    );
+    insta::assert_snapshot!("gauge_scrubbed", screen);
+    update(
+        &mut app,
+        mouse(
+            MouseEventKind::Down(MouseButton::Left),
+            bar.x + bar.width - 1,
+            bar.y,
+        ),
+    );
+    assert_eq!(app.run.as_ref().unwrap().shown_step(), latest);
+}

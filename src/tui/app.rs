@@ -341,6 +341,20 @@ impl RunView {
         run
     }
 
+    /// The run's planned steps: the most any lane plans (its newest step says; before the first
+    /// step, its parameters).
+    pub fn planned_steps(&self) -> usize {
+        self.lanes
+            .iter()
+            .enumerate()
+            .map(|(i, lane)| match lane.frames.last() {
+                Some(f) => f.steps,
+                None => self.recipe.lanes.get(i).map_or(0, |(_, p)| p.steps),
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn latest_step(&self) -> usize {
         self.lanes.iter().map(|l| l.frames.len()).max().unwrap_or(0)
     }
@@ -539,6 +553,8 @@ pub struct App {
     pub ghosts: bool,
     /// Where each lane's tokens were last drawn.
     pub live_cells: Vec<LaneCells>,
+    /// The step gauge's bar as last drawn (its `scroll` holds the planned steps).
+    pub gauge_area: Rect,
     /// The trace file this app replays (`dlm-tui replay`): there is no model to run.
     pub replay_of: Option<String>,
     codec: Arc<TextCodec>,
@@ -609,6 +625,7 @@ impl App {
             inspector: None,
             ghosts: true,
             live_cells: Vec::new(),
+            gauge_area: Rect::default(),
             replay_of: None,
             params_area: Rect::default(),
             live_panel_area: Rect::default(),
@@ -1429,6 +1446,17 @@ fn unicode_width(c: char) -> usize {
     }
 }
 
+/// The step a click at column `x` of the step gauge's bar means: the left end is before the
+/// first step, the right end the last planned one (the bar's `scroll` holds the plan).
+pub fn gauge_step(bar: Rect, x: u16) -> usize {
+    if bar.width == 0 {
+        return 0;
+    }
+    let offset = x.saturating_sub(bar.x).min(bar.width - 1) as f64;
+    let span = (bar.width.max(2) - 1) as f64;
+    (offset / span * bar.scroll as f64).round() as usize
+}
+
 /// Two clicks this close together are a double click.
 const DOUBLE_CLICK: Duration = Duration::from_millis(400);
 
@@ -1444,6 +1472,21 @@ fn on_mouse(app: &mut App, mouse: MouseEvent) {
             let row = params.scroll + (y - params.y) as usize;
             if row < Field::ALL.len() && !app.form.editing() {
                 app.form.row = row;
+            }
+        }
+        // A click or a drag on the step gauge scrubs there (and pauses the replay).
+        MouseEventKind::Down(MouseButton::Left) | MouseEventKind::Drag(MouseButton::Left)
+            if app.gauge_area.contains(x, y)
+                || (matches!(mouse.kind, MouseEventKind::Drag(_))
+                    && app.gauge_area.width > 0
+                    && y == app.gauge_area.y) =>
+        {
+            let step = gauge_step(app.gauge_area, x);
+            if let Some(run) = app.run.as_mut() {
+                let latest = run.latest_step();
+                let step = step.min(latest);
+                run.cursor = Some(step);
+                app.focus = Focus::Live;
             }
         }
         MouseEventKind::Down(MouseButton::Left) if live_panel.contains(x, y) => {

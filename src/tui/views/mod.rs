@@ -2,6 +2,7 @@
 
 mod charts;
 mod editor;
+mod gauge;
 mod help;
 mod inspector;
 pub mod live;
@@ -33,6 +34,8 @@ pub struct Drawn {
     pub params: HitRect,
     /// Where each lane's tokens were drawn (the token cursor and clicks).
     pub lanes: Vec<crate::tui::app::LaneCells>,
+    /// The step gauge's bar.
+    pub gauge: HitRect,
 }
 
 impl Drawn {
@@ -43,6 +46,7 @@ impl Drawn {
         app.params_area = self.params;
         app.live_panel_area = self.live_panel;
         app.live_cells = self.lanes;
+        app.gauge_area = self.gauge;
     }
 }
 
@@ -93,6 +97,14 @@ pub fn render(app: &App, frame: &mut Frame) -> Drawn {
     } else {
         live_area
     };
+    // The step gauge takes the row under the lanes once something has run.
+    let (live_area, gauge) = if app.run.is_some() && live_area.height >= 8 {
+        let [lanes, gauge_row] =
+            Layout::vertical([Constraint::Min(6), Constraint::Length(1)]).areas(live_area);
+        (lanes, gauge::render(app, frame, gauge_row))
+    } else {
+        (live_area, HitRect::default())
+    };
     let (live, lanes) = live::render(app, frame, live_area);
     let params = if params_width > 0 {
         params::render(app, frame, right)
@@ -116,6 +128,7 @@ pub fn render(app: &App, frame: &mut Frame) -> Drawn {
         live_panel: hit(live_area),
         params,
         lanes,
+        gauge,
     }
 }
 
