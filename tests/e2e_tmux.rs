@@ -174,6 +174,12 @@ fn a_person_edits_runs_cancels_compares_and_quits() {
     assert!(screen.contains("committed at step 1"), "{screen}");
     assert!(screen.contains("most likely at step 1:"), "{screen}");
     assert!(screen.matches('%').count() >= 5, "{screen}");
+    // Mark the first step's commit for re-masking and refine: a run from step 1's canvas with it
+    // masked again.
+    t.keys(&["m"]);
+    t.wait_for("1 token marked to re-mask", Duration::from_secs(5));
+    t.keys(&["r"]);
+    t.wait_for("· done", Duration::from_secs(60));
     t.keys(&["Right", "Right"]);
     std::thread::sleep(Duration::from_millis(200));
     t.keys(&["Escape"]);

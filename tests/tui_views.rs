@@ -1232,3 +1232,73 @@ fn the_step_gauge_scrubs_on_click_and_drag() {
     );
     assert_eq!(app.run.as_ref().unwrap().shown_step(), latest);
 }
+
+/// Refine: committed tokens marked with `m` (inspector open) are masked again and `r` denoises
+/// them with everything else fixed.
+#[test]
+fn refine_remasks_the_marked_tokens_and_keeps_the_rest() {
+    let (mut app, engine) = prepared();
+    let events = run(&mut app, &engine);
+    for e in events {
+        update(&mut app, Action::Engine(e));
+    }
+    app.focus = Focus::Live;
+    let before = app.run.as_ref().unwrap().lanes[0]
+        .summary
+        .as_ref()
+        .unwrap()
+        .canvas
+        .clone();
+    // The last step; the inspector opens on its commit: mark it and the token before it.
+    update(&mut app, key(KeyCode::End));
+    update(&mut app, key(KeyCode::Char('i')));
+    let first = app.inspector.unwrap().pos;
+    update(&mut app, key(KeyCode::Char('m')));
+    draw(&mut app, 100, 24);
+    update(&mut app, key(KeyCode::Left));
+    let second = app.inspector.unwrap().pos;
+    update(&mut app, key(KeyCode::Char('m')));
+    let marked: Vec<usize> = app.remask.positions.iter().copied().collect();
+    assert_eq!(marked.len(), 2, "{first} {second}");
+    let screen = draw(&mut app, 100, 24);
+    assert!(screen.contains("2 tokens marked to re-mask"), "{screen}");
+    let effects = update(&mut app, key(KeyCode::Char('r')));
+    let job = match effects.as_slice() {
+        [dlm_tui::tui::app::Effect::Submit(job), dlm_tui::tui::app::Effect::Save] => job.clone(),
+        other => panic!("expected a job, got {other:?}"),
+    };
+    let mask = app.model.mask_id;
+    let masked: Vec<usize> = (0..job.canvas.len())
+        .filter(|&p| job.canvas[p] == mask)
+        .collect();
+    assert_eq!(masked, marked);
+    for (p, (&a, &b)) in job.canvas.iter().zip(&before).enumerate() {
+        if !marked.contains(&p) {
+            assert_eq!(a, b, "position {p} changed");
+        }
+    }
+    assert!(app.remask.positions.is_empty());
+    // The prompt and a mask cannot be marked.
+    let mut handle = engine.submit(job);
+    while let Some(e) = handle.events.blocking_recv() {
+        let last = matches!(e, Event::Finished { .. } | Event::Failed(_));
+        update(&mut app, Action::Engine(e));
+        if last {
+            break;
+        }
+    }
+    let after = app.run.as_ref().unwrap().lanes[0]
+        .summary
+        .as_ref()
+        .unwrap()
+        .canvas
+        .clone();
+    for p in 0..after.len() {
+        if !marked.contains(&p) {
+            assert_eq!(after[p], before[p]);
+        }
+    }
+    app.inspector = Some(dlm_tui::tui::app::TokenCursor { lane: 0, pos: 1 });
+    update(&mut app, key(KeyCode::Char('m')));
+    assert!(app.remask.positions.is_empty());
+}

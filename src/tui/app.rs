@@ -119,6 +119,13 @@ pub struct LaneCells {
     pub placed: Vec<Placed>,
 }
 
+/// Positions of one lane marked for re-masking.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Remask {
+    pub lane: usize,
+    pub positions: std::collections::BTreeSet<usize>,
+}
+
 /// The token cursor of the live panel: a lane and a canvas position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenCursor {
@@ -555,6 +562,8 @@ pub struct App {
     pub live_cells: Vec<LaneCells>,
     /// The step gauge's bar as last drawn (its `scroll` holds the planned steps).
     pub gauge_area: Rect,
+    /// Committed tokens marked to be re-masked by the next refinement (`m`, then `r`).
+    pub remask: Remask,
     /// The trace file this app replays (`dlm-tui replay`): there is no model to run.
     pub replay_of: Option<String>,
     codec: Arc<TextCodec>,
@@ -626,6 +635,7 @@ impl App {
             ghosts: true,
             live_cells: Vec::new(),
             gauge_area: Rect::default(),
+            remask: Remask::default(),
             replay_of: None,
             params_area: Rect::default(),
             live_panel_area: Rect::default(),
@@ -706,12 +716,21 @@ impl App {
 
     /// Builds the job for the editor's content, or explains why it cannot run.
     pub fn build_job(&self) -> Result<(Job, Vec<String>, usize), String> {
+        let (canvas, prompt_len) = self.canvas(self.model.max_context)?;
+        self.build_job_from(canvas, prompt_len)
+    }
+
+    /// The job for a given canvas (a refinement of the last run's), with the current settings.
+    pub fn build_job_from(
+        &self,
+        canvas: Vec<u32>,
+        prompt_len: usize,
+    ) -> Result<(Job, Vec<String>, usize), String> {
         if let Some(source) = &self.replay_of {
             return Err(format!(
                 "a replay ({source}) has no model to run: open `dlm-tui` on the model to run again"
             ));
         }
-        let (canvas, prompt_len) = self.canvas(self.model.max_context)?;
         let masked = canvas.iter().filter(|&&t| t == self.model.mask_id).count();
         if masked == 0 {
             return Err("nothing to denoise: mark a span (select text, then the mask key) or set a generation length".into());
@@ -946,6 +965,7 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
                 app.error(e);
             }
         }
+        Focus::Live if key.code == KeyCode::Char('r') => return refine(app),
         Focus::Live => live_key(app, key),
     }
     Vec::new()
@@ -1138,11 +1158,90 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
 
 /// Starts a run of the editor's canvas with the current settings (autosaving first).
 fn run_now(app: &mut App) -> Vec<Effect> {
-    match app.build_job() {
+    let prompt = app.doc.to_prompt();
+    start(app, app.build_job(), prompt)
+}
+
+/// `m` in the live panel (with the inspector open): marks the committed token under the cursor
+/// for re-masking, or unmarks it.
+fn toggle_remask(app: &mut App) {
+    let Some(cursor) = app.inspector else {
+        return app
+            .info("re-masking: open the inspector (i, or click a token), then m marks tokens");
+    };
+    let Some(run) = &app.run else { return };
+    let Some(lane) = run.lanes.get(cursor.lane) else {
+        return;
+    };
+    let canvas = lane.canvas_at(run.shown_step(), &run.initial);
+    let generated = run
+        .initial
+        .get(cursor.pos)
+        .is_some_and(|&t| t == app.model.mask_id);
+    let committed = canvas
+        .get(cursor.pos)
+        .is_some_and(|&t| t != app.model.mask_id);
+    if !(generated && committed) {
+        return app.info("only committed tokens can be re-masked (not the prompt, not a mask)");
+    }
+    let marks = &mut app.remask;
+    if marks.lane != cursor.lane {
+        marks.positions.clear();
+        marks.lane = cursor.lane;
+    }
+    if !marks.positions.remove(&cursor.pos) {
+        marks.positions.insert(cursor.pos);
+    }
+    let n = marks.positions.len();
+    app.info(format!(
+        "{n} token{} marked to re-mask: r denoises them again with the rest fixed",
+        if n == 1 { "" } else { "s" }
+    ));
+}
+
+/// `r` in the live panel: a new run from the canvas shown, with the marked tokens (and any
+/// position still masked) masked again and everything else fixed.
+fn refine(app: &mut App) -> Vec<Effect> {
+    let Some(run) = &app.run else {
+        return Vec::new();
+    };
+    if run.state == RunState::Running {
+        app.error("refine: the run is still going; wait for it or press Esc");
+        return Vec::new();
+    }
+    let marks = &app.remask;
+    let Some(lane) = run.lanes.get(marks.lane) else {
+        return Vec::new();
+    };
+    let mut canvas = lane.canvas_at(run.shown_step(), &run.initial).to_vec();
+    for &pos in &marks.positions {
+        if let Some(t) = canvas.get_mut(pos) {
+            *t = app.model.mask_id;
+        }
+    }
+    if !canvas.contains(&app.model.mask_id) {
+        app.info("refine: nothing to denoise; mark tokens with m (inspector open) first");
+        return Vec::new();
+    }
+    let prompt = app.codec().canvas_text(&canvas, app.model.mask_id, true);
+    let prompt_len = run.prompt_len;
+    let job = app.build_job_from(canvas, prompt_len);
+    app.remask.positions.clear();
+    start(app, job, prompt)
+}
+
+/// Shows a new run of `job` (or its error) and asks the runtime to start it.
+fn start(
+    app: &mut App,
+    job: Result<(Job, Vec<String>, usize), String>,
+    prompt: String,
+) -> Vec<Effect> {
+    match job {
         Ok((job, labels, prompt_len)) => {
+            app.remask.positions.clear();
             app.run = Some(RunView {
                 recipe: RunRecipe {
-                    prompt: app.doc.to_prompt(),
+                    prompt,
                     chat: app.chat_mode,
                     settings: app.settings.clone(),
                     lanes: labels
@@ -1242,6 +1341,7 @@ fn live_key(app: &mut App, key: KeyEvent) {
     let page = app.live_area.height.saturating_sub(1).max(1) as isize;
     match key.code {
         KeyCode::Char('i') => return toggle_inspector(app),
+        KeyCode::Char('m') => return toggle_remask(app),
         KeyCode::Char('g') => {
             app.ghosts = !app.ghosts;
             return app.info(if app.ghosts {

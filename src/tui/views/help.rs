@@ -31,6 +31,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         " Editor: arrows move, Shift+arrows or mouse drag select, typing [MASK:N] makes a span.",
         " Live panel: Left/Right/Home/End scrub steps; Up/Down (Shift: a page) and the wheel scroll.",
         " Live panel: Space plays/pauses, +/- replay speed, i (or a click) inspects a token, g ghosts.",
+        " Inspector open: m marks the token to re-mask, r refines (denoises the marked tokens again).",
         " Parameters: Up/Down pick, Left/Right adjust, Enter types a value.",
         " ? shows this help outside the editor; Up/Down scroll it, other keys close it.",
     ] {

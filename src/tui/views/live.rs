@@ -215,6 +215,16 @@ fn render_lane(
         } else {
             text
         };
+        // Tokens marked for re-masking (m) are struck through in the mask's colour.
+        let marked =
+            app.remask.lane == index && range.clone().any(|p| app.remask.positions.contains(&p));
+        let style = if marked {
+            style
+                .patch(theme.mask)
+                .add_modifier(Modifier::CROSSED_OUT | Modifier::UNDERLINED)
+        } else {
+            style
+        };
         let style = if under_cursor {
             style.patch(theme.cursor)
         } else {
@@ -344,7 +354,8 @@ fn render_lane(
         // The longest form that fits the border.
         let hints = if app.inspector.is_some() {
             vec![
-                " PageUp/PageDown step · g ghosts · i closes the inspector ".to_string(),
+                " PgUp/PgDn step · m marks to re-mask · r refines · i closes ".to_string(),
+                " m re-mask · r refine · i closes ".to_string(),
                 " PgUp/PgDn step · i closes ".to_string(),
             ]
         } else {
