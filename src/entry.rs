@@ -90,8 +90,15 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            let broken_pipe = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            });
             if let Some(tui::Signalled(signal)) = e.downcast_ref() {
                 ExitCode::from((128 + signal) as u8)
+            } else if broken_pipe {
+                // The reader went away (`generate --json | head`): nothing to say.
+                ExitCode::SUCCESS
             } else if let Some(usage) = e.downcast_ref::<UsageError>() {
                 eprintln!("error: {usage}");
                 ExitCode::from(2)

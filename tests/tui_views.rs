@@ -855,6 +855,16 @@ fn a_zero_mask_marker_says_why_it_stays_text() {
         screen.contains("[MASK:0] stays text") && screen.contains("from 1"),
         "{screen}"
     );
+    // Pasted, it says so too; a good marker pasted beside it is still a span.
+    let (mut pasted, _engine) = self::app();
+    type_text(&mut pasted, "b [MASK:2] and [MASK:0] c");
+    assert_eq!(pasted.doc.mask_count(), 2);
+    let message = pasted
+        .message
+        .as_ref()
+        .map(|m| m.text.clone())
+        .unwrap_or_default();
+    assert!(message.contains("[MASK:0] stays text"), "{message}");
 }
 
 /// A click picks a parameter row (focusing the panel) or focuses the live panel; the wheel

@@ -895,7 +895,11 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                             app.model.max_context
                         ));
                     } else {
-                        app.doc.insert_str(&text)
+                        app.doc.insert_str(&text);
+                        // A pasted marker that stayed text says why, as a typed one does.
+                        if let Some(why) = Document::literal_marker_in(&text) {
+                            app.info(why);
+                        }
                     }
                 }
                 Focus::Params => app.form.type_text(&text),

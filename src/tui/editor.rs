@@ -256,6 +256,18 @@ impl Document {
         self.edit(at, end, local, cursor);
     }
 
+    /// The first mask marker in pasted `text` that stays text (`[MASK:0]`, `[MASK:x]`), and why.
+    pub fn literal_marker_in(text: &str) -> Option<String> {
+        text.match_indices("[MASK").find_map(|(at, _)| {
+            let rest = &text[at..];
+            let end = rest.char_indices().take(24).find(|&(_, c)| c == ']')?.0;
+            let marker = &rest[..=end];
+            prompt::parse(marker)
+                .err()
+                .map(|e| format!("{marker} stays text: {e:#}"))
+        })
+    }
+
     /// When the text just before the cursor is a mask marker that stayed text (`[MASK:0]`,
     /// `[MASK:x]`), why it did not become a span.
     pub fn literal_marker_before_cursor(&self) -> Option<String> {
@@ -686,8 +698,25 @@ fn is_word(unit: &Unit) -> bool {
 }
 
 fn parse_units(text: &str) -> Vec<Unit> {
-    // Text that is not valid prompt syntax (e.g. "[MASK:x]") is kept literally.
-    let segments = prompt::parse(text).unwrap_or_else(|_| vec![Segment::Text(text.to_string())]);
+    // A marker that is not valid prompt syntax (e.g. "[MASK:x]") is kept literally, each on its
+    // own: one bad marker in a paste does not turn the good ones into text.
+    let segments = prompt::parse(text).unwrap_or_else(|_| {
+        let mut segments = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("[MASK") {
+            segments.push(Segment::Text(rest[..start].to_string()));
+            let tail = &rest[start..];
+            let end = tail.find(']').map_or(tail.len(), |e| e + 1);
+            let marker = &tail[..end];
+            match prompt::parse(marker) {
+                Ok(parsed) => segments.extend(parsed),
+                Err(_) => segments.push(Segment::Text(marker.to_string())),
+            }
+            rest = &tail[end..];
+        }
+        segments.push(Segment::Text(rest.to_string()));
+        segments
+    });
     segments
         .into_iter()
         .flat_map(|s| match s {
