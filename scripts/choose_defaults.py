@@ -40,7 +40,10 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--length", type=int, default=64)
     args = ap.parse_args()
-    cmd = [args.bin, "bench", "--against-plain", "--seeds", "20", "--length", str(args.length), "--json"]
+    # The base every candidate overrides is greedy low-confidence (the candidates say what they
+    # change), not the playground's defaults that `bench` otherwise starts from.
+    cmd = [args.bin, "bench", "--against-plain", "--seeds", "20", "--length", str(args.length), "--json",
+           "--temperature", "0", "--strategy", "low-confidence", "--block-length", "32"]
     for _, spec in CANDIDATES:
         cmd += ["--setting", spec]
     report = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
