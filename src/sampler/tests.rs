@@ -34,7 +34,18 @@ fn run(
     params: SamplerParams,
     sharp: impl Fn(usize) -> f32,
 ) -> (Vec<u32>, Vec<StepReport>) {
+    run_with(tokens, params, sharp, false)
+}
+
+/// [`run`], keeping what each step scored when `inspect`.
+fn run_with(
+    tokens: Vec<u32>,
+    params: SamplerParams,
+    sharp: impl Fn(usize) -> f32,
+    inspect: bool,
+) -> (Vec<u32>, Vec<StepReport>) {
     let mut sampler = Sampler::new(tokens, params, traits()).unwrap();
+    sampler.inspect(inspect);
     let mut reports = Vec::new();
     while let Some(r) = sampler
         .step(|request| {
@@ -429,22 +440,8 @@ fn inspecting_records_the_scored_positions_and_changes_nothing() {
             ..params(4, 4)
         };
         let (plain, plain_reports) = run(canvas(3, 8), p.clone(), sharp);
-        let mut sampler = Sampler::new(canvas(3, 8), p, traits()).unwrap();
-        sampler.inspect(true);
-        let mut reports = Vec::new();
-        while let Some(r) = sampler
-            .step(|request| {
-                Ok(request
-                    .canvases
-                    .iter()
-                    .map(|t| fake_logits(t.len(), sharp))
-                    .collect())
-            })
-            .unwrap()
-        {
-            reports.push(r);
-        }
-        assert_eq!(sampler.tokens(), plain.as_slice());
+        let (inspected, reports) = run_with(canvas(3, 8), p, sharp, true);
+        assert_eq!(inspected, plain);
         assert!(plain_reports.iter().all(|r| r.scored.is_empty()));
         for (r, plain) in reports.iter().zip(&plain_reports) {
             assert_eq!(r.committed, plain.committed);

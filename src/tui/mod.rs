@@ -126,16 +126,8 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
     let LoadedModel { model, codec } = loaded;
     let info = model.info().clone();
     let engine = Engine::new(model)?;
-    let mut app = App::new(
-        Arc::new(codec),
-        info,
-        options.keymap,
-        options.themes,
-        options.theme_index,
-    );
+    let mut app = new_app(codec, info, &options);
     app.chat_template = options.chat_template;
-    app.replay_speed = options.replay_speed;
-    app.presets = options.presets;
     app.settings = options.settings;
     let mut session_path = options.session_path;
     let export_dir = options.export_dir;
@@ -198,15 +190,7 @@ pub fn replay_app(codec: TextCodec, trace: &Trace, source: &str, options: Option
         parameters: 0,
         weight_bytes: 0,
     };
-    let mut app = App::new(
-        Arc::new(codec),
-        info,
-        options.keymap,
-        options.themes,
-        options.theme_index,
-    );
-    app.replay_speed = options.replay_speed;
-    app.presets = options.presets;
+    let mut app = new_app(codec, info, &options);
     app.doc = editor::Document::from_prompt(&trace.prompt);
     app.chat_mode = trace.chat;
     let run = RunView::from_trace(trace, app.replay_speed);
@@ -221,6 +205,20 @@ pub fn replay_app(codec: TextCodec, trace: &Trace, source: &str, options: Option
         ),
         kind: MessageKind::Info,
     });
+    app
+}
+
+/// An app on `codec` and `info` with the options' keys, themes, replay speed and presets.
+fn new_app(codec: TextCodec, info: ModelInfo, options: &Options) -> App {
+    let mut app = App::new(
+        Arc::new(codec),
+        info,
+        options.keymap.clone(),
+        options.themes.clone(),
+        options.theme_index,
+    );
+    app.replay_speed = options.replay_speed;
+    app.presets = options.presets.clone();
     app
 }
 
