@@ -1115,7 +1115,14 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
                 .iter()
                 .map(LaneSpec::to_string)
                 .collect();
-            app.info(if app.compare_mode {
+            app.info(if app.settings.sweep >= 2 {
+                // The sweep decides the lanes while it is set.
+                format!(
+                    "compare {}, but seed sweep is set: the next run has {} seed lanes (seed sweep off in the parameters panel to compare strategies)",
+                    if app.compare_mode { "on" } else { "off" },
+                    app.settings.sweep
+                )
+            } else if app.compare_mode {
                 format!("compare on: next run has lanes {}", lanes.join(" | "))
             } else {
                 "compare off".to_string()

@@ -86,6 +86,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         extras.push(format!("cfg={}", p.cfg_scale));
     }
     extras.push(format!("seed={}", p.seed));
+    if app.settings.sweep >= 2 {
+        extras.push(format!("sweep={}", app.settings.sweep));
+    }
     // A message takes the first line (until the next key), so the key legend below stays in
     // view.
     match &app.message {
