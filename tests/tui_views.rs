@@ -1312,3 +1312,45 @@ fn refine_remasks_the_marked_tokens_and_keeps_the_rest() {
     update(&mut app, key(KeyCode::Char('m')));
     assert!(app.remask.positions.is_empty());
 }
+
+/// Down in the inspector walks every row down to the last, blank lines included (a line break
+/// token sits there, or, where the tokenizer merged the breaks, the row is skipped).
+#[test]
+fn the_inspector_walks_down_every_row() {
+    let (mut app, engine) = app();
+    type_text(&mut app, "A b.\n\nC d.");
+    app.settings.length = 4;
+    let events = run(&mut app, &engine);
+    for e in events {
+        update(&mut app, Action::Engine(e));
+    }
+    app.focus = Focus::Live;
+    update(&mut app, key(KeyCode::End));
+    update(&mut app, key(KeyCode::Char('i')));
+    draw(&mut app, 100, 24);
+    // Put the cursor on the first row's first token, then go down.
+    let first = app.live_cells[0].placed[0];
+    app.inspector = Some(dlm_tui::tui::app::TokenCursor {
+        lane: 0,
+        pos: first.pos,
+    });
+    let row_of = |app: &dlm_tui::tui::app::App| {
+        let pos = app.inspector.unwrap().pos;
+        app.live_cells[0]
+            .placed
+            .iter()
+            .find(|p| p.pos == pos)
+            .unwrap()
+            .row
+    };
+    draw(&mut app, 100, 24);
+    let last = app.live_cells[0].placed.last().unwrap().row;
+    assert!(last >= 2, "{:?}", app.live_cells[0].placed);
+    let mut rows = vec![row_of(&app)];
+    while rows.len() <= last {
+        update(&mut app, key(KeyCode::Down));
+        draw(&mut app, 100, 24);
+        rows.push(row_of(&app));
+    }
+    assert_eq!(rows, (0..=last).collect::<Vec<_>>());
+}

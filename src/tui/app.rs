@@ -1453,11 +1453,16 @@ fn move_token(app: &mut App, rows: isize, tokens: isize) -> bool {
         let to = (at + tokens).clamp(0, starts.len() as isize - 1) as usize;
         starts.get(to).copied()
     } else {
-        let row = placed[here].row as isize + rows;
+        // The next row that holds a token (blank lines between paragraphs hold none).
         let col = placed[here].col;
-        (row >= 0)
-            .then(|| super::flow::piece_at(placed, row as usize, col))
-            .flatten()
+        let last = placed.last().map_or(0, |p| p.row) as isize;
+        let mut row = placed[here].row as isize + rows;
+        let mut found = None;
+        while (0..=last).contains(&row) && found.is_none() {
+            found = super::flow::piece_at(placed, row as usize, col);
+            row += rows;
+        }
+        found
     };
     match next {
         Some(pos) if pos != cursor.pos => {
