@@ -57,6 +57,16 @@ pub enum Command {
     /// Open a saved run (`generate --json`, or the playground's export) in the playground and
     /// replay it, with scrubbing and the token inspector, without loading the model.
     Replay(ReplayArgs),
+    /// List the models that can run without a download: the embedded one and those in the
+    /// Hugging Face cache (family, size, whether complete).
+    Models(ModelsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ModelsArgs {
+    /// One JSON object per model instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -85,6 +95,7 @@ pub fn main() -> ExitCode {
             println!("{}", fetched.dir.display());
         }),
         Some(Command::Replay(args)) => run_replay(args),
+        Some(Command::Models(args)) => list_models(args),
         None => run_app(cli.app),
     };
     match result {
@@ -179,6 +190,74 @@ fn replay_tokenizer(
              `dlm-tui download {model}`"
         )),
     }
+}
+
+/// `dlm-tui models`: the embedded model, then every model repository in the hub cache.
+fn list_models(args: ModelsArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let hub = crate::hub::Hub::from_env()?;
+    let cached = crate::hub::scan::scan(hub.cache_dir());
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"id": crate::model::embedded::NAME, "family": "llada", "embedded": true})
+        )?;
+        for m in &cached {
+            let (family, unsupported) = match &m.family {
+                Ok(f) => (Some(*f), None),
+                Err(e) => (None, Some(e.as_str())),
+            };
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({
+                    "id": m.id, "family": family, "unsupported": unsupported,
+                    "bytes": m.bytes, "complete": m.missing.is_empty(),
+                    "missing": m.missing, "dir": m.dir,
+                })
+            )?;
+        }
+        return Ok(());
+    }
+    writeln!(out, "{:<44} {:<11} {:>9}  state", "model", "family", "size")?;
+    writeln!(
+        out,
+        "{:<44} {:<11} {:>9}  built in (runs with no flag)",
+        crate::model::embedded::NAME,
+        "llada",
+        "20 MiB"
+    )?;
+    for m in &cached {
+        let size = format!("{:.1} GiB", m.bytes as f64 / (1u64 << 30) as f64);
+        let size = if m.bytes < 1 << 30 {
+            format!("{:.0} MiB", m.bytes as f64 / (1u64 << 20) as f64)
+        } else {
+            size
+        };
+        let (family, state) = match (&m.family, m.missing.is_empty()) {
+            (Ok(f), true) => (f.to_string(), format!("complete: dlm-tui --model {}", m.id)),
+            (Ok(f), false) => (
+                f.to_string(),
+                format!(
+                    "incomplete (missing {}): dlm-tui download {}",
+                    m.missing.join(", "),
+                    m.id
+                ),
+            ),
+            (Err(why), _) => ("-".to_string(), format!("not supported: {why}")),
+        };
+        writeln!(out, "{:<44} {:<11} {:>9}  {state}", m.id, family, size)?;
+    }
+    if cached.is_empty() {
+        writeln!(
+            out,
+            "(nothing in the Hugging Face cache at {}; `dlm-tui download ORG/NAME` fetches a model)",
+            hub.cache_dir().display()
+        )?;
+    }
+    Ok(())
 }
 
 fn load_config() -> anyhow::Result<(Config, String)> {

@@ -739,3 +739,77 @@ fn the_playground_without_a_terminal_points_to_generate() {
         "{err}"
     );
 }
+
+/// `dlm-tui models` lists the embedded model and what the hub cache holds: a complete model
+/// with its family and the command that runs it, an incomplete one with what is missing, and a
+/// repository of a family dlm-tui does not run.
+#[test]
+fn models_lists_the_cache() {
+    let cache = std::env::temp_dir().join(format!("dlm-tui-models-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let repo = |id: &str| {
+        let root = cache.join(format!("models--{}", id.replace('/', "--")));
+        let snap = root.join("snapshots").join(commit);
+        std::fs::create_dir_all(&snap).unwrap();
+        std::fs::create_dir_all(root.join("refs")).unwrap();
+        std::fs::write(root.join("refs/main"), commit).unwrap();
+        snap
+    };
+    let complete = repo("someone/llada-tiny");
+    for entry in std::fs::read_dir(fixture("llada-tiny-gqa")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, complete.join(path.file_name().unwrap())).unwrap();
+    }
+    let partial = repo("someone/half-there");
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(fixture("llada-tiny-gqa").join(f), partial.join(f)).unwrap();
+    }
+    let other = repo("someone/gpt2-thing");
+    std::fs::write(other.join("config.json"), r#"{"model_type": "gpt2"}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dlm-tui"))
+        .args(["models"])
+        .env("HF_HUB_CACHE", &cache)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |id: &str| {
+        text.lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} missing:\n{text}"))
+            .to_string()
+    };
+    assert!(line("dlm-tui default").contains("built in"), "{text}");
+    let l = line("someone/llada-tiny");
+    assert!(
+        l.contains("llada") && l.contains("complete: dlm-tui --model someone/llada-tiny"),
+        "{l}"
+    );
+    let l = line("someone/half-there");
+    assert!(l.contains("incomplete (missing model.safetensors)"), "{l}");
+    assert!(l.contains("dlm-tui download someone/half-there"), "{l}");
+    assert!(
+        line("someone/gpt2-thing").contains("not supported"),
+        "{text}"
+    );
+    // JSON: one object per model.
+    let out = Command::new(env!("CARGO_BIN_EXE_dlm-tui"))
+        .args(["models", "--json"])
+        .env("HF_HUB_CACHE", &cache)
+        .output()
+        .unwrap();
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 4);
+    let tiny = lines
+        .iter()
+        .find(|l| l["id"] == "someone/llada-tiny")
+        .unwrap();
+    assert_eq!(tiny["complete"], true);
+    assert!(tiny["bytes"].as_u64().unwrap() > 1000);
+    let _ = std::fs::remove_dir_all(&cache);
+}

@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use hf_hub::{HFClient, HFError};
 
 pub mod cache;
+pub mod scan;
 use cache::RepoCache;
 
 /// What is fetched from a model repository: what the loader and chat mode read. Code files,
