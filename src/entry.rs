@@ -160,6 +160,8 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
             replay_speed: config.ui.replay_speed.max(0.0),
             presets: config.sampler.presets(),
             export_dir: export_dir(&config),
+            precision: crate::model::loader::Precision::Auto,
+            device: DeviceKind::Cpu,
         },
     )
 }
@@ -364,6 +366,8 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
             replay_speed: config.ui.replay_speed.max(0.0),
             presets: config.sampler.presets(),
             export_dir: export_dir(&config),
+            precision: model_args.dtype,
+            device: model_args.device,
         },
     )
 }

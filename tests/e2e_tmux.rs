@@ -214,6 +214,13 @@ fn a_person_edits_runs_cancels_compares_and_quits() {
     );
     assert_eq!(screen.matches("· done").count(), 2, "{screen}");
 
+    // The model picker lists the embedded model (in use); Enter on it changes nothing.
+    t.keys(&["F10"]);
+    let screen = t.wait_for("Models (F10)", Duration::from_secs(5));
+    assert!(screen.contains("in use"), "{screen}");
+    t.keys(&["Enter"]);
+    t.wait_for("is the model in use", Duration::from_secs(5));
+
     // Help overlay, then quit: the shell sees the exit and the alternate screen is gone.
     t.keys(&["F1"]);
     t.wait_for("Keys (F1 or ?)", Duration::from_secs(5));

@@ -1354,3 +1354,83 @@ fn the_inspector_walks_down_every_row() {
     }
     assert_eq!(rows, (0..=last).collect::<Vec<_>>());
 }
+
+/// The model picker (F10) lists the embedded model and the hub cache's models (a complete one
+/// ready, an incomplete one with what is missing); Enter asks for the switch, and the switch
+/// keeps the editor's text and masks.
+#[test]
+fn the_model_picker_switches_and_keeps_the_text() {
+    use dlm_tui::tui::app::{Effect, ModelSource};
+    let cache = std::env::temp_dir().join(format!("dlm-tui-picker-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    for (id, files) in [
+        (
+            "models--someone--tiny",
+            &["config.json", "tokenizer.json", "model.safetensors"][..],
+        ),
+        ("models--someone--half", &["config.json"][..]),
+    ] {
+        let snap = cache.join(id).join("snapshots").join(commit);
+        std::fs::create_dir_all(&snap).unwrap();
+        std::fs::create_dir_all(cache.join(id).join("refs")).unwrap();
+        std::fs::write(cache.join(id).join("refs/main"), commit).unwrap();
+        for f in files {
+            let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/llada-tiny-tied")
+                .join(f);
+            std::fs::copy(from, snap.join(f)).unwrap();
+        }
+    }
+    let (mut app, _engine) = prepared();
+    app.hub_cache = Some(cache.clone());
+    update(&mut app, key(KeyCode::F(10)));
+    let picker = app.picker.clone().expect("the picker opens");
+    assert_eq!(picker.entries.len(), 3);
+    assert!(picker.entries[1]
+        .problem
+        .as_deref()
+        .unwrap()
+        .contains("missing"));
+    assert!(picker.entries[2].problem.is_none());
+    update(&mut app, key(KeyCode::Down));
+    let screen = draw(&mut app, 100, 24);
+    assert!(
+        screen.contains("someone/half") && screen.contains("incomplete"),
+        "{screen}"
+    );
+    insta::assert_snapshot!(
+        "model_picker",
+        screen.replace(&cache.display().to_string(), "CACHE")
+    );
+    // An incomplete model is refused with the reason.
+    assert!(update(&mut app, key(KeyCode::Enter)).is_empty());
+    assert!(app
+        .message
+        .as_ref()
+        .unwrap()
+        .text
+        .contains("dlm-tui download someone/half"));
+    update(&mut app, key(KeyCode::F(10)));
+    update(&mut app, key(KeyCode::Down));
+    update(&mut app, key(KeyCode::Down));
+    let effects = update(&mut app, key(KeyCode::Enter));
+    let [Effect::LoadModel(source)] = effects.as_slice() else {
+        panic!("expected a load, got {effects:?}");
+    };
+    assert!(matches!(source, ModelSource::Dir { name, .. } if name == "someone/tiny"));
+    // What the runtime does with it.
+    let text = app.doc.to_prompt();
+    let (loaded, template) = dlm_tui::tui::load_source(
+        source,
+        dlm_tui::model::loader::Precision::F32,
+        dlm_tui::model::DeviceKind::Cpu,
+    )
+    .unwrap();
+    let info = loaded.model.info().clone();
+    app.switch_model(Arc::new(loaded.codec), info, template);
+    assert_eq!(app.model.name, "someone/tiny");
+    assert_eq!(app.doc.to_prompt(), text);
+    assert!(app.run.is_none() && app.loading.is_none());
+    let _ = std::fs::remove_dir_all(&cache);
+}

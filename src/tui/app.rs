@@ -119,6 +119,81 @@ pub struct LaneCells {
     pub placed: Vec<Placed>,
 }
 
+/// Where a model the picker offers comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    Embedded,
+    /// A model folder (a hub cache snapshot), shown by its hub id.
+    Dir {
+        dir: std::path::PathBuf,
+        name: String,
+    },
+}
+
+/// One row of the model picker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PickEntry {
+    pub name: String,
+    pub family: String,
+    pub size: String,
+    /// Why it cannot be opened (incomplete, unsupported); `None` when it can.
+    pub problem: Option<String>,
+    pub source: ModelSource,
+}
+
+/// The model picker overlay (F10): the embedded model and the hub cache's models.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Picker {
+    pub entries: Vec<PickEntry>,
+    pub selected: usize,
+}
+
+impl Picker {
+    /// The embedded model, then every model repository in `cache_dir`.
+    pub fn scan(cache_dir: Option<&std::path::Path>) -> Self {
+        let mut entries = vec![PickEntry {
+            name: crate::model::embedded::NAME.to_string(),
+            family: "llada".into(),
+            size: "20 MiB".into(),
+            problem: None,
+            source: ModelSource::Embedded,
+        }];
+        for m in cache_dir.map(crate::hub::scan::scan).unwrap_or_default() {
+            let size = if m.bytes < 1 << 30 {
+                format!("{:.0} MiB", m.bytes as f64 / (1u64 << 20) as f64)
+            } else {
+                format!("{:.1} GiB", m.bytes as f64 / (1u64 << 30) as f64)
+            };
+            let (family, problem) = match (&m.family, m.missing.is_empty()) {
+                (Ok(f), true) => (f.to_string(), None),
+                (Ok(f), false) => (
+                    f.to_string(),
+                    Some(format!(
+                        "incomplete (missing {}): `dlm-tui download {}` fetches the rest",
+                        m.missing.join(", "),
+                        m.id
+                    )),
+                ),
+                (Err(why), _) => ("-".into(), Some(format!("not supported: {why}"))),
+            };
+            entries.push(PickEntry {
+                name: m.id.clone(),
+                family,
+                size,
+                problem,
+                source: ModelSource::Dir {
+                    dir: m.dir,
+                    name: m.id,
+                },
+            });
+        }
+        Self {
+            entries,
+            selected: 0,
+        }
+    }
+}
+
 /// Positions of one lane marked for re-masking.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Remask {
@@ -564,6 +639,12 @@ pub struct App {
     pub gauge_area: Rect,
     /// Committed tokens marked to be re-masked by the next refinement (`m`, then `r`).
     pub remask: Remask,
+    /// The model picker, while open.
+    pub picker: Option<Picker>,
+    /// The Hugging Face cache the picker lists (set by the runtime).
+    pub hub_cache: Option<std::path::PathBuf>,
+    /// A model being loaded for a switch (its name).
+    pub loading: Option<String>,
     /// The trace file this app replays (`dlm-tui replay`): there is no model to run.
     pub replay_of: Option<String>,
     codec: Arc<TextCodec>,
@@ -576,6 +657,8 @@ type CanvasLenKey = ((String, usize, bool), Option<usize>);
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     Submit(Job),
+    /// Load this model and switch the app and the engine to it.
+    LoadModel(ModelSource),
     /// Put this text on the clipboard (the terminal's, through OSC 52).
     Copy(String),
     Cancel,
@@ -636,6 +719,9 @@ impl App {
             live_cells: Vec::new(),
             gauge_area: Rect::default(),
             remask: Remask::default(),
+            picker: None,
+            hub_cache: None,
+            loading: None,
             replay_of: None,
             params_area: Rect::default(),
             live_panel_area: Rect::default(),
@@ -712,6 +798,38 @@ impl App {
             let p = params(&self.settings);
             Ok(vec![(p.strategy.name().to_string(), p)])
         }
+    }
+
+    /// Switches to another model (loaded by the runtime): the editor's text and masks and the
+    /// parameters stay; the last run, which belongs to the old model's tokens, goes.
+    pub fn switch_model(
+        &mut self,
+        codec: Arc<TextCodec>,
+        model: ModelInfo,
+        chat_template: Option<ChatTemplate>,
+    ) {
+        self.tokens = Arc::new(TokenTable::new(&codec, &model));
+        self.codec = codec;
+        self.model = model;
+        self.chat_mode = self.chat_mode && chat_template.is_some();
+        self.chat_template = chat_template;
+        self.run = None;
+        self.inspector = None;
+        self.remask = Remask::default();
+        self.live_scroll = None;
+        self.loading = None;
+        *self.canvas_len_cache.borrow_mut() = None;
+        let name = self.model.name.clone();
+        self.info(format!("switched to {name}: your text and masks are kept"));
+    }
+
+    /// A model switch that failed: the current model stays.
+    pub fn load_failed(&mut self, why: String) {
+        let name = self.loading.take().unwrap_or_default();
+        self.error(format!(
+            "could not load {name}: {why}; {} stays",
+            self.model.name
+        ));
     }
 
     /// Builds the job for the editor's content, or explains why it cannot run.
@@ -949,6 +1067,9 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             return Vec::new();
         }
     }
+    if app.picker.is_some() {
+        return picker_key(app, key);
+    }
     // Esc closes the token inspector before it means anything else.
     if app.focus == Focus::Live && app.inspector.is_some() && key.code == KeyCode::Esc {
         app.inspector = None;
@@ -1059,6 +1180,21 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
         Command::Help => {
             app.show_help = true;
             app.help_scroll = 0;
+        }
+        Command::PickModel => {
+            if app.replay_of.is_some() {
+                app.info("a replay has no model to switch; open `dlm-tui` to pick one");
+            } else if app.loading.is_some() {
+                app.info("a model is loading");
+            } else {
+                let mut picker = Picker::scan(app.hub_cache.as_deref());
+                picker.selected = picker
+                    .entries
+                    .iter()
+                    .position(|e| e.name == app.model.name)
+                    .unwrap_or(0);
+                app.picker = Some(picker);
+            }
         }
         Command::FocusNext => app.focus = app.focus.step(true),
         Command::FocusPrev => app.focus = app.focus.step(false),
@@ -1405,6 +1541,40 @@ fn live_key(app: &mut App, key: KeyEvent) {
         _ => return,
     };
     scrub(app, command);
+}
+
+/// Keys while the model picker is open: Up/Down choose, Enter switches, Esc closes.
+fn picker_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
+    let Some(picker) = app.picker.as_mut() else {
+        return Vec::new();
+    };
+    let last = picker.entries.len().saturating_sub(1);
+    match key.code {
+        KeyCode::Up => picker.selected = picker.selected.saturating_sub(1),
+        KeyCode::Down => picker.selected = (picker.selected + 1).min(last),
+        KeyCode::Esc => app.picker = None,
+        KeyCode::Enter => {
+            let entry = picker.entries[picker.selected].clone();
+            if let Some(problem) = entry.problem {
+                app.error(format!("{}: {problem}", entry.name));
+                return Vec::new();
+            }
+            if matches!(app.run.as_ref().map(|r| &r.state), Some(RunState::Running)) {
+                app.error("a run is going: wait for it or press Esc, then switch");
+                return Vec::new();
+            }
+            app.picker = None;
+            if entry.name == app.model.name {
+                app.info(format!("{} is the model in use", entry.name));
+                return Vec::new();
+            }
+            app.info(format!("loading {}…", entry.name));
+            app.loading = Some(entry.name);
+            return vec![Effect::LoadModel(entry.source)];
+        }
+        _ => {}
+    }
+    Vec::new()
 }
 
 /// `i` in the live panel: opens the token inspector on the token in view that the step shown

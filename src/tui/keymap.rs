@@ -40,10 +40,11 @@ pub enum Command {
     CopyResult,
     CyclePreset,
     ToggleCharts,
+    PickModel,
 }
 
 impl Command {
-    pub const ALL: [Command; 27] = [
+    pub const ALL: [Command; 28] = [
         Command::Run,
         Command::Cancel,
         Command::Quit,
@@ -71,6 +72,7 @@ impl Command {
         Command::CopyResult,
         Command::CyclePreset,
         Command::ToggleCharts,
+        Command::PickModel,
     ];
 
     pub fn description(self) -> &'static str {
@@ -104,6 +106,7 @@ impl Command {
             Command::Export => "export the last run (JSON lines and text)",
             Command::Reroll => "run again with a new random seed",
             Command::ToggleCharts => "per-step charts: masks left, tokens committed, mean score",
+            Command::PickModel => "switch models: the embedded one or any in the hub cache",
             Command::CyclePreset => {
                 "next parameter preset (playground, LLaDA, Fast-dLLM, Dream, yours)"
             }
@@ -400,6 +403,7 @@ pub fn default_table() -> BTreeMap<Command, Vec<String>> {
         (Command::CopyResult, t(&["Ctrl-O"])),
         (Command::CyclePreset, t(&["Ctrl-L"])),
         (Command::ToggleCharts, t(&["Ctrl-D"])),
+        (Command::PickModel, t(&["F10", "Alt-m"])),
     ])
 }
 
@@ -481,15 +485,15 @@ mod tests {
     #[test]
     fn overrides_rebind_and_conflicts_are_refused() {
         let mut o = BTreeMap::new();
-        o.insert(Command::Run, vec!["F10".to_string()]);
+        o.insert(Command::Run, vec!["F12".to_string()]);
         let km = KeyMap::with_overrides(&o).unwrap();
         assert_eq!(
-            km.command(&ev(KeyCode::F(10), KeyModifiers::NONE)),
+            km.command(&ev(KeyCode::F(12), KeyModifiers::NONE)),
             Some(Command::Run)
         );
         assert_eq!(km.command(&ev(KeyCode::F(5), KeyModifiers::NONE)), None);
-        o.insert(Command::Quit, vec!["F10".to_string()]);
+        o.insert(Command::Quit, vec!["F12".to_string()]);
         let err = KeyMap::with_overrides(&o).unwrap_err().to_string();
-        assert!(err.contains("F10"), "{err}");
+        assert!(err.contains("F12"), "{err}");
     }
 }

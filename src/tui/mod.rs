@@ -119,6 +119,9 @@ pub struct Options {
     pub replay_speed: f64,
     /// The parameter presets Ctrl-L cycles through.
     pub presets: Vec<(String, crate::run::LaneSpec)>,
+    /// How models picked in the app (F10) are loaded: precision and device.
+    pub precision: crate::model::loader::Precision,
+    pub device: crate::model::DeviceKind,
 }
 
 /// Runs the app until the user quits. The terminal is restored on every exit path.
@@ -129,6 +132,10 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
     let mut app = new_app(codec, info, &options);
     app.chat_template = options.chat_template;
     app.settings = options.settings;
+    app.hub_cache = crate::hub::Hub::from_env()
+        .ok()
+        .map(|h| h.cache_dir().to_path_buf());
+    let load = (options.precision, options.device);
     let mut session_path = options.session_path;
     let export_dir = options.export_dir;
     if let Some(path) = session_path.clone() {
@@ -159,10 +166,33 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
     }
     drive(
         &mut app,
-        Some(&engine),
+        Some(engine),
+        load,
         session_path.as_deref(),
         &export_dir,
     )
+}
+
+/// A model the picker chose, with its chat template, loaded off the UI thread.
+type Loaded = std::result::Result<(LoadedModel, Option<crate::chat::ChatTemplate>), String>;
+
+/// Loads `source` as the playground loads its first model.
+pub fn load_source(
+    source: &app::ModelSource,
+    precision: crate::model::loader::Precision,
+    device: crate::model::DeviceKind,
+) -> Loaded {
+    let run = || -> Result<(LoadedModel, Option<crate::chat::ChatTemplate>)> {
+        let device = device.open()?;
+        Ok(match source {
+            app::ModelSource::Embedded => (crate::model::embedded::load(precision, &device)?, None),
+            app::ModelSource::Dir { dir, name } => (
+                crate::model::loader::load_dir_as(dir, Some(name), precision, &device)?,
+                crate::chat::ChatTemplate::from_model_dir(dir)?,
+            ),
+        })
+    };
+    run().map_err(|e| format!("{e:#}"))
 }
 
 /// Opens a saved trace in the playground without a model (`dlm-tui replay FILE`): the run
@@ -171,8 +201,9 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
 /// nor overwritten.
 pub fn replay(codec: TextCodec, trace: Trace, source: &str, options: Options) -> Result<()> {
     let export_dir = options.export_dir.clone();
+    let load = (options.precision, options.device);
     let mut app = replay_app(codec, &trace, source, options);
-    drive(&mut app, None, None, &export_dir)
+    drive(&mut app, None, load, None, &export_dir)
 }
 
 /// The app [`replay`] runs: the trace's text in the editor, its settings in the panel, and its
@@ -225,7 +256,8 @@ fn new_app(codec: TextCodec, info: ModelInfo, options: &Options) -> App {
 /// Sets up the terminal, runs the event loop and restores the terminal.
 fn drive(
     app: &mut App,
-    engine: Option<&Engine>,
+    engine: Option<Engine>,
+    load: (crate::model::loader::Precision, crate::model::DeviceKind),
     session_path: Option<&std::path::Path>,
     export_dir: &std::path::Path,
 ) -> Result<()> {
@@ -240,6 +272,7 @@ fn drive(
         &mut terminal,
         app,
         engine,
+        load,
         session_path,
         export_dir,
     ));
@@ -291,11 +324,14 @@ async fn next_engine_event(job: &mut Option<JobHandle>) -> Option<Event> {
 async fn event_loop(
     terminal: &mut DefaultTerminal,
     app: &mut App,
-    engine: Option<&Engine>,
+    mut engine: Option<Engine>,
+    load: (crate::model::loader::Precision, crate::model::DeviceKind),
     session_path: Option<&std::path::Path>,
     export_dir: &std::path::Path,
 ) -> Result<()> {
     let mut input = EventStream::new();
+    // A model the picker chose, loading on its own thread.
+    let mut loading: Option<tokio::sync::oneshot::Receiver<Loaded>> = None;
     let mut job: Option<JobHandle> = None;
     let mut canceller: Option<Canceller> = None;
     let mut terminate = signal(SignalKind::terminate())?;
@@ -348,6 +384,28 @@ async fn event_loop(
                 last_tick = now;
                 app.run.as_ref().is_some_and(|r| r.replaying()).then_some(Action::Tick(elapsed))
             }
+            loaded = async { loading.as_mut().expect("guarded").await }, if loading.is_some() => {
+                loading = None;
+                match loaded {
+                    Ok(Ok((LoadedModel { model, codec }, template))) => {
+                        let info = model.info().clone();
+                        // The old engine's thread is idle (no switch during a run): dropping it
+                        // joins it and frees its weights before the new model runs.
+                        engine = None;
+                        match Engine::new(model) {
+                            Ok(new) => {
+                                engine = Some(new);
+                                app.switch_model(Arc::new(codec), info, template);
+                            }
+                            Err(e) => app.load_failed(format!("{e:#}")),
+                        }
+                    }
+                    Ok(Err(e)) => app.load_failed(e),
+                    Err(_) => app.load_failed("the loading thread stopped".into()),
+                }
+                needs_draw = true;
+                None
+            }
             _ = autosave_timer.tick() => {
                 let failed = autosave.failed.is_some();
                 autosave.save(app, session_path, false);
@@ -362,9 +420,17 @@ async fn event_loop(
         let from_input = !matches!(action, Action::Engine(_) | Action::Tick(_));
         for effect in update(app, action) {
             match effect {
+                Effect::LoadModel(source) => {
+                    let (send, receive) = tokio::sync::oneshot::channel();
+                    let (precision, device) = load;
+                    std::thread::spawn(move || {
+                        let _ = send.send(load_source(&source, precision, device));
+                    });
+                    loading = Some(receive);
+                }
                 Effect::Submit(new_job) => {
                     // (A replay has no engine, and its app never asks for a run.)
-                    if let Some(engine) = engine {
+                    if let Some(engine) = &engine {
                         let handle = engine.submit(new_job);
                         canceller = Some(handle.canceller());
                         job = Some(handle);

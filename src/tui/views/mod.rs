@@ -7,6 +7,7 @@ mod help;
 mod inspector;
 pub mod live;
 mod params;
+mod picker;
 mod status;
 
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -115,6 +116,7 @@ pub fn render(app: &App, frame: &mut Frame) -> Drawn {
     if app.show_help {
         help::render(app, frame, area);
     }
+    picker::render(app, frame, area);
     Drawn {
         editor: HitRect {
             x: editor_inner.x,
