@@ -162,6 +162,7 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
             export_dir: export_dir(&config),
             precision: crate::model::loader::Precision::Auto,
             device: DeviceKind::Cpu,
+            model_folders: Vec::new(),
         },
     )
 }
@@ -368,6 +369,7 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
             export_dir: export_dir(&config),
             precision: model_args.dtype,
             device: model_args.device,
+            model_folders: config.model.folders.iter().map(Into::into).collect(),
         },
     )
 }

@@ -126,6 +126,7 @@ fn the_replay_opens_in_the_playground_without_a_model() {
         presets: Vec::new(),
         precision: dlm_tui::model::loader::Precision::Auto,
         device: dlm_tui::model::DeviceKind::Cpu,
+        model_folders: Vec::new(),
     };
     let mut app = replay_app(codec, &trace, "trace.jsonl", options);
     let run = app.run.as_ref().unwrap();

@@ -149,8 +149,9 @@ pub struct Picker {
 }
 
 impl Picker {
-    /// The embedded model, then every model repository in `cache_dir`.
-    pub fn scan(cache_dir: Option<&std::path::Path>) -> Self {
+    /// The embedded model, then every model repository in `cache_dir`, then the local
+    /// `folders` (from `config.toml`).
+    pub fn scan(cache_dir: Option<&std::path::Path>, folders: &[std::path::PathBuf]) -> Self {
         let mut entries = vec![PickEntry {
             name: crate::model::embedded::NAME.to_string(),
             family: "llada".into(),
@@ -184,6 +185,43 @@ impl Picker {
                 source: ModelSource::Dir {
                     dir: m.dir,
                     name: m.id,
+                },
+            });
+        }
+        for dir in folders {
+            let name = dir.display().to_string();
+            let missing = crate::hub::missing_files(dir);
+            let family = crate::files::read_json(&dir.join("config.json"))
+                .ok()
+                .and_then(|c| crate::model::loader::detect_family(&c).ok());
+            let problem = if !dir.is_dir() {
+                Some(format!(
+                    "{name} does not exist ([model] folders in config.toml)"
+                ))
+            } else if !missing.is_empty() {
+                Some(format!("incomplete (missing {})", missing.join(", ")))
+            } else if family.is_none() {
+                Some("not supported: its config.json names no family dlm-tui runs".into())
+            } else {
+                None
+            };
+            let bytes: u64 = std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(|e| e.ok())
+                        .filter_map(|e| std::fs::metadata(e.path()).ok())
+                        .map(|m| m.len())
+                        .sum()
+                })
+                .unwrap_or(0);
+            entries.push(PickEntry {
+                name: name.clone(),
+                family: family.unwrap_or("-").to_string(),
+                size: format!("{:.0} MiB", bytes as f64 / (1u64 << 20) as f64),
+                problem,
+                source: ModelSource::Dir {
+                    dir: dir.clone(),
+                    name,
                 },
             });
         }
@@ -645,6 +683,8 @@ pub struct App {
     pub hub_cache: Option<std::path::PathBuf>,
     /// A model being loaded for a switch (its name).
     pub loading: Option<String>,
+    /// Local model folders the picker offers (`[model] folders`).
+    pub model_folders: Vec<std::path::PathBuf>,
     /// The trace file this app replays (`dlm-tui replay`): there is no model to run.
     pub replay_of: Option<String>,
     codec: Arc<TextCodec>,
@@ -722,6 +762,7 @@ impl App {
             picker: None,
             hub_cache: None,
             loading: None,
+            model_folders: Vec::new(),
             replay_of: None,
             params_area: Rect::default(),
             live_panel_area: Rect::default(),
@@ -1187,7 +1228,7 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
             } else if app.loading.is_some() {
                 app.info("a model is loading");
             } else {
-                let mut picker = Picker::scan(app.hub_cache.as_deref());
+                let mut picker = Picker::scan(app.hub_cache.as_deref(), &app.model_folders);
                 picker.selected = picker
                     .entries
                     .iter()

@@ -44,6 +44,8 @@ pub struct ModelSection {
     /// A hub model, ORG/NAME[@REVISION] (empty: none).
     pub repo: String,
     pub dir: String,
+    /// More local model folders the model picker (F10) offers.
+    pub folders: Vec<String>,
     pub dtype: Precision,
     pub device: DeviceKind,
 }
@@ -53,6 +55,7 @@ impl Default for ModelSection {
         Self {
             repo: String::new(),
             dir: String::new(),
+            folders: Vec::new(),
             dtype: Precision::Auto,
             device: DeviceKind::Cpu,
         }

@@ -119,6 +119,8 @@ pub struct Options {
     pub replay_speed: f64,
     /// The parameter presets Ctrl-L cycles through.
     pub presets: Vec<(String, crate::run::LaneSpec)>,
+    /// Local model folders the picker (F10) offers.
+    pub model_folders: Vec<PathBuf>,
     /// How models picked in the app (F10) are loaded: precision and device.
     pub precision: crate::model::loader::Precision,
     pub device: crate::model::DeviceKind,
@@ -132,6 +134,7 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
     let mut app = new_app(codec, info, &options);
     app.chat_template = options.chat_template;
     app.settings = options.settings;
+    app.model_folders = options.model_folders.clone();
     app.hub_cache = crate::hub::Hub::from_env()
         .ok()
         .map(|h| h.cache_dir().to_path_buf());
