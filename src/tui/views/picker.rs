@@ -13,7 +13,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let Some(picker) = &app.picker else { return };
     let theme = app.theme();
     let width = 100.min(area.width);
-    let name_width = (width as usize).saturating_sub(34).clamp(12, 56);
+    // Borders, marker, family, size and state take 37 cells; the name gets the rest.
+    let name_width = (width as usize).saturating_sub(37).clamp(12, 56);
     let mut lines: Vec<Line> = picker
         .entries
         .iter()
@@ -55,7 +56,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         theme.label,
         "Others: `dlm-tui --model ORG/NAME` downloads one; `dlm-tui models` lists these.",
     )));
-    let height = (lines.len() as u16 + 3).min(area.height);
+    let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
+    let rows = paragraph.line_count(width.saturating_sub(2)) as u16;
+    let height = (rows + 2).min(area.height);
     let [_, middle, _] = Layout::vertical([
         Constraint::Fill(1),
         Constraint::Length(height),
@@ -70,9 +73,6 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     .areas(middle);
     frame.render_widget(Clear, popup);
     let block = panel(app, " Models (F10) · Up/Down · Enter switches · Esc ", None);
-    frame.render_widget(
-        Paragraph::new(lines).wrap(Wrap { trim: false }),
-        inner(&block, popup),
-    );
+    frame.render_widget(paragraph, inner(&block, popup));
     frame.render_widget(block, popup);
 }
