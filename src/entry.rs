@@ -180,13 +180,11 @@ fn replay_tokenizer(
         return crate::model::embedded::codec();
     }
     let cached = RepoSpec::parse(model).ok().and_then(|spec| {
-        crate::hub::Hub::from_env()
-            .ok()?
-            .cached_snapshot(&spec)
-            .filter(|d| crate::model::loader::load_tokenizer(d).is_ok())
+        let dir = crate::hub::Hub::from_env().ok()?.cached_snapshot(&spec)?;
+        crate::model::loader::load_tokenizer(&dir).ok()
     });
     match cached {
-        Some(dir) => crate::model::loader::load_tokenizer(&dir),
+        Some(codec) => Ok(codec),
         None => Err(anyhow!(
             "the trace was made with {model:?}, whose tokenizer is not here: pass --model-dir \
              DIR (the model's folder, or any folder with its tokenizer.json), or fetch it with \
@@ -233,24 +231,11 @@ fn list_models(args: ModelsArgs) -> anyhow::Result<()> {
         "20 MiB"
     )?;
     for m in &cached {
-        let size = format!("{:.1} GiB", m.bytes as f64 / (1u64 << 30) as f64);
-        let size = if m.bytes < 1 << 30 {
-            format!("{:.0} MiB", m.bytes as f64 / (1u64 << 20) as f64)
-        } else {
-            size
-        };
-        let (family, state) = match (&m.family, m.missing.is_empty()) {
-            (Ok(f), true) => (f.to_string(), format!("complete: dlm-tui --model {}", m.id)),
-            (Ok(f), false) => (
-                f.to_string(),
-                format!(
-                    "incomplete (missing {}): dlm-tui download {}",
-                    m.missing.join(", "),
-                    m.id
-                ),
-            ),
-            (Err(why), _) => ("-".to_string(), format!("not supported: {why}")),
-        };
+        let family = m.family.as_ref().map_or("-", |f| *f);
+        let state = m
+            .problem()
+            .unwrap_or_else(|| format!("complete: dlm-tui --model {}", m.id));
+        let size = crate::files::human_bytes(m.bytes);
         writeln!(out, "{:<44} {:<11} {:>9}  {state}", m.id, family, size)?;
     }
     if cached.is_empty() {

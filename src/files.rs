@@ -74,3 +74,16 @@ pub fn is_plain_file_name(name: &str) -> bool {
         && !name.contains(['/', '\\', ':'])
         && !name.chars().any(char::is_control)
 }
+
+/// A size in MiB or GiB (one decimal below 10 MiB and from 1 GiB), for the status bar and the
+/// model lists.
+pub fn human_bytes(bytes: u64) -> String {
+    let mib = bytes as f64 / (1 << 20) as f64;
+    if mib >= 1024.0 {
+        format!("{:.1} GiB", mib / 1024.0)
+    } else if mib >= 10.0 {
+        format!("{mib:.0} MiB")
+    } else {
+        format!("{mib:.1} MiB")
+    }
+}

@@ -92,6 +92,13 @@ fn run(app: &mut App, engine: &Engine) -> Vec<Event> {
     events
 }
 
+/// Presses F5 and feeds the whole run to the app.
+fn run_to_end(app: &mut App, engine: &Engine) {
+    for e in run(app, engine) {
+        update(app, Action::Engine(e));
+    }
+}
+
 fn prepared() -> (App, Engine) {
     let (mut app, engine) = app();
     type_text(
@@ -1101,10 +1108,7 @@ fn per_step_charts_show_under_the_live_panel() {
 #[test]
 fn the_token_inspector_and_the_samplers_view() {
     let (mut app, engine) = prepared();
-    let events = run(&mut app, &engine);
-    for e in events {
-        update(&mut app, Action::Engine(e));
-    }
+    run_to_end(&mut app, &engine);
     // Step 1: most positions are still masked; the first window's masks show proposals.
     update(
         &mut app,
@@ -1167,10 +1171,7 @@ fn a_seed_sweep_runs_one_lane_per_seed() {
     assert!(lanes
         .iter()
         .all(|(_, p)| SamplerParamsEq::same_but_seed(p, &lanes[0].1)));
-    let events = run(&mut app, &engine);
-    for e in events {
-        update(&mut app, Action::Engine(e));
-    }
+    run_to_end(&mut app, &engine);
     insta::assert_snapshot!("seed_sweep", draw(&mut app, 120, 30));
     // Greedy: refused.
     app.settings.params.temperature = 0.0;
@@ -1202,10 +1203,7 @@ impl SamplerParamsEq {
 fn the_step_gauge_scrubs_on_click_and_drag() {
     use crossterm::event::{MouseButton, MouseEventKind};
     let (mut app, engine) = prepared();
-    let events = run(&mut app, &engine);
-    for e in events {
-        update(&mut app, Action::Engine(e));
-    }
+    run_to_end(&mut app, &engine);
     let screen = draw(&mut app, 100, 24);
     assert!(screen.contains("step  19 of 19"), "{screen}");
     let bar = app.gauge_area;
@@ -1248,10 +1246,7 @@ fn the_step_gauge_scrubs_on_click_and_drag() {
 #[test]
 fn refine_remasks_the_marked_tokens_and_keeps_the_rest() {
     let (mut app, engine) = prepared();
-    let events = run(&mut app, &engine);
-    for e in events {
-        update(&mut app, Action::Engine(e));
-    }
+    run_to_end(&mut app, &engine);
     app.focus = Focus::Live;
     let before = app.run.as_ref().unwrap().lanes[0]
         .summary
@@ -1320,10 +1315,7 @@ fn the_inspector_walks_down_every_row() {
     let (mut app, engine) = app();
     type_text(&mut app, "A b.\n\nC d.");
     app.settings.length = 4;
-    let events = run(&mut app, &engine);
-    for e in events {
-        update(&mut app, Action::Engine(e));
-    }
+    run_to_end(&mut app, &engine);
     app.focus = Focus::Live;
     update(&mut app, key(KeyCode::End));
     update(&mut app, key(KeyCode::Char('i')));

@@ -23,6 +23,8 @@ pub struct CachedModel {
     pub bytes: u64,
     /// Files the loader needs that are not there (empty: complete).
     pub missing: Vec<String>,
+    /// A hub cache snapshot (`dlm-tui download ID` completes it), not a local folder.
+    pub hub: bool,
 }
 
 /// Every model repository in `cache_dir` (`models--ORG--NAME` folders), sorted by id. Folders
@@ -36,22 +38,54 @@ pub fn scan(cache_dir: &Path) -> Vec<CachedModel> {
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let id = name.strip_prefix("models--")?.replacen("--", "/", 1);
-            let dir = snapshot(&e.path())?;
-            let family = match read_json(&dir.join("config.json")) {
-                Ok(config) => detect_family(&config).map_err(|e| format!("{e:#}")),
-                Err(_) => Err("no config.json yet".to_string()),
-            };
-            Some(CachedModel {
-                id,
-                family,
-                bytes: folder_bytes(&dir),
-                missing: missing_files(&dir),
-                dir,
-            })
+            Some(CachedModel::inspect(id, snapshot(&e.path())?, true))
         })
         .collect();
     found.sort_by(|a, b| a.id.cmp(&b.id));
     found
+}
+
+impl CachedModel {
+    /// What the folder `dir` holds, shown as `id` (a hub id for a cache snapshot, `hub`, or the
+    /// folder's path).
+    pub fn inspect(id: String, dir: PathBuf, hub: bool) -> Self {
+        let family = if !dir.is_dir() {
+            Err(format!("{} does not exist", dir.display()))
+        } else {
+            match read_json(&dir.join("config.json")) {
+                Ok(config) => detect_family(&config).map_err(|e| format!("{e:#}")),
+                Err(_) => Err("no config.json yet".to_string()),
+            }
+        };
+        Self {
+            id,
+            family,
+            bytes: folder_bytes(&dir),
+            missing: missing_files(&dir),
+            dir,
+            hub,
+        }
+    }
+
+    /// Why it cannot be opened (`None`: it can): an unsupported family, or missing files with
+    /// the command that fetches them.
+    pub fn problem(&self) -> Option<String> {
+        if !self.dir.is_dir() {
+            return Some(format!("{} does not exist", self.dir.display()));
+        }
+        match (&self.family, self.missing.is_empty(), self.hub) {
+            (Err(why), _, _) => Some(format!("not supported: {why}")),
+            (Ok(_), true, _) => None,
+            (Ok(_), false, true) => Some(format!(
+                "incomplete (missing {}): `dlm-tui download {}` fetches the rest",
+                self.missing.join(", "),
+                self.id
+            )),
+            (Ok(_), false, false) => {
+                Some(format!("incomplete (missing {})", self.missing.join(", ")))
+            }
+        }
+    }
 }
 
 /// The snapshot `refs/main` names, else the most recently changed one.

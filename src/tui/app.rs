@@ -152,79 +152,31 @@ impl Picker {
     /// The embedded model, then every model repository in `cache_dir`, then the local
     /// `folders` (from `config.toml`).
     pub fn scan(cache_dir: Option<&std::path::Path>, folders: &[std::path::PathBuf]) -> Self {
-        let mut entries = vec![PickEntry {
+        use crate::hub::scan::{scan, CachedModel};
+        let embedded = PickEntry {
             name: crate::model::embedded::NAME.to_string(),
             family: "llada".into(),
             size: "20 MiB".into(),
             problem: None,
             source: ModelSource::Embedded,
-        }];
-        for m in cache_dir.map(crate::hub::scan::scan).unwrap_or_default() {
-            let size = if m.bytes < 1 << 30 {
-                format!("{:.0} MiB", m.bytes as f64 / (1u64 << 20) as f64)
-            } else {
-                format!("{:.1} GiB", m.bytes as f64 / (1u64 << 30) as f64)
-            };
-            let (family, problem) = match (&m.family, m.missing.is_empty()) {
-                (Ok(f), true) => (f.to_string(), None),
-                (Ok(f), false) => (
-                    f.to_string(),
-                    Some(format!(
-                        "incomplete (missing {}): `dlm-tui download {}` fetches the rest",
-                        m.missing.join(", "),
-                        m.id
-                    )),
-                ),
-                (Err(why), _) => ("-".into(), Some(format!("not supported: {why}"))),
-            };
-            entries.push(PickEntry {
-                name: m.id.clone(),
-                family,
-                size,
-                problem,
+        };
+        let found = cache_dir.map(scan).unwrap_or_default().into_iter().chain(
+            folders
+                .iter()
+                .map(|d| CachedModel::inspect(d.display().to_string(), d.clone(), false)),
+        );
+        let entries = std::iter::once(embedded)
+            .chain(found.map(|m| PickEntry {
+                problem: m.problem(),
+                family: m.family.map_or_else(|_| "-".to_string(), str::to_string),
+                size: crate::files::human_bytes(m.bytes),
                 source: ModelSource::Dir {
                     dir: m.dir,
-                    name: m.id,
+                    name: m.id.clone(),
                 },
-            });
-        }
-        for dir in folders {
-            let name = dir.display().to_string();
-            let missing = crate::hub::missing_files(dir);
-            let family = crate::files::read_json(&dir.join("config.json"))
-                .ok()
-                .and_then(|c| crate::model::loader::detect_family(&c).ok());
-            let problem = if !dir.is_dir() {
-                Some(format!(
-                    "{name} does not exist ([model] folders in config.toml)"
-                ))
-            } else if !missing.is_empty() {
-                Some(format!("incomplete (missing {})", missing.join(", ")))
-            } else if family.is_none() {
-                Some("not supported: its config.json names no family dlm-tui runs".into())
-            } else {
-                None
-            };
-            let bytes: u64 = std::fs::read_dir(dir)
-                .map(|entries| {
-                    entries
-                        .filter_map(|e| e.ok())
-                        .filter_map(|e| std::fs::metadata(e.path()).ok())
-                        .map(|m| m.len())
-                        .sum()
-                })
-                .unwrap_or(0);
-            entries.push(PickEntry {
-                name: name.clone(),
-                family: family.unwrap_or("-").to_string(),
-                size: format!("{:.0} MiB", bytes as f64 / (1u64 << 20) as f64),
-                problem,
-                source: ModelSource::Dir {
-                    dir: dir.clone(),
-                    name,
-                },
-            });
-        }
+                name: m.id,
+            }))
+            .collect();
         Self {
             entries,
             selected: 0,
@@ -462,7 +414,8 @@ impl RunView {
     }
 
     /// The run's planned steps: the most any lane plans (its newest step says; before the first
-    /// step, its parameters).
+    /// step, its parameters), never fewer than have arrived, and at least 1 (the step gauge's
+    /// scale).
     pub fn planned_steps(&self) -> usize {
         self.lanes
             .iter()
@@ -473,6 +426,8 @@ impl RunView {
             })
             .max()
             .unwrap_or(0)
+            .max(self.latest_step())
+            .max(1)
     }
 
     pub fn latest_step(&self) -> usize {
@@ -673,7 +628,7 @@ pub struct App {
     pub ghosts: bool,
     /// Where each lane's tokens were last drawn.
     pub live_cells: Vec<LaneCells>,
-    /// The step gauge's bar as last drawn (its `scroll` holds the planned steps).
+    /// The step gauge's bar as last drawn.
     pub gauge_area: Rect,
     /// Committed tokens marked to be re-masked by the next refinement (`m`, then `r`).
     pub remask: Remask,
@@ -1774,14 +1729,14 @@ fn unicode_width(c: char) -> usize {
 }
 
 /// The step a click at column `x` of the step gauge's bar means: the left end is before the
-/// first step, the right end the last planned one (the bar's `scroll` holds the plan).
-pub fn gauge_step(bar: Rect, x: u16) -> usize {
+/// first step, the right end the last of `planned`.
+pub fn gauge_step(bar: Rect, x: u16, planned: usize) -> usize {
     if bar.width == 0 {
         return 0;
     }
     let offset = x.saturating_sub(bar.x).min(bar.width - 1) as f64;
     let span = (bar.width.max(2) - 1) as f64;
-    (offset / span * bar.scroll as f64).round() as usize
+    (offset / span * planned as f64).round() as usize
 }
 
 /// Two clicks this close together are a double click.
@@ -1808,10 +1763,10 @@ fn on_mouse(app: &mut App, mouse: MouseEvent) {
                     && app.gauge_area.width > 0
                     && y == app.gauge_area.y) =>
         {
-            let step = gauge_step(app.gauge_area, x);
             if let Some(run) = app.run.as_mut() {
                 let latest = run.latest_step();
-                let step = step.min(latest);
+                let planned = run.planned_steps();
+                let step = gauge_step(app.gauge_area, x, planned).min(latest);
                 run.cursor = Some(step);
                 app.focus = Focus::Live;
             }

@@ -18,7 +18,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {
     let theme = app.theme();
     let shown = run.shown_step();
     let latest = run.latest_step();
-    let planned = run.planned_steps().max(latest).max(1);
+    let planned = run.planned_steps();
     let label = format!(" step {shown:>3} of {planned:<3} ");
     let bar_width = (area.width as usize).saturating_sub(label.chars().count() + 1);
     let cells = |steps: usize| (steps * bar_width).div_ceil(planned).min(bar_width);
@@ -35,7 +35,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {
         y: area.y,
         width: bar_width as u16,
         height: 1,
-        scroll: planned,
+        scroll: 0,
         rows: 0,
     }
 }

@@ -1,11 +1,11 @@
 //! The help overlay, generated from the key map that handles keys.
 
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::Line;
 use ratatui::widgets::{Clear, Paragraph};
 use ratatui::Frame;
 
-use super::{inner, panel, styled};
+use super::{centered, inner, panel, styled};
 use crate::tui::app::App;
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
@@ -43,18 +43,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let hidden = lines.len().saturating_sub(visible);
     let scroll = app.help_scroll.min(hidden);
     let width = 96.min(area.width);
-    let [_, middle, _] = Layout::vertical([
-        Constraint::Fill(1),
-        Constraint::Length(height),
-        Constraint::Fill(1),
-    ])
-    .areas(area);
-    let [_, popup, _] = Layout::horizontal([
-        Constraint::Fill(1),
-        Constraint::Length(width),
-        Constraint::Fill(1),
-    ])
-    .areas(middle);
+    let popup = centered(area, width, height);
     frame.render_widget(Clear, popup);
     let mut block = panel(app, " Keys (F1 or ?) ", None);
     if hidden > 0 {

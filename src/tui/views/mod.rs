@@ -134,6 +134,23 @@ pub fn render(app: &App, frame: &mut Frame) -> Drawn {
     }
 }
 
+/// A `width` x `height` box in the middle of `area` (the overlays).
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let [_, middle, _] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(height),
+        Constraint::Fill(1),
+    ])
+    .areas(area);
+    let [_, popup, _] = Layout::horizontal([
+        Constraint::Fill(1),
+        Constraint::Length(width),
+        Constraint::Fill(1),
+    ])
+    .areas(middle);
+    popup
+}
+
 fn hit(area: Rect) -> HitRect {
     HitRect {
         x: area.x,

@@ -1,12 +1,12 @@
 //! The model picker (F10): the embedded model and every model in the Hugging Face cache, with
 //! family, size and whether it can be opened; Enter switches, keeping the editor's text.
 
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::Line;
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::{inner, panel, styled};
+use super::{centered, inner, panel, styled};
 use crate::tui::app::App;
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
@@ -59,18 +59,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
     let rows = paragraph.line_count(width.saturating_sub(2)) as u16;
     let height = (rows + 2).min(area.height);
-    let [_, middle, _] = Layout::vertical([
-        Constraint::Fill(1),
-        Constraint::Length(height),
-        Constraint::Fill(1),
-    ])
-    .areas(area);
-    let [_, popup, _] = Layout::horizontal([
-        Constraint::Fill(1),
-        Constraint::Length(width),
-        Constraint::Fill(1),
-    ])
-    .areas(middle);
+    let popup = centered(area, width, height);
     frame.render_widget(Clear, popup);
     let block = panel(app, " Models (F10) · Up/Down · Enter switches · Esc ", None);
     frame.render_widget(paragraph, inner(&block, popup));

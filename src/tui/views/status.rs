@@ -48,7 +48,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         format!(
             " ({:.1}M, {})",
             app.model.parameters as f64 / 1e6,
-            human_bytes(app.model.weight_bytes)
+            crate::files::human_bytes(app.model.weight_bytes as u64)
         )
     };
     let params = format!(
@@ -130,16 +130,4 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         Paragraph::new(vec![Line::from(top).style(theme.status), bottom]),
         area,
     );
-}
-
-/// Memory in MiB or GiB, for the status bar.
-fn human_bytes(bytes: usize) -> String {
-    let mib = bytes as f64 / (1 << 20) as f64;
-    if mib >= 1024.0 {
-        format!("{:.1} GiB", mib / 1024.0)
-    } else if mib >= 10.0 {
-        format!("{mib:.0} MiB")
-    } else {
-        format!("{mib:.1} MiB")
-    }
 }
