@@ -29,8 +29,10 @@ def palette(n):
 
 
 def parse(text):
-    """Yields rows of (char, fg, bg, bold, underline); reverse video is applied (fg and bg swap)."""
-    fg, bg, bold, reverse, underline = DEFAULT_FG, DEFAULT_BG, False, False, False
+    """Yields rows of (char, fg, bg, bold, lines); reverse video is applied (fg and bg swap).
+
+    `lines` is a bit set: 1 underline, 2 strike-through."""
+    fg, bg, bold, reverse, underline = DEFAULT_FG, DEFAULT_BG, False, False, 0
 
     def cell(ch):
         return (ch, bg, fg, bold, underline) if reverse else (ch, fg, bg, bold, underline)
@@ -47,15 +49,19 @@ def parse(text):
             while i < len(codes):
                 c = codes[i]
                 if c == 0:
-                    fg, bg, bold, reverse, underline = DEFAULT_FG, DEFAULT_BG, False, False, False
+                    fg, bg, bold, reverse, underline = DEFAULT_FG, DEFAULT_BG, False, False, 0
                 elif c == 1:
                     bold = True
                 elif c == 22:
                     bold = False
                 elif c == 4:
-                    underline = True
+                    underline |= 1
                 elif c == 24:
-                    underline = False
+                    underline &= ~1
+                elif c == 9:
+                    underline |= 2
+                elif c == 29:
+                    underline &= ~2
                 elif c == 7:
                     reverse = True
                 elif c == 27:
@@ -114,8 +120,10 @@ def main():
             draw.rectangle(box, fill=bg)
             if char.strip():
                 draw.text((x * cw, y * ch + 1), char, fill=fg, font=bold_font if bold else regular)
-            if underline:
+            if underline & 1:
                 draw.line((x * cw, (y + 1) * ch - 2, (x + 1) * cw, (y + 1) * ch - 2), fill=fg)
+            if underline & 2:
+                draw.line((x * cw, y * ch + ch // 2, (x + 1) * cw, y * ch + ch // 2), fill=fg)
     img.save(args.out)
 
 

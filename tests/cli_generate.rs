@@ -813,3 +813,53 @@ fn models_lists_the_cache() {
     assert!(tiny["bytes"].as_u64().unwrap() > 1000);
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+/// `--remdm`: committed tokens are masked again (a step line lists them under "remasked"), the
+/// canvas ends full, the header names the lane "remdm-..." and bad ReMDM values say which.
+#[test]
+fn remdm_runs_write_their_remasks() {
+    let model = fixture("llada-tiny-gqa");
+    let out = generate(&[
+        "--model-dir",
+        model.to_str().unwrap(),
+        "--prompt",
+        "Once upon a time",
+        "--length",
+        "16",
+        "--block-length",
+        "16",
+        "--remdm",
+        "rescale",
+        "--eta",
+        "0.8",
+        "--temperature",
+        "1",
+        "--json",
+    ]);
+    let lines = json_lines(&out);
+    assert_eq!(lines[0]["type"], "run");
+    assert_eq!(lines[0]["lanes"][0]["label"], "remdm-rescale");
+    assert_eq!(lines[0]["lanes"][0]["params"]["remdm"], "rescale");
+    let remasked: usize = lines
+        .iter()
+        .filter(|l| l["type"] == "step")
+        .filter_map(|l| l["remasked"].as_array().map(Vec::len))
+        .sum();
+    assert!(remasked > 0, "eta 0.8 remasked nothing");
+    let done = lines.last().unwrap();
+    assert_eq!(done["type"], "done");
+    assert_eq!(done["masked"], 0);
+    for (args, needle) in [
+        (["--remdm", "loop", "--eta", "0.5"], "alpha on"),
+        (["--remdm", "cap", "--eta", "2"], "eta"),
+        (["--remdm", "cap", "--threshold", "0.9"], "threshold"),
+    ] {
+        let base = ["--model-dir", model.to_str().unwrap(), "--prompt", "x"];
+        let out = generate(&[&base[..], &args[..]].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(needle),
+            "{args:?}: {err}"
+        );
+    }
+}

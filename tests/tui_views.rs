@@ -1045,14 +1045,15 @@ fn presets_cycle_and_replace_each_other() {
     use dlm_tui::sampler::{CacheMode, Parallel, Schedule, Strategy};
     let (mut app, _engine) = prepared();
     let length = app.settings.length;
-    let names: Vec<String> = (0..5)
+    let names: Vec<String> = (0..6)
         .map(|_| {
             update(&mut app, ctrl('l'));
             app.message.as_ref().unwrap().text.clone()
         })
         .collect();
     assert!(names[0].starts_with("preset playground"), "{names:?}");
-    assert!(names[4].starts_with("preset playground"), "{names:?}");
+    assert!(names[4].starts_with("preset ReMDM"), "{names:?}");
+    assert!(names[5].starts_with("preset playground"), "{names:?}");
     // Back at the start: every preset applied once.
     for _ in 0..2 {
         update(&mut app, ctrl('l'));
@@ -1071,7 +1072,71 @@ fn presets_cycle_and_replace_each_other() {
         (p.top_p, p.parallel, p.cache),
         (Some(0.95), None, CacheMode::None)
     );
+    update(&mut app, ctrl('l'));
+    let p = &app.settings.params;
+    assert_eq!(
+        (p.remdm, p.eta, p.t_on, p.t_off, p.alpha_on),
+        (dlm_tui::sampler::Remdm::Loop, 0.02, 0.55, 0.05, 0.9)
+    );
+    assert_eq!((p.temperature, p.top_p), (1.0, Some(0.9)));
     assert_eq!(app.settings.length, length, "the length is kept");
+}
+
+/// ReMDM in the playground: a step that masks committed tokens again shows them struck through,
+/// the stats count the remasks, the inspector says when, and the export's trace replays them.
+#[test]
+fn remdm_remasks_show_in_the_live_panel_and_the_inspector() {
+    use dlm_tui::sampler::Remdm;
+    let (mut app, engine) = prepared();
+    let p = &mut app.settings.params;
+    p.remdm = Remdm::Cap;
+    p.eta = 0.5;
+    p.temperature = 1.0;
+    run_to_end(&mut app, &engine);
+    let run = app.run.as_ref().unwrap();
+    assert!(
+        run.lanes[0].label.starts_with("remdm-cap"),
+        "{}",
+        run.lanes[0].label
+    );
+    let frames = &run.lanes[0].frames;
+    assert!(frames
+        .last()
+        .unwrap()
+        .canvas
+        .iter()
+        .all(|&t| t != app.tokens.mask_id));
+    let (k, frame) = frames
+        .iter()
+        .enumerate()
+        .find(|(_, f)| !f.remasked.is_empty())
+        .expect("eta 0.5 remasks something");
+    let pos = frame.remasked[0];
+    assert_eq!(frame.canvas[pos], app.tokens.mask_id);
+    app.run.as_mut().unwrap().cursor = Some(k + 1);
+    app.focus = Focus::Live;
+    app.inspector = Some(dlm_tui::tui::app::TokenCursor { lane: 0, pos });
+    let screen = draw(&mut app, 100, 24);
+    assert!(
+        screen.contains("remasked at step") || screen.contains("remasked 2 times"),
+        "{screen}"
+    );
+    assert!(screen.contains("remasked "), "{screen}");
+    insta::assert_snapshot!("remdm_remasked", screen);
+    // The export is a trace that replays the same canvases, remasks included.
+    let dir = std::env::temp_dir().join(format!("dlm-remdm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dlm_tui::tui::session::export(&app, &dir).unwrap();
+    let path = dir.join("dlm-tui-run-1.jsonl");
+    let trace =
+        dlm_tui::engine::trace::read(&std::fs::read_to_string(&path).unwrap(), "run").unwrap();
+    let live = &app.run.as_ref().unwrap().lanes[0].frames;
+    assert_eq!(trace.lanes[0].steps.len(), live.len());
+    for (read, seen) in trace.lanes[0].steps.iter().zip(live) {
+        assert_eq!(read.canvas, seen.canvas, "step {}", seen.step);
+        assert_eq!(read.remasked, seen.remasked, "step {}", seen.step);
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Ctrl-D puts per-step charts (masks left, committed, mean score) under the live panel, one

@@ -13,7 +13,7 @@ use crate::engine::{Engine, Event, Job};
 use crate::model::loader::{load_dir_as, LoadedModel};
 use crate::prompt;
 use crate::run::Settings;
-use crate::sampler::{CacheMode, Parallel, SamplerParams, Schedule, Strategy};
+use crate::sampler::{CacheMode, Parallel, Remdm, SamplerParams, Schedule, Strategy};
 use crate::text::TextCodec;
 
 #[derive(Debug, Clone, Args)]
@@ -118,6 +118,22 @@ pub struct ScheduleArgs {
         allow_negative_numbers = true
     )]
     pub cfg: f64,
+    /// ReMDM remasking: committed tokens may be masked again (cap, rescale, loop); it then
+    /// decides how many tokens each step commits, sampling at --temperature with --top-p.
+    #[arg(long, value_enum, default_value_t = Remdm::Off)]
+    pub remdm: Remdm,
+    /// ReMDM's remasking rate (cap, loop) or share of the largest rate (rescale).
+    #[arg(long, default_value_t = SamplerParams::default().eta, allow_negative_numbers = true)]
+    pub eta: f64,
+    /// ReMDM loop: the time (1 at the first step, 0 at the end) the loop starts.
+    #[arg(long, default_value_t = SamplerParams::default().t_on, allow_negative_numbers = true)]
+    pub t_on: f64,
+    /// ReMDM loop: the time the loop ends.
+    #[arg(long, default_value_t = SamplerParams::default().t_off, allow_negative_numbers = true)]
+    pub t_off: f64,
+    /// ReMDM loop: the share of tokens committed while the loop runs.
+    #[arg(long, default_value_t = SamplerParams::default().alpha_on, allow_negative_numbers = true)]
+    pub alpha_on: f64,
     /// Random seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -151,6 +167,11 @@ impl ScheduleArgs {
             alg_temp: self.alg_temp,
             cfg_scale: self.cfg,
             seed: self.seed,
+            remdm: self.remdm,
+            eta: self.eta,
+            t_on: self.t_on,
+            t_off: self.t_off,
+            alpha_on: self.alpha_on,
             ..SamplerParams::default()
         };
         params.validate()?;
@@ -252,12 +273,12 @@ pub fn run(mut args: GenerateArgs) -> Result<()> {
     if args.json {
         // The run first, so that a trace can be replayed and reproduced
         // (`dlm-tui replay FILE`).
-        let label = args.schedule.strategy.name();
+        let label = params.method();
         let header = RunHeader {
             chat: args.chat,
             lanes: vec![LaneRecipe {
                 lane: 0,
-                label,
+                label: &label,
                 params: &params,
             }],
             ..RunHeader::new(&info, &args.prompt, &canvas, prompt_len)

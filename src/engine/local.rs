@@ -71,6 +71,7 @@ impl LaneBackend for LocalLane {
                     speedup: self.speedup(),
                     window: report.window,
                     scored: report.scored,
+                    remasked: report.remasked,
                 })
             }
             None => Progress::Done(LaneSummary {

@@ -68,6 +68,8 @@ pub struct StepEvent {
     /// Every masked position this step scored (proposal, score, top candidates), committed or
     /// kept masked; empty unless the job inspects.
     pub scored: Vec<Scored>,
+    /// Committed positions this step masked again (ReMDM); the canvas holds the mask there.
+    pub remasked: Vec<usize>,
 }
 
 /// Totals of a finished lane.

@@ -103,6 +103,9 @@ pub fn step_line(step: &StepEvent, codec: &TextCodec, mask_id: u32) -> serde_jso
         "window": [step.window.start, step.window.end],
         "text": codec.canvas_text(&step.canvas, mask_id, false),
     });
+    if !step.remasked.is_empty() {
+        line["remasked"] = json!(step.remasked);
+    }
     if !step.scored.is_empty() {
         line["scored"] = step
             .scored
@@ -259,7 +262,7 @@ pub fn read(text: &str, source: &str) -> Result<Trace> {
         }
         match value["type"].as_str() {
             Some("step") => {
-                let step = read_step(&value, lane, &mut canvases[lane])
+                let step = read_step(&value, lane, &mut canvases[lane], mask_id)
                     .with_context(|| at(number, "a step line that does not fit the trace"))?;
                 trace.lanes[lane].steps.push(step);
             }
@@ -277,8 +280,8 @@ pub fn read(text: &str, source: &str) -> Result<Trace> {
     Ok(trace)
 }
 
-/// One `step` line as the engine's event, applying its commits to `canvas`.
-fn read_step(value: &Value, lane: usize, canvas: &mut [u32]) -> Result<StepEvent> {
+/// One `step` line as the engine's event, applying its commits and remasks to `canvas`.
+fn read_step(value: &Value, lane: usize, canvas: &mut [u32], mask_id: u32) -> Result<StepEvent> {
     let number = |key: &str| {
         value[key]
             .as_u64()
@@ -290,6 +293,15 @@ fn read_step(value: &Value, lane: usize, canvas: &mut [u32]) -> Result<StepEvent
         *canvas
             .get_mut(c.pos)
             .ok_or_else(|| anyhow!("position {} is past the canvas", c.pos))? = c.id;
+    }
+    let remasked: Vec<usize> = match value.get("remasked") {
+        Some(v) => serde_json::from_value(v.clone()).context("\"remasked\" must list positions")?,
+        None => Vec::new(),
+    };
+    for &pos in &remasked {
+        *canvas
+            .get_mut(pos)
+            .ok_or_else(|| anyhow!("remasked position {pos} is past the canvas"))? = mask_id;
     }
     let window = match value["window"].as_array().map(|w| w.as_slice()) {
         Some([start, end]) => {
@@ -330,5 +342,6 @@ fn read_step(value: &Value, lane: usize, canvas: &mut [u32]) -> Result<StepEvent
         speedup: value["speedup"].as_f64().unwrap_or(1.0),
         window,
         scored,
+        remasked,
     })
 }

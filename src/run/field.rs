@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{LaneSpec, Settings};
-use crate::sampler::{CacheMode, Parallel, Schedule, Strategy};
+use crate::sampler::{CacheMode, Parallel, Remdm, Schedule, Strategy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Field {
@@ -25,6 +25,11 @@ pub enum Field {
     DeferEos,
     AlgTemp,
     Cfg,
+    Remdm,
+    Eta,
+    TOn,
+    TOff,
+    AlphaOn,
     Seed,
     AdvanceSeed,
     Sweep,
@@ -44,7 +49,7 @@ fn parse_on_off(field: Field, text: &str) -> Result<bool, String> {
 }
 
 impl Field {
-    pub const ALL: [Field; 20] = [
+    pub const ALL: [Field; 25] = [
         Field::Length,
         Field::Steps,
         Field::BlockLength,
@@ -61,6 +66,11 @@ impl Field {
         Field::DeferEos,
         Field::AlgTemp,
         Field::Cfg,
+        Field::Remdm,
+        Field::Eta,
+        Field::TOn,
+        Field::TOff,
+        Field::AlphaOn,
         Field::Seed,
         Field::AdvanceSeed,
         Field::Sweep,
@@ -85,6 +95,11 @@ impl Field {
             Field::DeferEos => "defer eos",
             Field::AlgTemp => "alg temp",
             Field::Cfg => "cfg scale",
+            Field::Remdm => "remdm",
+            Field::Eta => "eta",
+            Field::TOn => "t on",
+            Field::TOff => "t off",
+            Field::AlphaOn => "alpha on",
             Field::Seed => "seed",
             Field::AdvanceSeed => "advance seed",
             Field::Sweep => "seed sweep",
@@ -111,6 +126,11 @@ impl Field {
             Field::DeferEos => "commit end-of-text and end-of-turn last",
             Field::AlgTemp => "sample the positions to commit from softmax(score / T)",
             Field::Cfg => "classifier-free guidance (a second pass with the prompt masked)",
+            Field::Remdm => "ReMDM: committed tokens may be masked again (off, cap, rescale, loop)",
+            Field::Eta => "ReMDM: remasking rate (cap, loop) or share of the most (rescale)",
+            Field::TOn => "ReMDM loop: the time the loop starts (1 is the first step, 0 the end)",
+            Field::TOff => "ReMDM loop: the time the loop ends",
+            Field::AlphaOn => "ReMDM loop: the share of tokens committed during the loop",
             Field::Seed => "random seed of the next run (F4 re-rolls it)",
             Field::AdvanceSeed => "add 1 to the seed before every run after the first",
             Field::Sweep => "2-4: that many lanes, seeds s, s+1, ... side by side",
@@ -143,6 +163,11 @@ impl Field {
             Field::DeferEos => on_off(s.params.defer_eos),
             Field::AlgTemp => opt(s.params.alg_temp),
             Field::Cfg => format!("{}", s.params.cfg_scale),
+            Field::Remdm => s.params.remdm.name().into(),
+            Field::Eta => format!("{}", s.params.eta),
+            Field::TOn => format!("{}", s.params.t_on),
+            Field::TOff => format!("{}", s.params.t_off),
+            Field::AlphaOn => format!("{}", s.params.alpha_on),
             Field::Seed => s.params.seed.to_string(),
             Field::AdvanceSeed => on_off(s.advance_seed),
             Field::Sweep => match s.sweep {
@@ -225,6 +250,18 @@ impl Field {
                 next.params.alg_temp = if off { None } else { Some(num("alg temp")?) }
             }
             Field::Cfg => next.params.cfg_scale = num("cfg scale")?,
+            Field::Remdm => {
+                next.params.remdm = Remdm::ALL
+                    .into_iter()
+                    .find(|r| r.name() == text)
+                    .ok_or_else(|| {
+                        format!("remdm: {text:?} is not one of off, cap, rescale, loop")
+                    })?
+            }
+            Field::Eta => next.params.eta = num("eta")?,
+            Field::TOn => next.params.t_on = num("t on")?,
+            Field::TOff => next.params.t_off = num("t off")?,
+            Field::AlphaOn => next.params.alpha_on = num("alpha on")?,
             Field::Seed => {
                 next.params.seed = text.parse().map_err(|_| whole_number_error("seed", text))?
             }
@@ -336,6 +373,21 @@ impl Field {
             }
             Field::Cfg => {
                 p.cfg_scale = round2((p.cfg_scale + if up { 0.5 } else { -0.5 }).max(0.0))
+            }
+            Field::Remdm => p.remdm = cycle(&Remdm::ALL, p.remdm, up),
+            // eta is small (the reference's scripts use 0.008 to 0.02): steps of 0.01.
+            Field::Eta => {
+                let v = (p.eta + if up { 0.01 } else { -0.01 }).clamp(0.0, 1.0);
+                p.eta = (v * 1000.0).round() / 1000.0
+            }
+            Field::TOn => {
+                p.t_on = round2((p.t_on + if up { 0.05 } else { -0.05 }).clamp(0.05, 0.95))
+            }
+            Field::TOff => {
+                p.t_off = round2((p.t_off + if up { 0.05 } else { -0.05 }).clamp(0.0, 0.9))
+            }
+            Field::AlphaOn => {
+                p.alpha_on = round2((p.alpha_on + if up { 0.05 } else { -0.05 }).clamp(0.05, 0.95))
             }
             Field::Seed => {
                 p.seed = if up {

@@ -91,6 +91,12 @@ pub const PRESETS: &[(&str, &str)] = &[
         "Dream",
         "entropy:temperature=0.2:top-p=0.95:schedule=timestep:block-length=32768",
     ),
+    // The reference's remdm-loop script: nucleus 0.9 at temperature 1 over the whole canvas
+    // (kuleshov-group/remdm scripts/remdm-loop.sh).
+    (
+        "ReMDM",
+        "low-confidence:remdm=loop:eta=0.02:t-on=0.55:t-off=0.05:alpha-on=0.9:temperature=1:top-p=0.9:block-length=32768",
+    ),
 ];
 
 impl Settings {

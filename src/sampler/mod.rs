@@ -6,6 +6,7 @@
 //! with `alg_temp`), classifier-free guidance and a logit shift.
 
 pub mod proposal;
+pub mod remdm;
 pub mod schedule;
 pub mod strategy;
 pub mod window;
@@ -18,6 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use proposal::Proposal;
+pub use remdm::Remdm;
 pub use schedule::Schedule;
 pub use strategy::Strategy;
 use strategy::{score, Distribution};
@@ -153,6 +155,16 @@ pub struct SamplerParams {
     /// Dream's final timestep for the `timestep` schedule.
     pub eps: f64,
     pub seed: u64,
+    /// ReMDM remasking ([`remdm`]): committed tokens may be masked again. When on, it decides
+    /// how many positions each step commits, in place of the strategy and schedule.
+    pub remdm: Remdm,
+    /// ReMDM's eta: the remasking rate (cap, loop) or its share of the largest (rescale).
+    pub eta: f64,
+    /// ReMDM loop: the time the loop starts (alpha reaches `alpha_on`) and ends.
+    pub t_on: f64,
+    pub t_off: f64,
+    /// ReMDM loop: the share of committed tokens held during the loop.
+    pub alpha_on: f64,
 }
 
 impl Default for SamplerParams {
@@ -175,6 +187,12 @@ impl Default for SamplerParams {
             defer_eos: false,
             eps: 1e-3,
             seed: 0,
+            remdm: Remdm::Off,
+            // The reference's remdm-loop script (eta, t_on, t_off, alpha_on).
+            eta: 0.02,
+            t_on: 0.55,
+            t_off: 0.05,
+            alpha_on: 0.9,
         }
     }
 }
@@ -223,7 +241,33 @@ impl SamplerParams {
         if !(self.eps > 0.0 && self.eps < 1.0) {
             bail!("eps must be in (0, 1), got {}", self.eps);
         }
-        Ok(())
+        if self.remdm != Remdm::Off {
+            if self.parallel.is_some() {
+                bail!(
+                    "ReMDM draws how many tokens each step commits: turn threshold and factor \
+                     off, or remdm off"
+                );
+            }
+            if self.alg_temp.is_some() {
+                bail!("ReMDM draws the positions it commits: turn alg temp off, or remdm off");
+            }
+        }
+        remdm::RemdmParams {
+            schedule: self.remdm,
+            eta: self.eta,
+            t_on: self.t_on,
+            t_off: self.t_off,
+            alpha_on: self.alpha_on,
+        }
+        .validate()
+    }
+
+    /// What decides the commits, for labels: the strategy, or the ReMDM schedule when on.
+    pub fn method(&self) -> String {
+        match self.remdm {
+            Remdm::Off => self.strategy.name().to_string(),
+            schedule => format!("remdm-{}", schedule.name()),
+        }
     }
 
     /// LLaDA's Gumbel-max unless top-k/top-p ask for Dream-style filtered sampling.
@@ -306,6 +350,8 @@ pub struct StepReport {
     /// Every masked position the step scored, committed or not, when inspecting
     /// ([`Sampler::inspect`]); empty otherwise.
     pub scored: Vec<Scored>,
+    /// Committed positions this step masked again (ReMDM); they hold the mask afterwards.
+    pub remasked: Vec<usize>,
 }
 
 /// A denoising run over one canvas.
@@ -325,6 +371,10 @@ pub struct Sampler {
     nfe: usize,
     rng: ChaCha8Rng,
     inspect: bool,
+    /// ReMDM: the canvas the model last saw and its answer (reused while the canvas stands).
+    remdm_cache: Option<(Vec<u32>, Vec<Logits>)>,
+    /// ReMDM: uniforms to use instead of the seeded ones, `[step][position][token]`.
+    recorded_uniforms: Option<Vec<Vec<Vec<f64>>>>,
 }
 
 impl Sampler {
@@ -358,6 +408,8 @@ impl Sampler {
             steps_done: 0,
             nfe: 0,
             inspect: false,
+            remdm_cache: None,
+            recorded_uniforms: None,
         };
         sampler.block_initial_masks = sampler.masks_in_block();
         // Skip leading blocks that have nothing to denoise.
@@ -373,6 +425,13 @@ impl Sampler {
     /// ghost text. It changes no token: the extra work only reads the logits.
     pub fn inspect(&mut self, on: bool) {
         self.inspect = on;
+    }
+
+    /// Takes ReMDM's uniforms from a recording, one `[position][token]` table per step, instead
+    /// of the seeded generator: how the golden tests replay the reference implementation's own
+    /// random draws.
+    pub fn replay_uniforms(&mut self, uniforms: Vec<Vec<Vec<f64>>>) {
+        self.recorded_uniforms = Some(uniforms);
     }
 
     pub fn params(&self) -> &SamplerParams {
@@ -398,6 +457,9 @@ impl Sampler {
     pub fn planned_steps(&self) -> usize {
         if self.is_done() {
             return self.steps_done;
+        }
+        if self.params.remdm != Remdm::Off {
+            return self.steps_done + self.remdm_steps_left();
         }
         match self.params.parallel {
             None => self.blocks.iter().map(|b| b.steps).sum(),
@@ -470,6 +532,9 @@ impl Sampler {
         if self.is_done() {
             return Ok(None);
         }
+        if self.params.remdm != Remdm::Off {
+            return self.remdm_step(forward).map(Some);
+        }
         let block = self.current_block();
         let remaining = self.masks_in_block();
         let fixed_count = match self.params.parallel {
@@ -525,24 +590,37 @@ impl Sampler {
             }
             chosen
         };
-        self.steps_done += 1;
-        self.step_in_block += 1;
-        self.advance_block();
+        let report = self.finish_step(committed, Vec::new(), block.start..block.end, scored);
         if self.is_done() && self.masked() > 0 {
             bail!(
                 "the run ended with {} masked positions left (a sampler bug: please report it)",
                 self.masked()
             );
         }
-        Ok(Some(StepReport {
+        Ok(Some(report))
+    }
+
+    /// Counts the step, moves on to the next block if this one is over, and reports.
+    fn finish_step(
+        &mut self,
+        committed: Vec<Commit>,
+        remasked: Vec<usize>,
+        window: Range<usize>,
+        scored: Vec<Scored>,
+    ) -> StepReport {
+        self.steps_done += 1;
+        self.step_in_block += 1;
+        self.advance_block();
+        StepReport {
             step: self.steps_done,
             steps: self.planned_steps(),
             committed,
             masked: self.masked(),
             nfe: self.nfe,
-            window: block.start..block.end,
+            window,
             scored,
-        }))
+            remasked,
+        }
     }
 
     /// Steps until every block is finished.
@@ -595,6 +673,7 @@ impl Sampler {
             // A fixed schedule's block also ends once nothing is left to commit anywhere: the
             // steps after that could only be empty.
             let finished = match self.params.parallel {
+                _ if self.params.remdm != Remdm::Off => self.remdm_block_finished(block.steps),
                 None => self.step_in_block >= block.steps || self.masked() == 0,
                 Some(_) => self.masks_in_block() == 0,
             };
@@ -603,6 +682,7 @@ impl Sampler {
             }
             self.block += 1;
             self.step_in_block = 0;
+            self.remdm_cache = None;
             self.block_initial_masks = self.masks_in_block();
         }
     }

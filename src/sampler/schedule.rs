@@ -77,7 +77,7 @@ impl Schedule {
 
 /// Element `i` of `torch.linspace(start, end, n)` in f32, computed the way torch's CPU kernel does
 /// (from the start for the first half, from the end for the second, each with one FMA).
-fn linspace_f32(start: f32, end: f32, n: usize, i: usize) -> f32 {
+pub(super) fn linspace_f32(start: f32, end: f32, n: usize, i: usize) -> f32 {
     if n == 1 {
         return start;
     }

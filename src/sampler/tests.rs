@@ -479,3 +479,165 @@ fn top_probabilities_of_hand_made_logits() {
     assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![0, 1, 2]);
     assert_eq!(top[2].1, 0.0);
 }
+
+fn remdm_params(schedule: Remdm, eta: f64, steps: usize, block_length: usize) -> SamplerParams {
+    SamplerParams {
+        steps,
+        block_length,
+        temperature: 1.0,
+        remdm: schedule,
+        eta,
+        ..SamplerParams::default()
+    }
+}
+
+/// ReMDM remasks generated tokens, never the prompt, ends with nothing masked, stays within its
+/// planned steps, and gives the same run for the same seed.
+#[test]
+fn remdm_remasks_generated_tokens_only_and_finishes() {
+    for schedule in [Remdm::Cap, Remdm::Rescale, Remdm::Loop] {
+        let eta = if schedule == Remdm::Loop { 0.1 } else { 0.5 };
+        let p = remdm_params(schedule, eta, 24, 8);
+        let prompt = canvas(3, 0);
+        let (tokens, reports) = run(canvas(3, 16), p.clone(), |_| 1.0);
+        assert_eq!(&tokens[..3], &prompt[..], "{schedule:?}");
+        assert!(tokens.iter().all(|&t| t != MASK), "{schedule:?}");
+        let remasked: Vec<usize> = reports.iter().flat_map(|r| r.remasked.clone()).collect();
+        assert!(
+            !remasked.is_empty(),
+            "{schedule:?}: eta {eta} remasked nothing"
+        );
+        assert!(
+            remasked.iter().all(|&p| p >= 3),
+            "{schedule:?}: {remasked:?}"
+        );
+        // A remasked token's window is its block; the plan is an upper bound that tightens.
+        for r in &reports {
+            assert!(r.remasked.iter().all(|p| r.window.contains(p)));
+            assert!(
+                r.step <= r.steps,
+                "{schedule:?}: step {} of {}",
+                r.step,
+                r.steps
+            );
+        }
+        assert_eq!(reports.last().unwrap().steps, reports.len());
+        let (again, _) = run(canvas(3, 16), p.clone(), |_| 1.0);
+        assert_eq!(tokens, again, "{schedule:?}: not reproducible");
+        let other = SamplerParams { seed: 1, ..p };
+        let (different, _) = run(canvas(3, 16), other, |_| 1.0);
+        assert_ne!(tokens, different, "{schedule:?}: the seed changed nothing");
+    }
+}
+
+/// With eta 0 nothing is ever remasked (MDLM's ancestral sampler), and the canvas's masked share
+/// follows the schedule: every step unmasks each mask with probability (t - s) / t.
+#[test]
+fn remdm_with_eta_zero_is_mdlm() {
+    let (tokens, reports) = run(canvas(0, 32), remdm_params(Remdm::Cap, 0.0, 8, 32), |_| 1.0);
+    assert!(tokens.iter().all(|&t| t != MASK));
+    assert!(reports.iter().all(|r| r.remasked.is_empty()));
+    let committed: usize = reports.iter().map(|r| r.committed.len()).sum();
+    assert_eq!(committed, 32);
+}
+
+/// The paper's bookkeeping: with the masked share at 1 - alpha_t, a step leaves 1 - alpha_s
+/// masked in expectation (remasks are paid for by faster unmasking), and q is a distribution.
+#[test]
+fn remdm_odds_keep_the_masked_share_on_schedule() {
+    for schedule in [Remdm::Cap, Remdm::Rescale] {
+        for eta in [0.0, 0.01, 0.3, 1.0] {
+            let r = remdm::RemdmParams {
+                schedule,
+                eta,
+                t_on: 0.55,
+                t_off: 0.05,
+                alpha_on: 0.9,
+            };
+            let steps = 16;
+            for j in 0..steps {
+                let o = r.odds(j, steps);
+                let t = schedule::linspace_f32(1.0, remdm::EPS as f32, steps + 1, j) as f64;
+                let s = (t as f32 - ((1.0 - remdm::EPS) / steps as f64) as f32) as f64;
+                assert!(
+                    (o.unmask + o.stay - 1.0).abs() < 1e-9,
+                    "{schedule:?} {eta} {j}"
+                );
+                assert!((o.keep + o.remask - 1.0).abs() < 1e-12);
+                assert!(
+                    o.stay >= -1e-12 && o.remask >= 0.0,
+                    "{schedule:?} {eta} {j}: {o:?}"
+                );
+                let after = t * o.stay + (1.0 - t) * o.remask;
+                assert!(
+                    (after - s).abs() < 1e-6,
+                    "{schedule:?} {eta} step {j}: {after} vs {s}"
+                );
+            }
+        }
+    }
+    // The loop holds alpha at alpha_on: as many tokens refilled as remasked.
+    let r = remdm::RemdmParams {
+        schedule: Remdm::Loop,
+        eta: 0.02,
+        t_on: 0.55,
+        t_off: 0.05,
+        alpha_on: 0.9,
+    };
+    let o = r.odds(50, 100);
+    assert_eq!(o.remask, 0.02);
+    let masked = 1.0 - 0.9;
+    assert!((masked * o.unmask - (1.0 - masked) * o.remask).abs() < 1e-12);
+}
+
+/// The exponential race draws each id with probability proportional to its weight.
+#[test]
+fn remdm_race_is_a_categorical_draw() {
+    use rand::Rng;
+    let weights = [(0u32, 0.2), (3, 0.5), (9, 0.3)];
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut counts = [0usize; 3];
+    let n = 30_000;
+    for _ in 0..n {
+        let u: Vec<f64> = (0..3).map(|_| rng.random()).collect();
+        let id = remdm::race(&weights, &u);
+        counts[weights.iter().position(|w| w.0 == id).unwrap()] += 1;
+    }
+    for (c, w) in counts.iter().zip(weights) {
+        let share = *c as f64 / n as f64;
+        assert!((share - w.1).abs() < 0.015, "{share} for weight {}", w.1);
+    }
+}
+
+/// The reference's nucleus keeps tokens whose inclusive cumulative mass is at most p.
+#[test]
+fn remdm_nucleus_follows_the_reference_rule() {
+    let row: Vec<f32> = [0.5f32, 0.3, 0.2].iter().map(|p| p.ln()).collect();
+    let p = remdm::probabilities(&row, 99, 1.0, None, Some(0.9));
+    assert_eq!(p.len(), 2);
+    assert!((p[0].1 - 0.625).abs() < 1e-6 && (p[1].1 - 0.375).abs() < 1e-6);
+    // Only the top token survives a tiny p; temperature 0 is the argmax.
+    assert_eq!(
+        remdm::probabilities(&row, 99, 1.0, None, Some(0.1)),
+        vec![(0, 1.0)]
+    );
+    assert_eq!(
+        remdm::probabilities(&row, 0, 0.0, None, None),
+        vec![(1, 1.0)]
+    );
+}
+
+#[test]
+fn remdm_refuses_rules_it_replaces_and_bad_loops() {
+    let mut p = remdm_params(Remdm::Cap, 0.1, 8, 8);
+    p.parallel = Some(Parallel::Threshold(0.9));
+    assert!(p.validate().unwrap_err().to_string().contains("threshold"));
+    let mut p = remdm_params(Remdm::Loop, 0.5, 8, 8);
+    assert!(p.validate().unwrap_err().to_string().contains("alpha on"));
+    p.eta = 0.02;
+    p.t_off = 0.7;
+    assert!(p.validate().unwrap_err().to_string().contains("t off"));
+    p.remdm = Remdm::Cap;
+    p.eta = 1.5;
+    assert!(p.validate().unwrap_err().to_string().contains("eta"));
+}

@@ -101,7 +101,7 @@ pub struct RunRecipe {
 }
 
 /// The token inspector's facts about one position of a lane (see [`LaneView::inspect`]).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TokenRecord<'a> {
     /// The step that committed it, if it was committed by the step shown.
     pub committed_at: Option<usize>,
@@ -110,6 +110,8 @@ pub struct TokenRecord<'a> {
     pub scored: Option<(usize, &'a Scored)>,
     /// Whether the run kept candidates at all (runs read from a trace may not have).
     pub recorded: bool,
+    /// Steps (up to the one shown) that masked it again (ReMDM), the latest last.
+    pub remasked_at: Vec<usize>,
 }
 
 /// Where a lane's text and tokens were drawn, for the mouse and the token cursor.
@@ -234,7 +236,8 @@ impl LaneView {
         (n > 0).then(|| sum / n as f64)
     }
 
-    /// The step (1-based) that committed each position, up to `step`.
+    /// The step (1-based) that committed each position, up to `step` (none for a position
+    /// masked again since).
     pub fn commit_steps_until(&self, step: usize, len: usize) -> Vec<Option<usize>> {
         let mut steps = vec![None; len];
         for (k, frame) in self.frames.iter().take(step).enumerate() {
@@ -243,8 +246,32 @@ impl LaneView {
                     *slot = Some(k + 1);
                 }
             }
+            for &pos in &frame.remasked {
+                if let Some(slot) = steps.get_mut(pos) {
+                    *slot = None;
+                }
+            }
         }
         steps
+    }
+
+    /// Positions the frame at `step` masked again (ReMDM), with the token each held before.
+    pub fn remasked_at(&self, step: usize) -> Vec<(usize, u32)> {
+        let Some(frame) = self.frame_at(step) else {
+            return Vec::new();
+        };
+        frame
+            .remasked
+            .iter()
+            .filter_map(|&pos| {
+                // The token it held: the last commit there before this step.
+                let held = self.frames[..step - 1]
+                    .iter()
+                    .rev()
+                    .find_map(|f| f.committed.iter().find(|c| c.pos == pos))?;
+                Some((pos, held.id))
+            })
+            .collect()
     }
 
     /// The sampler's latest proposal under each position up to `step`, and whether it was made
@@ -267,10 +294,18 @@ impl LaneView {
     /// record up to `step` for a position still masked.
     pub fn inspect(&self, step: usize, pos: usize) -> TokenRecord<'_> {
         let shown = step.min(self.frames.len());
-        let committed = self.frames[..shown]
-            .iter()
-            .position(|f| f.committed.iter().any(|c| c.pos == pos))
-            .map(|k| k + 1);
+        // The latest commit, unless a later step masked the position again (ReMDM).
+        let mut committed = None;
+        let mut remasked_at = Vec::new();
+        for (k, f) in self.frames[..shown].iter().enumerate() {
+            if f.committed.iter().any(|c| c.pos == pos) {
+                committed = Some(k + 1);
+            }
+            if f.remasked.contains(&pos) {
+                committed = None;
+                remasked_at.push(k + 1);
+            }
+        }
         let scored_in = |k: usize| self.frames[k - 1].scored.iter().find(|s| s.pos == pos);
         let scored = match committed {
             Some(k) => scored_in(k).map(|s| (k, s)),
@@ -287,6 +322,7 @@ impl LaneView {
             }),
             scored,
             recorded: self.frames[..shown].iter().any(|f| !f.scored.is_empty()),
+            remasked_at,
         }
     }
 
@@ -297,6 +333,11 @@ impl LaneView {
             for c in &frame.committed {
                 if let Some(slot) = scores.get_mut(c.pos) {
                     *slot = Some(c.score);
+                }
+            }
+            for &pos in &frame.remasked {
+                if let Some(slot) = scores.get_mut(pos) {
+                    *slot = None;
                 }
             }
         }
@@ -792,7 +833,7 @@ impl App {
                 .collect()
         } else {
             let p = params(&self.settings);
-            Ok(vec![(p.strategy.name().to_string(), p)])
+            Ok(vec![(p.method(), p)])
         }
     }
 

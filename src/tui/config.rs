@@ -13,7 +13,7 @@ use crate::model::loader::Precision;
 use crate::model::DeviceKind;
 use crate::run::LaneSpec;
 use crate::run::Settings;
-use crate::sampler::{CacheMode, Parallel, SamplerParams, Schedule, Strategy};
+use crate::sampler::{CacheMode, Parallel, Remdm, SamplerParams, Schedule, Strategy};
 
 /// The documented defaults (the repository's config.toml), compiled in.
 pub const DOCUMENTED: &str = include_str!("../../config.toml");
@@ -81,6 +81,11 @@ pub struct SamplerSection {
     pub defer_eos: bool,
     pub alg_temp: f64,
     pub cfg: f64,
+    pub remdm: Remdm,
+    pub eta: f64,
+    pub t_on: f64,
+    pub t_off: f64,
+    pub alpha_on: f64,
     pub seed: u64,
     pub advance_seed: bool,
     pub seed_sweep: usize,
@@ -109,6 +114,11 @@ impl Default for SamplerSection {
             defer_eos: s.params.defer_eos,
             alg_temp: 0.0,
             cfg: s.params.cfg_scale,
+            remdm: s.params.remdm,
+            eta: s.params.eta,
+            t_on: s.params.t_on,
+            t_off: s.params.t_off,
+            alpha_on: s.params.alpha_on,
             seed: s.params.seed,
             advance_seed: s.advance_seed,
             seed_sweep: s.sweep,
@@ -182,6 +192,11 @@ impl SamplerSection {
             alg_temp: off(self.alg_temp),
             cfg_scale: self.cfg,
             seed: self.seed,
+            remdm: self.remdm,
+            eta: self.eta,
+            t_on: self.t_on,
+            t_off: self.t_off,
+            alpha_on: self.alpha_on,
             ..SamplerParams::default()
         };
         let settings = Settings {
@@ -256,8 +271,11 @@ mod tests {
         .unwrap();
         let presets = config.sampler.presets();
         let names: Vec<&str> = presets.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["playground", "Fast-dLLM", "Dream", "LLaDA", "mine"]);
-        assert_eq!(presets[3].1.to_string(), "margin");
+        assert_eq!(
+            names,
+            ["playground", "Fast-dLLM", "Dream", "ReMDM", "LLaDA", "mine"]
+        );
+        assert_eq!(presets[4].1.to_string(), "margin");
         let err = Config::parse(
             "[sampler]\npresets = { bad = \"random:temprature=1\" }\n",
             "c.toml",

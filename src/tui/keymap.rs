@@ -108,7 +108,7 @@ impl Command {
             Command::ToggleCharts => "per-step charts: masks left, tokens committed, mean score",
             Command::PickModel => "switch models: the embedded one or any in the hub cache",
             Command::CyclePreset => {
-                "next parameter preset (playground, LLaDA, Fast-dLLM, Dream, yours)"
+                "next preset: playground, LLaDA, Fast-dLLM, Dream, ReMDM, yours"
             }
             Command::CopyResult => {
                 "copy the result to the clipboard (through the terminal, OSC 52)"

@@ -80,6 +80,14 @@ pub fn lines(
             None => {}
         },
     }
+    if let Some(&last) = record.remasked_at.last() {
+        let times = record.remasked_at.len();
+        let text = match times {
+            1 => format!("remasked at step {last} (ReMDM)"),
+            n => format!("remasked {n} times, last at step {last} (ReMDM)"),
+        };
+        out.push(Line::from(styled(theme.mask, text)));
+    }
     match record.scored {
         Some((k, s)) if !s.top.is_empty() => {
             out.push(Line::from(styled(

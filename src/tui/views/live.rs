@@ -138,6 +138,9 @@ fn render_lane(
     } else {
         Vec::new()
     };
+    // Tokens this step masked again (ReMDM) show struck through, as they were.
+    let remasked_now: std::collections::HashMap<usize, u32> =
+        lane.remasked_at(step).into_iter().collect();
     let plain = |id: u32| id != tokens.mask_id && !tokens.is_eos(id);
     let token_pieces = token_pieces(
         canvas,
@@ -161,7 +164,12 @@ fn render_lane(
         let is_context = run.initial.get(pos).is_some_and(|&t| t != tokens.mask_id);
         let fresh_here = range.clone().any(|p| fresh.contains(&p));
         let mut alone = false;
-        let (text, style): (String, Style) = if id == tokens.mask_id {
+        let (text, style): (String, Style) = if let Some(&held) = remasked_now.get(&pos) {
+            (
+                ghost_text(tokens.text(held)),
+                theme.mask.add_modifier(Modifier::CROSSED_OUT),
+            )
+        } else if id == tokens.mask_id {
             match ghosts.get(pos).copied().flatten() {
                 Some((ghost, now)) => {
                     let style = theme.mask.add_modifier(Modifier::ITALIC);
@@ -247,7 +255,9 @@ fn render_lane(
     // The stats take a second row rather than being cut in a narrow lane.
     // Low-confidence scores are probabilities ("conf"); margin, entropy and random scores are
     // not, and say "score".
-    let probability = recipe.is_none_or(|p| p.strategy == Strategy::LowConfidence);
+    let probability = recipe.is_none_or(|p| {
+        p.strategy == Strategy::LowConfidence || p.remdm != crate::sampler::Remdm::Off
+    });
     let stats = Paragraph::new(stats_line(app, lane, shown, agreement, probability))
         .wrap(Wrap { trim: true });
     let stats_rows = stats.line_count(body.width).clamp(1, 2) as u16;
@@ -469,6 +479,11 @@ fn stats_line(
         // Tokens per unit of forward work against plain decoding (what parallel decoding and
         // caching buy).
         stat("speedup", format!("{:.1}x", f.speedup));
+        // ReMDM: tokens masked again so far.
+        let remasked: usize = lane.frames[..shown].iter().map(|f| f.remasked.len()).sum();
+        if remasked > 0 {
+            stat("remasked", remasked.to_string());
+        }
     }
     // Mean score of the tokens committed up to the step shown (their confidence for
     // probability-like strategies).

@@ -51,15 +51,26 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             crate::files::human_bytes(app.model.weight_bytes as u64)
         )
     };
+    // Under ReMDM the schedule decides the commits, not the strategy.
+    let method = match p.remdm {
+        crate::sampler::Remdm::Off => format!("{} {}", p.strategy.name(), p.schedule.name()),
+        crate::sampler::Remdm::Loop => format!(
+            "{} η={} on={} off={} α={}",
+            p.method(),
+            p.eta,
+            p.t_on,
+            p.t_off,
+            p.alpha_on
+        ),
+        _ => format!("{} η={}", p.method(), p.eta),
+    };
     let params = format!(
-        " {}{size} · L={} S={} B={} T={} {} {} ",
+        " {}{size} · L={} S={} B={} T={} {method} ",
         app.model.name,
         app.settings.length,
         app.settings.steps.map_or("auto".into(), |s| s.to_string()),
         p.block_length,
         p.temperature,
-        p.strategy.name(),
-        p.schedule.name(),
     );
     let mut extras = Vec::new();
     if let Some(k) = p.top_k {
