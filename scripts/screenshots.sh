@@ -73,3 +73,20 @@ sleep 2.4
 keys Space
 keys i
 shot replay
+# ReMDM's loop masking committed tokens again: a saved run replayed at the step that remasked
+# the most (those tokens are struck through).
+"$bin" generate --prompt "Once upon a time, there was a little girl named Lily." --length 64 \
+    --remdm loop --temperature 1 --top-p 0.9 --block-length 1024 --seed 1 --json --inspect \
+    > "$home/remdm.jsonl"
+step=$(python3 -c '
+import json, sys
+steps = [json.loads(l) for l in open(sys.argv[1]) if "\"step\"" in l]
+steps = [s for s in steps if s.get("type") == "step"]
+print(max(steps, key=lambda s: (len(s.get("remasked", [])), -s["step"]))["step"])' "$home/remdm.jsonl")
+tmux kill-session -t "$session" 2>/dev/null || true
+tmux new-session -d -s "$session" -x 120 -y 36 "cd $home && HOME=$home COLORTERM=truecolor XDG_CONFIG_HOME= XDG_DATA_HOME= $bin replay remdm.jsonl"
+sleep 1.5
+keys Space
+keys C-PPage
+for _ in $(seq 1 "$step"); do tmux send-keys -t "$session" Right; sleep 0.05; done
+shot remdm
