@@ -863,17 +863,87 @@ fn gated_repositories_need_hf_token() {
     std::fs::remove_dir_all(&cache).unwrap();
 }
 
+/// A playground in a tmux session (the real binary), killed when dropped.
+struct Pane {
+    session: String,
+}
+
+impl Pane {
+    fn tmux(args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(args)
+            .output()
+            .expect("tmux is required for this test: apt-get install tmux")
+    }
+
+    /// Starts `dlm-tui ARGS` at 100x30 against the fake hub, over the cache (and HOME) `cache`.
+    fn start(tag: &str, hub: &FakeHub, cache: &Path, args: &str) -> Self {
+        let session = format!("dlm-hub-{tag}-{}", std::process::id());
+        let command = format!(
+            "HF_ENDPOINT={} HF_HUB_CACHE={} HF_HOME={} HOME={} XDG_CONFIG_HOME= XDG_DATA_HOME= {} \
+             {args}; echo EXITED $?; sleep 30",
+            hub.url,
+            cache.display(),
+            cache.join("home").display(),
+            cache.display(),
+            env!("CARGO_BIN_EXE_dlm-tui"),
+        );
+        let started = Self::tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &command,
+        ]);
+        assert!(started.status.success(), "could not start tmux");
+        Self { session }
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&Self::tmux(&["capture-pane", "-p", "-t", &self.session]).stdout)
+            .into_owned()
+    }
+
+    /// The screen once it shows `text` (at most 30 s).
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let shown = self.screen();
+            if shown.contains(text) {
+                return shown;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{text:?} never appeared:\n{shown}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        Self::tmux(&[&["send-keys", "-t", &self.session][..], keys].concat());
+    }
+
+    fn type_text(&self, text: &str) {
+        Self::tmux(&["send-keys", "-t", &self.session, "-l", text]);
+    }
+}
+
+impl Drop for Pane {
+    fn drop(&mut self) {
+        Self::tmux(&["kill-session", "-t", &self.session]);
+    }
+}
+
 /// The playground fetches the hub model its config.toml names (`[model] repo`) under its download
 /// panel, then opens on it: the real binary in tmux, against a fake hub that sends slowly enough
 /// to watch.
 #[test]
 fn the_playground_shows_a_download_panel_then_opens_the_model() {
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .args(args)
-            .output()
-            .expect("tmux is required for this test: apt-get install tmux")
-    };
     let hub = FakeHub::start(vec![("test-org/tiny-dream", dream_repo())]);
     hub.state.lock().unwrap().slow = true;
     let cache = temp_dir("panel");
@@ -884,58 +954,71 @@ fn the_playground_shows_a_download_panel_then_opens_the_model() {
         "[model]\nrepo = \"test-org/tiny-dream\"\n",
     )
     .unwrap();
-    let session = format!("dlm-hub-{}", std::process::id());
-    let command = format!(
-        "HF_ENDPOINT={} HF_HUB_CACHE={} HF_HOME={} HOME={} XDG_CONFIG_HOME= XDG_DATA_HOME= {} \
-         --no-session; echo EXITED $?; sleep 30",
-        hub.url,
-        cache.display(),
-        cache.join("home").display(),
-        cache.display(),
-        env!("CARGO_BIN_EXE_dlm-tui"),
-    );
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &command,
-    ]);
-    assert!(started.status.success(), "could not start tmux");
-    let screen = || {
-        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
-    };
-    let wait_for = |text: &str| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let shown = screen();
-            if shown.contains(text) {
-                return shown;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{text:?} never appeared:\n{shown}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    };
-    let panel = wait_for("Downloading test-org/tiny-dream");
+    let pane = Pane::start("panel", &hub, &cache, "--no-session");
+    let panel = pane.wait_for("Downloading test-org/tiny-dream");
     assert!(
         panel.contains(&hub.url) && panel.contains("Esc cancel"),
         "{panel}"
     );
-    wait_for("MiB/s");
+    pane.wait_for("MiB/s");
     // Then the playground opens on the downloaded model, named by its hub id.
-    let app = wait_for("test-org/tiny-dream (");
+    let app = pane.wait_for("test-org/tiny-dream (");
     assert!(app.contains("Editor"), "{app}");
-    tmux(&["send-keys", "-t", &session, "C-q"]);
-    let done = wait_for("EXITED");
+    pane.keys(&["C-q"]);
+    let done = pane.wait_for("EXITED");
     assert!(done.contains("EXITED 0"), "{done}");
-    tmux(&["kill-session", "-t", &session]);
+    drop(pane);
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+/// The model picker's hub id field (F10, type ORG/NAME, Enter) downloads the model under the
+/// download panel and switches to it, keeping the editor's text; Esc cancels a download and the
+/// model in use stays; a bad id is refused with the form it needs.
+#[test]
+fn the_picker_downloads_a_hub_id_and_switches_to_it() {
+    let hub = FakeHub::start(vec![
+        ("test-org/tiny-dream", dream_repo()),
+        ("test-org/slow-dream", dream_repo()),
+    ]);
+    let cache = temp_dir("picker");
+    let pane = Pane::start("picker", &hub, &cache, "--no-session");
+    pane.wait_for("Editor");
+    pane.type_text("Kept text.");
+    pane.keys(&["F10"]);
+    pane.wait_for("hub id");
+    pane.type_text("not-an-id");
+    pane.keys(&["Enter"]);
+    pane.wait_for("is not a hub model id");
+    // F10 closes the picker (the text typed goes with it) and opens it anew.
+    pane.keys(&["F10"]);
+    // A slow download, cancelled: the embedded model stays.
+    hub.state.lock().unwrap().slow = true;
+    pane.keys(&["F10"]);
+    pane.type_text("test-org/slow-dream");
+    pane.keys(&["Enter"]);
+    pane.wait_for("Downloading test-org/slow-dream");
+    pane.keys(&["Escape"]);
+    pane.wait_for("slow-dream cancelled; the files finished so far stay in the cache");
+    // The next key clears the message: the model in use is still the embedded one.
+    pane.keys(&["Tab"]);
+    pane.wait_for("dlm-tui default (");
+    // A download that finishes: the app switches and the text stays.
+    hub.state.lock().unwrap().slow = false;
+    pane.keys(&["F10"]);
+    pane.type_text("test-org/tiny-dream");
+    pane.keys(&["Enter"]);
+    let switched = pane.wait_for("switched to test-org/tiny-dream");
+    assert!(switched.contains("Kept text."), "{switched}");
+    assert!(
+        snapshot(&cache, "test-org/tiny-dream")
+            .join("config.json")
+            .is_file(),
+        "the download is in the cache"
+    );
+    pane.keys(&["C-q"]);
+    let done = pane.wait_for("EXITED");
+    assert!(done.contains("EXITED 0"), "{done}");
+    drop(pane);
     std::fs::remove_dir_all(&cache).unwrap();
 }
 

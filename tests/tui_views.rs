@@ -1504,3 +1504,80 @@ fn the_model_picker_switches_and_keeps_the_text() {
     assert!(app.run.is_none() && app.loading.is_none());
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+/// The picker's hub id field: typing goes there, Enter asks the runtime for the download and
+/// shows its panel with the progress, Esc asks to cancel, and a finished download loads the
+/// model; a failed one says why.
+#[test]
+fn the_picker_hub_id_field_downloads_then_loads() {
+    use dlm_tui::hub::DownloadProgress;
+    use dlm_tui::tui::app::{DownloadNews, Effect, ModelSource};
+    let (mut app, _engine) = prepared();
+    update(&mut app, key(KeyCode::F(10)));
+    type_text(&mut app, "test-org/tiny-dream");
+    let picker = app.picker.clone().unwrap();
+    assert!(picker.on_hub_id() && picker.hub_id == "test-org/tiny-dream");
+    let screen = draw(&mut app, 100, 24);
+    insta::assert_snapshot!("picker_hub_id", screen);
+    let effects = update(&mut app, key(KeyCode::Enter));
+    let [Effect::Download(spec)] = effects.as_slice() else {
+        panic!("expected a download, got {effects:?}");
+    };
+    assert_eq!(spec.to_string(), "test-org/tiny-dream");
+    assert!(app.picker.is_none());
+    let progress = DownloadProgress {
+        total_files: 4,
+        total_bytes: 3 << 20,
+        done_bytes: 1 << 20,
+        done_files: 1,
+        current: Some("model.safetensors".into()),
+    };
+    update(
+        &mut app,
+        Action::Download(DownloadNews::Progress(progress, Duration::from_secs(2))),
+    );
+    let screen = draw(&mut app, 100, 24);
+    assert!(
+        screen.contains("Downloading test-org/tiny-dream")
+            && screen.contains("1 of 4 done")
+            && screen.contains("model.safetensors"),
+        "{screen}"
+    );
+    // Keys wait while it runs; Esc asks to cancel.
+    assert!(update(&mut app, key(KeyCode::F(5))).is_empty());
+    assert_eq!(
+        update(&mut app, key(KeyCode::Esc)),
+        vec![Effect::CancelDownload]
+    );
+    update(
+        &mut app,
+        Action::Download(DownloadNews::Finished(Err("download cancelled".into()))),
+    );
+    assert!(app.download.is_none());
+    assert!(app.message.as_ref().unwrap().text.contains("cancelled"));
+    // Again, to the end: the model folder is loaded under its hub id.
+    update(&mut app, key(KeyCode::F(10)));
+    type_text(&mut app, "test-org/tiny-dream");
+    update(&mut app, key(KeyCode::Enter));
+    let effects = update(
+        &mut app,
+        Action::Download(DownloadNews::Finished(Ok(fixture()))),
+    );
+    let [Effect::LoadModel(ModelSource::Dir { dir, name })] = effects.as_slice() else {
+        panic!("expected a load, got {effects:?}");
+    };
+    assert_eq!((dir, name.as_str()), (&fixture(), "test-org/tiny-dream"));
+    assert_eq!(app.loading.as_deref(), Some("test-org/tiny-dream"));
+    app.load_failed("not loaded in this test".into());
+    // A malformed id is refused where it was typed.
+    update(&mut app, key(KeyCode::F(10)));
+    type_text(&mut app, "no-slash");
+    assert!(update(&mut app, key(KeyCode::Enter)).is_empty());
+    assert!(app.picker.is_some());
+    assert!(app
+        .message
+        .as_ref()
+        .unwrap()
+        .text
+        .contains("is not a hub model id"));
+}

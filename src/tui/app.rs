@@ -143,11 +143,15 @@ pub struct PickEntry {
     pub source: ModelSource,
 }
 
-/// The model picker overlay (F10): the embedded model and the hub cache's models.
+/// The model picker overlay (F10): the embedded model and the hub cache's models, and a field
+/// for a hub id to download.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Picker {
     pub entries: Vec<PickEntry>,
+    /// The row chosen; `entries.len()` is the hub id field.
     pub selected: usize,
+    /// The hub id typed (ORG/NAME or ORG/NAME@REVISION).
+    pub hub_id: String,
 }
 
 impl Picker {
@@ -182,7 +186,13 @@ impl Picker {
         Self {
             entries,
             selected: 0,
+            hub_id: String::new(),
         }
+    }
+
+    /// Whether the hub id field is the row chosen.
+    pub fn on_hub_id(&self) -> bool {
+        self.selected >= self.entries.len()
     }
 }
 
@@ -679,6 +689,8 @@ pub struct App {
     pub hub_cache: Option<std::path::PathBuf>,
     /// A model being loaded for a switch (its name).
     pub loading: Option<String>,
+    /// A hub model being downloaded for a switch (the picker's hub id), with its progress.
+    pub download: Option<super::download::DownloadView>,
     /// Local model folders the picker offers (`[model] folders`).
     pub model_folders: Vec<std::path::PathBuf>,
     /// The trace file this app replays (`dlm-tui replay`): there is no model to run.
@@ -695,6 +707,10 @@ pub enum Effect {
     Submit(Job),
     /// Load this model and switch the app and the engine to it.
     LoadModel(ModelSource),
+    /// Fetch this hub model (the download panel shows its progress), then switch to it.
+    Download(crate::hub::RepoSpec),
+    /// Stop the download under way.
+    CancelDownload,
     /// Put this text on the clipboard (the terminal's, through OSC 52).
     Copy(String),
     Cancel,
@@ -715,6 +731,16 @@ pub enum Action {
     Command(Command),
     /// Time passed (sent while a replay is behind the engine).
     Tick(Duration),
+    /// News of the download the picker started.
+    Download(DownloadNews),
+}
+
+/// What the runtime reports of a download.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DownloadNews {
+    Progress(crate::hub::DownloadProgress, Duration),
+    /// The model's folder, or why there is none.
+    Finished(Result<std::path::PathBuf, String>),
 }
 
 impl App {
@@ -758,6 +784,7 @@ impl App {
             picker: None,
             hub_cache: None,
             loading: None,
+            download: None,
             model_folders: Vec::new(),
             replay_of: None,
             params_area: Rect::default(),
@@ -1037,6 +1064,13 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Action::Paste(text) => {
+            // Into the picker's hub id field while it is open.
+            if let Some(picker) = app.picker.as_mut() {
+                let first = text.lines().next().unwrap_or_default().trim();
+                picker.selected = picker.entries.len();
+                picker.hub_id.push_str(first);
+                return Vec::new();
+            }
             match app.focus {
                 Focus::Editor => {
                     // A paste that cannot fit the context is refused before it is laid out
@@ -1071,6 +1105,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Action::Command(command) => on_command(app, command),
+        Action::Download(news) => on_download(app, news),
         Action::Tick(elapsed) => {
             let speed = app.replay_speed;
             if let Some(run) = app.run.as_mut().filter(|r| r.replaying()) {
@@ -1103,6 +1138,9 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             }
             return Vec::new();
         }
+    }
+    if app.download.is_some() {
+        return download_key(app, key);
     }
     if app.picker.is_some() {
         return picker_key(app, key);
@@ -1580,16 +1618,62 @@ fn live_key(app: &mut App, key: KeyEvent) {
     scrub(app, command);
 }
 
-/// Keys while the model picker is open: Up/Down choose, Enter switches, Esc closes.
+/// Keys while the model picker is open: Up/Down choose, Enter switches, Esc closes; typing
+/// goes to the hub id field, where Enter downloads the model and then switches to it.
 fn picker_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
+    // F10 (Alt-m) again closes it.
+    if app.keymap.command(&key) == Some(Command::PickModel) {
+        app.picker = None;
+        return Vec::new();
+    }
     let Some(picker) = app.picker.as_mut() else {
         return Vec::new();
     };
-    let last = picker.entries.len().saturating_sub(1);
+    let field = picker.entries.len();
+    let plain = !key
+        .modifiers
+        .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
     match key.code {
         KeyCode::Up => picker.selected = picker.selected.saturating_sub(1),
-        KeyCode::Down => picker.selected = (picker.selected + 1).min(last),
+        KeyCode::Down => picker.selected = (picker.selected + 1).min(field),
         KeyCode::Esc => app.picker = None,
+        KeyCode::Char(c) if plain => {
+            picker.selected = field;
+            picker.hub_id.push(c);
+        }
+        KeyCode::Backspace if picker.on_hub_id() => {
+            picker.hub_id.pop();
+        }
+        KeyCode::Enter if picker.on_hub_id() => {
+            let typed = picker.hub_id.trim().to_string();
+            if typed.is_empty() {
+                app.error("type a hub id, like GSAI-ML/LLaDA-8B-Instruct, then Enter");
+                return Vec::new();
+            }
+            let spec = match crate::hub::RepoSpec::parse(&typed) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    app.error(format!("{e:#}"));
+                    return Vec::new();
+                }
+            };
+            if matches!(app.run.as_ref().map(|r| &r.state), Some(RunState::Running)) {
+                app.error("a run is going: wait for it or press Esc, then switch");
+                return Vec::new();
+            }
+            app.picker = None;
+            app.download = Some(super::download::DownloadView {
+                spec: spec.to_string(),
+                endpoint: crate::hub::endpoint(),
+                cache_dir: app
+                    .hub_cache
+                    .as_ref()
+                    .map_or_else(String::new, |d| d.display().to_string()),
+                progress: Default::default(),
+                elapsed: Duration::ZERO,
+            });
+            return vec![Effect::Download(spec)];
+        }
         KeyCode::Enter => {
             let entry = picker.entries[picker.selected].clone();
             if let Some(problem) = entry.problem {
@@ -1612,6 +1696,43 @@ fn picker_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         _ => {}
     }
     Vec::new()
+}
+
+/// Keys while a download runs: Esc (or q) cancels it; everything else waits.
+fn download_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
+    match key.code {
+        KeyCode::Esc | KeyCode::Char('q') => {
+            app.info("cancelling the download…");
+            vec![Effect::CancelDownload]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// A download's progress, or its end: a finished one loads the model and switches to it.
+fn on_download(app: &mut App, news: DownloadNews) -> Vec<Effect> {
+    let Some(view) = app.download.as_mut() else {
+        return Vec::new();
+    };
+    match news {
+        DownloadNews::Progress(progress, elapsed) => {
+            view.progress = progress;
+            view.elapsed = elapsed;
+            Vec::new()
+        }
+        DownloadNews::Finished(Err(why)) => {
+            app.download = None;
+            app.error(why);
+            Vec::new()
+        }
+        DownloadNews::Finished(Ok(dir)) => {
+            let name = view.spec.clone();
+            app.download = None;
+            app.info(format!("loading {name}…"));
+            app.loading = Some(name.clone());
+            vec![Effect::LoadModel(ModelSource::Dir { dir, name })]
+        }
+    }
 }
 
 /// `i` in the live panel: opens the token inspector on the token in view that the step shown

@@ -208,3 +208,52 @@ async fn download_under_panel(
         }
     }
 }
+
+/// A download started from inside the playground (the model picker's hub id): it runs on a
+/// thread with a runtime of its own, so the interface stays responsive.
+pub struct DownloadTask {
+    /// The latest progress.
+    pub progress: tokio::sync::watch::Receiver<DownloadProgress>,
+    /// The model's folder, or why there is none.
+    pub done: tokio::sync::oneshot::Receiver<Result<std::path::PathBuf, String>>,
+    cancel: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl DownloadTask {
+    /// Fetches `spec` (at once from the cache when it is complete there).
+    pub fn start(spec: RepoSpec) -> Self {
+        let (progress_tx, progress) = tokio::sync::watch::channel(DownloadProgress::default());
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
+        let sink: ProgressSink = std::sync::Arc::new(move |p: &DownloadProgress| {
+            progress_tx.send_replace(p.clone());
+        });
+        std::thread::spawn(move || {
+            let result = crate::hub::runtime().and_then(|runtime| {
+                runtime.block_on(async {
+                    let hub = Hub::from_env()?;
+                    tokio::select! {
+                        fetched = hub.fetch(&spec, sink) => fetched,
+                        _ = cancelled => Err(anyhow!(
+                            "download of {spec} cancelled; the files finished so far stay in \
+                             the cache"
+                        )),
+                    }
+                })
+            });
+            let _ = done_tx.send(result.map(|f| f.dir).map_err(|e| format!("{e:#}")));
+        });
+        Self {
+            progress,
+            done,
+            cancel: Some(cancel),
+        }
+    }
+
+    /// Stops the download; `done` then reports the cancellation.
+    pub fn cancel(&mut self) {
+        if let Some(cancel) = self.cancel.take() {
+            let _ = cancel.send(());
+        }
+    }
+}

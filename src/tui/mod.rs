@@ -32,7 +32,7 @@ use crate::engine::{Canceller, Engine, Event, JobHandle};
 use crate::model::loader::LoadedModel;
 use crate::model::ModelInfo;
 use crate::text::TextCodec;
-use app::{update, Action, App, Effect, Message, MessageKind, RunView};
+use app::{update, Action, App, DownloadNews, Effect, Message, MessageKind, RunView};
 use keymap::{Command, KeyMap};
 use theme::Theme;
 
@@ -335,6 +335,8 @@ async fn event_loop(
     let mut input = EventStream::new();
     // A model the picker chose, loading on its own thread.
     let mut loading: Option<tokio::sync::oneshot::Receiver<Loaded>> = None;
+    // A hub model the picker asked for, downloading on its own thread.
+    let mut download: Option<(download::DownloadTask, Instant)> = None;
     let mut job: Option<JobHandle> = None;
     let mut canceller: Option<Canceller> = None;
     let mut terminate = signal(SignalKind::terminate())?;
@@ -409,6 +411,21 @@ async fn event_loop(
                 needs_draw = true;
                 None
             }
+            changed = async { download.as_mut().expect("guarded").0.progress.changed().await }, if download.is_some() => {
+                let task = download.as_mut().expect("guarded");
+                match changed {
+                    Ok(()) => {
+                        let progress = task.0.progress.borrow_and_update().clone();
+                        Some(Action::Download(DownloadNews::Progress(progress, task.1.elapsed())))
+                    }
+                    // The thread has ended: its result is on `done`.
+                    Err(_) => {
+                        let result = (&mut task.0.done).await.unwrap_or_else(|_| Err("the download thread stopped".into()));
+                        download = None;
+                        Some(Action::Download(DownloadNews::Finished(result)))
+                    }
+                }
+            }
             _ = autosave_timer.tick() => {
                 let failed = autosave.failed.is_some();
                 autosave.save(app, session_path, false);
@@ -430,6 +447,14 @@ async fn event_loop(
                         let _ = send.send(load_source(&source, precision, device));
                     });
                     loading = Some(receive);
+                }
+                Effect::Download(spec) => {
+                    download = Some((download::DownloadTask::start(spec), Instant::now()));
+                }
+                Effect::CancelDownload => {
+                    if let Some((task, _)) = download.as_mut() {
+                        task.cancel();
+                    }
                 }
                 Effect::Submit(new_job) => {
                     // (A replay has no engine, and its app never asks for a run.)

@@ -117,6 +117,9 @@ pub fn render(app: &App, frame: &mut Frame) -> Drawn {
         help::render(app, frame, area);
     }
     picker::render(app, frame, area);
+    if let Some(view) = &app.download {
+        crate::tui::download::render(view, app.theme(), frame, area);
+    }
     Drawn {
         editor: HitRect {
             x: editor_inner.x,

@@ -1,5 +1,6 @@
 //! The model picker (F10): the embedded model and every model in the Hugging Face cache, with
-//! family, size and whether it can be opened; Enter switches, keeping the editor's text.
+//! family, size and whether it can be opened; Enter switches, keeping the editor's text. A field
+//! under them takes a hub id to download (under the download panel) and switch to.
 
 use ratatui::layout::Rect;
 use ratatui::text::Line;
@@ -45,16 +46,39 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             ])
         })
         .collect();
+    // The hub id field: typing anywhere in the picker goes there.
+    let on_field = picker.on_hub_id();
+    let typed: String = {
+        let room = (width as usize).saturating_sub(16);
+        let chars: Vec<char> = picker.hub_id.chars().collect();
+        chars[chars.len().saturating_sub(room)..].iter().collect()
+    };
+    lines.push(Line::from(vec![
+        styled(theme.key, if on_field { "› " } else { "  " }),
+        styled(theme.label, "hub id  "),
+        if typed.is_empty() && !on_field {
+            styled(theme.label, "type ORG/NAME to download")
+        } else {
+            styled(
+                if on_field { theme.cursor } else { theme.value },
+                format!("{typed}▏"),
+            )
+        },
+    ]));
     lines.push(Line::default());
-    let selected = &picker.entries[picker.selected];
-    let note = match &selected.problem {
-        Some(problem) => problem.clone(),
-        None => "Enter switches to it (your text and masks stay); Esc closes.".to_string(),
+    let note = match picker.entries.get(picker.selected) {
+        Some(entry) => match &entry.problem {
+            Some(problem) => problem.clone(),
+            None => "Enter switches to it (your text and masks stay); Esc closes.".to_string(),
+        },
+        None => "Enter downloads it from the hub (ORG/NAME or ORG/NAME@REVISION; a complete \
+                 one opens from the cache) and switches to it; Esc closes."
+            .to_string(),
     };
     lines.push(Line::from(styled(theme.label, note)));
     lines.push(Line::from(styled(
         theme.label,
-        "Others: `dlm-tui --model ORG/NAME` downloads one; `dlm-tui models` lists these.",
+        "`dlm-tui models` lists the models here; `dlm-tui download ORG/NAME` fetches one.",
     )));
     let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
     let rows = paragraph.line_count(width.saturating_sub(2)) as u16;
