@@ -412,3 +412,21 @@ fn a_saved_trace_replays_with_the_inspector() {
     t.keys(&["C-q"]);
     t.wait_for("EXITED 0", Duration::from_secs(10));
 }
+
+/// ReMDM in the real binary: Ctrl-L to the ReMDM preset, F5, and the run masks committed tokens
+/// again (the stats count them) and ends with every position filled.
+#[test]
+fn the_remdm_preset_remasks_and_finishes() {
+    let t = Tmux::start("remdm");
+    for _ in 0..5 {
+        t.keys(&["C-l"]);
+    }
+    t.wait_for("preset ReMDM", Duration::from_secs(5));
+    t.keys(&["F5"]);
+    let screen = t.wait_for("· done", Duration::from_secs(60));
+    assert!(screen.contains("remdm-loop ·"), "{screen}");
+    assert!(screen.contains("remasked "), "{screen}");
+    assert!(screen.contains("masks 0 "), "{screen}");
+    t.keys(&["C-q"]);
+    t.wait_for("EXITED 0", Duration::from_secs(10));
+}
