@@ -160,8 +160,11 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
             replay_speed: config.ui.replay_speed.max(0.0),
             presets: config.sampler.presets(),
             export_dir: export_dir(&config),
-            precision: crate::model::loader::Precision::Auto,
-            device: DeviceKind::Cpu,
+            load: tui::ModelLoad {
+                precision: crate::model::loader::Precision::Auto,
+                device: DeviceKind::Cpu,
+                quantize: None,
+            },
             model_folders: Vec::new(),
         },
     )
@@ -352,8 +355,11 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
             replay_speed: config.ui.replay_speed.max(0.0),
             presets: config.sampler.presets(),
             export_dir: export_dir(&config),
-            precision: model_args.dtype,
-            device: model_args.device,
+            load: tui::ModelLoad {
+                precision: model_args.dtype,
+                device: model_args.device,
+                quantize: model_args.quantize,
+            },
             model_folders: config.model.folders.iter().map(Into::into).collect(),
         },
     )

@@ -863,3 +863,37 @@ fn remdm_runs_write_their_remasks() {
         );
     }
 }
+
+/// `--quantize`: the model's linear layers are quantized at load (stderr says how), the run
+/// completes, and a family without quantized layers is refused with its name.
+#[test]
+fn quantize_at_load() {
+    let model = fixture("llada-tiny-gqa");
+    let out = generate(&[
+        "--model-dir",
+        model.to_str().unwrap(),
+        "--prompt",
+        "Once upon a time",
+        "--length",
+        "8",
+        "--quantize",
+        "q8_0",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("quantized q8_0:") && err.contains("q8_0"),
+        "{err}"
+    );
+    let bert = fixture("modernbert-tiny-a");
+    let out = generate(&[
+        "--model-dir",
+        bert.to_str().unwrap(),
+        "--prompt",
+        "x",
+        "--quantize",
+        "q4_k",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("modernbert"), "{err}");
+}

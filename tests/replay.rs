@@ -124,8 +124,11 @@ fn the_replay_opens_in_the_playground_without_a_model() {
         export_dir: std::env::temp_dir(),
         replay_speed: 20.0,
         presets: Vec::new(),
-        precision: dlm_tui::model::loader::Precision::Auto,
-        device: dlm_tui::model::DeviceKind::Cpu,
+        load: dlm_tui::tui::ModelLoad {
+            precision: dlm_tui::model::loader::Precision::Auto,
+            device: dlm_tui::model::DeviceKind::Cpu,
+            quantize: None,
+        },
         model_folders: Vec::new(),
     };
     let mut app = replay_app(codec, &trace, "trace.jsonl", options);

@@ -1493,8 +1493,11 @@ fn the_model_picker_switches_and_keeps_the_text() {
     let text = app.doc.to_prompt();
     let (loaded, template) = dlm_tui::tui::load_source(
         source,
-        dlm_tui::model::loader::Precision::F32,
-        dlm_tui::model::DeviceKind::Cpu,
+        dlm_tui::tui::ModelLoad {
+            precision: dlm_tui::model::loader::Precision::F32,
+            device: dlm_tui::model::DeviceKind::Cpu,
+            quantize: None,
+        },
     )
     .unwrap();
     let info = loaded.model.info().clone();

@@ -187,6 +187,10 @@ pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
         None => crate::model::embedded::load(args.dtype, &device),
     }?;
     loaded.model.set_attention(args.attention);
+    if let Some(to) = args.quantize {
+        let summary = loaded.model.quantize(to)?;
+        eprintln!("dlm-tui: quantized {summary}");
+    }
     Ok(loaded)
 }
 

@@ -46,6 +46,11 @@ pub struct ModelArgs {
     /// Attention kernel (for benchmarks: auto picks by the size of the score matrix).
     #[arg(long, value_enum, default_value_t = AttentionKernel::Auto)]
     pub attention: AttentionKernel,
+    /// Quantize the linear layers at load (the embedding and the norms stay in float): less
+    /// memory, candle's quantized kernels. Layers whose rows do not fit a k-quant's blocks of
+    /// 256 fall back as llama.cpp does (q4_k and q5_k to q5_0, q6_k to q8_0).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub quantize: Option<crate::kernels::quant::Quantization>,
 }
 
 fn parse_repo(text: &str) -> Result<RepoSpec, String> {

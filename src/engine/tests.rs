@@ -26,6 +26,7 @@ impl Toy {
                 eot_ids: vec![],
                 parameters: 0,
                 weight_bytes: 0,
+                quantization: None,
             },
             fail_after: None,
             panic: false,

@@ -87,6 +87,29 @@ impl PackedWeight {
         self.out_dim
     }
 
+    /// The weight as stored, (out_dim, in_dim), and the bias: what [`Self::new`] packed.
+    pub fn unpack(&self) -> Result<(Tensor, Option<Tensor>)> {
+        let (n, k) = (self.out_dim, self.in_dim);
+        let mut w = vec![0f32; n * k];
+        for c in 0..n {
+            let panel = &self.panels[(c / PANEL) * k * PANEL..][..k * PANEL];
+            for (dst, &v) in w[c * k..][..k]
+                .iter_mut()
+                .zip(panel[c % PANEL..].iter().step_by(PANEL))
+            {
+                *dst = v;
+            }
+        }
+        let device = candle_core::Device::Cpu;
+        let weight = Tensor::from_vec(w, (n, k), &device)?;
+        let bias = self
+            .bias
+            .as_ref()
+            .map(|b| Tensor::from_slice(b, n, &device))
+            .transpose()?;
+        Ok((weight, bias))
+    }
+
     /// [`Self::forward`]'s values, row after row, in the buffer the kernel wrote them to.
     pub fn forward_rows(&self, x: &Tensor) -> Result<Vec<f32>> {
         let x = x.contiguous()?;

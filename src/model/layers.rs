@@ -2,10 +2,12 @@
 //! file ([`linear`]), and prepared once for inference on the CPU ([`Dense`]).
 
 use anyhow::Result;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 
 use crate::kernels::packed::PackedWeight;
+use crate::kernels::quant::Quantization;
 
 /// A linear layer initialised N(0, std) when created for training (hints are ignored when the
 /// weights come from a file).
@@ -54,6 +56,23 @@ pub(crate) enum Dense {
         weight_t: Tensor,
         bias: Option<Tensor>,
     },
+    /// Quantized blocks multiplied by candle's quantized kernels (`--quantize`).
+    Quantized {
+        matmul: QMatMul,
+        bias: Option<Tensor>,
+        dtype: GgmlDType,
+        bytes: usize,
+    },
+}
+
+/// What quantizing one layer did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quantized {
+    /// The format used (`None`: its rows fit no block, it stayed in float).
+    pub dtype: Option<GgmlDType>,
+    /// Bytes of the weight before and after.
+    pub before: usize,
+    pub after: usize,
 }
 
 impl Dense {
@@ -68,6 +87,13 @@ impl Dense {
         match self {
             Dense::Stored(linear) => Ok(linear.forward(x)?),
             Dense::Packed(packed) => Ok(packed.forward(x)?),
+            Dense::Quantized { matmul, bias, .. } => {
+                let y = matmul.forward(&x.contiguous()?)?;
+                Ok(match bias {
+                    Some(bias) => y.broadcast_add(bias)?,
+                    None => y,
+                })
+            }
             Dense::Transposed { weight_t, bias } => {
                 let (rows, width) = weight_t.dims2()?;
                 let dims = x.dims();
@@ -102,6 +128,62 @@ impl Dense {
             }
         }
         Ok(())
+    }
+}
+
+impl Dense {
+    /// The weight, (out, in), and the bias, whatever form the layer is in now (`None` once
+    /// quantized).
+    fn stored(&self) -> Result<Option<(Tensor, Option<Tensor>)>> {
+        Ok(match self {
+            Dense::Stored(linear) => Some((linear.weight().clone(), linear.bias().cloned())),
+            Dense::Packed(packed) => Some(packed.unpack()?),
+            Dense::Transposed { weight_t, bias } => Some((transpose_f32(weight_t)?, bias.clone())),
+            Dense::Quantized { .. } => None,
+        })
+    }
+
+    /// Quantizes the weight to `to` (or its fallback for rows that do not fit its blocks; the
+    /// bias stays in f32). A layer whose rows fit no block stays as it was.
+    pub(crate) fn quantize(&mut self, to: Quantization) -> Result<Quantized> {
+        let Some((weight, bias)) = self.stored()? else {
+            let bytes = match self {
+                Dense::Quantized { bytes, .. } => *bytes,
+                _ => 0,
+            };
+            let dtype = match self {
+                Dense::Quantized { dtype, .. } => Some(*dtype),
+                _ => None,
+            };
+            return Ok(Quantized {
+                dtype,
+                before: bytes,
+                after: bytes,
+            });
+        };
+        let (out_dim, in_dim) = weight.dims2()?;
+        let before = out_dim * in_dim * weight.dtype().size_in_bytes();
+        let Some(dtype) = to.for_row(in_dim) else {
+            return Ok(Quantized {
+                dtype: None,
+                before,
+                after: before,
+            });
+        };
+        let qtensor = QTensor::quantize(&weight.to_dtype(DType::F32)?, dtype)?;
+        let bytes = qtensor.storage_size_in_bytes();
+        let bias = bias.map(|b| b.to_dtype(DType::F32)).transpose()?;
+        *self = Dense::Quantized {
+            matmul: QMatMul::from_qtensor(qtensor)?,
+            bias,
+            dtype,
+            bytes,
+        };
+        Ok(Quantized {
+            dtype: Some(dtype),
+            before,
+            after: bytes,
+        })
     }
 }
 

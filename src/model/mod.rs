@@ -13,7 +13,69 @@ use std::ops::Range;
 
 use candle_core::Tensor;
 
+use crate::kernels::quant::{ggml_name, Quantization};
 use crate::sampler::{CacheMode, ForwardRequest, Logits, ModelTraits};
+
+/// What `--quantize` did to a model's linear layers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantSummary {
+    pub to: Quantization,
+    /// Layers per format used (a k-quant falls back where a row does not fit its blocks).
+    pub formats: std::collections::BTreeMap<String, usize>,
+    /// Layers whose rows fit no block: they stay in float.
+    pub kept_float: usize,
+    /// Bytes of the linear layers' weights before and after.
+    pub before: usize,
+    pub after: usize,
+}
+
+impl QuantSummary {
+    pub fn new(to: Quantization) -> Self {
+        Self {
+            to,
+            formats: Default::default(),
+            kept_float: 0,
+            before: 0,
+            after: 0,
+        }
+    }
+
+    /// Counts one layer.
+    pub fn add(&mut self, layer: layers::Quantized) {
+        match layer.dtype {
+            Some(dtype) => *self.formats.entry(ggml_name(dtype)).or_default() += 1,
+            None => self.kept_float += 1,
+        }
+        self.before += layer.before;
+        self.after += layer.after;
+    }
+}
+
+impl std::fmt::Display for QuantSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let formats: Vec<String> = self
+            .formats
+            .iter()
+            .map(|(name, n)| format!("{n} {name}"))
+            .collect();
+        write!(
+            f,
+            "{}: {} layers ({})",
+            self.to.name(),
+            self.formats.values().sum::<usize>(),
+            formats.join(", ")
+        )?;
+        if self.kept_float > 0 {
+            write!(f, ", {} kept in float (rows fit no block)", self.kept_float)?;
+        }
+        write!(
+            f,
+            "; linear weights {} -> {}",
+            crate::files::human_bytes(self.before as u64),
+            crate::files::human_bytes(self.after as u64)
+        )
+    }
+}
 
 /// What the sampler and the UI need to know about a loaded model.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,8 +98,11 @@ pub struct ModelInfo {
     pub eot_ids: Vec<u32>,
     /// Number of parameters, for the status bar.
     pub parameters: usize,
-    /// Bytes the weights take in memory (parameters times the size of their dtype).
+    /// Bytes the weights take in memory (parameters times the size of their dtype, or less once
+    /// quantized).
     pub weight_bytes: usize,
+    /// The format the linear layers were quantized to, if they were (`--quantize`).
+    pub quantization: Option<Quantization>,
 }
 
 impl ModelInfo {
@@ -152,6 +217,17 @@ pub trait Denoiser: Send {
     /// Chooses how inference computes attention (models with one kernel ignore it).
     fn set_attention(&mut self, kernel: AttentionKernel) {
         let _ = kernel;
+    }
+
+    /// Quantizes the linear layers to `to` (the embedding and the norms stay in float), and
+    /// counts the memory their weights take now in [`ModelInfo::weight_bytes`].
+    fn quantize(&mut self, to: Quantization) -> anyhow::Result<QuantSummary> {
+        anyhow::bail!(
+            "--quantize {}: quantized weights are not supported for the {} family yet (LLaDA, \
+             Dream and Qwen3 A2D models are)",
+            to.name(),
+            self.info().family
+        )
     }
 
     fn forward(&mut self, tokens: &[u32]) -> anyhow::Result<Logits> {

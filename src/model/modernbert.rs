@@ -325,6 +325,7 @@ impl ModernBert {
             eot_ids,
             parameters: cfg.parameter_count(),
             weight_bytes: cfg.parameter_count() * weight_dtype.size_in_bytes(),
+            quantization: None,
         };
         Ok(Self {
             embeddings: Embedding::new(wte, d),

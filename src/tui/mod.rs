@@ -121,9 +121,17 @@ pub struct Options {
     pub presets: Vec<(String, crate::run::LaneSpec)>,
     /// Local model folders the picker (F10) offers.
     pub model_folders: Vec<PathBuf>,
-    /// How models picked in the app (F10) are loaded: precision and device.
+    /// How models picked in the app (F10) are loaded.
+    pub load: ModelLoad,
+}
+
+/// How the playground loads a model it switches to: as the first one was.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelLoad {
     pub precision: crate::model::loader::Precision,
     pub device: crate::model::DeviceKind,
+    /// `--quantize`: the linear layers' format.
+    pub quantize: Option<crate::kernels::quant::Quantization>,
 }
 
 /// Runs the app until the user quits. The terminal is restored on every exit path.
@@ -138,7 +146,7 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
     app.hub_cache = crate::hub::Hub::from_env()
         .ok()
         .map(|h| h.cache_dir().to_path_buf());
-    let load = (options.precision, options.device);
+    let load = options.load;
     let mut session_path = options.session_path;
     let export_dir = options.export_dir;
     if let Some(path) = session_path.clone() {
@@ -180,20 +188,21 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
 type Loaded = std::result::Result<(LoadedModel, Option<crate::chat::ChatTemplate>), String>;
 
 /// Loads `source` as the playground loads its first model.
-pub fn load_source(
-    source: &app::ModelSource,
-    precision: crate::model::loader::Precision,
-    device: crate::model::DeviceKind,
-) -> Loaded {
+pub fn load_source(source: &app::ModelSource, load: ModelLoad) -> Loaded {
     let run = || -> Result<(LoadedModel, Option<crate::chat::ChatTemplate>)> {
-        let device = device.open()?;
-        Ok(match source {
+        let device = load.device.open()?;
+        let precision = load.precision;
+        let (mut loaded, template) = match source {
             app::ModelSource::Embedded => (crate::model::embedded::load(precision, &device)?, None),
             app::ModelSource::Dir { dir, name } => (
                 crate::model::loader::load_dir_as(dir, Some(name), precision, &device)?,
                 crate::chat::ChatTemplate::from_model_dir(dir)?,
             ),
-        })
+        };
+        if let Some(to) = load.quantize {
+            loaded.model.quantize(to)?;
+        }
+        Ok((loaded, template))
     };
     run().map_err(|e| format!("{e:#}"))
 }
@@ -204,7 +213,7 @@ pub fn load_source(
 /// nor overwritten.
 pub fn replay(codec: TextCodec, trace: Trace, source: &str, options: Options) -> Result<()> {
     let export_dir = options.export_dir.clone();
-    let load = (options.precision, options.device);
+    let load = options.load;
     let mut app = replay_app(codec, &trace, source, options);
     drive(&mut app, None, load, None, &export_dir)
 }
@@ -223,6 +232,7 @@ pub fn replay_app(codec: TextCodec, trace: &Trace, source: &str, options: Option
         eot_ids: Vec::new(),
         parameters: 0,
         weight_bytes: 0,
+        quantization: None,
     };
     let mut app = new_app(codec, info, &options);
     app.doc = editor::Document::from_prompt(&trace.prompt);
@@ -260,7 +270,7 @@ fn new_app(codec: TextCodec, info: ModelInfo, options: &Options) -> App {
 fn drive(
     app: &mut App,
     engine: Option<Engine>,
-    load: (crate::model::loader::Precision, crate::model::DeviceKind),
+    load: ModelLoad,
     session_path: Option<&std::path::Path>,
     export_dir: &std::path::Path,
 ) -> Result<()> {
@@ -328,7 +338,7 @@ async fn event_loop(
     terminal: &mut DefaultTerminal,
     app: &mut App,
     mut engine: Option<Engine>,
-    load: (crate::model::loader::Precision, crate::model::DeviceKind),
+    load: ModelLoad,
     session_path: Option<&std::path::Path>,
     export_dir: &std::path::Path,
 ) -> Result<()> {
@@ -442,9 +452,8 @@ async fn event_loop(
             match effect {
                 Effect::LoadModel(source) => {
                     let (send, receive) = tokio::sync::oneshot::channel();
-                    let (precision, device) = load;
                     std::thread::spawn(move || {
-                        let _ = send.send(load_source(&source, precision, device));
+                        let _ = send.send(load_source(&source, load));
                     });
                     loading = Some(receive);
                 }

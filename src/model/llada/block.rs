@@ -370,6 +370,14 @@ impl Projections {
             .map_err(|_| anyhow::anyhow!("expected {N} projections"))
     }
 
+    /// The fused layer (`None` while separate).
+    pub(super) fn dense_mut(&mut self) -> Option<&mut Dense> {
+        match self {
+            Projections::Separate(_) => None,
+            Projections::Fused { dense, .. } => Some(dense),
+        }
+    }
+
     /// The fused projections' outputs side by side (B, T, sum of widths); `None` while separate.
     pub(super) fn fused(&self, x: &Tensor) -> Result<Option<Tensor>> {
         match self {

@@ -105,6 +105,40 @@ impl Llada {
 }
 
 impl Denoiser for Llada {
+    fn quantize(
+        &mut self,
+        to: crate::kernels::quant::Quantization,
+    ) -> Result<crate::model::QuantSummary> {
+        let mut summary = crate::model::QuantSummary::new(to);
+        for block in &mut self.blocks {
+            block.attn_in.fuse()?;
+            block.ff_in.fuse()?;
+            for dense in [
+                block.attn_in.dense_mut(),
+                block.ff_in.dense_mut(),
+                Some(&mut block.attn_out),
+                Some(&mut block.ff_out),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                summary.add(dense.quantize(to)?);
+            }
+        }
+        let head = self.head.quantize(to)?;
+        summary.add(head);
+        // A tied head was the embedding's matrix, which stays: its quantized copy is extra.
+        let freed = summary.before
+            - if self.cfg.weight_tying {
+                head.before
+            } else {
+                0
+            };
+        self.info.weight_bytes = self.info.weight_bytes.saturating_sub(freed) + summary.after;
+        self.info.quantization = Some(to);
+        Ok(summary)
+    }
+
     fn forward_batch(&mut self, batch: &[Vec<u32>]) -> Result<Vec<Logits>> {
         if batch.is_empty() {
             return Ok(Vec::new());

@@ -96,6 +96,7 @@ impl Llada {
             eot_ids: Vec::new(),
             parameters: cfg.parameter_count(),
             weight_bytes: cfg.parameter_count() * weight_dtype.size_in_bytes(),
+            quantization: None,
         };
         Ok(Self {
             wte,

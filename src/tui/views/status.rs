@@ -45,8 +45,13 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     } else if app.model.parameters == 0 {
         String::new()
     } else {
+        // Quantized weights say their format beside the memory they take.
+        let format = app
+            .model
+            .quantization
+            .map_or(String::new(), |q| format!(" {}", q.name()));
         format!(
-            " ({:.1}M, {})",
+            " ({:.1}M, {}{format})",
             app.model.parameters as f64 / 1e6,
             crate::files::human_bytes(app.model.weight_bytes as u64)
         )
