@@ -17,6 +17,7 @@ pub mod hub;
 pub mod kernels;
 pub mod model;
 pub mod prompt;
+pub mod remote;
 pub mod run;
 pub mod sampler;
 pub mod text;

@@ -14,7 +14,7 @@ const LAYERS: &[(usize, &[&str])] = &[
     (1, &["text", "chat"]),
     (2, &["kernels"]),
     (3, &["model"]),
-    (4, &["hub", "train"]),
+    (4, &["hub", "remote", "train"]),
     (5, &["engine"]),
     (6, &["run"]),
     (7, &["cli", "tui"]),

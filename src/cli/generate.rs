@@ -5,6 +5,7 @@ use std::io::Write;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
+use serde_json::json;
 
 use super::{usage, ModelArgs};
 use crate::chat::{ChatTemplate, Message};
@@ -38,6 +39,18 @@ pub struct GenerateArgs {
     /// playground's token inspector shows; `dlm-tui replay` reads it).
     #[arg(long, requires = "json")]
     pub inspect: bool,
+    /// A remote model instead of a local one: `mercury` (Inception's API; the key comes from
+    /// INCEPTION_API_KEY, the URL from INCEPTION_BASE_URL if set) or the URL of an
+    /// OpenAI-compatible server (SGLang, vLLM, LMDeploy, dInfer), e.g. http://127.0.0.1:30000/v1.
+    /// The prompt is sent as a user message; --length is the most tokens to write.
+    #[arg(long, value_name = "mercury|URL", conflicts_with_all = ["chat", "inspect"])]
+    pub remote: Option<String>,
+    /// The model id on the remote server (default: the first one it lists).
+    #[arg(long, value_name = "ID", requires = "remote")]
+    pub remote_model: Option<String>,
+    /// The environment variable holding the key of a remote URL (sent as a bearer token).
+    #[arg(long, value_name = "VAR", requires = "remote")]
+    pub api_key_env: Option<String>,
 }
 
 /// A count flag: a whole number from 0, with that said when a negative one is given (clap would
@@ -220,6 +233,9 @@ pub fn build_canvas_with(
 }
 
 pub fn run(mut args: GenerateArgs) -> Result<()> {
+    if let Some(remote) = args.remote.clone() {
+        return run_remote(&args, &remote);
+    }
     args.model.fetch_hub_model()?;
     let LoadedModel { model, codec } = load_model(&args.model).map_err(usage)?;
     let info = model.info().clone();
@@ -348,6 +364,84 @@ pub fn answer(codec: &TextCodec, generated: &[u32], eos_ids: &[u32]) -> String {
         .position(|id| stops.contains(id))
         .unwrap_or(generated.len());
     codec.decode(&generated[..end], true).trim().to_string()
+}
+
+/// `generate --remote`: streams the remote model's frames; with --json one `step` line per frame
+/// (the frame's text, the characters that changed since the previous one, the settled prefix)
+/// after a `run` line, then the `done` line with the frame count, the time to the first frame and
+/// tokens per second from the server's usage.
+fn run_remote(args: &GenerateArgs, remote: &str) -> Result<()> {
+    use crate::remote::{stream, Endpoint, Request};
+    let endpoint = Endpoint::from_flag(
+        remote,
+        args.remote_model.clone(),
+        args.api_key_env.as_deref(),
+    )
+    .map_err(usage)?;
+    let request = Request {
+        prompt: args.prompt.clone(),
+        max_tokens: args.schedule.length.max(1),
+        temperature: args.schedule.temperature,
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.json {
+        let header = json!({
+            "type": "run",
+            "version": env!("CARGO_PKG_VERSION"),
+            "remote": endpoint.describe(),
+            "model": endpoint.model,
+            "prompt": args.prompt,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+        });
+        writeln!(out, "{header}")?;
+    }
+    let mut written: Result<()> = Ok(());
+    let mut step = 0;
+    let runtime = crate::hub::runtime()?;
+    let finish = runtime.block_on(stream(&endpoint, &request, |frame| {
+        step += 1;
+        if args.json && written.is_ok() {
+            let line = json!({
+                "type": "step",
+                "lane": 0,
+                "step": step,
+                "text": frame.text,
+                "changed": [frame.changed.start, frame.changed.end],
+                "settled": frame.settled,
+                "elapsed_ms": frame.elapsed.as_secs_f64() * 1e3,
+            });
+            written = writeln!(out, "{line}").map_err(Into::into);
+        }
+    }))?;
+    written?;
+    let seconds = finish.elapsed.as_secs_f64();
+    let tokens_per_s = finish
+        .completion_tokens
+        .filter(|_| seconds > 0.0)
+        .map(|t| t as f64 / seconds);
+    if args.json {
+        let done = json!({
+            "type": "done",
+            "lane": 0,
+            "model": finish.model,
+            "text": finish.text,
+            "frames": finish.frames,
+            "first_frame_ms": finish.first_frame.map(|d| d.as_secs_f64() * 1e3),
+            "elapsed_ms": seconds * 1e3,
+            "completion_tokens": finish.completion_tokens,
+            "tokens_per_s": tokens_per_s,
+            "warnings": finish.warnings,
+        });
+        writeln!(out, "{done}")?;
+    } else {
+        writeln!(out, "{}", finish.text)?;
+        for warning in &finish.warnings {
+            eprintln!("dlm-tui: {} says: {warning}", endpoint.describe());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

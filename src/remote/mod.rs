@@ -1,0 +1,404 @@
+//! Remote models: a client for servers that speak the OpenAI chat API over server-sent events
+//! (SGLang, vLLM, LMDeploy, dInfer, `dlm-tui serve`) and for Inception's Mercury, whose
+//! `diffusing` stream sends the whole current text in every frame.
+//!
+//! A stream becomes a sequence of [`Frame`]s: the text as it stands after each chunk (appended
+//! deltas are accumulated; Mercury's replace the text), with what changed since the previous
+//! frame and the prefix two frames agree on (settled text).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+/// Mercury's API unless `INCEPTION_BASE_URL` names another (a proxy, a test server).
+pub const MERCURY_URL: &str = "https://api.inceptionlabs.ai/v1";
+
+/// Where to get a Mercury key (said when it is missing or rejected).
+pub const MERCURY_KEYS: &str = "https://platform.inceptionlabs.ai";
+
+/// How many times a request refused with 429 or 503 is tried in all.
+pub const ATTEMPTS: usize = 4;
+
+/// A secret read from the environment: never printed, never serialised.
+#[derive(Clone, PartialEq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// `text` with the secret blanked out (servers sometimes echo what they were sent).
+    pub fn scrub(&self, text: &str) -> String {
+        if self.0.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(&self.0, "[key]")
+        }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([key])")
+    }
+}
+
+/// What kind of server a lane talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Inception's Mercury: `diffusing` frames that each hold the whole text.
+    Mercury,
+    /// Any OpenAI-compatible chat server: appended deltas.
+    OpenAi,
+}
+
+/// A remote model: the server, the model id on it, and the key.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub kind: Kind,
+    /// The API root, ending in `/v1` (no trailing slash).
+    pub base_url: String,
+    /// The model id; `None`: the first one the server lists.
+    pub model: Option<String>,
+    pub key: Option<Secret>,
+    /// Where the key came from, for messages (`INCEPTION_API_KEY`).
+    pub key_source: String,
+}
+
+impl Endpoint {
+    /// `mercury` or a URL, as `--remote` takes it; `key_env` names the variable holding a key
+    /// for a URL (Mercury's is always `INCEPTION_API_KEY`).
+    pub fn from_flag(remote: &str, model: Option<String>, key_env: Option<&str>) -> Result<Self> {
+        let read = |var: &str| {
+            std::env::var(var)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| Secret::new(v.trim().to_string()))
+        };
+        if remote == "mercury" {
+            let base_url = std::env::var("INCEPTION_BASE_URL")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| MERCURY_URL.to_string());
+            let key = read("INCEPTION_API_KEY").ok_or_else(|| {
+                anyhow!(
+                    "Mercury needs an API key in INCEPTION_API_KEY: create one at \
+                     {MERCURY_KEYS}, then `export INCEPTION_API_KEY=...`"
+                )
+            })?;
+            return Ok(Self {
+                kind: Kind::Mercury,
+                base_url: base_url.trim_end_matches('/').to_string(),
+                model,
+                key: Some(key),
+                key_source: "INCEPTION_API_KEY".into(),
+            });
+        }
+        if !(remote.starts_with("http://") || remote.starts_with("https://")) {
+            bail!(
+                "--remote {remote:?}: give `mercury` or a server's URL, like \
+                 http://127.0.0.1:30000/v1 (an OpenAI-compatible API)"
+            );
+        }
+        let mut base_url = remote.trim_end_matches('/').to_string();
+        if !base_url.ends_with("/v1") {
+            base_url.push_str("/v1");
+        }
+        let key = match key_env {
+            Some(var) => {
+                Some(read(var).ok_or_else(|| anyhow!("{var} is not set (--api-key-env)"))?)
+            }
+            None => None,
+        };
+        Ok(Self {
+            kind: Kind::OpenAi,
+            base_url,
+            model,
+            key,
+            key_source: key_env.unwrap_or("--api-key-env").to_string(),
+        })
+    }
+
+    /// The server's name for messages (never with a key).
+    pub fn describe(&self) -> String {
+        match self.kind {
+            Kind::Mercury => format!("Mercury ({})", self.base_url),
+            Kind::OpenAi => self.base_url.clone(),
+        }
+    }
+}
+
+/// What a lane asks of the server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub prompt: String,
+    pub max_tokens: usize,
+    pub temperature: f64,
+}
+
+/// One frame of a stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    /// The whole text as it stands.
+    pub text: String,
+    /// Characters (not bytes) `start..end` of `text` that differ from the previous frame's.
+    pub changed: std::ops::Range<usize>,
+    /// Characters at the start that this frame and the previous one share (settled text).
+    pub settled: usize,
+    pub elapsed: Duration,
+}
+
+/// A finished stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    pub model: String,
+    pub text: String,
+    pub frames: usize,
+    /// Time to the first frame.
+    pub first_frame: Option<Duration>,
+    pub elapsed: Duration,
+    /// Output tokens the server counted (its final `usage`).
+    pub completion_tokens: Option<u64>,
+    /// Messages the server attached (Mercury resets an out-of-range temperature and says so).
+    pub warnings: Vec<String>,
+}
+
+/// Characters the two texts share at the start, and the range of `new` that differs from `old`
+/// (what is left after the common prefix and suffix).
+pub fn diff(old: &str, new: &str) -> (usize, std::ops::Range<usize>) {
+    let a: Vec<char> = old.chars().collect();
+    let b: Vec<char> = new.chars().collect();
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let suffix = a[prefix..]
+        .iter()
+        .rev()
+        .zip(b[prefix..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    (prefix, prefix..b.len() - suffix)
+}
+
+/// The message of an OpenAI error envelope, with what to do about the common statuses.
+fn explain(endpoint: &Endpoint, model: &str, status: u16, body: &str) -> String {
+    let message = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.chars().take(200).collect());
+    let server = endpoint.describe();
+    let text = match status {
+        401 => format!(
+            "{server} rejected the key (401: {message}): check {}{}",
+            endpoint.key_source,
+            if endpoint.kind == Kind::Mercury {
+                format!(" (keys: {MERCURY_KEYS})")
+            } else {
+                String::new()
+            }
+        ),
+        402 => format!("{server}: the account is not active (402: {message})"),
+        404 => format!(
+            "{server} has no model {model:?} (404: {message}): `dlm-tui generate --remote ... \
+             --remote-model ID` with an id it lists"
+        ),
+        429 => {
+            format!("{server} is rate-limiting this key (429: {message}); try again in a minute")
+        }
+        503 => format!("{server} is overloaded (503: {message}); try again later"),
+        _ => format!("{server} answered {status}: {message}"),
+    };
+    match &endpoint.key {
+        Some(key) => key.scrub(&text),
+        None => text,
+    }
+}
+
+/// An HTTP client with connect and read timeouts.
+fn client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(120))
+        .build()
+        .context("building the HTTP client")
+}
+
+fn authorised(builder: reqwest::RequestBuilder, endpoint: &Endpoint) -> reqwest::RequestBuilder {
+    match &endpoint.key {
+        Some(key) => builder.bearer_auth(&key.0),
+        None => builder,
+    }
+}
+
+/// The model ids the server lists (`GET /models`).
+pub async fn models(endpoint: &Endpoint) -> Result<Vec<String>> {
+    let url = format!("{}/models", endpoint.base_url);
+    let response = authorised(client()?.get(&url), endpoint)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "{} cannot be reached: {}",
+                endpoint.describe(),
+                e.without_url()
+            )
+        })?;
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    if status != 200 {
+        bail!(explain(endpoint, "", status, &body));
+    }
+    let value: Value = serde_json::from_str(&body)
+        .with_context(|| format!("{}/models did not answer JSON", endpoint.describe()))?;
+    Ok(value["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["id"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// Streams one chat completion, calling `on_frame` for every frame. A 429 or 503 is retried
+/// (at most [`ATTEMPTS`] tries, waiting 1, 2, 4 s or what `Retry-After` says, at most 30 s);
+/// dropping the future cancels it, waits included.
+pub async fn stream(
+    endpoint: &Endpoint,
+    request: &Request,
+    mut on_frame: impl FnMut(&Frame),
+) -> Result<Finish> {
+    let model = match &endpoint.model {
+        Some(model) => model.clone(),
+        None => models(endpoint)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("{} lists no models (GET /models)", endpoint.describe()))?,
+    };
+    let mut body = json!({
+        "model": model,
+        "messages": [{"role": "user", "content": request.prompt}],
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    if endpoint.kind == Kind::Mercury {
+        body["diffusing"] = json!(true);
+    }
+    let url = format!("{}/chat/completions", endpoint.base_url);
+    let started = Instant::now();
+    let mut attempt = 0;
+    let response = loop {
+        attempt += 1;
+        let response = authorised(client()?.post(&url), endpoint)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "{} cannot be reached: {}",
+                    endpoint.describe(),
+                    e.without_url()
+                )
+            })?;
+        let status = response.status().as_u16();
+        if status == 200 {
+            break response;
+        }
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let text = response.text().await.unwrap_or_default();
+        if matches!(status, 429 | 503) && attempt < ATTEMPTS {
+            let wait = retry_after.unwrap_or(1 << (attempt - 1)).min(30);
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            continue;
+        }
+        bail!(explain(endpoint, &model, status, &text));
+    };
+    let mut events = eventsource_stream::EventStream::new(response.bytes_stream());
+    let mut text = String::new();
+    let mut finish = Finish {
+        model: model.clone(),
+        text: String::new(),
+        frames: 0,
+        first_frame: None,
+        elapsed: Duration::ZERO,
+        completion_tokens: None,
+        warnings: Vec::new(),
+    };
+    while let Some(event) = events.next().await {
+        let event = event.map_err(|e| anyhow!("{}: the stream broke: {e}", endpoint.describe()))?;
+        let data = event.data.trim();
+        if data == "[DONE]" {
+            break;
+        }
+        if data.is_empty() {
+            continue;
+        }
+        let chunk: Value = serde_json::from_str(data)
+            .with_context(|| format!("{}: a stream event that is not JSON", endpoint.describe()))?;
+        if let Some(error) = chunk.get("error") {
+            let message = error["message"].as_str().unwrap_or("unknown error");
+            bail!("{}: {}", endpoint.describe(), message);
+        }
+        if let Some(tokens) = chunk["usage"]["completion_tokens"].as_u64() {
+            finish.completion_tokens = Some(tokens);
+        }
+        if let Some(warning) = chunk["warning"].as_str() {
+            finish.warnings.push(warning.to_string());
+        }
+        let Some(content) = chunk["choices"][0]["delta"]["content"].as_str() else {
+            continue;
+        };
+        // Mercury's diffusing frames hold the whole text; other servers append.
+        let whole = endpoint.kind == Kind::Mercury
+            || chunk["diffusion_meta"]["diffusion_content"].as_bool() == Some(true);
+        let next = if whole {
+            content.to_string()
+        } else {
+            format!("{text}{content}")
+        };
+        if next == text && finish.frames > 0 {
+            continue;
+        }
+        let (settled, changed) = diff(&text, &next);
+        text = next;
+        let frame = Frame {
+            text: text.clone(),
+            changed,
+            settled,
+            elapsed: started.elapsed(),
+        };
+        finish.frames += 1;
+        finish.first_frame.get_or_insert(frame.elapsed);
+        on_frame(&frame);
+    }
+    finish.text = text;
+    finish.elapsed = started.elapsed();
+    Ok(finish)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_finds_the_settled_prefix_and_the_changed_span() {
+        assert_eq!(diff("", "abc"), (0, 0..3));
+        assert_eq!(diff("abXdef", "abYdef"), (2, 2..3));
+        assert_eq!(diff("hello", "hello world"), (5, 5..11));
+        // Characters, not bytes.
+        assert_eq!(diff("café x", "café y"), (5, 5..6));
+    }
+
+    #[test]
+    fn keys_never_show() {
+        let key = Secret::new("sk-secret-123".into());
+        assert_eq!(format!("{key:?}"), "Secret([key])");
+        assert_eq!(key.scrub("bad key sk-secret-123!"), "bad key [key]!");
+    }
+}

@@ -1,0 +1,315 @@
+//! `generate --remote`, against a fake server on 127.0.0.1 that speaks the OpenAI chat API with
+//! server-sent events: Mercury's `diffusing` frames (each the whole text), an OpenAI-compatible
+//! server's appended deltas, the error envelope (a rejected key, which the output must never
+//! show), rate limiting answered by retries, and a missing key.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+#[derive(Default)]
+struct State {
+    /// Answer this many chat requests with 429 first.
+    rate_limited: usize,
+    /// Every request line and its body.
+    log: Vec<(String, String)>,
+}
+
+struct FakeServer {
+    url: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeServer {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = shared.clone();
+                std::thread::spawn(move || serve(stream, &state));
+            }
+        });
+        Self { url, state }
+    }
+}
+
+fn respond(stream: &mut TcpStream, status: &str, extra: &str, body: &str) {
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+fn event(stream: &mut TcpStream, value: &Value) {
+    let _ = write!(stream, "data: {value}\n\n");
+    let _ = stream.flush();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+}
+
+fn serve(mut stream: TcpStream, state: &Mutex<State>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let request_line = line.trim().to_string();
+    let (mut length, mut auth) = (0, String::new());
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line.trim().is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').unwrap();
+        match name.to_ascii_lowercase().as_str() {
+            "content-length" => length = value.trim().parse().unwrap(),
+            "authorization" => auth = value.trim().to_string(),
+            _ => {}
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    let body = String::from_utf8(body).unwrap();
+    state
+        .lock()
+        .unwrap()
+        .log
+        .push((request_line.clone(), body.clone()));
+    if !auth.is_empty() && auth != "Bearer test-key" {
+        // Servers do echo keys back; the client must not pass them on.
+        let key = auth.trim_start_matches("Bearer ");
+        let envelope = json!({"error": {"message": format!("Incorrect API key provided: {key}"),
+            "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}});
+        return respond(&mut stream, "401 Unauthorized", "", &envelope.to_string());
+    }
+    if request_line.starts_with("GET /v1/models") {
+        let models = json!({"data": [{"id": "mercury-2"}, {"id": "mercury-coder"}]});
+        return respond(&mut stream, "200 OK", "", &models.to_string());
+    }
+    assert!(
+        request_line.starts_with("POST /v1/chat/completions"),
+        "{request_line}"
+    );
+    {
+        let mut s = state.lock().unwrap();
+        if s.rate_limited > 0 {
+            s.rate_limited -= 1;
+            let envelope = json!({"error": {"message": "Rate limit reached", "type": "rate_limit",
+                "param": null, "code": "rate_limit_exceeded"}});
+            drop(s);
+            return respond(
+                &mut stream,
+                "429 Too Many Requests",
+                "Retry-After: 0\r\n",
+                &envelope.to_string(),
+            );
+        }
+    }
+    let request: Value = serde_json::from_str(&body).unwrap();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+    );
+    let chunk = |content: &str, diffusing: bool| {
+        let mut c = json!({"id": "c1", "object": "chat.completion.chunk", "model": request["model"],
+            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}]});
+        if diffusing {
+            c["diffusion_meta"] = json!({"diffusion_content": true, "diffusion_progress": 0.5});
+        }
+        c
+    };
+    if request["diffusing"] == json!(true) {
+        for text in ["Hxq#o wz!ld", "Hello wqrld", "Hello world!"] {
+            event(&mut stream, &chunk(text, true));
+        }
+    } else {
+        for text in ["Hel", "lo", " world"] {
+            event(&mut stream, &chunk(text, false));
+        }
+    }
+    event(
+        &mut stream,
+        &json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}}),
+    );
+    let _ = write!(stream, "data: [DONE]\n\n");
+}
+
+fn generate(server: &FakeServer, key: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dlm-tui"));
+    command
+        .arg("generate")
+        .args(args)
+        .env("INCEPTION_BASE_URL", format!("{}/v1", server.url))
+        .env_remove("INCEPTION_API_KEY");
+    if let Some(key) = key {
+        command.env("INCEPTION_API_KEY", key);
+    }
+    command.output().unwrap()
+}
+
+fn lines(out: &Output) -> Vec<Value> {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Mercury's diffusing frames: one step line each with the whole text, what changed and the
+/// settled prefix; the done line has the frames, the time to the first one and tokens/s. The
+/// model is the first the server lists, and the request asks for diffusing frames.
+#[test]
+fn mercury_frames_become_step_lines() {
+    let server = FakeServer::start();
+    let out = generate(
+        &server,
+        Some("test-key"),
+        &[
+            "--remote",
+            "mercury",
+            "--prompt",
+            "Say hello",
+            "--length",
+            "16",
+            "--temperature",
+            "0.75",
+            "--json",
+        ],
+    );
+    let lines = lines(&out);
+    assert_eq!(lines[0]["type"], "run");
+    let steps: Vec<&Value> = lines.iter().filter(|l| l["type"] == "step").collect();
+    assert_eq!(steps.len(), 3);
+    assert_eq!(steps[0]["text"], "Hxq#o wz!ld");
+    assert_eq!(steps[2]["text"], "Hello world!");
+    // "Hello wqrld" after "Hxq#o wz!ld": "H" is shared, then all but "ld" changed.
+    assert_eq!(steps[1]["settled"], 1);
+    assert_eq!(steps[1]["changed"], json!([1, 9]));
+    assert_eq!(steps[2]["settled"], 7);
+    assert_eq!(steps[2]["changed"], json!([7, 12]));
+    let done = lines.last().unwrap();
+    assert_eq!(done["type"], "done");
+    assert_eq!(done["text"], "Hello world!");
+    assert_eq!(done["frames"], 3);
+    assert_eq!(done["model"], "mercury-2");
+    assert_eq!(done["completion_tokens"], 3);
+    assert!(done["tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert!(done["first_frame_ms"].as_f64().unwrap() > 0.0);
+    let log = server.state.lock().unwrap().log.clone();
+    let (_, body) = log
+        .iter()
+        .find(|(line, _)| line.starts_with("POST"))
+        .unwrap();
+    let sent: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(sent["diffusing"], true);
+    assert_eq!(sent["stream"], true);
+    assert_eq!(sent["max_tokens"], 16);
+    assert_eq!(sent["messages"][0]["content"], "Say hello");
+}
+
+/// An OpenAI-compatible server's deltas are appended; plain output is the final text.
+#[test]
+fn an_openai_compatible_server_streams_appended_text() {
+    let server = FakeServer::start();
+    let out = generate(
+        &server,
+        None,
+        &[
+            "--remote",
+            &server.url,
+            "--remote-model",
+            "llada2-mini",
+            "--prompt",
+            "hi",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Hello world");
+    let log = server.state.lock().unwrap().log.clone();
+    let sent: Value = serde_json::from_str(&log[0].1).unwrap();
+    assert_eq!(sent["model"], "llada2-mini");
+    assert!(sent.get("diffusing").is_none());
+}
+
+/// A rejected key says where to check it and never shows the key; a missing one says where to
+/// get one; 429s are retried (the server's Retry-After) and then the run goes through.
+#[test]
+fn keys_errors_and_retries() {
+    let server = FakeServer::start();
+    let out = generate(
+        &server,
+        Some("sk-wrong-123"),
+        &["--remote", "mercury", "--prompt", "x"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("rejected the key") && err.contains("INCEPTION_API_KEY"),
+        "{err}"
+    );
+    assert!(!err.contains("sk-wrong-123"), "the key leaked: {err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("sk-wrong-123"));
+    let out = generate(&server, None, &["--remote", "mercury", "--prompt", "x"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("INCEPTION_API_KEY") && err.contains("platform.inceptionlabs.ai"),
+        "{err}"
+    );
+    server.state.lock().unwrap().rate_limited = 2;
+    let out = generate(
+        &server,
+        Some("test-key"),
+        &[
+            "--remote",
+            "mercury",
+            "--remote-model",
+            "mercury-2",
+            "--prompt",
+            "x",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Hello world!");
+    // Rate limited beyond the retries: a clear message.
+    server.state.lock().unwrap().rate_limited = 10;
+    let out = generate(
+        &server,
+        Some("test-key"),
+        &[
+            "--remote",
+            "mercury",
+            "--remote-model",
+            "mercury-2",
+            "--prompt",
+            "x",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("rate-limiting"),
+        "{err}"
+    );
+    let out = generate(&server, None, &["--remote", "ftp://x", "--prompt", "x"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("mercury"), "{err}");
+}
