@@ -106,8 +106,8 @@ fn quantized_models_stay_close_to_f32() {
     // The trained embedded model has the figures that matter; the fixtures' random weights give
     // small, flat logits, on which the same absolute error is a larger share.
     let bars = [
-        ("embedded", Quantization::Q8_0, 0.01, 0.99),
-        ("embedded", Quantization::Q4K, 0.05, 0.95),
+        ("embedded", Quantization::Q8_0, 0.01, 0.97),
+        ("embedded", Quantization::Q4K, 0.05, 0.93),
         ("llada-tiny-gqa", Quantization::Q8_0, 0.08, 0.9),
         ("llada-tiny-gqa", Quantization::Q4K, 0.3, 0.6),
         ("dream-tiny-gqa", Quantization::Q8_0, 0.08, 0.9),
