@@ -46,6 +46,9 @@ pub struct AppArgs {
 pub enum Command {
     /// Denoise a prompt headlessly and print the result (or every step as JSON lines).
     Generate(cli::generate::GenerateArgs),
+    /// Serve the model over HTTP: OpenAI-compatible chat and text completions, and the per-step
+    /// stream of `generate --json`'s events (127.0.0.1 unless --host says otherwise).
+    Serve(cli::serve::ServeArgs),
     /// Train a small LLaDA-format diffusion LM on a text corpus (how the default model is made).
     Train(crate::train::TrainArgs),
     /// Time generations: median forward and step latency, tokens/s, forward passes, peak memory.
@@ -88,6 +91,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Generate(args)) => cli::generate::run(args),
+        Some(Command::Serve(args)) => cli::serve::run(args),
         Some(Command::Train(args)) => crate::train::run(args),
         Some(Command::Eval(args)) => crate::train::eval::run(args),
         Some(Command::Bench(args)) => cli::bench::run(args),

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod generate;
+pub mod serve;
 
 use std::path::PathBuf;
 
