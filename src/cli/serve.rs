@@ -359,24 +359,32 @@ async fn chat_completions(
     respond(&served, &body, prompt, templated, true).await
 }
 
+/// An authorised request's JSON and its `prompt`.
+fn prompt_request(
+    served: &Served,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(Value, String), Refusal> {
+    authorised(served, headers)?;
+    let body = parse(body)?;
+    let prompt = body["prompt"].as_str().map(str::to_string).ok_or_else(|| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "\"prompt\" must be a string",
+        )
+    })?;
+    Ok((body, prompt))
+}
+
 async fn completions(
     State(served): State<Arc<Served>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(denied) = authorised(&served, &headers) {
-        return denied.into_response();
-    }
-    let body = match parse(&body) {
-        Ok(b) => b,
+    let (body, prompt) = match prompt_request(&served, &headers, &body) {
+        Ok(read) => read,
         Err(e) => return e.into_response(),
-    };
-    let Some(prompt) = body["prompt"].as_str().map(str::to_string) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "\"prompt\" must be a string",
-        );
     };
     respond(&served, &body, prompt, false, false).await
 }
@@ -529,19 +537,9 @@ async fn respond(
 
 /// `POST /v1/dlm/steps`: `generate --json`'s lines as server-sent events.
 async fn steps(State(served): State<Arc<Served>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(denied) = authorised(&served, &headers) {
-        return denied.into_response();
-    }
-    let body = match parse(&body) {
-        Ok(b) => b,
+    let (body, prompt) = match prompt_request(&served, &headers, &body) {
+        Ok(read) => read,
         Err(e) => return e.into_response(),
-    };
-    let Some(prompt) = body["prompt"].as_str().map(str::to_string) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "\"prompt\" must be a string",
-        );
     };
     let asked = match asked(&served, &body, prompt.clone(), false) {
         Ok(a) => a,

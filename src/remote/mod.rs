@@ -231,19 +231,22 @@ fn authorised(builder: reqwest::RequestBuilder, endpoint: &Endpoint) -> reqwest:
     }
 }
 
+/// A request that got no answer (the URL left out: it is the endpoint's, said already).
+fn unreachable(endpoint: &Endpoint, e: reqwest::Error) -> anyhow::Error {
+    anyhow!(
+        "{} cannot be reached: {}",
+        endpoint.describe(),
+        e.without_url()
+    )
+}
+
 /// The model ids the server lists (`GET /models`).
 pub async fn models(endpoint: &Endpoint) -> Result<Vec<String>> {
     let url = format!("{}/models", endpoint.base_url);
     let response = authorised(client()?.get(&url), endpoint)
         .send()
         .await
-        .map_err(|e| {
-            anyhow!(
-                "{} cannot be reached: {}",
-                endpoint.describe(),
-                e.without_url()
-            )
-        })?;
+        .map_err(|e| unreachable(endpoint, e))?;
     let status = response.status().as_u16();
     let body = response.text().await.unwrap_or_default();
     if status != 200 {
@@ -295,13 +298,7 @@ pub async fn stream(
             .json(&body)
             .send()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "{} cannot be reached: {}",
-                    endpoint.describe(),
-                    e.without_url()
-                )
-            })?;
+            .map_err(|e| unreachable(endpoint, e))?;
         let status = response.status().as_u16();
         if status == 200 {
             break response;

@@ -551,16 +551,7 @@ impl Sampler {
         let committed = if fixed_count == Some(0) || remaining == 0 {
             Vec::new()
         } else {
-            let request = self.request(block);
-            let logits = forward(&request)?;
-            self.nfe += 1;
-            if logits.len() != request.canvases.len()
-                || logits
-                    .iter()
-                    .any(|l| l.span().start > request.rows.start || l.span().end < request.rows.end)
-            {
-                bail!("the model returned logits of the wrong shape");
-            }
+            let logits = self.forward_block(block, &mut forward)?;
             let (candidates, tops) = self.score_candidates(&logits, block.end);
             if let Some(bad) = candidates.iter().find(|c| c.score.is_nan()) {
                 bail!(
@@ -598,6 +589,25 @@ impl Sampler {
             );
         }
         Ok(Some(report))
+    }
+
+    /// The model's logits for this step's request over `block`, checked to cover the rows the
+    /// sampler reads (one forward pass counted).
+    fn forward_block<F>(&mut self, block: Block, forward: &mut F) -> Result<Vec<Logits>>
+    where
+        F: FnMut(&ForwardRequest) -> Result<Vec<Logits>>,
+    {
+        let request = self.request(block);
+        let logits = forward(&request)?;
+        self.nfe += 1;
+        if logits.len() != request.canvases.len()
+            || logits
+                .iter()
+                .any(|l| l.span().start > request.rows.start || l.span().end < request.rows.end)
+        {
+            bail!("the model returned logits of the wrong shape");
+        }
+        Ok(logits)
     }
 
     /// Counts the step, moves on to the next block if this one is over, and reports.

@@ -321,6 +321,12 @@ impl Sampler {
         let generated: Vec<usize> = (block.start..block.end)
             .filter(|&p| self.tokens[p] != mask && !self.context[p])
             .collect();
+        // The model is asked only when the canvas changed since its last answer (the
+        // reference's cache) and something is masked.
+        if !masked.is_empty() && self.remdm_cache.as_ref().is_none_or(|c| c.0 != self.tokens) {
+            let logits = self.forward_block(block, &mut forward)?;
+            self.remdm_cache = Some((self.tokens.clone(), logits));
+        }
         // One base seed per step, drawn whether or not it is used, so a run's randomness does
         // not depend on which steps needed the model.
         let base: u64 = self.rng.random();
@@ -333,21 +339,6 @@ impl Sampler {
             Some(r) => Box::new(Recorded(r)),
             None => Box::new(Seeded(base)),
         };
-        // The model is asked only when the canvas changed since its last answer (the
-        // reference's cache) and something is masked.
-        if !masked.is_empty() && self.remdm_cache.as_ref().is_none_or(|c| c.0 != self.tokens) {
-            let request = self.request(block);
-            let logits = forward(&request)?;
-            self.nfe += 1;
-            if logits.len() != request.canvases.len()
-                || logits
-                    .iter()
-                    .any(|l| l.span().start > request.rows.start || l.span().end < request.rows.end)
-            {
-                bail!("the model returned logits of the wrong shape");
-            }
-            self.remdm_cache = Some((self.tokens.clone(), logits));
-        }
         let this = &*self;
         let inspect = self.inspect;
         let params = &self.params;
