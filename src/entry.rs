@@ -5,12 +5,12 @@
 
 use std::process::ExitCode;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, Context};
 use clap::{Args, Parser, Subcommand};
 
 use crate::cli::{self, usage, ModelArgs, UsageError};
 use crate::hub::RepoSpec;
-use crate::model::DeviceKind;
+use crate::model::{DeviceKind, ModelInfo};
 use crate::tui::config::Config;
 use crate::tui::{self, keymap::KeyMap, session, theme::Theme, Options};
 
@@ -40,6 +40,13 @@ pub struct AppArgs {
     /// Neither restore nor save the editor session.
     #[arg(long)]
     pub no_session: bool,
+    /// Run on a `dlm-tui serve` elsewhere (its URL, e.g. http://gpu-box:8080/v1): the model and
+    /// its tokenizer come from there, every instrument works as with a local model.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["model", "model_dir"])]
+    pub remote: Option<String>,
+    /// The environment variable holding the server's bearer token (its --token-env).
+    #[arg(long, value_name = "VAR", requires = "remote")]
+    pub api_key_env: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -312,6 +319,33 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
         .map_err(|e| usage(anyhow!("{origin}: [keys] {e:#}")))?;
     let settings = config.sampler.settings().map_err(usage)?;
     let (themes, theme_index) = themes(&config, args.theme.as_deref())?;
+    let options = |chat_template, load: tui::ModelLoad| Options {
+        keymap: keymap.clone(),
+        themes: themes.clone(),
+        theme_index,
+        theme_forced: args.theme.is_some(),
+        settings: settings.clone(),
+        session_path: if args.no_session || !config.ui.autosave {
+            None
+        } else {
+            session::default_path()
+        },
+        chat_template,
+        replay_speed: config.ui.replay_speed.max(0.0),
+        presets: config.sampler.presets(),
+        export_dir: export_dir(&config),
+        load,
+        model_folders: config.model.folders.iter().map(Into::into).collect(),
+    };
+    if let Some(remote) = &args.remote {
+        let (engine, codec, info) = remote_engine(remote, args.api_key_env.as_deref())?;
+        let load = tui::ModelLoad {
+            precision: config.model.dtype,
+            device: config.model.device,
+            quantize: None,
+        };
+        return tui::run_with(engine, codec, info, options(None, load));
+    }
     let mut model_args = args.model.clone();
     if model_args.model.is_none() && model_args.model_dir.is_none() {
         match (config.model.repo.trim(), config.model.dir.as_str()) {
@@ -342,29 +376,60 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
         Some(dir) => crate::chat::ChatTemplate::from_model_dir(dir).map_err(usage)?,
         None => None,
     };
-    tui::run(
-        loaded,
-        Options {
-            keymap,
-            themes,
-            theme_index,
-            theme_forced: args.theme.is_some(),
-            settings,
-            session_path: if args.no_session || !config.ui.autosave {
-                None
-            } else {
-                session::default_path()
-            },
-            chat_template,
-            replay_speed: config.ui.replay_speed.max(0.0),
-            presets: config.sampler.presets(),
-            export_dir: export_dir(&config),
-            load: tui::ModelLoad {
-                precision: model_args.dtype,
-                device: model_args.device,
-                quantize: model_args.quantize,
-            },
-            model_folders: config.model.folders.iter().map(Into::into).collect(),
-        },
-    )
+    let load = tui::ModelLoad {
+        precision: model_args.dtype,
+        device: model_args.device,
+        quantize: model_args.quantize,
+    };
+    tui::run(loaded, options(chat_template, load))
+}
+
+/// The engine of a `dlm-tui serve` at `url`, with the served model's tokenizer and facts.
+fn remote_engine(
+    url: &str,
+    key_env: Option<&str>,
+) -> anyhow::Result<(crate::engine::Engine, crate::text::TextCodec, ModelInfo)> {
+    let endpoint = crate::remote::Endpoint::from_flag(url, None, key_env).map_err(usage)?;
+    let (facts, tokenizer) =
+        crate::remote::runtime()?.block_on(crate::remote::served_model(&endpoint))?;
+    let codec = crate::text::TextCodec::from_bytes(&tokenizer)?;
+    let info = served_info(&facts)
+        .with_context(|| format!("{} described its model oddly", endpoint.describe()))?;
+    let engine = crate::engine::Engine::remote(info.clone(), endpoint)?;
+    Ok((engine, codec, info))
+}
+
+/// A served model's facts as the app's [`ModelInfo`].
+fn served_info(facts: &serde_json::Value) -> anyhow::Result<ModelInfo> {
+    let number = |key: &str| {
+        facts[key]
+            .as_u64()
+            .ok_or_else(|| anyhow!("{key:?} is missing"))
+    };
+    let ids = |key: &str| -> Vec<u32> {
+        facts[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_u64().map(|v| v as u32))
+            .collect()
+    };
+    // Families are named by static strings; one this version does not know shows as remote.
+    let family = ["llada", "dream", "qwen3", "modernbert"]
+        .into_iter()
+        .find(|f| facts["family"].as_str() == Some(*f))
+        .unwrap_or("remote");
+    Ok(ModelInfo {
+        name: format!("{} (remote)", facts["name"].as_str().unwrap_or("model")),
+        family,
+        mask_id: number("mask_id")? as u32,
+        logits_width: number("logits_width")? as usize,
+        max_context: number("max_context")? as usize,
+        shift_logits: facts["shift_logits"].as_bool().unwrap_or(false),
+        eos_ids: ids("eos_ids"),
+        eot_ids: ids("eot_ids"),
+        parameters: number("parameters").unwrap_or(0) as usize,
+        weight_bytes: number("weight_bytes").unwrap_or(0) as usize,
+        quantization: None,
+    })
 }

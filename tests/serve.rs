@@ -201,3 +201,122 @@ fn beyond_loopback_a_token_is_required() {
     assert_eq!(post(&url, &body, Some("wrong")).0, 401);
     assert_eq!(post(&url, &body, Some("s3cret")).0, 200);
 }
+
+/// The playground's remote engine (`dlm-tui --remote URL`): a job with two lanes and the
+/// inspector's data runs on the server and its events equal a local engine's, canvases, commits
+/// and scored candidates alike.
+#[test]
+fn a_remote_engine_runs_jobs_like_a_local_one() {
+    use dlm_tui::engine::{Engine, Event, Job};
+    use dlm_tui::model::loader::{load_dir, Precision};
+    use dlm_tui::sampler::{SamplerParams, Strategy};
+    let server = Server::start(&[], &[]);
+    let loaded = load_dir(&fixture(), Precision::F32, &candle_core::Device::Cpu).unwrap();
+    let info = loaded.model.info().clone();
+    let mut canvas = loaded.codec.encode("Once upon a time", true).unwrap();
+    canvas.extend(std::iter::repeat_n(info.mask_id, 12));
+    let lane = |strategy| SamplerParams {
+        steps: 12,
+        block_length: 8,
+        temperature: 0.7,
+        strategy,
+        seed: 5,
+        ..SamplerParams::default()
+    };
+    let job = Job {
+        canvas,
+        lanes: vec![lane(Strategy::LowConfidence), lane(Strategy::Margin)],
+        inspect: true,
+    };
+    let collect = |engine: &Engine| {
+        let mut handle = engine.submit(job.clone());
+        let mut events = Vec::new();
+        while let Some(event) = handle.events.blocking_recv() {
+            let last = matches!(
+                event,
+                Event::Finished { .. } | Event::Cancelled | Event::Failed(_)
+            );
+            events.push(event);
+            if last {
+                break;
+            }
+        }
+        events
+    };
+    let local = collect(&Engine::new(loaded.model).unwrap());
+    let endpoint = dlm_tui::remote::Endpoint::from_flag(&server.url, None, None).unwrap();
+    let remote = collect(&Engine::remote(info, endpoint).unwrap());
+    assert_eq!(remote.len(), local.len(), "{:?}", remote.last());
+    for (r, l) in remote.iter().zip(&local) {
+        match (r, l) {
+            (Event::Step(r), Event::Step(l)) => {
+                assert_eq!((r.lane, r.step, &r.canvas), (l.lane, l.step, &l.canvas));
+                assert_eq!(r.committed, l.committed);
+                assert_eq!(r.scored, l.scored);
+            }
+            (Event::LaneDone(r), Event::LaneDone(l)) => assert_eq!(r.canvas, l.canvas),
+            (Event::Finished { .. }, Event::Finished { .. }) => {}
+            other => panic!("events differ: {other:?}"),
+        }
+    }
+}
+
+/// The real playground on a served model, in tmux: F5 runs on the server and the live panel
+/// shows the run to its end; the status bar names the model as remote.
+#[test]
+fn the_playground_runs_on_a_served_model() {
+    let server = Server::start(&[], &[]);
+    let home = std::env::temp_dir().join(format!("dlm-serve-play-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let session = format!("dlm-serve-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(args)
+            .output()
+            .expect("tmux is required for this test: apt-get install tmux")
+    };
+    let command = format!(
+        "HOME={} XDG_CONFIG_HOME= XDG_DATA_HOME= {} --remote {} --no-session; echo EXITED $?; sleep 30",
+        home.display(),
+        env!("CARGO_BIN_EXE_dlm-tui"),
+        server.url
+    );
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command,
+    ]);
+    assert!(started.status.success());
+    let wait_for = |text: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let shown =
+                String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout)
+                    .into_owned();
+            if shown.contains(text) {
+                return shown;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{text:?} never appeared:\n{shown}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let screen = wait_for("Editor");
+    assert!(screen.contains("llada-tiny-gqa (remote)"), "{screen}");
+    tmux(&["send-keys", "-t", &session, "-l", "Once upon a time"]);
+    tmux(&["send-keys", "-t", &session, "F5"]);
+    wait_for("· done");
+    tmux(&["send-keys", "-t", &session, "C-q"]);
+    let done = wait_for("EXITED");
+    assert!(done.contains("EXITED 0"), "{done}");
+    tmux(&["kill-session", "-t", &session]);
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -147,6 +147,8 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
         .route("/v1/dlm/steps", post(steps))
+        .route("/v1/dlm/model", get(model_facts))
+        .route("/v1/dlm/jobs", post(jobs))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(served.clone());
     let runtime = crate::hub::runtime()?;
@@ -166,6 +168,87 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
             .await
             .context("serving")
     })
+}
+
+/// `GET /v1/dlm/model`: what the playground needs to run on this server (`dlm-tui --remote`):
+/// the model's facts and its tokenizer.
+async fn model_facts(State(served): State<Arc<Served>>, headers: HeaderMap) -> Response {
+    if let Err(denied) = authorised(&served, &headers) {
+        return denied.into_response();
+    }
+    let info = &served.info;
+    let tokenizer = match served.codec.tokenizer().to_string(false) {
+        Ok(t) => t,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                e.to_string(),
+            )
+        }
+    };
+    Json(json!({
+        "info": {
+            "name": info.name, "family": info.family, "mask_id": info.mask_id,
+            "logits_width": info.logits_width, "max_context": info.max_context,
+            "shift_logits": info.shift_logits, "eos_ids": info.eos_ids, "eot_ids": info.eot_ids,
+            "parameters": info.parameters, "weight_bytes": info.weight_bytes,
+            "quantization": info.quantization.map(|q| q.name()),
+        },
+        "tokenizer": tokenizer,
+    }))
+    .into_response()
+}
+
+/// `POST /v1/dlm/jobs`: an engine job (canvas, lanes' parameters, inspect) run here, its events
+/// streamed as the engine sends them: the playground's remote engine ([`Engine::remote`]).
+async fn jobs(State(served): State<Arc<Served>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(denied) = authorised(&served, &headers) {
+        return denied.into_response();
+    }
+    let job: Job = match serde_json::from_slice(&body) {
+        Ok(job) => job,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                format!("not a job: {e}"),
+            )
+        }
+    };
+    if job.lanes.is_empty() || job.lanes.len() > 4 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "a job has 1 to 4 lanes",
+        );
+    }
+    let waiting = served.jobs.load(Ordering::SeqCst);
+    if waiting > served.max_queue {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!("the server is busy: {waiting} jobs are queued; try again shortly"),
+        );
+    }
+    served.jobs.fetch_add(1, Ordering::SeqCst);
+    let guard = Guard(served.clone());
+    let handle = served.engine.submit(job);
+    let events = stream::unfold(Some((handle, guard)), |state| async move {
+        let (mut handle, guard) = state?;
+        let event = handle.events.recv().await?;
+        let last = matches!(
+            event,
+            Event::Finished { .. } | Event::Cancelled | Event::Failed(_)
+        );
+        let data = serde_json::to_string(&event).unwrap_or_default();
+        let next = (!last).then_some((handle, guard));
+        Some((
+            Ok::<_, std::convert::Infallible>(SseEvent::default().data(data)),
+            next,
+        ))
+    });
+    Sse::new(events).into_response()
 }
 
 /// `Ok` when the request carries the token (or none is needed).

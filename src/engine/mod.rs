@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::model::{Denoiser, ModelInfo};
@@ -32,7 +33,7 @@ const EVENT_BUFFER: usize = 256;
 
 /// A denoising job: one canvas, one lane per parameter set (same canvas and seed, say, different
 /// strategies).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub canvas: Vec<u32>,
     pub lanes: Vec<SamplerParams>,
@@ -42,7 +43,7 @@ pub struct Job {
 }
 
 /// One denoising step of one lane.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepEvent {
     pub lane: usize,
     /// 1-based step index.
@@ -73,7 +74,7 @@ pub struct StepEvent {
 }
 
 /// Totals of a finished lane.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LaneSummary {
     pub lane: usize,
     pub canvas: Vec<u32>,
@@ -86,7 +87,7 @@ pub struct LaneSummary {
     pub speedup: f64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     Step(StepEvent),
     LaneDone(LaneSummary),
@@ -160,6 +161,20 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine whose jobs run on a `dlm-tui serve` (the model it serves is `info`).
+    pub fn remote(info: ModelInfo, endpoint: crate::remote::Endpoint) -> Result<Self> {
+        let (jobs, queue) = std_mpsc::channel::<Submission>();
+        let worker = std::thread::Builder::new()
+            .name(WORKER_NAME.into())
+            .spawn(move || remote_loop(endpoint, queue))
+            .map_err(|e| anyhow!("starting the engine thread: {e}"))?;
+        Ok(Self {
+            jobs: Some(jobs),
+            worker: Some(worker),
+            info,
+        })
+    }
+
     pub fn new(model: Box<dyn Denoiser>) -> Result<Self> {
         let info = model.info().clone();
         let (jobs, queue) = std_mpsc::channel::<Submission>();
@@ -206,6 +221,73 @@ impl Drop for Engine {
         self.jobs.take();
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
+        }
+    }
+}
+
+/// The worker of an engine whose model runs on a `dlm-tui serve` ([`Engine::remote`]): each job
+/// goes to the server, and the server's events come back as if the job ran here. Cancelling
+/// closes the connection, which cancels the job there.
+fn remote_loop(endpoint: crate::remote::Endpoint, queue: std_mpsc::Receiver<Submission>) {
+    let runtime = match crate::remote::runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            while let Ok(Submission { events, .. }) = queue.recv() {
+                let _ = events.blocking_send(Event::Failed(format!("{e:#}")));
+            }
+            return;
+        }
+    };
+    while let Ok(Submission {
+        job,
+        events,
+        cancel,
+    }) = queue.recv()
+    {
+        let body = match serde_json::to_value(&job) {
+            Ok(body) => body,
+            Err(e) => {
+                let _ = events.blocking_send(Event::Failed(format!("{e}")));
+                continue;
+            }
+        };
+        let relayed = runtime.block_on(async {
+            use futures_util::StreamExt;
+            let mut stream = crate::remote::job_stream(&endpoint, &body).await?;
+            while let Some(value) = stream.next().await {
+                if cancel.load(Ordering::Relaxed) {
+                    return Ok(false);
+                }
+                let event: Event = serde_json::from_value(value?).map_err(|e| {
+                    anyhow!(
+                        "{} sent an event this version cannot read: {e}",
+                        endpoint.describe()
+                    )
+                })?;
+                let terminal = matches!(
+                    event,
+                    Event::Finished { .. } | Event::Cancelled | Event::Failed(_)
+                );
+                if events.send(event).await.is_err() {
+                    return Ok(false);
+                }
+                if terminal {
+                    return Ok(true);
+                }
+            }
+            Ok::<bool, anyhow::Error>(false)
+        });
+        let last = match relayed {
+            _ if cancel.load(Ordering::Relaxed) => Some(Event::Cancelled),
+            Ok(true) => None,
+            Ok(false) => Some(Event::Failed(format!(
+                "{} ended the job without finishing it",
+                endpoint.describe()
+            ))),
+            Err(e) => Some(Event::Failed(format!("{e:#}"))),
+        };
+        if let Some(last) = last {
+            let _ = events.blocking_send(last);
         }
     }
 }

@@ -379,6 +379,71 @@ pub async fn stream(
     Ok(finish)
 }
 
+/// A runtime for the remote client on a thread of its own (the engine's worker).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the remote client's runtime")
+}
+
+/// What a `dlm-tui serve` says about the model it serves (`GET /v1/dlm/model`): its facts and
+/// its tokenizer.json.
+pub async fn served_model(endpoint: &Endpoint) -> Result<(Value, Vec<u8>)> {
+    let url = format!("{}/dlm/model", endpoint.base_url);
+    let response = authorised(client()?.get(&url), endpoint)
+        .send()
+        .await
+        .map_err(|e| unreachable(endpoint, e))?;
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    if status == 404 {
+        bail!(
+            "{} is not a `dlm-tui serve` (no /v1/dlm/model): the playground runs on dlm-tui's \
+             own server; other servers work with `dlm-tui generate --remote`",
+            endpoint.describe()
+        );
+    }
+    if status != 200 {
+        bail!(explain(endpoint, "", status, &body));
+    }
+    let mut value: Value = serde_json::from_str(&body)
+        .with_context(|| format!("{}/dlm/model did not answer JSON", endpoint.describe()))?;
+    let tokenizer = value["tokenizer"]
+        .as_str()
+        .ok_or_else(|| anyhow!("{} sent no tokenizer", endpoint.describe()))?
+        .as_bytes()
+        .to_vec();
+    value["tokenizer"] = Value::Null;
+    Ok((value["info"].clone(), tokenizer))
+}
+
+/// Starts a job on a `dlm-tui serve` (`POST /v1/dlm/jobs`) and streams its events as JSON.
+pub async fn job_stream(
+    endpoint: &Endpoint,
+    job: &Value,
+) -> Result<impl futures_util::Stream<Item = Result<Value>> + use<>> {
+    let url = format!("{}/dlm/jobs", endpoint.base_url);
+    let response = authorised(client()?.post(&url), endpoint)
+        .json(job)
+        .send()
+        .await
+        .map_err(|e| unreachable(endpoint, e))?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        let body = response.text().await.unwrap_or_default();
+        bail!(explain(endpoint, "", status, &body));
+    }
+    let server = endpoint.describe();
+    Ok(
+        eventsource_stream::EventStream::new(response.bytes_stream()).map(move |event| {
+            let event = event.map_err(|e| anyhow!("{server}: the stream broke: {e}"))?;
+            serde_json::from_str(&event.data)
+                .with_context(|| format!("{server}: an event that is not JSON"))
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -139,6 +139,12 @@ pub fn run(loaded: LoadedModel, options: Options) -> Result<()> {
     let LoadedModel { model, codec } = loaded;
     let info = model.info().clone();
     let engine = Engine::new(model)?;
+    run_with(engine, codec, info, options)
+}
+
+/// [`run`] on an engine of any kind: a local model's, or a `dlm-tui serve`'s
+/// ([`Engine::remote`]) with the served model's facts and tokenizer.
+pub fn run_with(engine: Engine, codec: TextCodec, info: ModelInfo, options: Options) -> Result<()> {
     let mut app = new_app(codec, info, &options);
     app.chat_template = options.chat_template;
     app.settings = options.settings;
