@@ -262,10 +262,12 @@ fn a_remote_engine_runs_jobs_like_a_local_one() {
 }
 
 /// The real playground on a served model, in tmux: F5 runs on the server and the live panel
-/// shows the run to its end; the status bar names the model as remote.
+/// shows the run to its end; the status bar names the model as remote. The server wants a
+/// token: after an export and a saved session, no file the app wrote holds it.
 #[test]
 fn the_playground_runs_on_a_served_model() {
-    let server = Server::start(&[], &[]);
+    let token = "tok-5ecret-9f3a";
+    let server = Server::start(&["--token-env", "SERVE_TOKEN"], &[("SERVE_TOKEN", token)]);
     let home = std::env::temp_dir().join(format!("dlm-serve-play-{}", std::process::id()));
     std::fs::create_dir_all(&home).unwrap();
     let session = format!("dlm-serve-{}", std::process::id());
@@ -276,7 +278,8 @@ fn the_playground_runs_on_a_served_model() {
             .expect("tmux is required for this test: apt-get install tmux")
     };
     let command = format!(
-        "HOME={} XDG_CONFIG_HOME= XDG_DATA_HOME= {} --remote {} --no-session; echo EXITED $?; sleep 30",
+        "HOME={} XDG_CONFIG_HOME= XDG_DATA_HOME= DLM_KEY={token} {} --remote {} \
+         --api-key-env DLM_KEY; echo EXITED $?; sleep 30",
         home.display(),
         env!("CARGO_BIN_EXE_dlm-tui"),
         server.url
@@ -314,9 +317,39 @@ fn the_playground_runs_on_a_served_model() {
     tmux(&["send-keys", "-t", &session, "-l", "Once upon a time"]);
     tmux(&["send-keys", "-t", &session, "F5"]);
     wait_for("· done");
+    tmux(&["send-keys", "-t", &session, "F9"]);
+    wait_for("exported");
     tmux(&["send-keys", "-t", &session, "C-q"]);
     let done = wait_for("EXITED");
     assert!(done.contains("EXITED 0"), "{done}");
     tmux(&["kill-session", "-t", &session]);
+    // What the app wrote: the session and the export at least; none holds the token.
+    let mut files = Vec::new();
+    let mut dirs = vec![home.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    assert!(
+        files.iter().any(|f| f.ends_with("session.json"))
+            && files
+                .iter()
+                .any(|f| f.to_string_lossy().ends_with(".jsonl")),
+        "{files:?}"
+    );
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(token),
+            "{} holds the token",
+            file.display()
+        );
+    }
     let _ = std::fs::remove_dir_all(&home);
 }
