@@ -384,18 +384,48 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
     tui::run(loaded, options(chat_template, load))
 }
 
-/// The engine of a `dlm-tui serve` at `url`, with the served model's tokenizer and facts.
+/// The engine of a remote model: a `dlm-tui serve` at `url` (its model's tokenizer and facts),
+/// else a server that streams text (`mercury`, or any OpenAI-compatible URL), shown through the
+/// embedded model's tokenizer.
 fn remote_engine(
     url: &str,
     key_env: Option<&str>,
 ) -> anyhow::Result<(crate::engine::Engine, crate::text::TextCodec, ModelInfo)> {
     let endpoint = crate::remote::Endpoint::from_flag(url, None, key_env).map_err(usage)?;
-    let (facts, tokenizer) =
-        crate::remote::runtime()?.block_on(crate::remote::served_model(&endpoint))?;
-    let codec = crate::text::TextCodec::from_bytes(&tokenizer)?;
-    let info = served_info(&facts)
-        .with_context(|| format!("{} described its model oddly", endpoint.describe()))?;
-    let engine = crate::engine::Engine::remote(info.clone(), endpoint)?;
+    let served = match endpoint.kind {
+        crate::remote::Kind::Mercury => None,
+        crate::remote::Kind::OpenAi => {
+            crate::remote::runtime()?.block_on(crate::remote::served_model(&endpoint))?
+        }
+    };
+    if let Some((facts, tokenizer)) = served {
+        let codec = crate::text::TextCodec::from_bytes(&tokenizer)?;
+        let info = served_info(&facts)
+            .with_context(|| format!("{} described its model oddly", endpoint.describe()))?;
+        let engine = crate::engine::Engine::remote(info.clone(), endpoint)?;
+        return Ok((engine, codec, info));
+    }
+    let codec = crate::model::embedded::codec()?;
+    let config = crate::model::embedded::config()?;
+    let info = ModelInfo {
+        name: format!("{} (remote)", endpoint.describe()),
+        family: "remote",
+        mask_id: config.mask_token_id.unwrap_or_default(),
+        logits_width: codec.vocab_size(),
+        // Room for long answers: the canvas only holds the display tokenizer's ids.
+        max_context: 4096,
+        shift_logits: false,
+        eos_ids: config.eos_token_id.into_iter().collect(),
+        eot_ids: Vec::new(),
+        parameters: 0,
+        weight_bytes: 0,
+        quantization: None,
+    };
+    let engine = crate::engine::Engine::frames(
+        info.clone(),
+        endpoint,
+        std::sync::Arc::new(crate::model::embedded::codec()?),
+    )?;
     Ok((engine, codec, info))
 }
 

@@ -313,3 +313,90 @@ fn keys_errors_and_retries() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("mercury"), "{err}");
 }
+
+/// The playground's engine for a text-streaming server (`dlm-tui --remote mercury`): each frame
+/// is a step whose canvas is the prompt and the frame's text in the display tokenizer's ids,
+/// padded with masks; what changed is committed in that step; the last canvas reads the answer.
+#[test]
+fn frames_become_the_playgrounds_steps() {
+    use dlm_tui::engine::{Engine, Event, Job};
+    use std::sync::Arc;
+    let server = FakeServer::start();
+    std::env::set_var("INCEPTION_BASE_URL", format!("{}/v1", server.url));
+    std::env::set_var("INCEPTION_API_KEY", "test-key");
+    let endpoint =
+        dlm_tui::remote::Endpoint::from_flag("mercury", Some("mercury-2".into()), None).unwrap();
+    let codec = dlm_tui::model::embedded::codec().unwrap();
+    let config = dlm_tui::model::embedded::config().unwrap();
+    let mask = config.mask_token_id.unwrap();
+    let info = dlm_tui::model::ModelInfo {
+        name: "Mercury (remote)".into(),
+        family: "remote",
+        mask_id: mask,
+        logits_width: codec.vocab_size(),
+        max_context: 4096,
+        shift_logits: false,
+        eos_ids: Vec::new(),
+        eot_ids: Vec::new(),
+        parameters: 0,
+        weight_bytes: 0,
+        quantization: None,
+    };
+    let mut canvas = codec.encode("Say hello", false).unwrap();
+    let prompt_len = canvas.len();
+    canvas.extend(std::iter::repeat_n(mask, 12));
+    let engine = Engine::frames(
+        info,
+        endpoint,
+        Arc::new(dlm_tui::model::embedded::codec().unwrap()),
+    )
+    .unwrap();
+    let job = Job {
+        canvas: canvas.clone(),
+        lanes: vec![dlm_tui::sampler::SamplerParams::default()],
+        inspect: false,
+    };
+    let mut handle = engine.submit(job.clone());
+    let mut steps = Vec::new();
+    let mut finished = false;
+    while let Some(event) = handle.events.blocking_recv() {
+        match event {
+            Event::Step(step) => steps.push(step),
+            Event::Finished { .. } => {
+                finished = true;
+                break;
+            }
+            Event::Failed(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    assert!(finished);
+    assert_eq!(steps.len(), 3);
+    for step in &steps {
+        assert_eq!(step.canvas.len(), canvas.len());
+        assert_eq!(&step.canvas[..prompt_len], &canvas[..prompt_len]);
+    }
+    let last = &steps[2].canvas;
+    let end = last.iter().position(|&t| t == mask).unwrap_or(last.len());
+    assert_eq!(codec.decode(&last[prompt_len..end], true), "Hello world!");
+    // The last frame changed only its end: few commits, all past the settled part.
+    assert!(!steps[2].committed.is_empty());
+    assert!(steps[2].committed.len() < steps[0].committed.len());
+    // The request: the prompt as the user's message, the masks as the most tokens.
+    let log = server.state.lock().unwrap().log.clone();
+    let sent: Value = serde_json::from_str(&log.last().unwrap().1).unwrap();
+    assert_eq!(sent["messages"][0]["content"], "Say hello");
+    assert_eq!(sent["max_tokens"], 12);
+    // Compare lanes are refused with the reason.
+    let mut two = job;
+    two.lanes.push(dlm_tui::sampler::SamplerParams::default());
+    let mut handle = engine.submit(two);
+    let mut failed = None;
+    while let Some(event) = handle.events.blocking_recv() {
+        if let Event::Failed(e) = event {
+            failed = Some(e);
+            break;
+        }
+    }
+    assert!(failed.unwrap().contains("one answer at a time"));
+}

@@ -6,6 +6,7 @@
 //! steps. A model error or a panic ends the job with [`Event::Failed`]; the worker survives and
 //! takes the next job.
 
+mod frames;
 mod local;
 pub mod trace;
 
@@ -175,6 +176,26 @@ impl Engine {
         })
     }
 
+    /// An engine whose jobs stream from a server that sends text (Mercury, OpenAI-compatible
+    /// servers); `codec` and `info` are the display tokenizer's (see [`frames`]).
+    pub fn frames(
+        info: ModelInfo,
+        endpoint: crate::remote::Endpoint,
+        codec: Arc<crate::text::TextCodec>,
+    ) -> Result<Self> {
+        let (jobs, queue) = std_mpsc::channel::<Submission>();
+        let mask_id = info.mask_id;
+        let worker = std::thread::Builder::new()
+            .name(WORKER_NAME.into())
+            .spawn(move || frames_loop(endpoint, codec, mask_id, queue))
+            .map_err(|e| anyhow!("starting the engine thread: {e}"))?;
+        Ok(Self {
+            jobs: Some(jobs),
+            worker: Some(worker),
+            info,
+        })
+    }
+
     pub fn new(model: Box<dyn Denoiser>) -> Result<Self> {
         let info = model.info().clone();
         let (jobs, queue) = std_mpsc::channel::<Submission>();
@@ -289,6 +310,32 @@ fn remote_loop(endpoint: crate::remote::Endpoint, queue: std_mpsc::Receiver<Subm
         if let Some(last) = last {
             let _ = events.blocking_send(last);
         }
+    }
+}
+
+/// The worker of [`Engine::frames`].
+fn frames_loop(
+    endpoint: crate::remote::Endpoint,
+    codec: Arc<crate::text::TextCodec>,
+    mask_id: u32,
+    queue: std_mpsc::Receiver<Submission>,
+) {
+    let runtime = crate::remote::runtime();
+    while let Ok(Submission {
+        job,
+        events,
+        cancel,
+    }) = queue.recv()
+    {
+        let last = match &runtime {
+            Ok(runtime) => runtime
+                .block_on(frames::run(
+                    &endpoint, &codec, mask_id, &job, &events, &cancel,
+                ))
+                .unwrap_or_else(|e| Event::Failed(format!("{e:#}"))),
+            Err(e) => Event::Failed(format!("{e:#}")),
+        };
+        let _ = events.blocking_send(last);
     }
 }
 

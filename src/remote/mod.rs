@@ -388,8 +388,8 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// What a `dlm-tui serve` says about the model it serves (`GET /v1/dlm/model`): its facts and
-/// its tokenizer.json.
-pub async fn served_model(endpoint: &Endpoint) -> Result<(Value, Vec<u8>)> {
+/// its tokenizer.json; `None` from a server that is not one (no such path).
+pub async fn served_model(endpoint: &Endpoint) -> Result<Option<(Value, Vec<u8>)>> {
     let url = format!("{}/dlm/model", endpoint.base_url);
     let response = authorised(client()?.get(&url), endpoint)
         .send()
@@ -398,11 +398,7 @@ pub async fn served_model(endpoint: &Endpoint) -> Result<(Value, Vec<u8>)> {
     let status = response.status().as_u16();
     let body = response.text().await.unwrap_or_default();
     if status == 404 {
-        bail!(
-            "{} is not a `dlm-tui serve` (no /v1/dlm/model): the playground runs on dlm-tui's \
-             own server; other servers work with `dlm-tui generate --remote`",
-            endpoint.describe()
-        );
+        return Ok(None);
     }
     if status != 200 {
         bail!(explain(endpoint, "", status, &body));
@@ -415,7 +411,7 @@ pub async fn served_model(endpoint: &Endpoint) -> Result<(Value, Vec<u8>)> {
         .as_bytes()
         .to_vec();
     value["tokenizer"] = Value::Null;
-    Ok((value["info"].clone(), tokenizer))
+    Ok(Some((value["info"].clone(), tokenizer)))
 }
 
 /// Starts a job on a `dlm-tui serve` (`POST /v1/dlm/jobs`) and streams its events as JSON.

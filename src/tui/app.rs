@@ -860,7 +860,13 @@ impl App {
                 .collect()
         } else {
             let p = params(&self.settings);
-            Ok(vec![(p.method(), p)])
+            // A text-streaming server's lane is its frames, not a strategy's.
+            let label = if self.model.family == "remote" {
+                "frames".to_string()
+            } else {
+                p.method()
+            };
+            Ok(vec![(label, p)])
         }
     }
 

@@ -487,7 +487,9 @@ fn stats_line(
     }
     // Mean score of the tokens committed up to the step shown (their confidence for
     // probability-like strategies).
-    if let Some(mean) = lane.mean_score_until(shown) {
+    // A text-streaming server sends no scores.
+    let scored = app.model.family != "remote";
+    if let Some(mean) = lane.mean_score_until(shown).filter(|_| scored) {
         stat(
             if probability { "conf" } else { "score" },
             format!("{mean:.3}"),
