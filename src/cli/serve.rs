@@ -91,6 +91,15 @@ struct Refusal {
 }
 
 impl Refusal {
+    /// A request that asks for something this server cannot do (400).
+    fn bad_request(e: anyhow::Error) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            format!("{e:#}"),
+        )
+    }
+
     fn new(status: StatusCode, kind: &str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -223,24 +232,15 @@ async fn jobs(State(served): State<Arc<Served>>, headers: HeaderMap, body: Bytes
             "a job has 1 to 4 lanes",
         );
     }
-    let waiting = served.jobs.load(Ordering::SeqCst);
-    if waiting > served.max_queue {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            format!("the server is busy: {waiting} jobs are queued; try again shortly"),
-        );
-    }
-    served.jobs.fetch_add(1, Ordering::SeqCst);
-    let guard = Guard(served.clone());
+    let guard = match enqueue(&served) {
+        Ok(guard) => guard,
+        Err(e) => return e.into_response(),
+    };
     let handle = served.engine.submit(job);
     let events = stream::unfold(Some((handle, guard)), |state| async move {
         let (mut handle, guard) = state?;
         let event = handle.events.recv().await?;
-        let last = matches!(
-            event,
-            Event::Finished { .. } | Event::Cancelled | Event::Failed(_)
-        );
+        let last = event.is_last();
         let data = serde_json::to_string(&event).unwrap_or_default();
         let next = (!last).then_some((handle, guard));
         Some((
@@ -340,13 +340,6 @@ fn submit(
     served: &Arc<Served>,
     asked: &Asked,
 ) -> Result<(JobHandle, Vec<u32>, usize, Guard), Refusal> {
-    let bad = |e: anyhow::Error| {
-        Refusal::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            format!("{e:#}"),
-        )
-    };
     let (canvas, prompt_len) = build_canvas_with(
         &served.codec,
         &asked.prompt,
@@ -355,7 +348,24 @@ fn submit(
         !asked.templated,
         served.info.max_context,
     )
-    .map_err(bad)?;
+    .map_err(Refusal::bad_request)?;
+    let guard = enqueue(served)?;
+    let mut params = asked.params.clone();
+    params.steps = canvas
+        .iter()
+        .filter(|&&t| t == served.info.mask_id)
+        .count()
+        .max(1);
+    let handle = served.engine.submit(Job {
+        canvas: canvas.clone(),
+        lanes: vec![params],
+        inspect: false,
+    });
+    Ok((handle, canvas, prompt_len, guard))
+}
+
+/// A place in the queue for one more job, unless too many wait already.
+fn enqueue(served: &Arc<Served>) -> Result<Guard, Refusal> {
     let waiting = served.jobs.load(Ordering::SeqCst);
     if waiting > served.max_queue {
         return Err(Refusal::new(
@@ -364,20 +374,8 @@ fn submit(
             format!("the server is busy: {waiting} jobs are queued; try again shortly"),
         ));
     }
-    let mut params = asked.params.clone();
-    params.steps = canvas
-        .iter()
-        .filter(|&&t| t == served.info.mask_id)
-        .count()
-        .max(1);
     served.jobs.fetch_add(1, Ordering::SeqCst);
-    let guard = Guard(served.clone());
-    let handle = served.engine.submit(Job {
-        canvas: canvas.clone(),
-        lanes: vec![params],
-        inspect: false,
-    });
-    Ok((handle, canvas, prompt_len, guard))
+    Ok(Guard(served.clone()))
 }
 
 /// Counts a job as finished when dropped (with its stream, if the client goes away).
@@ -421,13 +419,7 @@ async fn chat_completions(
     let (prompt, templated) = match &served.template {
         Some(template) => match template.render(&messages, true) {
             Ok(p) => (p, true),
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    format!("{e:#}"),
-                )
-            }
+            Err(e) => return Refusal::bad_request(e).into_response(),
         },
         // A base model continues the text of the messages.
         None => (
@@ -500,15 +492,9 @@ async fn respond(
     templated: bool,
     chat: bool,
 ) -> Response {
-    let asked = match asked(served, body, prompt, templated) {
+    let asked = match asked(served, body, prompt, templated).map_err(Refusal::bad_request) {
         Ok(a) => a,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                format!("{e:#}"),
-            )
-        }
+        Err(e) => return e.into_response(),
     };
     let (mut handle, canvas, prompt_len, guard) = match submit(served, &asked) {
         Ok(s) => s,
@@ -624,15 +610,9 @@ async fn steps(State(served): State<Arc<Served>>, headers: HeaderMap, body: Byte
         Ok(read) => read,
         Err(e) => return e.into_response(),
     };
-    let asked = match asked(&served, &body, prompt.clone(), false) {
+    let asked = match asked(&served, &body, prompt.clone(), false).map_err(Refusal::bad_request) {
         Ok(a) => a,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                format!("{e:#}"),
-            )
-        }
+        Err(e) => return e.into_response(),
     };
     let (handle, canvas, prompt_len, guard) = match submit(&served, &asked) {
         Ok(s) => s,

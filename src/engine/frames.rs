@@ -5,7 +5,6 @@
 //! last one masks the rest again. There are no scores or candidates: the server sends none.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
@@ -72,7 +71,7 @@ pub(super) async fn run(
     mask_id: u32,
     job: &Job,
     events: &mpsc::Sender<Event>,
-    cancel: &Arc<AtomicBool>,
+    cancel: &AtomicBool,
 ) -> Result<Event> {
     let [lane] = job.lanes.as_slice() else {
         return Err(anyhow!(

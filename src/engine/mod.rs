@@ -102,6 +102,16 @@ pub enum Event {
     Failed(String),
 }
 
+impl Event {
+    /// Whether this is a job's last event (finished, cancelled or failed).
+    pub fn is_last(&self) -> bool {
+        matches!(
+            self,
+            Event::Finished { .. } | Event::Cancelled | Event::Failed(_)
+        )
+    }
+}
+
 /// The consumer's side of a running job.
 pub struct JobHandle {
     pub events: mpsc::Receiver<Event>,
@@ -164,15 +174,10 @@ pub struct Engine {
 impl Engine {
     /// An engine whose jobs run on a `dlm-tui serve` (the model it serves is `info`).
     pub fn remote(info: ModelInfo, endpoint: crate::remote::Endpoint) -> Result<Self> {
-        let (jobs, queue) = std_mpsc::channel::<Submission>();
-        let worker = std::thread::Builder::new()
-            .name(WORKER_NAME.into())
-            .spawn(move || remote_loop(endpoint, queue))
-            .map_err(|e| anyhow!("starting the engine thread: {e}"))?;
-        Ok(Self {
-            jobs: Some(jobs),
-            worker: Some(worker),
-            info,
+        Self::spawn(info, move |queue| {
+            streaming_loop(queue, |runtime, job, events, cancel| {
+                runtime.block_on(relay_served(&endpoint, job, events, cancel))
+            })
         })
     }
 
@@ -183,25 +188,30 @@ impl Engine {
         endpoint: crate::remote::Endpoint,
         codec: Arc<crate::text::TextCodec>,
     ) -> Result<Self> {
-        let (jobs, queue) = std_mpsc::channel::<Submission>();
         let mask_id = info.mask_id;
-        let worker = std::thread::Builder::new()
-            .name(WORKER_NAME.into())
-            .spawn(move || frames_loop(endpoint, codec, mask_id, queue))
-            .map_err(|e| anyhow!("starting the engine thread: {e}"))?;
-        Ok(Self {
-            jobs: Some(jobs),
-            worker: Some(worker),
-            info,
+        Self::spawn(info, move |queue| {
+            streaming_loop(queue, |runtime, job, events, cancel| {
+                runtime
+                    .block_on(frames::run(&endpoint, &codec, mask_id, job, events, cancel))
+                    .map(Some)
+            })
         })
     }
 
     pub fn new(model: Box<dyn Denoiser>) -> Result<Self> {
         let info = model.info().clone();
+        Self::spawn(info, move |queue| worker_loop(model, queue))
+    }
+
+    /// The engine of `info` whose worker thread runs `work` over the submitted jobs.
+    fn spawn(
+        info: ModelInfo,
+        work: impl FnOnce(std_mpsc::Receiver<Submission>) + Send + 'static,
+    ) -> Result<Self> {
         let (jobs, queue) = std_mpsc::channel::<Submission>();
         let worker = std::thread::Builder::new()
             .name(WORKER_NAME.into())
-            .spawn(move || worker_loop(model, queue))
+            .spawn(move || work(queue))
             .map_err(|e| anyhow!("starting the engine thread: {e}"))?;
         Ok(Self {
             jobs: Some(jobs),
@@ -246,79 +256,17 @@ impl Drop for Engine {
     }
 }
 
-/// The worker of an engine whose model runs on a `dlm-tui serve` ([`Engine::remote`]): each job
-/// goes to the server, and the server's events come back as if the job ran here. Cancelling
-/// closes the connection, which cancels the job there.
-fn remote_loop(endpoint: crate::remote::Endpoint, queue: std_mpsc::Receiver<Submission>) {
-    let runtime = match crate::remote::runtime() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            while let Ok(Submission { events, .. }) = queue.recv() {
-                let _ = events.blocking_send(Event::Failed(format!("{e:#}")));
-            }
-            return;
-        }
-    };
-    while let Ok(Submission {
-        job,
-        events,
-        cancel,
-    }) = queue.recv()
-    {
-        let body = match serde_json::to_value(&job) {
-            Ok(body) => body,
-            Err(e) => {
-                let _ = events.blocking_send(Event::Failed(format!("{e}")));
-                continue;
-            }
-        };
-        let relayed = runtime.block_on(async {
-            use futures_util::StreamExt;
-            let mut stream = crate::remote::job_stream(&endpoint, &body).await?;
-            while let Some(value) = stream.next().await {
-                if cancel.load(Ordering::Relaxed) {
-                    return Ok(false);
-                }
-                let event: Event = serde_json::from_value(value?).map_err(|e| {
-                    anyhow!(
-                        "{} sent an event this version cannot read: {e}",
-                        endpoint.describe()
-                    )
-                })?;
-                let terminal = matches!(
-                    event,
-                    Event::Finished { .. } | Event::Cancelled | Event::Failed(_)
-                );
-                if events.send(event).await.is_err() {
-                    return Ok(false);
-                }
-                if terminal {
-                    return Ok(true);
-                }
-            }
-            Ok::<bool, anyhow::Error>(false)
-        });
-        let last = match relayed {
-            _ if cancel.load(Ordering::Relaxed) => Some(Event::Cancelled),
-            Ok(true) => None,
-            Ok(false) => Some(Event::Failed(format!(
-                "{} ended the job without finishing it",
-                endpoint.describe()
-            ))),
-            Err(e) => Some(Event::Failed(format!("{e:#}"))),
-        };
-        if let Some(last) = last {
-            let _ = events.blocking_send(last);
-        }
-    }
-}
-
-/// The worker of [`Engine::frames`].
-fn frames_loop(
-    endpoint: crate::remote::Endpoint,
-    codec: Arc<crate::text::TextCodec>,
-    mask_id: u32,
+/// The worker of an engine whose jobs run elsewhere: each job runs on a runtime of the thread's
+/// own through `run`, which relays its events and returns the last one unless it relayed that
+/// already; an error becomes the job's failure.
+fn streaming_loop(
     queue: std_mpsc::Receiver<Submission>,
+    mut run: impl FnMut(
+        &tokio::runtime::Runtime,
+        &Job,
+        &mpsc::Sender<Event>,
+        &Arc<AtomicBool>,
+    ) -> Result<Option<Event>>,
 ) {
     let runtime = crate::remote::runtime();
     while let Ok(Submission {
@@ -328,15 +276,54 @@ fn frames_loop(
     }) = queue.recv()
     {
         let last = match &runtime {
-            Ok(runtime) => runtime
-                .block_on(frames::run(
-                    &endpoint, &codec, mask_id, &job, &events, &cancel,
-                ))
-                .unwrap_or_else(|e| Event::Failed(format!("{e:#}"))),
-            Err(e) => Event::Failed(format!("{e:#}")),
+            Ok(runtime) => run(runtime, &job, &events, &cancel)
+                .unwrap_or_else(|e| Some(Event::Failed(format!("{e:#}")))),
+            Err(e) => Some(Event::Failed(format!("{e:#}"))),
         };
-        let _ = events.blocking_send(last);
+        if let Some(last) = last {
+            let _ = events.blocking_send(last);
+        }
     }
+}
+
+/// Runs `job` on a `dlm-tui serve` ([`Engine::remote`]) and relays the server's events as if the
+/// job ran here; `None` once the server's last event is relayed. Cancelling closes the
+/// connection, which cancels the job there.
+async fn relay_served(
+    endpoint: &crate::remote::Endpoint,
+    job: &Job,
+    events: &mpsc::Sender<Event>,
+    cancel: &AtomicBool,
+) -> Result<Option<Event>> {
+    use futures_util::StreamExt;
+    let body = serde_json::to_value(job)?;
+    let mut stream = crate::remote::job_stream(endpoint, &body).await?;
+    while let Some(value) = stream.next().await {
+        if cancel.load(Ordering::Relaxed) {
+            return Ok(Some(Event::Cancelled));
+        }
+        let event: Event = serde_json::from_value(value?).map_err(|e| {
+            anyhow!(
+                "{} sent an event this version cannot read: {e}",
+                endpoint.describe()
+            )
+        })?;
+        let last = event.is_last();
+        if events.send(event).await.is_err() {
+            // Nobody is listening any more.
+            return Ok(None);
+        }
+        if last {
+            return Ok(None);
+        }
+    }
+    if cancel.load(Ordering::Relaxed) {
+        return Ok(Some(Event::Cancelled));
+    }
+    Err(anyhow!(
+        "{} ended the job without finishing it",
+        endpoint.describe()
+    ))
 }
 
 fn worker_loop(mut model: Box<dyn Denoiser>, queue: std_mpsc::Receiver<Submission>) {

@@ -240,15 +240,20 @@ fn unreachable(endpoint: &Endpoint, e: reqwest::Error) -> anyhow::Error {
     )
 }
 
-/// The model ids the server lists (`GET /models`).
-pub async fn models(endpoint: &Endpoint) -> Result<Vec<String>> {
-    let url = format!("{}/models", endpoint.base_url);
+/// `GET` of `path` under the API root: the status and the body.
+async fn get(endpoint: &Endpoint, path: &str) -> Result<(u16, String)> {
+    let url = format!("{}/{path}", endpoint.base_url);
     let response = authorised(client()?.get(&url), endpoint)
         .send()
         .await
         .map_err(|e| unreachable(endpoint, e))?;
     let status = response.status().as_u16();
-    let body = response.text().await.unwrap_or_default();
+    Ok((status, response.text().await.unwrap_or_default()))
+}
+
+/// The model ids the server lists (`GET /models`).
+pub async fn models(endpoint: &Endpoint) -> Result<Vec<String>> {
+    let (status, body) = get(endpoint, "models").await?;
     if status != 200 {
         bail!(explain(endpoint, "", status, &body));
     }
@@ -390,27 +395,20 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 /// What a `dlm-tui serve` says about the model it serves (`GET /v1/dlm/model`): its facts and
 /// its tokenizer.json; `None` from a server that is not one (no such path).
 pub async fn served_model(endpoint: &Endpoint) -> Result<Option<(Value, Vec<u8>)>> {
-    let url = format!("{}/dlm/model", endpoint.base_url);
-    let response = authorised(client()?.get(&url), endpoint)
-        .send()
-        .await
-        .map_err(|e| unreachable(endpoint, e))?;
-    let status = response.status().as_u16();
-    let body = response.text().await.unwrap_or_default();
+    let (status, body) = get(endpoint, "dlm/model").await?;
     if status == 404 {
         return Ok(None);
     }
     if status != 200 {
         bail!(explain(endpoint, "", status, &body));
     }
-    let mut value: Value = serde_json::from_str(&body)
+    let value: Value = serde_json::from_str(&body)
         .with_context(|| format!("{}/dlm/model did not answer JSON", endpoint.describe()))?;
     let tokenizer = value["tokenizer"]
         .as_str()
         .ok_or_else(|| anyhow!("{} sent no tokenizer", endpoint.describe()))?
         .as_bytes()
         .to_vec();
-    value["tokenizer"] = Value::Null;
     Ok(Some((value["info"].clone(), tokenizer)))
 }
 

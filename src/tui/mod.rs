@@ -389,7 +389,7 @@ async fn event_loop(
             },
             event = next_engine_event(&mut job) => match event {
                 Some(event) => {
-                    let last = matches!(event, Event::Finished { .. } | Event::Cancelled | Event::Failed(_));
+                    let last = event.is_last();
                     if last {
                         job = None;
                         canceller = None;
