@@ -136,7 +136,7 @@ fn filter(logits: &[f32], temperature: f64, top_k: Option<usize>, top_p: Option<
 }
 
 /// [`argmax`] over every index but `skip` (the first other index when all are equal).
-fn argmax_except(values: &[f32], skip: usize) -> usize {
+pub(super) fn argmax_except(values: &[f32], skip: usize) -> usize {
     let mut best: Option<usize> = None;
     for (i, &v) in values.iter().enumerate() {
         if i != skip && best.is_none_or(|b| v > values[b]) {

@@ -28,7 +28,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::proposal::argmax;
+use super::proposal::{argmax, argmax_except};
 use super::schedule::linspace_f32;
 use super::{top_probabilities, Commit, ForwardRequest, Logits, Sampler, Scored, StepReport};
 
@@ -237,13 +237,12 @@ pub fn probabilities(
 ) -> Vec<(u32, f64)> {
     let allowed = |i: usize| i != mask_id as usize && row[i] > f32::NEG_INFINITY;
     if temperature <= 0.0 {
-        let mut best: Option<usize> = None;
-        for i in (0..row.len()).filter(|&i| allowed(i)) {
-            if best.is_none_or(|b| row[i] > row[b]) {
-                best = Some(i);
-            }
-        }
-        return best.map(|b| vec![(b as u32, 1.0)]).unwrap_or_default();
+        let best = argmax_except(row, mask_id as usize);
+        return if best < row.len() && allowed(best) {
+            vec![(best as u32, 1.0)]
+        } else {
+            Vec::new()
+        };
     }
     let max = (0..row.len())
         .filter(|&i| allowed(i))
