@@ -38,6 +38,20 @@ fn token(value: &serde_json::Value) -> String {
 }
 
 impl ChatTemplate {
+    /// The template's Jinja source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// A template with the BOS and EOS texts it may refer to (a GGUF file's metadata).
+    pub fn new(source: String, bos_token: String, eos_token: String) -> Self {
+        Self {
+            source,
+            bos_token,
+            eos_token,
+        }
+    }
+
     /// Reads `tokenizer_config.json` of a model folder; `Ok(None)` when it has no template.
     pub fn from_model_dir(dir: &Path) -> Result<Option<Self>> {
         let path = dir.join("tokenizer_config.json");

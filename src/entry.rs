@@ -67,9 +67,26 @@ pub enum Command {
     /// Open a saved run (`generate --json`, or the playground's export) in the playground and
     /// replay it, with scrubbing and the token inspector, without loading the model.
     Replay(ReplayArgs),
+    /// Write a LLaDA or Dream model folder as a quantized GGUF file (llama.cpp's names and
+    /// metadata: llama.cpp's llama-diffusion-cli reads it, and so does --gguf).
+    Quantize(QuantizeArgs),
     /// List the models that can run without a download: the embedded one and those in the
     /// Hugging Face cache (family, size, whether complete).
     Models(ModelsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct QuantizeArgs {
+    /// The model folder (config.json, tokenizer, *.safetensors) of a LLaDA or Dream model, e.g.
+    /// models/default or a hub snapshot (`dlm-tui download ORG/NAME` prints where).
+    pub dir: std::path::PathBuf,
+    /// The format of the matrices (embedding and linear layers); norms and biases stay f32, and
+    /// rows that do not fit a k-quant's blocks of 256 fall back as with --quantize.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub to: crate::kernels::quant::Quantization,
+    /// The GGUF file to write (written whole or not at all).
+    #[arg(long, value_name = "FILE.gguf")]
+    pub out: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -94,6 +111,15 @@ pub struct ReplayArgs {
     pub theme: Option<String>,
 }
 
+fn quantize(args: QuantizeArgs) -> anyhow::Result<()> {
+    if args.out.extension().is_none_or(|x| x != "gguf") {
+        anyhow::bail!("--out {}: name the file *.gguf", args.out.display());
+    }
+    let written = crate::model::gguf_write::write_gguf(&args.dir, args.to, &args.out)?;
+    println!("wrote {}: {written}", args.out.display());
+    Ok(())
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -107,6 +133,7 @@ pub fn main() -> ExitCode {
         }),
         Some(Command::Replay(args)) => run_replay(args),
         Some(Command::Models(args)) => list_models(args),
+        Some(Command::Quantize(args)) => quantize(args),
         None => run_app(cli.app),
     };
     match result {
@@ -373,7 +400,7 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
     }
     let loaded = cli::generate::load_model(&model_args).map_err(usage)?;
     let chat_template = match &model_args.model_dir {
-        Some(dir) => crate::chat::ChatTemplate::from_model_dir(dir).map_err(usage)?,
+        Some(dir) => crate::model::loader::chat_template(dir).map_err(usage)?,
         None => None,
     };
     let load = tui::ModelLoad {

@@ -13,6 +13,16 @@ use anyhow::{Context, Result};
 /// never half of the new one. The folder is created if needed; on failure the temporary file is
 /// removed. `private` files are readable by their owner only.
 pub fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
+    write_atomically_with(path, private, |file| file.write_all(bytes))
+}
+
+/// As [`write_atomically`], the content written by `write` (for files too big to hold in memory
+/// twice, such as a GGUF model).
+pub fn write_atomically_with(
+    path: &Path,
+    private: bool,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -30,7 +40,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> Result<()> 
         #[cfg(not(unix))]
         let _ = private;
         let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
+        write(&mut file)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
     })();

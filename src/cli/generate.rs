@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::{usage, ModelArgs};
-use crate::chat::{ChatTemplate, Message};
+use crate::chat::Message;
 use crate::engine::trace::{step_line, Ending, LaneEnd, LaneRecipe, RunHeader};
 use crate::engine::{Engine, Event, Job};
 use crate::model::loader::{load_dir_as, LoadedModel};
@@ -245,11 +245,11 @@ pub fn run(mut args: GenerateArgs) -> Result<()> {
                 "--chat needs an instruct model (--model ORG/NAME or --model-dir DIR): the embedded model has no chat template"
             ))
         })?;
-        let template = ChatTemplate::from_model_dir(dir)
+        let template = crate::model::loader::chat_template(dir)
             .map_err(usage)?
             .ok_or_else(|| {
                 usage(anyhow!(
-                    "{} has no chat_template in tokenizer_config.json: --chat needs an instruct model",
+                    "{} has no chat template (tokenizer_config.json, or a GGUF's tokenizer.chat_template): --chat needs an instruct model",
                     dir.display()
                 ))
             })?;

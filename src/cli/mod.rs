@@ -32,8 +32,11 @@ pub struct ModelArgs {
     pub model: Option<RepoSpec>,
     /// A local model folder: config.json, a tokenizer and *.safetensors, of a supported family:
     /// LLaDA (and LLaDA-format models such as dlm-tui's own), Dream, ModernBERT chat models, or
-    /// an A2D conversion of Qwen3. Without it or --model, the embedded default model runs.
-    #[arg(long, value_name = "DIR")]
+    /// an A2D conversion of Qwen3. Or a GGUF file of a LLaDA or Dream model as llama.cpp's
+    /// converter writes it (--gguf FILE, or a folder holding one .gguf): configuration, mask token
+    /// and tokenizer come from its metadata, quantized layers stay quantized. Without it or
+    /// --model, the embedded default model runs.
+    #[arg(long, value_name = "DIR", visible_alias = "gguf")]
     pub model_dir: Option<PathBuf>,
     /// The hub id to show for a fetched model (set by `fetch_hub_model`).
     #[arg(skip)]

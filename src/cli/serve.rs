@@ -138,7 +138,7 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
     args.model.fetch_hub_model()?;
     let loaded = load_model(&args.model).map_err(super::usage)?;
     let template = match &args.model.model_dir {
-        Some(dir) => ChatTemplate::from_model_dir(dir)?,
+        Some(dir) => crate::model::loader::chat_template(dir)?,
         None => None,
     };
     let info = loaded.model.info().clone();

@@ -1,7 +1,10 @@
 //! Quantized weights: the GGML block formats candle's `quantized` module multiplies with SIMD on
 //! the CPU (and on CUDA and Metal), as llama.cpp stores them in GGUF files.
 
-use candle_core::quantized::GgmlDType;
+use std::borrow::Cow;
+
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+use candle_core::{Device, Result};
 use serde::{Deserialize, Serialize};
 
 /// A weight format to quantize linear layers to (`--quantize`).
@@ -51,6 +54,20 @@ impl Quantization {
         }
     }
 
+    /// The format of ours a GGML block format is, if it is one.
+    pub fn from_ggml(dtype: GgmlDType) -> Option<Self> {
+        [
+            Quantization::Q8_0,
+            Quantization::Q5_0,
+            Quantization::Q4_0,
+            Quantization::Q6K,
+            Quantization::Q5K,
+            Quantization::Q4K,
+        ]
+        .into_iter()
+        .find(|q| q.ggml() == dtype)
+    }
+
     /// The format a row of `in_dim` weights gets: this one when its blocks fit the row, else
     /// llama.cpp's fallback for the k-quants (q4_k to q5_0, q5_k to q5_1's cousin q5_0, q6_k to
     /// q8_0), else none (the layer stays in float).
@@ -74,6 +91,76 @@ pub fn ggml_name(dtype: GgmlDType) -> String {
     format!("{dtype:?}").to_lowercase()
 }
 
+/// Bytes one row of a 2-D quantized tensor takes (its blocks).
+fn row_bytes(q: &QTensor) -> Result<usize> {
+    let (rows, cols) = q.shape().dims2()?;
+    let dtype = q.dtype();
+    if !cols.is_multiple_of(dtype.block_size()) {
+        candle_core::bail!(
+            "{cols} columns do not fill blocks of {}",
+            dtype.block_size()
+        );
+    }
+    let bytes = cols / dtype.block_size() * dtype.type_size();
+    debug_assert_eq!(bytes * rows, q.storage_size_in_bytes());
+    Ok(bytes)
+}
+
+/// Builds a 2-D quantized tensor of `rows` rows from raw blocks, on `device`.
+fn from_blocks(
+    bytes: Vec<u8>,
+    dtype: GgmlDType,
+    rows: usize,
+    cols: usize,
+    device: &Device,
+) -> Result<QTensor> {
+    let storage = QStorage::from_data(Cow::Owned(bytes), device, dtype)?;
+    QTensor::new(storage, (rows, cols))
+}
+
+/// The rows of a 2-D quantized tensor reordered: row r of the result is row `order[r]` of `q`.
+/// Quantized blocks never cross rows, so this moves bytes and changes no value.
+pub fn permute_rows(q: &QTensor, order: &[usize]) -> Result<QTensor> {
+    let (rows, cols) = q.shape().dims2()?;
+    let mut seen = vec![false; rows];
+    for &r in order {
+        if r >= rows || std::mem::replace(&mut seen[r], true) {
+            candle_core::bail!("a row order for {rows} rows must name each of them once");
+        }
+    }
+    if order.len() != rows {
+        candle_core::bail!("a row order for {rows} rows must name each of them once");
+    }
+    let size = row_bytes(q)?;
+    let data = q.data()?;
+    let mut out = Vec::with_capacity(data.len());
+    for &r in order {
+        out.extend_from_slice(&data[r * size..(r + 1) * size]);
+    }
+    from_blocks(out, q.dtype(), rows, cols, &q.device())
+}
+
+/// Quantized tensors of one format and width stacked along their rows (as `Tensor::cat(_, 0)`),
+/// or `None` when their formats or widths differ.
+pub fn concat_rows(parts: &[QTensor]) -> Result<Option<QTensor>> {
+    let Some(first) = parts.first() else {
+        return Ok(None);
+    };
+    let (_, cols) = first.shape().dims2()?;
+    let mut rows = 0;
+    let mut out = Vec::new();
+    for q in parts {
+        let (r, c) = q.shape().dims2()?;
+        if c != cols || q.dtype() != first.dtype() {
+            return Ok(None);
+        }
+        row_bytes(q)?;
+        out.extend_from_slice(&q.data()?);
+        rows += r;
+    }
+    from_blocks(out, first.dtype(), rows, cols, &first.device()).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +174,39 @@ mod tests {
         assert_eq!(Quantization::Q8_0.for_row(704), Some(GgmlDType::Q8_0));
         assert_eq!(Quantization::Q8_0.for_row(100), None);
         assert_eq!(ggml_name(GgmlDType::Q4K), "q4k");
+    }
+
+    #[test]
+    fn row_moves_and_stacks_keep_every_value() {
+        use candle_core::Tensor;
+        let device = Device::Cpu;
+        let w = Tensor::arange(0f32, 4.0 * 64.0, &device)
+            .unwrap()
+            .reshape((4, 64))
+            .unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let dq = q.dequantize(&device).unwrap();
+        let moved = permute_rows(&q, &[2, 0, 3, 1])
+            .unwrap()
+            .dequantize(&device)
+            .unwrap();
+        for (r, from) in [2usize, 0, 3, 1].into_iter().enumerate() {
+            assert_eq!(
+                moved.get(r).unwrap().to_vec1::<f32>().unwrap(),
+                dq.get(from).unwrap().to_vec1::<f32>().unwrap()
+            );
+        }
+        assert!(permute_rows(&q, &[0, 0, 1, 2]).is_err());
+        let again = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let both = concat_rows(&[q, again]).unwrap().unwrap();
+        assert_eq!(both.shape().dims(), [8, 64]);
+        let back = both.dequantize(&device).unwrap();
+        assert_eq!(
+            back.narrow(0, 4, 4).unwrap().to_vec2::<f32>().unwrap(),
+            dq.to_vec2::<f32>().unwrap()
+        );
+        let other = QTensor::quantize(&w, GgmlDType::Q4_0).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        assert!(concat_rows(&[q, other]).unwrap().is_none());
     }
 }

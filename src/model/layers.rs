@@ -63,6 +63,9 @@ pub(crate) enum Dense {
         dtype: GgmlDType,
         bytes: usize,
     },
+    /// Layers side by side, their outputs concatenated: fused projections whose weights came in
+    /// different formats (a GGUF file may keep q/k in q4_K and v in q6_K).
+    Stack(Vec<Dense>),
 }
 
 /// What quantizing one layer did.
@@ -83,8 +86,42 @@ impl Dense {
         Ok(dense)
     }
 
+    /// A layer of quantized blocks (e.g. read from a GGUF file) with an optional float bias.
+    pub(crate) fn from_qtensor(qtensor: QTensor, bias: Option<Tensor>) -> Result<Self> {
+        let dtype = qtensor.dtype();
+        let bytes = qtensor.storage_size_in_bytes();
+        Ok(Dense::Quantized {
+            matmul: QMatMul::from_qtensor(qtensor)?,
+            bias: bias.map(|b| b.to_dtype(DType::F32)).transpose()?,
+            dtype,
+            bytes,
+        })
+    }
+
+    /// Bytes the weight takes (quantized layers: their blocks).
+    pub(crate) fn weight_bytes(&self) -> Result<usize> {
+        Ok(match self {
+            Dense::Quantized { bytes, .. } => *bytes,
+            Dense::Stack(parts) => parts
+                .iter()
+                .map(Dense::weight_bytes)
+                .sum::<Result<usize>>()?,
+            other => match other.stored()? {
+                Some((w, _)) => w.elem_count() * w.dtype().size_in_bytes(),
+                None => 0,
+            },
+        })
+    }
+
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
+            Dense::Stack(parts) => {
+                let outs = parts
+                    .iter()
+                    .map(|p| p.forward(x))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Tensor::cat(&outs, candle_core::D::Minus1)?)
+            }
             Dense::Stored(linear) => Ok(linear.forward(x)?),
             Dense::Packed(packed) => Ok(packed.forward(x)?),
             Dense::Quantized { matmul, bias, .. } => {
@@ -139,7 +176,7 @@ impl Dense {
             Dense::Stored(linear) => Some((linear.weight().clone(), linear.bias().cloned())),
             Dense::Packed(packed) => Some(packed.unpack()?),
             Dense::Transposed { weight_t, bias } => Some((transpose_f32(weight_t)?, bias.clone())),
-            Dense::Quantized { .. } => None,
+            Dense::Quantized { .. } | Dense::Stack(_) => None,
         })
     }
 
@@ -147,10 +184,7 @@ impl Dense {
     /// bias stays in f32). A layer whose rows fit no block stays as it was.
     pub(crate) fn quantize(&mut self, to: Quantization) -> Result<Quantized> {
         let Some((weight, bias)) = self.stored()? else {
-            let bytes = match self {
-                Dense::Quantized { bytes, .. } => *bytes,
-                _ => 0,
-            };
+            let bytes = self.weight_bytes()?;
             let dtype = match self {
                 Dense::Quantized { dtype, .. } => Some(*dtype),
                 _ => None,

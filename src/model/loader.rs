@@ -8,6 +8,7 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
 use super::dream::DreamConfig;
+use super::gguf;
 use super::llada::{Llada, LladaConfig};
 use super::modernbert::{self, ModernBert, ModernBertConfig};
 use super::qwen3::Qwen3Config;
@@ -61,7 +62,7 @@ impl ModelFiles {
         let config = dir.join("config.json");
         if !config.is_file() {
             bail!(
-                "{} has no config.json: a model folder needs config.json, tokenizer.json and *.safetensors",
+                "{} has no config.json: a model folder needs config.json, tokenizer.json and *.safetensors (or one .gguf file)",
                 dir.display()
             );
         }
@@ -125,7 +126,7 @@ pub fn index_shards(dir: &Path) -> Result<Option<Vec<String>>> {
 }
 
 /// Shards named by `model.safetensors.index.json`, else `model.safetensors`, else every `*.safetensors`.
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if let Some(shards) = index_shards(dir)? {
         let index = dir.join("model.safetensors.index.json");
         let files: Vec<PathBuf> = shards.iter().map(|name| dir.join(name)).collect();
@@ -202,7 +203,7 @@ fn mmap_weights(dir: &Path, dtype: DType, device: &Device) -> Result<VarBuilder<
 }
 
 /// The folder's files and its parsed `config.json`.
-fn read_config(dir: &Path) -> Result<(ModelFiles, serde_json::Value)> {
+pub(crate) fn read_config(dir: &Path) -> Result<(ModelFiles, serde_json::Value)> {
     let files = ModelFiles::locate(dir)?;
     let json = read_json(&files.config)?;
     Ok((files, json))
@@ -231,6 +232,14 @@ pub fn load_dir_as(
     precision: Precision,
     device: &Device,
 ) -> Result<LoadedModel> {
+    if let Some(gguf) = gguf_path(dir)? {
+        let (mut model, codec) = load_gguf(&gguf, name, precision, device)?;
+        model.fuse_projections()?;
+        return Ok(LoadedModel {
+            model: Box::new(model),
+            codec,
+        });
+    }
     let (files, json) = read_config(dir)?;
     if detect_family(&json)? == "modernbert" {
         return load_modernbert(dir, &files, json, name, precision, device);
@@ -353,20 +362,102 @@ pub fn load_llada_dir(
     precision: Precision,
     device: &Device,
 ) -> Result<(Llada, TextCodec)> {
+    if let Some(gguf) = gguf_path(dir)? {
+        return load_gguf(&gguf, None, precision, device);
+    }
     let (files, json) = read_config(dir)?;
     load_llada(dir, &files, json, None, precision, device)
 }
 
-/// Builds the shared transformer from a parsed LLaDA, Dream or A2D Qwen3 config.
-fn load_llada(
-    dir: &Path,
-    files: &ModelFiles,
-    json: serde_json::Value,
+/// The GGUF file to load for `path`: the path itself when it is a `.gguf` file, else the one
+/// `.gguf` of a folder without `config.json` (GGUF repositories ship nothing else).
+pub fn gguf_path(path: &Path) -> Result<Option<PathBuf>> {
+    if path.is_file() {
+        if path.extension().is_some_and(|x| x == "gguf") {
+            return Ok(Some(path.to_path_buf()));
+        }
+        bail!(
+            "{} is a file: give a model folder, or a .gguf file",
+            path.display()
+        );
+    }
+    if path.is_dir() && !path.join("config.json").is_file() {
+        return gguf::gguf_in(path);
+    }
+    if !path.exists() && path.extension().is_some_and(|x| x == "gguf") {
+        bail!("GGUF file {} does not exist", path.display());
+    }
+    Ok(None)
+}
+
+/// The chat template of a model: `tokenizer_config.json` (or `chat_template.jinja`) of a folder,
+/// or the `tokenizer.chat_template` of a GGUF file (one beside it in a folder wins).
+pub fn chat_template(path: &Path) -> Result<Option<crate::chat::ChatTemplate>> {
+    match gguf_path(path)? {
+        Some(file) => {
+            let dir = file.parent().unwrap_or(Path::new("."));
+            if let Some(template) = crate::chat::ChatTemplate::from_model_dir(dir)? {
+                return Ok(Some(template));
+            }
+            gguf::GgufFile::open(&file)?.chat_template()
+        }
+        None => crate::chat::ChatTemplate::from_model_dir(path),
+    }
+}
+
+/// Loads a GGUF file of a LLaDA or Dream model (llama.cpp's converter's names and metadata): the
+/// tokenizer from its metadata unless a `tokenizer.json` lies beside it; quantized linear layers
+/// stay quantized.
+fn load_gguf(
+    path: &Path,
     name: Option<&str>,
     precision: Precision,
     device: &Device,
 ) -> Result<(Llada, TextCodec)> {
-    let name = folder_name(dir, name);
+    let file = gguf::GgufFile::open(path)?;
+    let cfg = file.config()?;
+    let beside = path.with_file_name("tokenizer.json");
+    let codec = if beside.is_file() {
+        TextCodec::from_file(&beside)?
+    } else {
+        file.tokenizer()?
+    };
+    let rows = cfg.embedding_rows();
+    // The file's token list counts its unused padding entries ("[PADn]"), which get no text.
+    if rows > codec.vocab_size().max(file.token_count()?) + PADDING_ROWS_MAX {
+        bail!(
+            "{} predicts {rows} token ids but its tokenizer has only {}: they do not belong \
+             together",
+            path.display(),
+            codec.vocab_size()
+        );
+    }
+    let name = match name {
+        Some(name) => name.to_string(),
+        None => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string()),
+    };
+    let family = file.architecture().to_string();
+    let quantization = file.quantization();
+    let dtype = resolve_precision(precision, cfg.parameter_count());
+    let weights = std::sync::Arc::new(gguf::GgufWeights::new(file, &cfg)?);
+    let vb = weights.var_builder(dtype, device);
+    let mut model = Llada::with_quantized(cfg, vb, name, &*weights)
+        .with_context(|| format!("loading {family} weights from {}", path.display()))?;
+    model.set_eot_ids(end_of_turn_ids(&codec));
+    model.set_quantization(quantization);
+    Ok((model, codec))
+}
+
+/// The shared transformer's configuration from a folder's LLaDA, Dream or A2D Qwen3
+/// `config.json`, its family and its tokenizer.
+pub(crate) fn transformer_config(
+    dir: &Path,
+    files: &ModelFiles,
+    json: serde_json::Value,
+) -> Result<(LladaConfig, &'static str, TextCodec)> {
     let codec = load_codec(dir, files)?;
     let family = detect_family(&json)?;
     if family == "modernbert" {
@@ -408,6 +499,20 @@ fn load_llada(
     // ask for gigabytes. Longer canvases are refused with this limit named.
     cfg.max_sequence_length = cfg.max_sequence_length.min(super::llada::MAX_CONTEXT);
     check_vocabulary(cfg.embedding_rows(), &codec, dir, files)?;
+    Ok((cfg, family, codec))
+}
+
+/// Builds the shared transformer from a parsed LLaDA, Dream or A2D Qwen3 config.
+fn load_llada(
+    dir: &Path,
+    files: &ModelFiles,
+    json: serde_json::Value,
+    name: Option<&str>,
+    precision: Precision,
+    device: &Device,
+) -> Result<(Llada, TextCodec)> {
+    let name = folder_name(dir, name);
+    let (cfg, family, codec) = transformer_config(dir, files, json)?;
     let vb = mmap_weights(
         dir,
         resolve_precision(precision, cfg.parameter_count()),

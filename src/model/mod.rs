@@ -2,6 +2,8 @@
 
 pub mod dream;
 pub mod embedded;
+pub mod gguf;
+pub mod gguf_write;
 pub mod layers;
 pub mod llada;
 pub mod loader;

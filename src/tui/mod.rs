@@ -202,7 +202,7 @@ pub fn load_source(source: &app::ModelSource, load: ModelLoad) -> Loaded {
             app::ModelSource::Embedded => (crate::model::embedded::load(precision, &device)?, None),
             app::ModelSource::Dir { dir, name } => (
                 crate::model::loader::load_dir_as(dir, Some(name), precision, &device)?,
-                crate::chat::ChatTemplate::from_model_dir(dir)?,
+                crate::model::loader::chat_template(dir)?,
             ),
         };
         if let Some(to) = load.quantize {

@@ -6,6 +6,7 @@ use std::ops::Range;
 use std::sync::Mutex;
 
 use anyhow::Result;
+use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Init, Linear, VarBuilder};
 
@@ -209,6 +210,86 @@ impl Block {
         })
     }
 
+    /// Switches every linear layer `source` holds in quantized blocks to those blocks (the
+    /// biases stay in float). Fused projections whose parts share a format become one layer,
+    /// else a [`Dense::Stack`].
+    pub(super) fn adopt_quantized(
+        &mut self,
+        cfg: &LladaConfig,
+        prefix: &str,
+        source: &dyn super::QuantizedSource,
+        device: &candle_core::Device,
+    ) -> Result<()> {
+        let [_, _, q, k, v, attn_out, gate, up, ff_out] = cfg.naming.block();
+        let weight = |name: &str| source.quantized(&format!("{prefix}.{name}.weight"), device);
+        for (projections, names) in [
+            (&mut self.attn_in, vec![q, k, v]),
+            (&mut self.ff_in, vec![gate, up]),
+        ] {
+            let Projections::Separate(layers) = projections else {
+                continue;
+            };
+            let quantized = names
+                .iter()
+                .map(|n| weight(n))
+                .collect::<Result<Vec<_>>>()?;
+            if quantized.iter().all(Option::is_none) {
+                continue;
+            }
+            let widths = layers
+                .iter()
+                .map(|l| l.weight().dim(0))
+                .collect::<Result<Vec<_>, _>>()?;
+            let biases: Vec<Option<Tensor>> = layers.iter().map(|l| l.bias().cloned()).collect();
+            let uniform_bias =
+                biases.iter().all(Option::is_some) || biases.iter().all(Option::is_none);
+            let dense = if quantized.iter().all(Option::is_some) && uniform_bias {
+                let parts: Vec<QTensor> = quantized.into_iter().flatten().collect();
+                match crate::kernels::quant::concat_rows(&parts)? {
+                    Some(all) => {
+                        let bias = biases
+                            .into_iter()
+                            .collect::<Option<Vec<_>>>()
+                            .map(|b| Tensor::cat(&b, 0))
+                            .transpose()?;
+                        Dense::from_qtensor(all, bias)?
+                    }
+                    None => stack(parts.into_iter().map(Some).collect(), layers)?,
+                }
+            } else {
+                stack(quantized, layers)?
+            };
+            *projections = Projections::Fused { dense, widths };
+        }
+        for (dense, name) in [(&mut self.attn_out, attn_out), (&mut self.ff_out, ff_out)] {
+            if let Some(q) = weight(name)? {
+                let bias = match dense {
+                    Dense::Stored(linear) => linear.bias().cloned(),
+                    _ => None,
+                };
+                *dense = Dense::from_qtensor(q, bias)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of this block's weights, its float parts counted at `float` (the norms, and layers
+    /// not quantized).
+    pub(super) fn weight_bytes(&self, float: DType) -> Result<usize> {
+        let mut bytes = 0;
+        for projections in [&self.attn_in, &self.ff_in] {
+            bytes += match projections {
+                Projections::Separate(layers) => layers
+                    .iter()
+                    .map(|l| l.weight().elem_count() * float.size_in_bytes())
+                    .sum(),
+                Projections::Fused { dense, .. } => dense.weight_bytes()?,
+            };
+        }
+        bytes += self.attn_out.weight_bytes()? + self.ff_out.weight_bytes()?;
+        Ok(bytes)
+    }
+
     /// Training pass over a whole canvas, built only from ops that propagate gradients (candle's
     /// fused rope, softmax and attention kernels have no backward pass).
     pub(super) fn forward_train(&self, x: &Tensor, rotary: &Rotary) -> Result<Tensor> {
@@ -405,6 +486,20 @@ impl Projections {
         *self = Projections::Fused { dense, widths };
         Ok(())
     }
+}
+
+/// Separate layers made one: each part its quantized blocks where it has them, else its float
+/// layer prepared for inference.
+fn stack(quantized: Vec<Option<QTensor>>, layers: &[Linear]) -> Result<Dense> {
+    let parts = quantized
+        .into_iter()
+        .zip(layers)
+        .map(|(q, linear)| match q {
+            Some(q) => Dense::from_qtensor(q, linear.bias().cloned()),
+            None => Dense::prepared(linear.clone()),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Dense::Stack(parts))
 }
 
 /// `past` (B, H, L, D) with positions `offset..offset + T` replaced by `fresh` (B, H, T, D).

@@ -61,16 +61,16 @@ pub enum Naming {
 
 /// Where the non-block tensors live: (transformer prefix, embedding, block list, final norm,
 /// output head from the checkpoint root).
-pub(super) struct TopNames {
-    pub(super) prefix: &'static str,
-    pub(super) embedding: &'static str,
-    pub(super) blocks: &'static str,
-    pub(super) final_norm: &'static str,
-    pub(super) head: &'static str,
+pub(crate) struct TopNames {
+    pub(crate) prefix: &'static str,
+    pub(crate) embedding: &'static str,
+    pub(crate) blocks: &'static str,
+    pub(crate) final_norm: &'static str,
+    pub(crate) head: &'static str,
 }
 
 impl Naming {
-    pub(super) fn top(self) -> TopNames {
+    pub(crate) fn top(self) -> TopNames {
         match self {
             Naming::Llada => TopNames {
                 prefix: "model.transformer",
@@ -99,7 +99,7 @@ impl Naming {
     }
 
     /// (attn_norm, ff_norm, q, k, v, attn_out, gate, up, ff_out) under a block's prefix.
-    pub(super) fn block(self) -> [&'static str; 9] {
+    pub(crate) fn block(self) -> [&'static str; 9] {
         match self {
             Naming::Llada => [
                 "attn_norm",

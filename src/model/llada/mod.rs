@@ -18,12 +18,19 @@ pub use block::{Kernels, MAX_CONTEXT};
 pub use config::{LladaConfig, Naming};
 
 use anyhow::{Context, Result};
+use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Init, Linear, VarBuilder};
 
 use super::layers::{linear, Dense, INIT_STD, TIED_HEAD_COPY_MAX};
 use super::{AttentionKernel, ModelInfo};
 use block::{Block, RmsNorm, Rotary};
+
+/// Linear layers that come as quantized blocks (a GGUF file's): the weight named `name` (the
+/// tensor name the float loader would read), or `None` where it is stored in float.
+pub trait QuantizedSource {
+    fn quantized(&self, name: &str, device: &Device) -> Result<Option<QTensor>>;
+}
 
 /// A loaded LLaDA model.
 pub struct Llada {
@@ -45,7 +52,33 @@ impl Llada {
         self.info.eot_ids = ids;
     }
 
+    /// The format the linear layers are stored in, when they came quantized (a GGUF file's).
+    pub fn set_quantization(&mut self, quantization: Option<crate::kernels::quant::Quantization>) {
+        self.info.quantization = quantization;
+    }
+
     pub fn new(cfg: LladaConfig, vb: VarBuilder, name: String) -> Result<Self> {
+        Self::build(cfg, vb, name, None)
+    }
+
+    /// As [`Self::new`], taking every linear layer that `source` holds in quantized blocks as
+    /// those blocks (a GGUF file's): each block is switched to them as soon as it is built, so
+    /// that no more than one block's float weights are in memory at a time.
+    pub fn with_quantized(
+        cfg: LladaConfig,
+        vb: VarBuilder,
+        name: String,
+        source: &dyn QuantizedSource,
+    ) -> Result<Self> {
+        Self::build(cfg, vb, name, Some(source))
+    }
+
+    fn build(
+        cfg: LladaConfig,
+        vb: VarBuilder,
+        name: String,
+        source: Option<&dyn QuantizedSource>,
+    ) -> Result<Self> {
         cfg.validate()?;
         let device = vb.device().clone();
         let names = cfg.naming.top();
@@ -66,13 +99,20 @@ impl Llada {
         let wte = Embedding::new(wte_weight.clone(), cfg.d_model);
         let blocks = (0..cfg.n_layers)
             .map(|i| {
-                Block::new(&cfg, vb.pp(format!("{}.{i}", names.blocks)))
-                    .with_context(|| format!("loading block {i}"))
+                let mut block = Block::new(&cfg, vb.pp(format!("{}.{i}", names.blocks)))
+                    .with_context(|| format!("loading block {i}"))?;
+                if let Some(source) = source {
+                    let prefix = format!("{}.{}.{i}", names.prefix, names.blocks);
+                    block
+                        .adopt_quantized(&cfg, &prefix, source, &device)
+                        .with_context(|| format!("loading block {i}'s quantized layers"))?;
+                }
+                Ok(block)
             })
             .collect::<Result<Vec<_>>>()?;
         let ln_f = RmsNorm::new(&cfg, vb.pp(names.final_norm)).context("loading the final norm")?;
-        let head = Dense::Stored(if cfg.weight_tying {
-            Linear::new(wte_weight, None)
+        let mut head = Dense::Stored(if cfg.weight_tying {
+            Linear::new(wte_weight.clone(), None)
         } else {
             linear(
                 cfg.d_model,
@@ -83,8 +123,17 @@ impl Llada {
             )
             .context("loading the output head")?
         });
+        if let Some(source) = source.filter(|_| !cfg.weight_tying) {
+            if let Some(q) = source.quantized(&format!("{}.weight", names.head), &device)? {
+                let bias = match &head {
+                    Dense::Stored(linear) => linear.bias().cloned(),
+                    _ => None,
+                };
+                head = Dense::from_qtensor(q, bias)?;
+            }
+        }
         let rotary = Rotary::new(&cfg, &device)?;
-        let info = ModelInfo {
+        let mut info = ModelInfo {
             name,
             family: cfg.naming.family(),
             mask_id: cfg.mask_token_id.unwrap_or_default(),
@@ -98,6 +147,17 @@ impl Llada {
             weight_bytes: cfg.parameter_count() * weight_dtype.size_in_bytes(),
             quantization: None,
         };
+        if source.is_some() {
+            // Float parts at their dtype, quantized layers at their blocks' size.
+            let mut bytes = wte_weight.elem_count() * weight_dtype.size_in_bytes();
+            if !cfg.weight_tying {
+                bytes += head.weight_bytes()?;
+            }
+            for block in &blocks {
+                bytes += block.weight_bytes(weight_dtype)?;
+            }
+            info.weight_bytes = bytes;
+        }
         Ok(Self {
             wte,
             blocks,
