@@ -125,6 +125,9 @@ impl Dense {
             Dense::Stored(linear) => Ok(linear.forward(x)?),
             Dense::Packed(packed) => Ok(packed.forward(x)?),
             Dense::Quantized { matmul, bias, .. } => {
+                if let Some(y) = quantized_on_panels(matmul, bias.as_ref(), x)? {
+                    return Ok(y);
+                }
                 let y = matmul.forward(&x.contiguous()?)?;
                 Ok(match bias {
                     Some(bias) => y.broadcast_add(bias)?,
@@ -219,6 +222,48 @@ impl Dense {
             after: bytes,
         })
     }
+}
+
+/// `x @ W^T + bias` through [`crate::kernels::quant::product`] (quantized blocks dequantized into
+/// the packed f32 kernel's panels), where it runs: an f32 input of several rows on a CPU with
+/// AVX2 and FMA. `None`: candle's quantized matmul takes it.
+fn quantized_on_panels(
+    matmul: &QMatMul,
+    bias: Option<&Tensor>,
+    x: &Tensor,
+) -> Result<Option<Tensor>> {
+    use crate::kernels::quant::{panels_supported, product, MIN_ROWS_FOR_PANELS};
+    let QMatMul::QTensor(q) = matmul else {
+        return Ok(None);
+    };
+    let dims = x.dims().to_vec();
+    let Some((&k, outer)) = dims.split_last() else {
+        return Ok(None);
+    };
+    let rows: usize = outer.iter().product();
+    if !panels_supported()
+        || !x.device().is_cpu()
+        || x.dtype() != DType::F32
+        || rows < MIN_ROWS_FOR_PANELS
+        || !q.device().is_cpu()
+    {
+        return Ok(None);
+    }
+    let (n, _) = q.shape().dims2()?;
+    let bias = bias.map(|b| b.to_vec1::<f32>()).transpose()?;
+    let x = x.contiguous()?;
+    let out = {
+        let (storage, layout) = x.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else {
+            return Ok(None);
+        };
+        let src = crate::kernels::ops::f32_slice("dlm-quantized-linear", cpu, layout, "the input")?;
+        product(q, bias.as_deref(), src, rows)?
+    };
+    let mut out_dims = outer.to_vec();
+    out_dims.push(n);
+    let _ = k;
+    Ok(Some(Tensor::from_vec(out, out_dims, x.device())?))
 }
 
 /// The transpose of a 2-D f32 CPU matrix, contiguous. candle's strided copy moves one element at a
