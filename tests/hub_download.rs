@@ -135,7 +135,7 @@ fn repo_oid(overrides: &HashMap<String, String>, name: &str, bytes: &[u8]) -> St
 }
 
 fn is_lfs(name: &str) -> bool {
-    name.ends_with(".safetensors") || name.ends_with(".bin")
+    name.ends_with(".safetensors") || name.ends_with(".bin") || name.ends_with(".gguf")
 }
 
 fn git_oid(bytes: &[u8]) -> String {
@@ -1303,4 +1303,65 @@ fn silent_stalling_and_endless_servers_time_out() {
         err.contains("listing its files") || err.contains("ran past 100 pages"),
         "{err}"
     );
+}
+
+/// GGUF repositories hold several quantizations and nothing else: --gguf-file fetches the one
+/// named (no config.json needed, the other .gguf files stay on the hub), runs it, and then runs
+/// it offline from the cache; a name the repository lacks is answered with the names it has.
+#[test]
+fn a_gguf_file_is_fetched_alone_and_run() {
+    let mut files = BTreeMap::new();
+    for (name, fixture) in [
+        ("tiny-dream-Q8_0.gguf", "gguf/dream-tiny-gqa-q8_0.gguf"),
+        ("tiny-dream-F32.gguf", "gguf/dream-tiny-gqa-f32.gguf"),
+    ] {
+        files.insert(
+            name.to_string(),
+            std::fs::read(common::fixtures().join(fixture)).unwrap(),
+        );
+    }
+    files.insert("README.md".into(), b"# tiny dream GGUF".to_vec());
+    let hub = FakeHub::start(vec![(
+        "test-org/tiny-dream-GGUF",
+        Repo { files, token: None },
+    )]);
+    let cache = temp_dir("gguf");
+    let mut args = generate_args("test-org/tiny-dream-GGUF");
+    args.extend(["--gguf-file", "tiny-dream-Q8_0.gguf"]);
+    let first = dlm_tui(&hub.url, &cache, false, &args);
+    assert!(first.status.success(), "stderr: {}", stderr(&first));
+    let log = hub.log();
+    assert_eq!(gets_of(&log, "tiny-dream-Q8_0.gguf"), 1, "{log:?}");
+    assert_eq!(gets_of(&log, "tiny-dream-F32.gguf"), 0, "{log:?}");
+    assert_eq!(gets_of(&log, "README.md"), 0, "{log:?}");
+    assert!(snapshot(&cache, "test-org/tiny-dream-GGUF")
+        .join("tiny-dream-Q8_0.gguf")
+        .is_file());
+
+    hub.clear_log();
+    let again = dlm_tui(&hub.url, &cache, true, &args);
+    assert!(again.status.success(), "stderr: {}", stderr(&again));
+    assert_eq!(stdout_of(&first), stdout_of(&again));
+    assert!(hub.log().is_empty(), "{:?}", hub.log());
+
+    let mut wrong = generate_args("test-org/tiny-dream-GGUF");
+    wrong.extend(["--gguf-file", "tiny-dream-Q4_K_M.gguf"]);
+    let out = dlm_tui(&hub.url, &cache, false, &wrong);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("tiny-dream-Q4_K_M.gguf")
+            && err.contains("tiny-dream-F32.gguf, tiny-dream-Q8_0.gguf"),
+        "{err}"
+    );
+    let mut climb = generate_args("test-org/tiny-dream-GGUF");
+    climb.extend(["--gguf-file", "../../x.gguf"]);
+    let out = dlm_tui(&hub.url, &cache, false, &climb);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--gguf-file"), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+fn stdout_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

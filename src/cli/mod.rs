@@ -38,6 +38,10 @@ pub struct ModelArgs {
     /// --model, the embedded default model runs.
     #[arg(long, value_name = "DIR", visible_alias = "gguf")]
     pub model_dir: Option<PathBuf>,
+    /// With --model: fetch only this GGUF file of the repository (and its tokenizer.json, if it
+    /// has one) and run it, e.g. --gguf-file llada-8b-instruct-Q4_K_M.gguf.
+    #[arg(long, value_name = "NAME.gguf", requires = "model")]
+    pub gguf_file: Option<String>,
     /// The hub id to show for a fetched model (set by `fetch_hub_model`).
     #[arg(skip)]
     pub display_name: Option<String>,
@@ -73,11 +77,21 @@ impl ModelArgs {
         &mut self,
         fetch: impl FnOnce(&RepoSpec) -> anyhow::Result<hub::Fetched>,
     ) -> anyhow::Result<()> {
-        let Some(spec) = self.model.clone() else {
+        let Some(mut spec) = self.model.clone() else {
             return Ok(());
         };
-        self.model_dir = Some(fetch(&spec)?.dir);
-        self.display_name = Some(spec.to_string());
+        if let Some(file) = &self.gguf_file {
+            spec = spec.with_file(file).map_err(UsageError)?;
+        }
+        let dir = fetch(&spec)?.dir;
+        self.display_name = Some(match &spec.file {
+            Some(file) => format!("{spec}/{file}"),
+            None => spec.to_string(),
+        });
+        self.model_dir = Some(match &spec.file {
+            Some(file) => dir.join(file),
+            None => dir,
+        });
         Ok(())
     }
 }

@@ -43,6 +43,9 @@ pub struct RepoSpec {
     pub owner: String,
     pub name: String,
     pub revision: Option<String>,
+    /// One GGUF file of the repository to fetch instead of a transformers-format model
+    /// (`--gguf-file`): GGUF repositories hold several quantizations and nothing else.
+    pub file: Option<String>,
 }
 
 impl RepoSpec {
@@ -75,7 +78,18 @@ impl RepoSpec {
             owner: owner.to_string(),
             name: name.to_string(),
             revision,
+            file: None,
         })
+    }
+
+    /// This repository's GGUF file `file` (a plain `.gguf` name at its top level).
+    pub fn with_file(mut self, file: &str) -> Result<Self> {
+        if !file.ends_with(".gguf") {
+            bail!("--gguf-file {file:?}: name a .gguf file of the repository");
+        }
+        cache::check_file_name(file).map_err(|e| anyhow!("--gguf-file {file:?}: {e:#}"))?;
+        self.file = Some(file.to_string());
+        Ok(self)
     }
 
     /// `ORG/NAME`.
@@ -392,6 +406,9 @@ impl Hub {
     /// The model's folder: from the cache when it is complete there, else downloaded with
     /// progress reported to `sink`.
     pub async fn fetch(&self, spec: &RepoSpec, sink: ProgressSink) -> Result<Fetched> {
+        if let Some(file) = &spec.file {
+            return self.fetch_gguf(spec, file, sink).await;
+        }
         if let Some(dir) = self.cached(spec).await {
             return Ok(Fetched {
                 dir,
@@ -492,8 +509,72 @@ impl Hub {
         }
     }
 
+    /// One GGUF file of a repository (and its tokenizer.json, if it has one, which the loader
+    /// prefers to the GGUF's own vocabulary), into the snapshot folder.
+    async fn fetch_gguf(&self, spec: &RepoSpec, file: &str, sink: ProgressSink) -> Result<Fetched> {
+        if let Some(dir) = self
+            .cached_snapshot(spec)
+            .filter(|d| d.join(file).is_file())
+        {
+            return Ok(Fetched {
+                dir,
+                origin: Origin::Cache,
+            });
+        }
+        if self.offline {
+            return Err(self.not_cached(spec, "HF_HUB_OFFLINE is set"));
+        }
+        let repo = RepoCache::new(&self.cache_dir, spec);
+        let commit = self.commit_of(spec).await?;
+        let listed = self
+            .list_where(spec, &commit, |name| {
+                name.ends_with(".gguf") || name == "tokenizer.json"
+            })
+            .await?;
+        if !listed.iter().any(|f| f.name == file) {
+            let mut offered: Vec<&str> = listed
+                .iter()
+                .map(|f| f.name.as_str())
+                .filter(|n| n.ends_with(".gguf"))
+                .collect();
+            offered.sort();
+            bail!(
+                "{spec} on {} has no {file} at its top level ({})",
+                self.endpoint,
+                if offered.is_empty() {
+                    "it has no .gguf files there".to_string()
+                } else {
+                    format!("its .gguf files: {}", offered.join(", "))
+                }
+            );
+        }
+        let wanted: Vec<Listed> = listed
+            .into_iter()
+            .filter(|f| f.name == file || f.name == "tokenizer.json")
+            .collect();
+        let dir = repo.snapshot(&commit)?;
+        self.download_all(spec, &repo, &commit, &wanted, &sink)
+            .await?;
+        repo.write_ref(spec.revision(), &commit)?;
+        Ok(Fetched {
+            dir,
+            origin: Origin::Network,
+        })
+    }
+
     /// The wanted top-level files at `commit`, each with its size and hash checked for form.
     async fn list(&self, spec: &RepoSpec, commit: &str) -> Result<Vec<Listed>> {
+        self.list_where(spec, commit, wanted).await
+    }
+
+    /// The top-level files at `commit` whose names `keep` accepts, each with its size and hash
+    /// checked for form.
+    async fn list_where(
+        &self,
+        spec: &RepoSpec,
+        commit: &str,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<Listed>> {
         let entries =
             match tokio::time::timeout(self.listing_timeout, self.tree(spec, commit)).await {
                 Ok(entries) => entries?,
@@ -502,7 +583,7 @@ impl Hub {
         let mut listed = Vec::new();
         for entry in entries {
             // Only files at the top level: sub-folders hold other formats (ONNX, GGUF, ...).
-            if entry.kind != "file" || entry.path.contains('/') || !wanted(&entry.path) {
+            if entry.kind != "file" || entry.path.contains('/') || !keep(&entry.path) {
                 continue;
             }
             let path = entry.path;
@@ -518,7 +599,7 @@ impl Hub {
                     entry.oid
                 ),
             };
-            let metadata = !path.ends_with(".safetensors");
+            let metadata = !path.ends_with(".safetensors") && !path.ends_with(".gguf");
             if metadata && entry.size > MAX_METADATA_BYTES {
                 bail!(
                     "{spec}: {path} is {} bytes, too large for a metadata file (refusing more than {MAX_METADATA_BYTES})",
