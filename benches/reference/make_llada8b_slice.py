@@ -12,7 +12,6 @@ and of everything else (embedding, head), and 32 blocks are extrapolated from th
 import argparse
 import json
 import os
-import shutil
 
 import torch
 from safetensors.torch import save_file
@@ -54,6 +53,21 @@ CONFIG = {
 }
 
 
+def write_tokenizer(path, vocab_size):
+    """The tiny fixture's byte-level BPE with its vocabulary padded to LLaDA-8B's size by
+    placeholder entries no merge ever produces: the loader refuses a tokenizer far smaller than
+    the model's output, and llama.cpp wants one token per embedding row."""
+    with open(TOKENIZER) as f:
+        tokenizer = json.load(f)
+    vocab = tokenizer["model"]["vocab"]
+    taken = set(vocab.values()) | {t["id"] for t in tokenizer["added_tokens"]}
+    for i in range(vocab_size):
+        if i not in taken:
+            vocab[f"<|reserved_{i}|>"] = i
+    with open(path, "w") as f:
+        json.dump(tokenizer, f)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layers", type=int, required=True)
@@ -84,7 +98,7 @@ def main():
     save_file(tensors, os.path.join(args.out, "model.safetensors"), metadata={"format": "pt"})
     with open(os.path.join(args.out, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
-    shutil.copy(TOKENIZER, os.path.join(args.out, "tokenizer.json"))
+    write_tokenizer(os.path.join(args.out, "tokenizer.json"), config["vocab_size"])
     print(f"wrote {args.out}: {sum(t.numel() for t in tensors.values()) / 1e9:.2f}B parameters")
 
 

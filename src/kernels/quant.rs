@@ -180,7 +180,7 @@ pub fn panels_supported() -> bool {
 /// reads it once. candle's quantized matmul (one 32-wide dot product per output, each
 /// converting the blocks' f16 scales again) ran 7x slower than f32 on the embedded model.
 pub fn product(q: &QTensor, bias: Option<&[f32]>, x: &[f32], rows: usize) -> Result<Vec<f32>> {
-    use super::packed::{pack_columns_into, product, row_tiles, Input, Panels, SendPtr, PANEL};
+    use super::packed::{product, row_tiles, Input, Panels, SendPtr, PANEL};
     use rayon::prelude::*;
     let (n, k) = q.shape().dims2()?;
     if k == 0 {
@@ -201,6 +201,14 @@ pub fn product(q: &QTensor, bias: Option<&[f32]>, x: &[f32], rows: usize) -> Res
         stride: k,
         tiles: &tiles,
     };
+    let block = dtype.block_size();
+    let block_bytes = dtype.type_size();
+    thread_local! {
+        /// Each worker's panels, reused from task to task: a fresh 64 x 4096 buffer per task
+        /// was a fresh mmap (zeroed pages) per task, 2 GB of page clearing per pass over
+        /// LLaDA-8B's head.
+        static PANELS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
     let tasks = n.div_ceil(TASK_COLUMNS);
     (0..tasks)
         .into_par_iter()
@@ -208,27 +216,187 @@ pub fn product(q: &QTensor, bias: Option<&[f32]>, x: &[f32], rows: usize) -> Res
             let dst = &dst;
             let c0 = task * TASK_COLUMNS;
             let cols = TASK_COLUMNS.min(n - c0);
-            let mut panels = vec![0f32; cols.div_ceil(PANEL) * PANEL * k];
-            let mut row = vec![0f32; k];
-            for c in 0..cols {
-                decode(&data[(c0 + c) * row_size..][..row_size], &mut row)?;
-                pack_columns_into(&mut panels, k, c..c + 1, |_| &row);
-            }
-            let panels = Panels {
-                data: &panels,
-                k,
-                n: cols,
-                bias: bias.map(|b| &b[c0..c0 + cols]),
-            };
-            // SAFETY: this task writes only columns c0..c0 + cols of the (rows, n) buffer, which
-            // outlives the parallel loop; the other tasks write other columns.
-            unsafe { product(&panels, 0..cols.div_ceil(PANEL), &input, dst.0.add(c0), n) };
-            Ok(())
+            PANELS.with(|scratch| -> Result<()> {
+                let mut scratch = scratch.borrow_mut();
+                let len = cols.div_ceil(PANEL) * PANEL * k;
+                if scratch.len() < len {
+                    scratch.resize(len, 0.0);
+                }
+                let panels = &mut scratch[..len];
+                // Block by block, the 16 columns of a panel: the tile written (one block deep, 16
+                // wide) stays in L1, where decoding whole rows and scattering them 16 floats
+                // apart went through the whole panel once per column.
+                let mut values = [0f32; 256];
+                let mut columns = [0f32; 8 * 256];
+                for p in 0..cols.div_ceil(PANEL) {
+                    let panel = &mut panels[p * k * PANEL..][..k * PANEL];
+                    let width = PANEL.min(cols - p * PANEL);
+                    for b in 0..k / block {
+                        let tile = &mut panel[b * block * PANEL..][..block * PANEL];
+                        #[cfg(target_arch = "x86_64")]
+                        if dtype == GgmlDType::Q8_0 && width == PANEL {
+                            let at = |c: usize| (c0 + p * PANEL + c) * row_size + b * block_bytes;
+                            let blocks: [&[u8]; PANEL] =
+                                std::array::from_fn(|c| &data[at(c)..][..block_bytes]);
+                            // SAFETY: `panels_supported` (AVX2, FMA; F16C comes with them on
+                            // every such CPU and is checked) held for the caller to get here,
+                            // each block is one whole q8_0 block and the tile 32 x 16 floats.
+                            if std::arch::is_x86_feature_detected!("f16c") {
+                                unsafe { avx::q8_0_tile(&blocks, tile) };
+                                continue;
+                            }
+                        }
+                        #[cfg(target_arch = "x86_64")]
+                        if width == PANEL {
+                            // Any other format: candle decodes each column's block into a row
+                            // of its own, and 8 x 8 transposes lay them into the tile.
+                            for half in 0..2 {
+                                for c in 0..8 {
+                                    let col = c0 + p * PANEL + half * 8 + c;
+                                    let bytes =
+                                        &data[col * row_size + b * block_bytes..][..block_bytes];
+                                    decode(bytes, &mut columns[c * block..][..block])?;
+                                }
+                                // SAFETY: as above (AVX2); 8 rows of `block` floats, `block` a
+                                // multiple of 8, and a tile of block x 16 floats.
+                                unsafe { avx::transpose_into_tile(&columns, block, half, tile) };
+                            }
+                            continue;
+                        }
+                        for c in 0..PANEL {
+                            if c >= width {
+                                // Past the last column: zeros, never read back into the output.
+                                for i in 0..block {
+                                    tile[i * PANEL + c] = 0.0;
+                                }
+                                continue;
+                            }
+                            let row = (c0 + p * PANEL + c) * row_size;
+                            let bytes = &data[row + b * block_bytes..][..block_bytes];
+                            decode(bytes, &mut values[..block])?;
+                            for (i, &v) in values[..block].iter().enumerate() {
+                                tile[i * PANEL + c] = v;
+                            }
+                        }
+                    }
+                }
+                let panels = Panels {
+                    data: panels,
+                    k,
+                    n: cols,
+                    bias: bias.map(|b| &b[c0..c0 + cols]),
+                };
+                // SAFETY: this task writes only columns c0..c0 + cols of the (rows, n) buffer,
+                // which outlives the parallel loop; the other tasks write other columns.
+                unsafe { product(&panels, 0..cols.div_ceil(PANEL), &input, dst.0.add(c0), n) };
+                Ok(())
+            })
         })?;
     // SAFETY: the tasks covered every column, and with k > 0 the first depth slice of each panel
     // wrote its columns of every row: all rows * n values.
     unsafe { out.set_len(rows * n) };
     Ok(out)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx {
+    use std::arch::x86_64::*;
+
+    /// One q8_0 block (an f16 scale, 32 int8) of each of a panel's 16 columns, decoded into the
+    /// panel's 32 x 16 tile (row i holds value i of every column): 8 columns at a time, each
+    /// group of 8 values converted in registers and the 8 x 8 square transposed before it is
+    /// stored, so that every store is 8 contiguous floats.
+    ///
+    /// # Safety
+    /// AVX2 and F16C must be available; every block must be 34 bytes, the tile 512 floats.
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn q8_0_tile(blocks: &[&[u8]; 16], tile: &mut [f32]) {
+        assert!(tile.len() >= 32 * 16 && blocks.iter().all(|b| b.len() >= 34));
+        for half in 0..2 {
+            let mut scale = [_mm256_setzero_ps(); 8];
+            for (c, s) in scale.iter_mut().enumerate() {
+                let block = blocks[half * 8 + c];
+                let bits = u16::from_le_bytes([block[0], block[1]]);
+                *s = _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32))));
+            }
+            for g in 0..4 {
+                let mut v = [_mm256_setzero_ps(); 8];
+                for (c, v) in v.iter_mut().enumerate() {
+                    // SAFETY: bytes 2 + 8g .. 10 + 8g of a 34-byte block.
+                    let q = unsafe {
+                        _mm_loadl_epi64(blocks[half * 8 + c].as_ptr().add(2 + 8 * g).cast())
+                    };
+                    *v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), scale[c]);
+                }
+                let t = transpose8(v);
+                for (j, row) in t.iter().enumerate() {
+                    // SAFETY: row 8g + j of the tile, floats 8 * half .. 8 * half + 8.
+                    unsafe {
+                        _mm256_storeu_ps(tile.as_mut_ptr().add((8 * g + j) * 16 + 8 * half), *row)
+                    };
+                }
+            }
+        }
+    }
+
+    /// Eight decoded columns (`columns`: 8 rows of `block` floats) laid into columns
+    /// 8 * half .. 8 * half + 8 of a block x 16 tile.
+    ///
+    /// # Safety
+    /// AVX2 must be available; `block` a multiple of 8, `columns` 8 * block floats, the tile
+    /// block * 16.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn transpose_into_tile(
+        columns: &[f32],
+        block: usize,
+        half: usize,
+        tile: &mut [f32],
+    ) {
+        assert!(block.is_multiple_of(8) && columns.len() >= 8 * block && tile.len() >= block * 16);
+        for g in 0..block / 8 {
+            // SAFETY: row c's floats 8g .. 8g + 8, inside the checked slice.
+            let v: [__m256; 8] = std::array::from_fn(|c| unsafe {
+                _mm256_loadu_ps(columns.as_ptr().add(c * block + 8 * g))
+            });
+            for (j, row) in transpose8(v).iter().enumerate() {
+                // SAFETY: tile row 8g + j, floats 8 * half .. 8 * half + 8.
+                unsafe {
+                    _mm256_storeu_ps(tile.as_mut_ptr().add((8 * g + j) * 16 + 8 * half), *row)
+                };
+            }
+        }
+    }
+
+    /// The 8 x 8 transpose of eight rows of 8 floats.
+    #[target_feature(enable = "avx2")]
+    fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ]
+    }
 }
 
 /// The function that decodes one row of `dtype` blocks into f32 (candle's `to_float`).

@@ -441,7 +441,12 @@ fn load_gguf(
     };
     let family = file.architecture().to_string();
     let quantization = file.quantization();
-    let dtype = resolve_precision(precision, cfg.parameter_count());
+    // Quantized layers multiply f32 activations (dequantized into the packed f32 kernel's
+    // panels); only the embedding and the norms are float weights then, so f32 costs little.
+    let dtype = match (precision, quantization) {
+        (Precision::Auto, Some(_)) => DType::F32,
+        _ => resolve_precision(precision, cfg.parameter_count()),
+    };
     let weights = std::sync::Arc::new(gguf::GgufWeights::new(file, &cfg)?);
     let vb = weights.var_builder(dtype, device);
     let mut model = Llada::with_quantized(cfg, vb, name, &*weights)

@@ -111,27 +111,34 @@ impl Llada {
             })
             .collect::<Result<Vec<_>>>()?;
         let ln_f = RmsNorm::new(&cfg, vb.pp(names.final_norm)).context("loading the final norm")?;
-        let mut head = Dense::Stored(if cfg.weight_tying {
-            Linear::new(wte_weight.clone(), None)
-        } else {
-            linear(
-                cfg.d_model,
-                rows,
-                cfg.include_bias,
-                INIT_STD,
-                root.pp(names.head),
-            )
-            .context("loading the output head")?
-        });
-        if let Some(source) = source.filter(|_| !cfg.weight_tying) {
-            if let Some(q) = source.quantized(&format!("{}.weight", names.head), &device)? {
-                let bias = match &head {
-                    Dense::Stored(linear) => linear.bias().cloned(),
-                    _ => None,
+        // A quantized head is taken as it is, never built in float first: LLaDA-8B's is 126k
+        // rows, 2 GiB in f32.
+        let quantized_head = match source.filter(|_| !cfg.weight_tying) {
+            Some(source) => source.quantized(&format!("{}.weight", names.head), &device)?,
+            None => None,
+        };
+        let head = match quantized_head {
+            Some(q) => {
+                let bias = if cfg.include_bias {
+                    Some(root.pp(names.head).get(rows, "bias")?)
+                } else {
+                    None
                 };
-                head = Dense::from_qtensor(q, bias)?;
+                Dense::from_qtensor(q, bias)?
             }
-        }
+            None => Dense::Stored(if cfg.weight_tying {
+                Linear::new(wte_weight.clone(), None)
+            } else {
+                linear(
+                    cfg.d_model,
+                    rows,
+                    cfg.include_bias,
+                    INIT_STD,
+                    root.pp(names.head),
+                )
+                .context("loading the output head")?
+            }),
+        };
         let rotary = Rotary::new(&cfg, &device)?;
         let mut info = ModelInfo {
             name,
