@@ -203,6 +203,8 @@ pub fn product(q: &QTensor, bias: Option<&[f32]>, x: &[f32], rows: usize) -> Res
     };
     let block = dtype.block_size();
     let block_bytes = dtype.type_size();
+    #[cfg(target_arch = "x86_64")]
+    let f16c = std::arch::is_x86_feature_detected!("f16c");
     thread_local! {
         /// Each worker's panels, reused from task to task: a fresh 64 x 4096 buffer per task
         /// was a fresh mmap (zeroed pages) per task, 2 GB of page clearing per pass over
@@ -255,7 +257,14 @@ pub fn product(q: &QTensor, bias: Option<&[f32]>, x: &[f32], rows: usize) -> Res
                                     let col = c0 + p * PANEL + half * 8 + c;
                                     let bytes =
                                         &data[col * row_size + b * block_bytes..][..block_bytes];
-                                    decode(bytes, &mut columns[c * block..][..block])?;
+                                    let column = &mut columns[c * block..][..block];
+                                    if dtype == GgmlDType::Q4K && f16c {
+                                        // SAFETY: AVX2 and F16C are there (checked), a whole
+                                        // 144-byte block and 256 floats.
+                                        unsafe { avx::q4k_block(bytes, column) };
+                                    } else {
+                                        decode(bytes, column)?;
+                                    }
                                 }
                                 // SAFETY: as above (AVX2); 8 rows of `block` floats, `block` a
                                 // multiple of 8, and a tile of block x 16 floats.
@@ -363,6 +372,47 @@ mod avx {
                 unsafe {
                     _mm256_storeu_ps(tile.as_mut_ptr().add((8 * g + j) * 16 + 8 * half), *row)
                 };
+            }
+        }
+    }
+
+    /// One q4_K super-block (f16 d and dmin, 12 bytes of 6-bit scales and mins for its eight
+    /// sub-blocks of 32, 128 bytes of nibbles) decoded into 256 floats: value l of sub-block j
+    /// is d * scale_j * q - dmin * min_j, as ggml's `dequantize_row_q4_K`. Plain loops that
+    /// compile to AVX2 here (candle's generic build decodes with SSE2).
+    ///
+    /// # Safety
+    /// AVX2 and F16C must be available.
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn q4k_block(bytes: &[u8], out: &mut [f32]) {
+        let f16 = |lo: u8, hi: u8| {
+            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+                u16::from_le_bytes([lo, hi]) as i32,
+            )))
+        };
+        let (d, dmin) = (f16(bytes[0], bytes[1]), f16(bytes[2], bytes[3]));
+        let scales: &[u8; 12] = bytes[4..16].try_into().expect("144-byte block");
+        let qs: &[u8; 128] = bytes[16..144].try_into().expect("144-byte block");
+        let out: &mut [f32; 256] = (&mut out[..256]).try_into().expect("256 floats");
+        let scale_min = |j: usize| -> (f32, f32) {
+            let (sc, m) = if j < 4 {
+                (scales[j] & 63, scales[j + 4] & 63)
+            } else {
+                (
+                    (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4),
+                    (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4),
+                )
+            };
+            (d * sc as f32, dmin * m as f32)
+        };
+        for pair in 0..4 {
+            let q = &qs[32 * pair..32 * pair + 32];
+            let (d1, m1) = scale_min(2 * pair);
+            let (d2, m2) = scale_min(2 * pair + 1);
+            let (low, high) = out[64 * pair..64 * pair + 64].split_at_mut(32);
+            for ((lo, hi), &q) in low.iter_mut().zip(high.iter_mut()).zip(q) {
+                *lo = d1 * (q & 0xF) as f32 - m1;
+                *hi = d2 * (q >> 4) as f32 - m2;
             }
         }
     }

@@ -32,9 +32,36 @@ pub trait QuantizedSource {
     fn quantized(&self, name: &str, device: &Device) -> Result<Option<QTensor>>;
 }
 
+/// The token embedding: float rows, or quantized blocks decoded row by row as they are looked up
+/// (a GGUF file's).
+enum TokenEmbedding {
+    Float(Embedding),
+    Quantized(QTensor),
+}
+
+impl TokenEmbedding {
+    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            TokenEmbedding::Float(e) => e.forward(ids)?,
+            TokenEmbedding::Quantized(q) => q.embedding(ids)?,
+        })
+    }
+
+    /// Bytes of the table.
+    fn bytes(&self) -> usize {
+        match self {
+            TokenEmbedding::Float(e) => {
+                let w = e.embeddings();
+                w.elem_count() * w.dtype().size_in_bytes()
+            }
+            TokenEmbedding::Quantized(q) => q.storage_size_in_bytes(),
+        }
+    }
+}
+
 /// A loaded LLaDA model.
 pub struct Llada {
-    wte: Embedding,
+    wte: TokenEmbedding,
     blocks: Vec<Block>,
     ln_f: RmsNorm,
     head: Dense,
@@ -85,18 +112,35 @@ impl Llada {
         let root = vb.clone();
         let vb = vb.pp(names.prefix);
         let rows = cfg.embedding_rows();
-        let wte_weight = vb
-            .get_with_hints(
-                (rows, cfg.d_model),
-                names.embedding,
-                Init::Randn {
-                    mean: 0.0,
-                    stdev: INIT_STD,
-                },
-            )
-            .context("loading the token embedding")?;
-        let weight_dtype = wte_weight.dtype();
-        let wte = Embedding::new(wte_weight.clone(), cfg.d_model);
+        // A quantized embedding stays quantized (rows are decoded as they are looked up): LLaDA-
+        // 8B's would take 2 GiB in f32. A tied one is also the head's weight and is loaded in
+        // float.
+        let quantized_embedding = match source.filter(|_| !cfg.weight_tying) {
+            Some(source) => {
+                source.quantized(&format!("{}.{}", names.prefix, names.embedding), &device)?
+            }
+            None => None,
+        };
+        let (wte, wte_weight) = match quantized_embedding {
+            Some(q) => (TokenEmbedding::Quantized(q), None),
+            None => {
+                let weight = vb
+                    .get_with_hints(
+                        (rows, cfg.d_model),
+                        names.embedding,
+                        Init::Randn {
+                            mean: 0.0,
+                            stdev: INIT_STD,
+                        },
+                    )
+                    .context("loading the token embedding")?;
+                (
+                    TokenEmbedding::Float(Embedding::new(weight.clone(), cfg.d_model)),
+                    Some(weight),
+                )
+            }
+        };
+        let weight_dtype = wte_weight.as_ref().map_or(vb.dtype(), Tensor::dtype);
         let blocks = (0..cfg.n_layers)
             .map(|i| {
                 let mut block = Block::new(&cfg, vb.pp(format!("{}.{i}", names.blocks)))
@@ -126,18 +170,20 @@ impl Llada {
                 };
                 Dense::from_qtensor(q, bias)?
             }
-            None => Dense::Stored(if cfg.weight_tying {
-                Linear::new(wte_weight.clone(), None)
-            } else {
-                linear(
-                    cfg.d_model,
-                    rows,
-                    cfg.include_bias,
-                    INIT_STD,
-                    root.pp(names.head),
-                )
-                .context("loading the output head")?
-            }),
+            None => Dense::Stored(
+                if let (true, Some(weight)) = (cfg.weight_tying, &wte_weight) {
+                    Linear::new(weight.clone(), None)
+                } else {
+                    linear(
+                        cfg.d_model,
+                        rows,
+                        cfg.include_bias,
+                        INIT_STD,
+                        root.pp(names.head),
+                    )
+                    .context("loading the output head")?
+                },
+            ),
         };
         let rotary = Rotary::new(&cfg, &device)?;
         let mut info = ModelInfo {
@@ -156,7 +202,7 @@ impl Llada {
         };
         if source.is_some() {
             // Float parts at their dtype, quantized layers at their blocks' size.
-            let mut bytes = wte_weight.elem_count() * weight_dtype.size_in_bytes();
+            let mut bytes = wte.bytes();
             if !cfg.weight_tying {
                 bytes += head.weight_bytes()?;
             }
@@ -197,8 +243,7 @@ impl Llada {
             block.attn_out.prepare()?;
             block.ff_out.prepare()?;
         }
-        let embedding = self.wte.embeddings();
-        let head_bytes = embedding.elem_count() * embedding.dtype().size_in_bytes();
+        let head_bytes = self.wte.bytes();
         if !self.cfg.weight_tying || head_bytes <= TIED_HEAD_COPY_MAX {
             self.head.prepare()?;
         }
