@@ -18,6 +18,9 @@ fn fixture(name: &str) -> std::path::PathBuf {
 fn load(name: &str) -> LoadedModel {
     match name {
         "embedded" => dlm_tui::model::embedded::load(Precision::F32, &Device::Cpu).unwrap(),
+        dir if std::path::Path::new(dir).is_absolute() => {
+            load_dir(std::path::Path::new(dir), Precision::F32, &Device::Cpu).unwrap()
+        }
         dir => load_dir(&fixture(dir), Precision::F32, &Device::Cpu).unwrap(),
     }
 }
@@ -153,4 +156,25 @@ fn unsupported_families_say_so() {
         err.contains("--quantize q8_0") && err.contains("modernbert"),
         "{err}"
     );
+}
+
+/// The same figures for a bigger model named by `DLM_TUI_QUANT_DIR` (an absolute folder path,
+/// e.g. the 1-block LLaDA-8B slice of benches/reference/make_llada8b_slice.py; 5 GB in f32):
+/// `DLM_TUI_QUANT_DIR=~/.cache/dlm-tui/llada8b-1 cargo test --release --test quantized -- --ignored --nocapture`.
+#[test]
+#[ignore = "needs a model folder in DLM_TUI_QUANT_DIR"]
+fn a_bigger_model_named_by_the_environment() {
+    let dir = std::env::var("DLM_TUI_QUANT_DIR").expect("DLM_TUI_QUANT_DIR");
+    for to in [Quantization::Q8_0, Quantization::Q4K] {
+        let f = measure(&dir, to);
+        println!(
+            "| {dir} | {} | {} -> {} | {:.4} | {:.1}% | {:.1}% |",
+            to.name(),
+            dlm_tui::files::human_bytes(f.bytes.0 as u64),
+            dlm_tui::files::human_bytes(f.bytes.1 as u64),
+            f.relative_error,
+            f.top1 * 100.0,
+            f.tokens * 100.0
+        );
+    }
 }
