@@ -41,8 +41,10 @@ pub struct AppArgs {
     #[arg(long)]
     pub no_session: bool,
     /// Run on a `dlm-tui serve` elsewhere (its URL, e.g. http://gpu-box:8080/v1): the model and
-    /// its tokenizer come from there, every instrument works as with a local model.
-    #[arg(long, value_name = "URL", conflicts_with_all = ["model", "model_dir"])]
+    /// its tokenizer come from there, every instrument works as with a local model. `mercury`,
+    /// another OpenAI-compatible server's URL, or the NAME of a `[remote.NAME]` table of
+    /// config.toml show that server's text frames as steps.
+    #[arg(long, value_name = "URL|mercury|NAME", conflicts_with_all = ["model", "model_dir"])]
     pub remote: Option<String>,
     /// The environment variable holding the server's bearer token (its --token-env).
     #[arg(long, value_name = "VAR", requires = "remote")]
@@ -123,7 +125,13 @@ fn quantize(args: QuantizeArgs) -> anyhow::Result<()> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Generate(args)) => cli::generate::run(args),
+        Some(Command::Generate(mut args)) => (|| {
+            if args.remote.is_some() {
+                // `--remote NAME` may name a [remote.NAME] table of the user's config.toml.
+                args.remote_tables = load_config()?.0.remote;
+            }
+            cli::generate::run(args)
+        })(),
         Some(Command::Serve(args)) => cli::serve::run(args),
         Some(Command::Train(args)) => crate::train::run(args),
         Some(Command::Eval(args)) => crate::train::eval::run(args),
@@ -365,7 +373,8 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
         model_folders: config.model.folders.iter().map(Into::into).collect(),
     };
     if let Some(remote) = &args.remote {
-        let (engine, codec, info) = remote_engine(remote, args.api_key_env.as_deref())?;
+        let (engine, codec, info) =
+            remote_engine(remote, args.api_key_env.as_deref(), &config.remote)?;
         let load = tui::ModelLoad {
             precision: config.model.dtype,
             device: config.model.device,
@@ -417,8 +426,9 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
 fn remote_engine(
     url: &str,
     key_env: Option<&str>,
+    tables: &std::collections::BTreeMap<String, crate::remote::RemoteTable>,
 ) -> anyhow::Result<(crate::engine::Engine, crate::text::TextCodec, ModelInfo)> {
-    let endpoint = crate::remote::Endpoint::from_flag(url, None, key_env).map_err(usage)?;
+    let endpoint = crate::remote::Endpoint::resolve(url, None, key_env, tables).map_err(usage)?;
     let served = match endpoint.kind {
         crate::remote::Kind::Mercury => None,
         crate::remote::Kind::OpenAi => {

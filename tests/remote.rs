@@ -16,6 +16,10 @@ struct State {
     rate_limited: usize,
     /// Every request line and its body.
     log: Vec<(String, String)>,
+    /// The Authorization header of every request ("" when none).
+    auths: Vec<String>,
+    /// Close the stream after this many frames, with no final chunk and no [DONE].
+    cut_after: Option<usize>,
 }
 
 struct FakeServer {
@@ -81,6 +85,7 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
         .unwrap()
         .log
         .push((request_line.clone(), body.clone()));
+    state.lock().unwrap().auths.push(auth.clone());
     if !auth.is_empty() && auth != "Bearer test-key" {
         // Servers do echo keys back; the client must not pass them on.
         let key = auth.trim_start_matches("Bearer ");
@@ -124,8 +129,15 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
         }
         c
     };
+    let cut_after = state.lock().unwrap().cut_after;
     if request["diffusing"] == json!(true) {
-        for text in ["Hxq#o wz!ld", "Hello wqrld", "Hello world!"] {
+        for (i, text) in ["Hxq#o wz!ld", "Hello wqrld", "Hello world!"]
+            .into_iter()
+            .enumerate()
+        {
+            if cut_after == Some(i) {
+                return;
+            }
             event(&mut stream, &chunk(text, true));
         }
     } else {
@@ -399,4 +411,106 @@ fn frames_become_the_playgrounds_steps() {
         }
     }
     assert!(failed.unwrap().contains("one answer at a time"));
+}
+
+/// A stream that stops without its final chunk and `[DONE]` is reported as cut off (the frames
+/// that came are still printed), never taken for a whole answer.
+#[test]
+fn a_stream_cut_off_mid_way_says_so() {
+    let server = FakeServer::start();
+    server.state.lock().unwrap().cut_after = Some(2);
+    let out = generate(
+        &server,
+        Some("test-key"),
+        &["--remote", "mercury", "--prompt", "Say hello", "--json"],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cut off after 2 frame(s)") && stderr.contains("incomplete"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("\"type\":\"step\"").count(), 2, "{stdout}");
+    assert!(!stdout.contains("\"type\":\"done\""), "{stdout}");
+}
+
+fn config_home(tag: &str, config: &str) -> std::path::PathBuf {
+    let home = std::env::temp_dir().join(format!("dlm-tui-remote-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(home.join("dlm-tui")).unwrap();
+    std::fs::write(home.join("dlm-tui/config.toml"), config).unwrap();
+    home
+}
+
+fn generate_with_config(home: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dlm-tui"))
+        .arg("generate")
+        .args(args)
+        .env("XDG_CONFIG_HOME", home)
+        .env("HOME", home)
+        .env_remove("INCEPTION_BASE_URL")
+        .env_remove("INCEPTION_API_KEY")
+        .output()
+        .unwrap()
+}
+
+/// `[remote.NAME]` tables in config.toml name servers for `--remote NAME`, with the model and a
+/// key file (refused while others may read it, and never shown); `[remote.mercury]` points
+/// Mercury at a proxy.
+#[cfg(unix)]
+#[test]
+fn config_tables_name_servers_and_key_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = FakeServer::start();
+    let key_dir = std::env::temp_dir().join(format!("dlm-tui-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&key_dir).unwrap();
+    let key_file = key_dir.join("key");
+    std::fs::write(&key_file, "test-key\n").unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = format!(
+        "[remote.gpu]\nurl = \"{url}/v1\"\nmodel = \"mercury-coder\"\nkey_file = \"{key}\"\n\n\
+         [remote.mercury]\nurl = \"{url}/v1\"\nkey_file = \"{key}\"\n",
+        url = server.url,
+        key = key_file.display()
+    );
+    let home = config_home("tables", &config);
+    let out = generate_with_config(&home, &["--remote", "gpu", "--prompt", "hi", "--json"]);
+    let gpu = lines(&out);
+    let done = gpu.last().unwrap();
+    assert_eq!(done["model"], "mercury-coder");
+    assert_eq!(done["text"], "Hello world");
+    let out = generate_with_config(&home, &["--remote", "mercury", "--prompt", "hi", "--json"]);
+    assert_eq!(lines(&out).last().unwrap()["text"], "Hello world!");
+    let auths = server.state.lock().unwrap().auths.clone();
+    assert!(
+        !auths.is_empty() && auths.iter().all(|a| a == "Bearer test-key"),
+        "{auths:?}"
+    );
+
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = generate_with_config(&home, &["--remote", "gpu", "--prompt", "hi"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("chmod 600") && stderr.contains("[remote.gpu]"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("test-key"), "{stderr}");
+
+    let home = config_home("nourl", "[remote.box]\nmodel = \"m\"\n");
+    let out = generate_with_config(&home, &["--remote", "box", "--prompt", "hi"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[remote.box]") && stderr.contains("no url"),
+        "{stderr}"
+    );
+    let home = config_home("typo", "[remote.box]\nulr = \"http://x\"\n");
+    let out = generate_with_config(&home, &["--remote", "box", "--prompt", "hi"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("config.toml") && stderr.contains("ulr"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&key_dir);
 }

@@ -41,10 +41,14 @@ pub struct GenerateArgs {
     pub inspect: bool,
     /// A remote model instead of a local one: `mercury` (Inception's API; the key comes from
     /// INCEPTION_API_KEY, the URL from INCEPTION_BASE_URL if set) or the URL of an
-    /// OpenAI-compatible server (SGLang, vLLM, LMDeploy, dInfer), e.g. http://127.0.0.1:30000/v1.
+    /// OpenAI-compatible server (SGLang, vLLM, LMDeploy, dInfer), e.g. http://127.0.0.1:30000/v1,
+    /// or the NAME of a `[remote.NAME]` table in config.toml (url, model, key_env, key_file).
     /// The prompt is sent as a user message; --length is the most tokens to write.
-    #[arg(long, value_name = "mercury|URL", conflicts_with_all = ["chat", "inspect"])]
+    #[arg(long, value_name = "mercury|URL|NAME", conflicts_with_all = ["chat", "inspect"])]
     pub remote: Option<String>,
+    /// The `[remote.NAME]` tables of config.toml (set by the entry point).
+    #[arg(skip)]
+    pub remote_tables: std::collections::BTreeMap<String, crate::remote::RemoteTable>,
     /// The model id on the remote server (default: the first one it lists).
     #[arg(long, value_name = "ID", requires = "remote")]
     pub remote_model: Option<String>,
@@ -372,10 +376,11 @@ pub fn answer(codec: &TextCodec, generated: &[u32], eos_ids: &[u32]) -> String {
 /// tokens per second from the server's usage.
 fn run_remote(args: &GenerateArgs, remote: &str) -> Result<()> {
     use crate::remote::{stream, Endpoint, Request};
-    let endpoint = Endpoint::from_flag(
+    let endpoint = Endpoint::resolve(
         remote,
         args.remote_model.clone(),
         args.api_key_env.as_deref(),
+        &args.remote_tables,
     )
     .map_err(usage)?;
     let request = Request {

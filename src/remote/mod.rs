@@ -46,6 +46,53 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A `[remote.NAME]` table of `config.toml`: a server `--remote NAME` names. `[remote.mercury]`
+/// adjusts Mercury's (its URL for a proxy, a key file); any other name is an OpenAI-compatible
+/// server and needs a `url`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteTable {
+    /// The API root, e.g. http://gpu-box:30000/v1 (Mercury: its default, or a proxy).
+    pub url: String,
+    /// The model id (empty: the first one the server lists).
+    pub model: String,
+    /// The environment variable that holds the key.
+    pub key_env: String,
+    /// A file that holds the key (readable by its owner only); `~/` is the home folder.
+    pub key_file: String,
+}
+
+/// Reads a key file: the whole file, trimmed. On Unix a file that others may read is refused,
+/// as ssh refuses such keys. Errors name the file, never its content.
+fn read_key_file(path: &str, table: &str) -> Result<Secret> {
+    let expanded = match path.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME")
+            .map(|home| std::path::PathBuf::from(home).join(rest))
+            .ok_or_else(|| anyhow!("{table} key_file {path:?}: HOME is not set"))?,
+        None => std::path::PathBuf::from(path),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(&expanded)
+            .with_context(|| format!("{table} key_file {}", expanded.display()))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            bail!(
+                "{table} key_file {} can be read by other users: `chmod 600 {}` first",
+                expanded.display(),
+                expanded.display()
+            );
+        }
+    }
+    let text = std::fs::read_to_string(&expanded)
+        .with_context(|| format!("{table} key_file {}", expanded.display()))?;
+    let key = text.trim();
+    if key.is_empty() {
+        bail!("{table} key_file {} is empty", expanded.display());
+    }
+    Ok(Secret::new(key.to_string()))
+}
+
 /// What kind of server a lane talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -120,6 +167,80 @@ impl Endpoint {
             key,
             key_source: key_env.unwrap_or("--api-key-env").to_string(),
         })
+    }
+
+    /// `--remote NAME` with the `[remote.NAME]` tables of config.toml: a table of that name
+    /// supplies the URL, model and key (flags win over it; for Mercury the environment's
+    /// INCEPTION_BASE_URL and INCEPTION_API_KEY win too); without one, as [`Self::from_flag`].
+    pub fn resolve(
+        remote: &str,
+        model: Option<String>,
+        key_env: Option<&str>,
+        tables: &std::collections::BTreeMap<String, RemoteTable>,
+    ) -> Result<Self> {
+        let Some(table) = tables.get(remote) else {
+            return Self::from_flag(remote, model, key_env);
+        };
+        let name = format!("[remote.{remote}]");
+        let some = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+        let env = |var: &str| {
+            std::env::var(var)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| Secret::new(v.trim().to_string()))
+        };
+        let model = model.or_else(|| some(&table.model));
+        // The key: the flag's variable, else the table's variable, else its file.
+        let key = |default_env: Option<&str>| -> Result<Option<(Secret, String)>> {
+            for var in key_env
+                .into_iter()
+                .chain(default_env)
+                .chain(some(&table.key_env).as_deref())
+            {
+                if let Some(secret) = env(var) {
+                    return Ok(Some((secret, var.to_string())));
+                }
+            }
+            match some(&table.key_file) {
+                Some(file) => Ok(Some((
+                    read_key_file(&file, &name)?,
+                    format!("{name} key_file"),
+                ))),
+                None => Ok(None),
+            }
+        };
+        if remote == "mercury" {
+            let base_url = std::env::var("INCEPTION_BASE_URL")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .or_else(|| some(&table.url))
+                .unwrap_or_else(|| MERCURY_URL.to_string());
+            let (key, key_source) = key(Some("INCEPTION_API_KEY"))?.ok_or_else(|| {
+                anyhow!(
+                    "Mercury needs an API key: create one at {MERCURY_KEYS}, then `export \
+                     INCEPTION_API_KEY=...` or name a key_file in {name} of config.toml"
+                )
+            })?;
+            return Ok(Self {
+                kind: Kind::Mercury,
+                base_url: base_url.trim_end_matches('/').to_string(),
+                model,
+                key: Some(key),
+                key_source,
+            });
+        }
+        let url = some(&table.url).ok_or_else(|| {
+            anyhow!("{name} in config.toml has no url: give the server's, like http://127.0.0.1:30000/v1")
+        })?;
+        let mut endpoint = Self::from_flag(&url, model, None)
+            .with_context(|| format!("{name} url in config.toml"))?;
+        if let Some((secret, source)) = key(None)? {
+            endpoint.key = Some(secret);
+            endpoint.key_source = source;
+        } else if let Some(var) = key_env.or(some(&table.key_env).as_deref()) {
+            bail!("{var} is not set (the key of {name})");
+        }
+        Ok(endpoint)
     }
 
     /// The server's name for messages (never with a key).
@@ -332,10 +453,14 @@ pub async fn stream(
         completion_tokens: None,
         warnings: Vec::new(),
     };
+    // A stream ends with `data: [DONE]` (Mercury, OpenAI, SGLang) after a chunk with a
+    // finish_reason; one that just stops was cut off, and its text may be half an answer.
+    let mut ended = false;
     while let Some(event) = events.next().await {
         let event = event.map_err(|e| anyhow!("{}: the stream broke: {e}", endpoint.describe()))?;
         let data = event.data.trim();
         if data == "[DONE]" {
+            ended = true;
             break;
         }
         if data.is_empty() {
@@ -352,6 +477,9 @@ pub async fn stream(
         }
         if let Some(warning) = chunk["warning"].as_str() {
             finish.warnings.push(warning.to_string());
+        }
+        if chunk["choices"][0]["finish_reason"].is_string() {
+            ended = true;
         }
         let Some(content) = chunk["choices"][0]["delta"]["content"].as_str() else {
             continue;
@@ -378,6 +506,14 @@ pub async fn stream(
         finish.frames += 1;
         finish.first_frame.get_or_insert(frame.elapsed);
         on_frame(&frame);
+    }
+    if !ended {
+        bail!(
+            "{}: the stream was cut off after {} frame(s), before the server said it was done; \
+             the text so far may be incomplete",
+            endpoint.describe(),
+            finish.frames
+        );
     }
     finish.text = text;
     finish.elapsed = started.elapsed();

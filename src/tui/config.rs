@@ -25,6 +25,10 @@ pub struct Config {
     pub sampler: SamplerSection,
     pub ui: UiSection,
     pub keys: BTreeMap<Command, Vec<String>>,
+    /// `[remote.NAME]`: servers `--remote NAME` names (see `crate::remote::RemoteTable`); none
+    /// by default (config.toml shows commented examples).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub remote: BTreeMap<String, crate::remote::RemoteTable>,
 }
 
 impl Default for Config {
@@ -34,6 +38,7 @@ impl Default for Config {
             sampler: SamplerSection::default(),
             ui: UiSection::default(),
             keys: default_table(),
+            remote: BTreeMap::new(),
         }
     }
 }
