@@ -97,6 +97,25 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
         let models = json!({"data": [{"id": "mercury-2"}, {"id": "mercury-coder"}]});
         return respond(&mut stream, "200 OK", "", &models.to_string());
     }
+    if request_line.starts_with("POST /v1/fim/completions") {
+        // Fill-in-the-middle: completion chunks whose text is appended.
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+        );
+        for text in ["Hel", "lo", " there"] {
+            event(
+                &mut stream,
+                &json!({"choices": [{"index": 0, "text": text, "finish_reason": null}]}),
+            );
+        }
+        event(
+            &mut stream,
+            &json!({"choices": [{"index": 0, "text": "", "finish_reason": "stop"}]}),
+        );
+        let _ = write!(stream, "data: [DONE]\n\n");
+        return;
+    }
     assert!(
         request_line.starts_with("POST /v1/chat/completions"),
         "{request_line}"
@@ -334,10 +353,8 @@ fn frames_become_the_playgrounds_steps() {
     use dlm_tui::engine::{Engine, Event, Job};
     use std::sync::Arc;
     let server = FakeServer::start();
-    std::env::set_var("INCEPTION_BASE_URL", format!("{}/v1", server.url));
-    std::env::set_var("INCEPTION_API_KEY", "test-key");
-    let endpoint =
-        dlm_tui::remote::Endpoint::from_flag("mercury", Some("mercury-2".into()), None).unwrap();
+    let mut endpoint = mercury_endpoint(&server);
+    endpoint.model = Some("mercury-2".into());
     let codec = dlm_tui::model::embedded::codec().unwrap();
     let config = dlm_tui::model::embedded::config().unwrap();
     let mask = config.mask_token_id.unwrap();
@@ -513,4 +530,135 @@ fn config_tables_name_servers_and_key_files() {
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&key_dir);
+}
+
+/// The events of one job on a frames engine: its steps, or the failure's message.
+fn run_frames(
+    engine: &dlm_tui::engine::Engine,
+    job: dlm_tui::engine::Job,
+) -> Result<Vec<dlm_tui::engine::StepEvent>, String> {
+    use dlm_tui::engine::Event;
+    let mut handle = engine.submit(job);
+    let mut steps = Vec::new();
+    while let Some(event) = handle.events.blocking_recv() {
+        match event {
+            Event::Step(step) => steps.push(step),
+            Event::Finished { .. } => return Ok(steps),
+            Event::Failed(e) => return Err(e),
+            _ => {}
+        }
+    }
+    Err("the engine stopped without finishing".into())
+}
+
+/// A masked span inside the text goes to Mercury's fill-in-the-middle endpoint with the text
+/// before and after it (the model: the server's first whose id says "coder" or "edit"); the
+/// frames fill the span and leave the text after it alone. Two spans, or a span inside the text
+/// on a server without FIM, are refused with the reason.
+#[test]
+fn a_masked_span_inside_the_text_is_filled_in_the_middle() {
+    use dlm_tui::engine::{Engine, Job};
+    use std::sync::Arc;
+    let server = FakeServer::start();
+    let codec = dlm_tui::model::embedded::codec().unwrap();
+    let config = dlm_tui::model::embedded::config().unwrap();
+    let mask = config.mask_token_id.unwrap();
+    let info = dlm_tui::model::ModelInfo {
+        name: "Mercury (remote)".into(),
+        family: "remote",
+        mask_id: mask,
+        logits_width: codec.vocab_size(),
+        max_context: 4096,
+        shift_logits: false,
+        eos_ids: Vec::new(),
+        eot_ids: Vec::new(),
+        parameters: 0,
+        weight_bytes: 0,
+        quantization: None,
+    };
+    let engine_for = |remote: &str| {
+        let endpoint = if remote == "mercury" {
+            mercury_endpoint(&server)
+        } else {
+            dlm_tui::remote::Endpoint::from_flag(remote, None, None).unwrap()
+        };
+        Engine::frames(
+            info.clone(),
+            endpoint,
+            Arc::new(dlm_tui::model::embedded::codec().unwrap()),
+        )
+        .unwrap()
+    };
+    let prefix = codec.encode("Once upon a time", false).unwrap();
+    let suffix = codec.encode(" and the end.", false).unwrap();
+    let mut canvas = prefix.clone();
+    canvas.extend(std::iter::repeat_n(mask, 8));
+    canvas.extend(&suffix);
+    let job = |canvas: Vec<u32>| Job {
+        canvas,
+        lanes: vec![dlm_tui::sampler::SamplerParams::default()],
+        inspect: false,
+    };
+    let steps = run_frames(&engine_for("mercury"), job(canvas.clone())).unwrap();
+    assert_eq!(steps.len(), 3);
+    for step in &steps {
+        assert_eq!(step.canvas.len(), canvas.len());
+        assert_eq!(&step.canvas[..prefix.len()], &prefix[..]);
+        assert_eq!(&step.canvas[prefix.len() + 8..], &suffix[..]);
+        assert_eq!(step.window, prefix.len()..prefix.len() + 8);
+        assert!(step.committed.iter().all(|c| step.window.contains(&c.pos)));
+    }
+    let last = &steps[2].canvas;
+    let filled: Vec<u32> = last[prefix.len()..prefix.len() + 8]
+        .iter()
+        .copied()
+        .filter(|&t| t != mask)
+        .collect();
+    assert_eq!(codec.decode(&filled, true), "Hello there");
+    let log = server.state.lock().unwrap().log.clone();
+    let (line, body) = log
+        .iter()
+        .rev()
+        .find(|(l, _)| l.starts_with("POST"))
+        .unwrap();
+    assert!(line.starts_with("POST /v1/fim/completions"), "{line}");
+    let sent: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(sent["prompt"], "Once upon a time");
+    assert_eq!(sent["suffix"], " and the end.");
+    assert_eq!(sent["max_tokens"], 8);
+    assert_eq!(sent["model"], "mercury-coder");
+    assert_eq!(sent["stream"], true);
+
+    // The playground's `length` masks after the text stay masked while the span is filled.
+    let mut then_masks = canvas.clone();
+    then_masks.extend(std::iter::repeat_n(mask, 5));
+    let steps = run_frames(&engine_for("mercury"), job(then_masks.clone())).unwrap();
+    let last = &steps.last().unwrap().canvas;
+    assert_eq!(&last[canvas.len()..], &then_masks[canvas.len()..]);
+    assert_eq!(&last[prefix.len() + 8..canvas.len()], &suffix[..]);
+    let mut two_spans = prefix.clone();
+    two_spans.extend(std::iter::repeat_n(mask, 4));
+    two_spans.extend(&suffix[..1]);
+    two_spans.push(mask);
+    two_spans.extend(&suffix);
+    let err = run_frames(&engine_for("mercury"), job(two_spans)).unwrap_err();
+    assert!(err.contains("one masked span at a time"), "{err}");
+    let err = run_frames(&engine_for(&format!("{}/v1", server.url)), job(canvas)).unwrap_err();
+    assert!(
+        err.contains("fill-in-the-middle") && err.contains("at the end"),
+        "{err}"
+    );
+}
+
+/// Mercury's endpoint on the fake server, built directly: tests in this binary run in parallel,
+/// so none may point the process-wide INCEPTION_BASE_URL at its own server.
+fn mercury_endpoint(server: &FakeServer) -> dlm_tui::remote::Endpoint {
+    dlm_tui::remote::Endpoint {
+        kind: dlm_tui::remote::Kind::Mercury,
+        base_url: format!("{}/v1", server.url),
+        model: None,
+        key: Some(dlm_tui::remote::Secret::new("test-key".into())),
+        key_source: "INCEPTION_API_KEY".into(),
+        fim_model: None,
+    }
 }

@@ -3,6 +3,8 @@
 //! the display tokenizer's ids, padded with masks to the job's canvas (cut if longer). What
 //! changed since the previous frame counts as committed in that step; a frame shorter than the
 //! last one masks the rest again. There are no scores or candidates: the server sends none.
+//! A masked span inside the text (one) goes to Mercury's fill-in-the-middle endpoint with the text
+//! before and after it; the frames then fill that span and the text after it stays as it was.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -11,7 +13,9 @@ use anyhow::{anyhow, Result};
 use tokio::sync::mpsc;
 
 use super::{Event, Job, LaneSummary, StepEvent};
-use crate::remote::{Endpoint, Frame, Request};
+use futures_util::future::Either;
+
+use crate::remote::{Endpoint, FimRequest, Frame, Kind, Request};
 use crate::sampler::Commit;
 use crate::text::TextCodec;
 
@@ -21,21 +25,33 @@ struct Framing<'a> {
     mask_id: u32,
     /// The canvas up to the first mask: the prompt sent.
     prompt: Vec<u32>,
-    len: usize,
+    /// The masked span's length: the most tokens the answer may take.
+    span: usize,
+    /// The canvas after the span (empty unless a span inside the text is filled; then the text
+    /// after it and any masks that end the canvas, which stay masked).
+    suffix: Vec<u32>,
 }
 
 impl Framing<'_> {
     fn canvas(&self, text: &str) -> Vec<u32> {
         let mut canvas = self.prompt.clone();
-        canvas.extend(self.codec.encode(text, false).unwrap_or_default());
-        canvas.resize(self.len, self.mask_id);
+        let mut fill = self.codec.encode(text, false).unwrap_or_default();
+        fill.resize(self.span, self.mask_id);
+        canvas.extend(fill);
+        canvas.extend(&self.suffix);
         canvas
+    }
+
+    /// The positions the answer fills.
+    fn window(&self) -> std::ops::Range<usize> {
+        self.prompt.len()..self.prompt.len() + self.span
     }
 
     fn step(&self, frame: &Frame, index: usize, previous: &[u32]) -> StepEvent {
         let canvas = self.canvas(&frame.text);
         let changed = |p: usize| canvas[p] != previous[p];
-        let committed = (self.prompt.len()..self.len)
+        let committed = self
+            .window()
             .filter(|&p| changed(p) && canvas[p] != self.mask_id)
             .map(|pos| Commit {
                 pos,
@@ -43,7 +59,8 @@ impl Framing<'_> {
                 score: 0.0,
             })
             .collect();
-        let remasked = (self.prompt.len()..self.len)
+        let remasked = self
+            .window()
             .filter(|&p| changed(p) && canvas[p] == self.mask_id)
             .collect();
         StepEvent {
@@ -54,7 +71,7 @@ impl Framing<'_> {
             nfe: index,
             elapsed: frame.elapsed,
             speedup: 1.0,
-            window: self.prompt.len()..self.len,
+            window: self.window(),
             scored: Vec::new(),
             committed,
             remasked,
@@ -84,27 +101,59 @@ pub(super) async fn run(
         .iter()
         .position(|&t| t == mask_id)
         .ok_or_else(|| anyhow!("nothing to generate: the canvas has no masks"))?;
-    if job.canvas[first_mask..].iter().any(|&t| t != mask_id) {
+    let span = job.canvas[first_mask..]
+        .iter()
+        .take_while(|&&t| t == mask_id)
+        .count();
+    // The text after the span, up to the canvas's trailing masks (the playground's `length`
+    // after the editor's text): those stay masked when a span inside the text is filled.
+    let rest = &job.canvas[first_mask + span..];
+    let trailing = rest.iter().rev().take_while(|&&t| t == mask_id).count();
+    let suffix = rest[..rest.len() - trailing].to_vec();
+    if suffix.contains(&mask_id) {
         return Err(anyhow!(
-            "{} cannot fill spans inside the text yet: put the masks at the end",
+            "{} fills one masked span at a time: unmask the others",
             endpoint.describe()
         ));
+    }
+    if !suffix.is_empty() && endpoint.kind != Kind::Mercury {
+        return Err(anyhow!(
+            "{} cannot fill a span inside the text (Mercury's fill-in-the-middle can): put the \
+             masks at the end",
+            endpoint.describe()
+        ));
+    }
+    let mut suffix_then_masks = suffix.clone();
+    if !suffix.is_empty() {
+        suffix_then_masks.extend(std::iter::repeat_n(mask_id, trailing));
     }
     let framing = Framing {
         codec,
         mask_id,
         prompt: job.canvas[..first_mask].to_vec(),
-        len: job.canvas.len(),
-    };
-    let request = Request {
-        prompt: codec.decode(&framing.prompt, true),
-        max_tokens: job.canvas.len() - first_mask,
-        temperature: lane.temperature,
+        span,
+        suffix: suffix_then_masks,
     };
     let (frames, mut received) = mpsc::unbounded_channel::<Frame>();
-    let streaming = crate::remote::stream(endpoint, &request, move |frame| {
+    let relay = move |frame: &Frame| {
         let _ = frames.send(frame.clone());
-    });
+    };
+    let prompt = codec.decode(&framing.prompt, true);
+    let streaming = if framing.suffix.is_empty() {
+        let request = Request {
+            prompt,
+            max_tokens: span,
+            temperature: lane.temperature,
+        };
+        Either::Left(async move { crate::remote::stream(endpoint, &request, relay).await })
+    } else {
+        let request = FimRequest {
+            prompt,
+            suffix: codec.decode(&suffix, true),
+            max_tokens: span,
+        };
+        Either::Right(async move { crate::remote::fim_stream(endpoint, &request, relay).await })
+    };
     let relaying = async {
         let mut previous = job.canvas.clone();
         let mut index = 0;

@@ -60,6 +60,8 @@ pub struct RemoteTable {
     pub key_env: String,
     /// A file that holds the key (readable by its owner only); `~/` is the home folder.
     pub key_file: String,
+    /// The model that fills masked spans (`/fim/completions`, Mercury); empty: found by name.
+    pub fim_model: String,
 }
 
 /// Reads a key file: the whole file, trimmed. On Unix a file that others may read is refused,
@@ -113,6 +115,9 @@ pub struct Endpoint {
     pub key: Option<Secret>,
     /// Where the key came from, for messages (`INCEPTION_API_KEY`).
     pub key_source: String,
+    /// The model that fills a masked span (`/fim/completions`); `None`: the server's first
+    /// model whose id has "edit" or "coder" in it (Mercury's FIM models), else `model`.
+    pub fim_model: Option<String>,
 }
 
 impl Endpoint {
@@ -142,6 +147,7 @@ impl Endpoint {
                 model,
                 key: Some(key),
                 key_source: "INCEPTION_API_KEY".into(),
+                fim_model: None,
             });
         }
         if !(remote.starts_with("http://") || remote.starts_with("https://")) {
@@ -166,6 +172,7 @@ impl Endpoint {
             model,
             key,
             key_source: key_env.unwrap_or("--api-key-env").to_string(),
+            fim_model: None,
         })
     }
 
@@ -227,6 +234,7 @@ impl Endpoint {
                 model,
                 key: Some(key),
                 key_source,
+                fim_model: some(&table.fim_model),
             });
         }
         let url = some(&table.url).ok_or_else(|| {
@@ -234,6 +242,7 @@ impl Endpoint {
         })?;
         let mut endpoint = Self::from_flag(&url, model, None)
             .with_context(|| format!("{name} url in config.toml"))?;
+        endpoint.fim_model = some(&table.fim_model);
         if let Some((secret, source)) = key(None)? {
             endpoint.key = Some(secret);
             endpoint.key_source = source;
@@ -394,7 +403,7 @@ pub async fn models(endpoint: &Endpoint) -> Result<Vec<String>> {
 pub async fn stream(
     endpoint: &Endpoint,
     request: &Request,
-    mut on_frame: impl FnMut(&Frame),
+    on_frame: impl FnMut(&Frame),
 ) -> Result<Finish> {
     let model = match &endpoint.model {
         Some(model) => model.clone(),
@@ -415,7 +424,57 @@ pub async fn stream(
     if endpoint.kind == Kind::Mercury {
         body["diffusing"] = json!(true);
     }
-    let url = format!("{}/chat/completions", endpoint.base_url);
+    stream_body(endpoint, "chat/completions", model, body, on_frame).await
+}
+
+/// A span to fill between two texts (`POST /fim/completions`, Mercury's fill-in-the-middle).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FimRequest {
+    pub prompt: String,
+    pub suffix: String,
+    pub max_tokens: usize,
+}
+
+/// Streams the text that fills the gap between `request.prompt` and `request.suffix`: appended
+/// chunks (`choices[0].text`), one frame each, as [`stream`] does for a chat.
+pub async fn fim_stream(
+    endpoint: &Endpoint,
+    request: &FimRequest,
+    on_frame: impl FnMut(&Frame),
+) -> Result<Finish> {
+    let model = match &endpoint.fim_model {
+        Some(model) => model.clone(),
+        None => {
+            let listed = models(endpoint).await?;
+            listed
+                .iter()
+                .find(|m| m.contains("edit") || m.contains("coder"))
+                .or(endpoint.model.as_ref())
+                .or(listed.first())
+                .cloned()
+                .ok_or_else(|| anyhow!("{} lists no models (GET /models)", endpoint.describe()))?
+        }
+    };
+    let body = json!({
+        "model": model,
+        "prompt": request.prompt,
+        "suffix": request.suffix,
+        "max_tokens": request.max_tokens,
+        "stream": true,
+    });
+    stream_body(endpoint, "fim/completions", model, body, on_frame).await
+}
+
+/// POSTs `body` to `path` and turns its server-sent events into frames (with retries of 429 and
+/// 503, the error envelope explained, and a cut-off stream refused).
+async fn stream_body(
+    endpoint: &Endpoint,
+    path: &str,
+    model: String,
+    body: Value,
+    mut on_frame: impl FnMut(&Frame),
+) -> Result<Finish> {
+    let url = format!("{}/{path}", endpoint.base_url);
     let started = Instant::now();
     let mut attempt = 0;
     let response = loop {
@@ -481,11 +540,17 @@ pub async fn stream(
         if chunk["choices"][0]["finish_reason"].is_string() {
             ended = true;
         }
-        let Some(content) = chunk["choices"][0]["delta"]["content"].as_str() else {
+        // A chat chunk's delta, or a completion's (FIM) text.
+        let choice = &chunk["choices"][0];
+        let Some(content) = choice["delta"]["content"]
+            .as_str()
+            .or(choice["text"].as_str())
+        else {
             continue;
         };
         // Mercury's diffusing frames hold the whole text; other servers append.
-        let whole = endpoint.kind == Kind::Mercury
+        // (FIM streams append, on Mercury too.)
+        let whole = (endpoint.kind == Kind::Mercury && path == "chat/completions")
             || chunk["diffusion_meta"]["diffusion_content"].as_bool() == Some(true);
         let next = if whole {
             content.to_string()
