@@ -358,19 +358,7 @@ fn frames_become_the_playgrounds_steps() {
     let codec = dlm_tui::model::embedded::codec().unwrap();
     let config = dlm_tui::model::embedded::config().unwrap();
     let mask = config.mask_token_id.unwrap();
-    let info = dlm_tui::model::ModelInfo {
-        name: "Mercury (remote)".into(),
-        family: "remote",
-        mask_id: mask,
-        logits_width: codec.vocab_size(),
-        max_context: 4096,
-        shift_logits: false,
-        eos_ids: Vec::new(),
-        eot_ids: Vec::new(),
-        parameters: 0,
-        weight_bytes: 0,
-        quantization: None,
-    };
+    let info = remote_info(&codec, mask);
     let mut canvas = codec.encode("Say hello", false).unwrap();
     let prompt_len = canvas.len();
     canvas.extend(std::iter::repeat_n(mask, 12));
@@ -563,19 +551,7 @@ fn a_masked_span_inside_the_text_is_filled_in_the_middle() {
     let codec = dlm_tui::model::embedded::codec().unwrap();
     let config = dlm_tui::model::embedded::config().unwrap();
     let mask = config.mask_token_id.unwrap();
-    let info = dlm_tui::model::ModelInfo {
-        name: "Mercury (remote)".into(),
-        family: "remote",
-        mask_id: mask,
-        logits_width: codec.vocab_size(),
-        max_context: 4096,
-        shift_logits: false,
-        eos_ids: Vec::new(),
-        eot_ids: Vec::new(),
-        parameters: 0,
-        weight_bytes: 0,
-        quantization: None,
-    };
+    let info = remote_info(&codec, mask);
     let engine_for = |remote: &str| {
         let endpoint = if remote == "mercury" {
             mercury_endpoint(&server)
@@ -660,5 +636,22 @@ fn mercury_endpoint(server: &FakeServer) -> dlm_tui::remote::Endpoint {
         key: Some(dlm_tui::remote::Secret::new("test-key".into())),
         key_source: "INCEPTION_API_KEY".into(),
         fim_model: None,
+    }
+}
+
+/// What the playground knows of a text-streaming server's model: the embedded tokenizer's ids.
+fn remote_info(codec: &dlm_tui::text::TextCodec, mask: u32) -> dlm_tui::model::ModelInfo {
+    dlm_tui::model::ModelInfo {
+        name: "Mercury (remote)".into(),
+        family: "remote",
+        mask_id: mask,
+        logits_width: codec.vocab_size(),
+        max_context: 4096,
+        shift_logits: false,
+        eos_ids: Vec::new(),
+        eot_ids: Vec::new(),
+        parameters: 0,
+        weight_bytes: 0,
+        quantization: None,
     }
 }

@@ -30,6 +30,20 @@ use crate::text::TextCodec;
 /// The architectures (`general.architecture`) dlm-tui loads from GGUF.
 pub const GGUF_ARCHITECTURES: &[&str] = &["llada", "dream"];
 
+/// llama.cpp's names of a block's tensors (`blk.N.NAME.weight`), in the order of our
+/// `Naming::block()`: the two norms, q, k, v, the attention output, gate, up, down.
+pub const BLOCK_TENSORS: [&str; 9] = [
+    "attn_norm",
+    "ffn_norm",
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_output",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+];
+
 /// LLaDA's mask token, for files whose metadata does not name one (LLaDA-8B's tokenizer_config
 /// has no `mask_token`, so llama.cpp's converter writes none; its diffusion example uses this id).
 const LLADA_MASK_ID: u32 = 126_336;
@@ -375,22 +389,13 @@ impl GgufWeights {
             ours(&[top.head, "weight"]),
             ("output.weight".to_string(), None),
         );
-        let gguf_block = [
-            "attn_norm",
-            "ffn_norm",
-            "attn_q",
-            "attn_k",
-            "attn_v",
-            "attn_output",
-            "ffn_gate",
-            "ffn_up",
-            "ffn_down",
-        ];
+
         // LLaDA's converter permutes q by the query heads and k by the key heads.
         let permuted = file.arch == "llada";
         let kv_heads = cfg.effective_n_kv_heads()?;
         for i in 0..cfg.n_layers {
-            for (k, (ours_name, theirs)) in cfg.naming.block().iter().zip(gguf_block).enumerate() {
+            for (k, (ours_name, theirs)) in cfg.naming.block().iter().zip(BLOCK_TENSORS).enumerate()
+            {
                 let heads = match k {
                     2 if permuted => Some(cfg.n_heads),
                     3 if permuted => Some(kv_heads),

@@ -28,17 +28,12 @@ pub struct Written {
 
 impl std::fmt::Display for Written {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let formats: Vec<String> = self
-            .formats
-            .iter()
-            .map(|(name, n)| format!("{n} {name}"))
-            .collect();
         write!(
             f,
             "{} tensors of a {} model ({}), {}",
             self.tensors,
             self.architecture,
-            formats.join(", "),
+            super::counts(&self.formats),
             crate::files::human_bytes(self.bytes)
         )
     }
@@ -110,20 +105,15 @@ pub fn write_gguf(dir: &Path, to: Quantization, out: &Path) -> Result<Written> {
         let dtype = matrix(&head)?;
         add("output.weight".into(), head, dtype)?;
     }
-    let theirs = [
-        "attn_norm",
-        "ffn_norm",
-        "attn_q",
-        "attn_k",
-        "attn_v",
-        "attn_output",
-        "ffn_gate",
-        "ffn_up",
-        "ffn_down",
-    ];
     let kv_heads = cfg.effective_n_kv_heads()?;
     for i in 0..cfg.n_layers {
-        for (k, (ours, theirs)) in cfg.naming.block().iter().zip(theirs).enumerate() {
+        for (k, (ours, theirs)) in cfg
+            .naming
+            .block()
+            .iter()
+            .zip(super::gguf::BLOCK_TENSORS)
+            .enumerate()
+        {
             let base = format!("{}.{}.{i}.{ours}", top.prefix, top.blocks);
             for kind in ["weight", "bias"] {
                 let name = format!("{base}.{kind}");

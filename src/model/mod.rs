@@ -53,19 +53,23 @@ impl QuantSummary {
     }
 }
 
+/// "3 q8_0, 1 q5_0": how many layers (or tensors) each format has.
+pub(crate) fn counts(formats: &std::collections::BTreeMap<String, usize>) -> String {
+    formats
+        .iter()
+        .map(|(name, n)| format!("{n} {name}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl std::fmt::Display for QuantSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let formats: Vec<String> = self
-            .formats
-            .iter()
-            .map(|(name, n)| format!("{n} {name}"))
-            .collect();
         write!(
             f,
             "{}: {} layers ({})",
             self.to.name(),
             self.formats.values().sum::<usize>(),
-            formats.join(", ")
+            counts(&self.formats)
         )?;
         if self.kept_float > 0 {
             write!(f, ", {} kept in float (rows fit no block)", self.kept_float)?;
