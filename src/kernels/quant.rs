@@ -164,9 +164,18 @@ pub fn concat_rows(parts: &[QTensor]) -> Result<Option<QTensor>> {
 /// Columns (weight rows) one task dequantizes and multiplies: 4 panels of 16.
 const TASK_COLUMNS: usize = 4 * super::packed::PANEL;
 
-/// Fewer input rows than this go to candle's quantized kernel: dequantizing a weight costs about
-/// as much as multiplying it by a few rows, so it only pays once there are several.
-pub const MIN_ROWS_FOR_PANELS: usize = 8;
+/// The fewest input rows for which [`product`] beats candle's quantized kernel, by format.
+/// Measured on the 1-block LLaDA-8B slice (`dlm-tui bench --forward-only --length L`, both paths
+/// built in turn): at q8_0 the panels won at every length (1 row: 118 against 127 ms; 8 rows:
+/// 159 against 939 ms: candle's q8_0 product converts the scales again for every output); at
+/// q4_k candle's kernel won up to 8 rows (152 against 172 ms) and lost from 12 (196 against
+/// 203 ms; 16 rows: 239 against 258 ms). Formats not measured take q4_k's threshold.
+pub fn min_rows_for_panels(dtype: GgmlDType) -> usize {
+    match dtype {
+        GgmlDType::Q8_0 => 1,
+        _ => 12,
+    }
+}
 
 /// Whether [`product`] runs here: the packed f32 kernel's CPUs (AVX2 and FMA).
 pub fn panels_supported() -> bool {

@@ -232,7 +232,7 @@ fn quantized_on_panels(
     bias: Option<&Tensor>,
     x: &Tensor,
 ) -> Result<Option<Tensor>> {
-    use crate::kernels::quant::{panels_supported, product, MIN_ROWS_FOR_PANELS};
+    use crate::kernels::quant::{min_rows_for_panels, panels_supported, product};
     let QMatMul::QTensor(q) = matmul else {
         return Ok(None);
     };
@@ -244,7 +244,7 @@ fn quantized_on_panels(
     if !panels_supported()
         || !x.device().is_cpu()
         || x.dtype() != DType::F32
-        || rows < MIN_ROWS_FOR_PANELS
+        || rows < min_rows_for_panels(q.dtype())
         || !q.device().is_cpu()
     {
         return Ok(None);
