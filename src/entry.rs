@@ -46,8 +46,14 @@ pub struct AppArgs {
     /// config.toml show that server's text frames as steps.
     #[arg(long, value_name = "URL|mercury|NAME", conflicts_with_all = ["model", "model_dir"])]
     pub remote: Option<String>,
-    /// The environment variable holding the server's bearer token (its --token-env).
-    #[arg(long, value_name = "VAR", requires = "remote")]
+    /// A text-streaming server's lane beside the model's (`mercury`, a URL or a `[remote.NAME]`
+    /// table): every run adds it as the last lane, on the same canvas, so Mercury's frames and
+    /// a local sampler run side by side (compare on: beside every compared lane).
+    #[arg(long, value_name = "mercury|URL|NAME", conflicts_with = "remote")]
+    pub beside: Option<String>,
+    /// The environment variable holding the server's bearer token (its --token-env), for
+    /// --remote or --beside.
+    #[arg(long, value_name = "VAR")]
     pub api_key_env: Option<String>,
 }
 
@@ -212,6 +218,7 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
                 quantize: None,
             },
             model_folders: Vec::new(),
+            beside: None,
         },
     )
 }
@@ -371,6 +378,7 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
         export_dir: export_dir(&config),
         load,
         model_folders: config.model.folders.iter().map(Into::into).collect(),
+        beside: None,
     };
     if let Some(remote) = &args.remote {
         let (engine, codec, info) =
@@ -417,7 +425,25 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
         device: model_args.device,
         quantize: model_args.quantize,
     };
-    tui::run(loaded, options(chat_template, load))
+    let mut options = options(chat_template, load);
+    let Some(remote) = &args.beside else {
+        return tui::run(loaded, options);
+    };
+    // A text-streaming server's lane beside the model: its frames in this model's tokenizer.
+    let endpoint =
+        crate::remote::Endpoint::resolve(remote, None, args.api_key_env.as_deref(), &config.remote)
+            .map_err(usage)?;
+    let crate::model::loader::LoadedModel { model, codec } = loaded;
+    let info = model.info().clone();
+    let frames =
+        crate::engine::Engine::frames(info.clone(), endpoint, std::sync::Arc::new(codec.clone()))?;
+    let engine = crate::engine::Engine::beside(crate::engine::Engine::new(model)?, frames)?;
+    options.beside = Some(if remote.starts_with("http") {
+        "remote".to_string()
+    } else {
+        remote.clone()
+    });
+    tui::run_with(engine, codec, info, options)
 }
 
 /// The engine of a remote model: a `dlm-tui serve` at `url` (its model's tokenizer and facts),

@@ -121,6 +121,7 @@ const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}
 /// How a masked position is shown in text output.
 pub const MASK_GLYPH: &str = "[MASK]";
 
+#[derive(Clone)]
 pub struct TextCodec {
     tokenizer: Tokenizer,
     /// The same tokenizer with special tokens read as plain text: a user who types

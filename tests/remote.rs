@@ -655,3 +655,93 @@ fn remote_info(codec: &dlm_tui::text::TextCodec, mask: u32) -> dlm_tui::model::M
         quantization: None,
     }
 }
+
+/// `--beside`: a job's last lane runs on the text-streaming server while the others run on the
+/// local model, on the same canvas; the events come back as one job's, the remote lane's
+/// renumbered, and the job finishes once both have. A one-lane job runs locally only.
+#[test]
+fn a_remote_lane_runs_beside_local_lanes() {
+    use dlm_tui::engine::{Engine, Event, Job};
+    use std::sync::Arc;
+    let server = FakeServer::start();
+    let loaded = dlm_tui::model::embedded::load(
+        dlm_tui::model::loader::Precision::F32,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let info = loaded.model.info().clone();
+    let codec = Arc::new(loaded.codec);
+    let local = Engine::new(loaded.model).unwrap();
+    let frames = Engine::frames(info.clone(), mercury_endpoint(&server), codec.clone()).unwrap();
+    let engine = Engine::beside(local, frames).unwrap();
+    let mut canvas = codec.encode("Once upon a time", false).unwrap();
+    let prompt_len = canvas.len();
+    canvas.extend(std::iter::repeat_n(info.mask_id, 16));
+    let params = dlm_tui::sampler::SamplerParams {
+        steps: 16,
+        block_length: 16,
+        ..Default::default()
+    };
+    let job = Job {
+        canvas: canvas.clone(),
+        lanes: vec![params.clone(), params.clone(), params.clone()],
+        inspect: true,
+    };
+    let mut handle = engine.submit(job);
+    let (mut steps, mut done, mut finished) = (vec![0usize; 3], vec![false; 3], false);
+    while let Some(event) = handle.events.blocking_recv() {
+        match event {
+            Event::Step(step) => {
+                assert_eq!(step.canvas.len(), canvas.len());
+                assert_eq!(&step.canvas[..prompt_len], &canvas[..prompt_len]);
+                if step.lane == 2 {
+                    assert!(step.scored.is_empty(), "the server sends no scores");
+                }
+                steps[step.lane] += 1;
+            }
+            Event::LaneDone(summary) => done[summary.lane] = true,
+            Event::Finished { .. } => {
+                finished = true;
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(finished);
+    assert_eq!(
+        steps,
+        [16, 16, 3],
+        "two local lanes of 16 steps, three frames"
+    );
+    assert_eq!(done, [true, true, true]);
+    let posts = |s: &FakeServer| {
+        s.state
+            .lock()
+            .unwrap()
+            .log
+            .iter()
+            .filter(|(l, _)| l.starts_with("POST"))
+            .count()
+    };
+    assert_eq!(posts(&server), 1);
+
+    // One lane: the local model alone, nothing asked of the server.
+    let mut handle = engine.submit(Job {
+        canvas,
+        lanes: vec![params],
+        inspect: false,
+    });
+    let mut lanes = std::collections::BTreeSet::new();
+    while let Some(event) = handle.events.blocking_recv() {
+        match event {
+            Event::Step(step) => {
+                lanes.insert(step.lane);
+            }
+            Event::Finished { .. } => break,
+            Event::LaneDone(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(lanes.into_iter().collect::<Vec<_>>(), [0]);
+    assert_eq!(posts(&server), 1);
+}

@@ -198,6 +198,31 @@ impl Engine {
         })
     }
 
+    /// A local engine with a remote one beside it: a job of several lanes runs all but its last
+    /// on `local` and the last on `remote` (a text-streaming server's [`Engine::frames`]) at the
+    /// same time, on the same canvas; their events come back as one job's, the remote lane's
+    /// numbered last. A job of one lane runs on `local`.
+    pub fn beside(local: Engine, remote: Engine) -> Result<Self> {
+        let info = local.info().clone();
+        Self::spawn(info, move |queue| {
+            let runtime = crate::remote::runtime();
+            while let Ok(Submission {
+                job,
+                events,
+                cancel,
+            }) = queue.recv()
+            {
+                let last = match &runtime {
+                    Ok(runtime) => {
+                        runtime.block_on(run_beside(&local, &remote, job, &events, &cancel))
+                    }
+                    Err(e) => Event::Failed(format!("{e:#}")),
+                };
+                let _ = events.blocking_send(last);
+            }
+        })
+    }
+
     pub fn new(model: Box<dyn Denoiser>) -> Result<Self> {
         let info = model.info().clone();
         Self::spawn(info, move |queue| worker_loop(model, queue))
@@ -252,6 +277,121 @@ impl Drop for Engine {
         self.jobs.take();
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
+        }
+    }
+}
+
+/// One job of [`Engine::beside`]: the local lanes and the remote one side by side, their events
+/// relayed as they come (the remote lane's renumbered), and the job's last event once both ends
+/// are done: a failure of either fails the job (and cancels the other), a cancel cancels both.
+async fn run_beside(
+    local: &Engine,
+    remote: &Engine,
+    job: Job,
+    events: &mpsc::Sender<Event>,
+    cancel: &AtomicBool,
+) -> Event {
+    let n = job.lanes.len();
+    if n < 2 {
+        let mut handle = local.submit(job);
+        return relay_until_last(&mut handle, events, cancel).await;
+    }
+    let remote_lane = n - 1;
+    let remote_job = Job {
+        canvas: job.canvas.clone(),
+        lanes: vec![job.lanes[remote_lane].clone()],
+        inspect: false,
+    };
+    let local_job = Job {
+        lanes: job.lanes[..remote_lane].to_vec(),
+        ..job
+    };
+    let mut near = local.submit(local_job);
+    let mut far = remote.submit(remote_job);
+    let (mut near_last, mut far_last): (Option<Event>, Option<Event>) = (None, None);
+    let mut cancelled = false;
+    loop {
+        if near_last.is_some() && far_last.is_some() {
+            break;
+        }
+        if !cancelled && cancel.load(Ordering::Relaxed) {
+            cancelled = true;
+            near.cancel();
+            far.cancel();
+        }
+        let (event, from_far) = tokio::select! {
+            e = near.events.recv(), if near_last.is_none() => (e, false),
+            e = far.events.recv(), if far_last.is_none() => (e, true),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
+        };
+        let event = event.unwrap_or_else(|| Event::Failed("an engine stopped mid-job".into()));
+        let event = match (event, from_far) {
+            (Event::Step(mut step), true) => {
+                step.lane = remote_lane;
+                Event::Step(step)
+            }
+            (Event::LaneDone(mut summary), true) => {
+                summary.lane = remote_lane;
+                Event::LaneDone(summary)
+            }
+            (event, _) => event,
+        };
+        if event.is_last() {
+            if let Event::Failed(why) = &event {
+                // One side failing fails the job: stop the other.
+                near.cancel();
+                far.cancel();
+                let why = if from_far {
+                    format!("the remote lane: {why}")
+                } else {
+                    why.clone()
+                };
+                return Event::Failed(why);
+            }
+            if from_far {
+                far_last = Some(event);
+            } else {
+                near_last = Some(event);
+            }
+            continue;
+        }
+        if events.send(event).await.is_err() {
+            near.cancel();
+            far.cancel();
+            return Event::Cancelled;
+        }
+    }
+    match (near_last, far_last) {
+        (Some(Event::Finished { elapsed: a }), Some(Event::Finished { elapsed: b })) => {
+            Event::Finished { elapsed: a.max(b) }
+        }
+        _ => Event::Cancelled,
+    }
+}
+
+/// Relays a job's events until its last one, which is returned (cancelling it on request).
+async fn relay_until_last(
+    handle: &mut JobHandle,
+    events: &mpsc::Sender<Event>,
+    cancel: &AtomicBool,
+) -> Event {
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            handle.cancel();
+        }
+        let event = tokio::select! {
+            e = handle.events.recv() => e,
+            _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
+        };
+        let Some(event) = event else {
+            return Event::Failed("the engine stopped mid-job".into());
+        };
+        if event.is_last() {
+            return event;
+        }
+        if events.send(event).await.is_err() {
+            handle.cancel();
+            return Event::Cancelled;
         }
     }
 }

@@ -267,6 +267,10 @@ impl LaneView {
 
     /// Positions the frame at `step` masked again (ReMDM), with the token each held before.
     pub fn remasked_at(&self, step: usize) -> Vec<(usize, u32)> {
+        // A lane that finished in fewer steps than the one scrubbed to remasked nothing there.
+        if step > self.frames.len() {
+            return Vec::new();
+        }
         let Some(frame) = self.frame_at(step) else {
             return Vec::new();
         };
@@ -645,6 +649,9 @@ pub struct App {
     pub compare_mode: bool,
     /// Instruct models: the model's chat template, and whether runs wrap the text in it.
     pub chat_template: Option<ChatTemplate>,
+    /// The label of the remote lane run beside the model (`--beside`): every run gets it as
+    /// its last lane. A model picked in the app runs alone.
+    pub beside: Option<String>,
     pub chat_mode: bool,
     pub message: Option<Message>,
     pub model: ModelInfo,
@@ -765,6 +772,7 @@ impl App {
             show_charts: false,
             compare_mode: false,
             chat_template: None,
+            beside: None,
             chat_mode: false,
             message: None,
             model,
@@ -830,6 +838,17 @@ impl App {
 
     /// The lanes a run uses: one, or one per comparison lane (each may override parameters).
     pub fn lane_params(&self, masked: usize) -> Result<Vec<(String, SamplerParams)>, String> {
+        let mut lanes = self.local_lane_params(masked)?;
+        if let Some(remote) = &self.beside {
+            // The engine runs the last lane on the server beside the model (`--beside`).
+            let mut p = self.settings.params.clone();
+            p.steps = self.settings.steps.unwrap_or(masked.max(1));
+            lanes.push((format!("{remote} frames"), p));
+        }
+        Ok(lanes)
+    }
+
+    fn local_lane_params(&self, masked: usize) -> Result<Vec<(String, SamplerParams)>, String> {
         let params = |s: &Settings| {
             let mut p = s.params.clone();
             p.steps = s.steps.unwrap_or(masked.max(1));
@@ -883,6 +902,7 @@ impl App {
         self.model = model;
         self.chat_mode = self.chat_mode && chat_template.is_some();
         self.chat_template = chat_template;
+        self.beside = None;
         self.run = None;
         self.inspector = None;
         self.remask = Remask::default();
@@ -2035,5 +2055,43 @@ fn on_engine(app: &mut App, event: Event) {
             run.state = RunState::Failed(message.clone());
             app.error(format!("the model failed: {message}"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lanes of one run may take different numbers of steps (a remote lane's frames beside a
+    /// local sampler's): scrubbing past a short lane's end shows no remasks there, and never
+    /// reads past its frames.
+    #[test]
+    fn a_short_lane_scrubbed_past_its_end_remasked_nothing() {
+        let frame = |step: usize, remasked: Vec<usize>| StepEvent {
+            lane: 1,
+            step,
+            steps: 2,
+            canvas: vec![7, 8],
+            committed: vec![crate::sampler::Commit {
+                pos: 0,
+                id: 7,
+                score: 0.0,
+            }],
+            masked: 0,
+            nfe: step,
+            elapsed: std::time::Duration::ZERO,
+            speedup: 1.0,
+            window: 0..2,
+            scored: Vec::new(),
+            remasked,
+        };
+        let lane = LaneView {
+            label: "mercury frames".into(),
+            frames: vec![frame(1, Vec::new()), frame(2, vec![0])],
+            summary: None,
+        };
+        assert_eq!(lane.remasked_at(2), [(0, 7)]);
+        assert!(lane.remasked_at(5).is_empty());
+        assert!(lane.remasked_at(0).is_empty());
     }
 }

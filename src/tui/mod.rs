@@ -121,6 +121,8 @@ pub struct Options {
     pub presets: Vec<(String, crate::run::LaneSpec)>,
     /// Local model folders the picker (F10) offers.
     pub model_folders: Vec<PathBuf>,
+    /// The remote lane's label when the engine runs one beside the model (`--beside`).
+    pub beside: Option<String>,
     /// How models picked in the app (F10) are loaded.
     pub load: ModelLoad,
 }
@@ -149,6 +151,7 @@ pub fn run_with(engine: Engine, codec: TextCodec, info: ModelInfo, options: Opti
     app.chat_template = options.chat_template;
     app.settings = options.settings;
     app.model_folders = options.model_folders.clone();
+    app.beside = options.beside.clone();
     app.hub_cache = crate::hub::Hub::from_env()
         .ok()
         .map(|h| h.cache_dir().to_path_buf());

@@ -487,8 +487,12 @@ fn stats_line(
     }
     // Mean score of the tokens committed up to the step shown (their confidence for
     // probability-like strategies).
-    // A text-streaming server sends no scores.
-    let scored = app.model.family != "remote";
+    // A text-streaming server sends no scores (the whole model, or the lane beside it).
+    let scored = app.model.family != "remote"
+        && app
+            .beside
+            .as_ref()
+            .is_none_or(|b| lane.label != format!("{b} frames"));
     if let Some(mean) = lane.mean_score_until(shown).filter(|_| scored) {
         stat(
             if probability { "conf" } else { "score" },
