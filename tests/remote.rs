@@ -376,9 +376,11 @@ fn frames_become_the_playgrounds_steps() {
     let mut handle = engine.submit(job.clone());
     let mut steps = Vec::new();
     let mut finished = false;
+    let mut summary = None;
     while let Some(event) = handle.events.blocking_recv() {
         match event {
             Event::Step(step) => steps.push(step),
+            Event::LaneDone(done) => summary = Some(done),
             Event::Finished { .. } => {
                 finished = true;
                 break;
@@ -389,6 +391,12 @@ fn frames_become_the_playgrounds_steps() {
     }
     assert!(finished);
     assert_eq!(steps.len(), 3);
+    // The server's own token count reaches the lane's totals (the stats' tokens per second).
+    assert_eq!(summary.unwrap().completion_tokens, Some(3));
+    // The settled prefix (what two frames share from the start) is before the step's window:
+    // nothing is settled in the first frame, "Hello w..." by the last.
+    assert_eq!(steps[0].window.start, prompt_len);
+    assert!(steps[2].window.start > prompt_len, "{:?}", steps[2].window);
     for step in &steps {
         assert_eq!(step.canvas.len(), canvas.len());
         assert_eq!(&step.canvas[..prompt_len], &canvas[..prompt_len]);
@@ -581,7 +589,8 @@ fn a_masked_span_inside_the_text_is_filled_in_the_middle() {
         assert_eq!(step.canvas.len(), canvas.len());
         assert_eq!(&step.canvas[..prefix.len()], &prefix[..]);
         assert_eq!(&step.canvas[prefix.len() + 8..], &suffix[..]);
-        assert_eq!(step.window, prefix.len()..prefix.len() + 8);
+        // The window is the unsettled rest of the span (after the prefix two frames share).
+        assert!(step.window.start >= prefix.len() && step.window.end == prefix.len() + 8);
         assert!(step.committed.iter().all(|c| step.window.contains(&c.pos)));
     }
     let last = &steps[2].canvas;

@@ -776,6 +776,7 @@ fn lanes_are_compared_token_aligned() {
             elapsed: Duration::ZERO,
             mean_score: 0.5,
             speedup: 1.0,
+            completion_tokens: None,
         }),
     };
     let run = RunView {

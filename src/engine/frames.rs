@@ -49,6 +49,14 @@ impl Framing<'_> {
 
     fn step(&self, frame: &Frame, index: usize, previous: &[u32]) -> StepEvent {
         let canvas = self.canvas(&frame.text);
+        // The settled prefix: the answer's tokens this frame shares with the previous one from
+        // the start. The step's window is what comes after it (the live panel marks where it
+        // begins), the part the server is still working on.
+        let answer = self.window();
+        let settled_end = answer
+            .clone()
+            .find(|&p| canvas[p] != previous[p] || canvas[p] == self.mask_id)
+            .unwrap_or(answer.end);
         let changed = |p: usize| canvas[p] != previous[p];
         let committed = self
             .window()
@@ -71,7 +79,7 @@ impl Framing<'_> {
             nfe: index,
             elapsed: frame.elapsed,
             speedup: 1.0,
-            window: self.window(),
+            window: settled_end..answer.end,
             scored: Vec::new(),
             committed,
             remasked,
@@ -190,6 +198,7 @@ pub(super) async fn run(
         elapsed,
         mean_score: 0.0,
         speedup: 1.0,
+        completion_tokens: finish.completion_tokens,
     };
     let _ = events.send(Event::LaneDone(summary)).await;
     Ok(Event::Finished {

@@ -86,6 +86,7 @@ impl LaneBackend for LocalLane {
                     self.score_sum / self.committed as f64
                 },
                 speedup: self.speedup(),
+                completion_tokens: None,
             }),
         })
     }

@@ -86,6 +86,10 @@ pub struct LaneSummary {
     pub mean_score: f64,
     /// See [`StepEvent::speedup`].
     pub speedup: f64,
+    /// The tokens a text-streaming server says it wrote (its final usage); `None` for lanes
+    /// that ran here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

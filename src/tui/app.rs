@@ -422,6 +422,7 @@ impl RunView {
                             elapsed: last.elapsed,
                             mean_score: commits.iter().sum::<f64>() / commits.len().max(1) as f64,
                             speedup: last.speedup,
+                            completion_tokens: None,
                         }
                     });
                 LaneView {

@@ -472,14 +472,39 @@ fn stats_line(
         }
         spans.push(styled(theme.value, format!("{value} ")));
     };
+    // A text-streaming server's lane (the whole model, or the lane beside it): frames, not
+    // sampler steps, and no scores.
+    let frames_lane = app.model.family == "remote"
+        || app
+            .beside
+            .as_ref()
+            .is_some_and(|b| lane.label == format!("{b} frames"));
     if let Some(f) = lane.frame_at(shown) {
         stat("masks", f.masked.to_string());
-        stat("nfe", f.nfe.to_string());
-        stat("", format!("{:.2}s", f.elapsed.as_secs_f64()));
-        // Tokens per unit of forward work against plain decoding (what parallel decoding and
-        // caching buy).
-        stat("speedup", format!("{:.1}x", f.speedup));
-        // ReMDM: tokens masked again so far.
+        if frames_lane {
+            stat("frames", f.nfe.to_string());
+            stat("", format!("{:.2}s", f.elapsed.as_secs_f64()));
+            if let Some(first) = lane.frames.first() {
+                stat("first", format!("{:.2}s", first.elapsed.as_secs_f64()));
+            }
+            // Tokens per second from the server's own count, once it has sent it.
+            if let Some(tokens) = lane.summary.as_ref().and_then(|s| s.completion_tokens) {
+                let seconds = lane
+                    .summary
+                    .as_ref()
+                    .map_or(0.0, |s| s.elapsed.as_secs_f64());
+                if seconds > 0.0 && shown >= lane.frames.len() {
+                    stat("tok/s", format!("{:.0}", tokens as f64 / seconds));
+                }
+            }
+        } else {
+            stat("nfe", f.nfe.to_string());
+            stat("", format!("{:.2}s", f.elapsed.as_secs_f64()));
+            // Tokens per unit of forward work against plain decoding (what parallel decoding
+            // and caching buy).
+            stat("speedup", format!("{:.1}x", f.speedup));
+        }
+        // ReMDM: tokens masked again so far (a server's frame that got shorter, too).
         let remasked: usize = lane.frames[..shown].iter().map(|f| f.remasked.len()).sum();
         if remasked > 0 {
             stat("remasked", remasked.to_string());
@@ -487,12 +512,7 @@ fn stats_line(
     }
     // Mean score of the tokens committed up to the step shown (their confidence for
     // probability-like strategies).
-    // A text-streaming server sends no scores (the whole model, or the lane beside it).
-    let scored = app.model.family != "remote"
-        && app
-            .beside
-            .as_ref()
-            .is_none_or(|b| lane.label != format!("{b} frames"));
+    let scored = !frames_lane;
     if let Some(mean) = lane.mean_score_until(shown).filter(|_| scored) {
         stat(
             if probability { "conf" } else { "score" },
