@@ -20,6 +20,10 @@ struct State {
     auths: Vec<String>,
     /// Close the stream after this many frames, with no final chunk and no [DONE].
     cut_after: Option<usize>,
+    /// Wait this long after each diffusing frame (a slow stream).
+    frame_gap_ms: u64,
+    /// Answer every chat request with this status and the error envelope.
+    fail_with: Option<(u16, &'static str)>,
 }
 
 struct FakeServer {
@@ -120,6 +124,16 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
         request_line.starts_with("POST /v1/chat/completions"),
         "{request_line}"
     );
+    if let Some((status, reason)) = state.lock().unwrap().fail_with {
+        let envelope = json!({"error": {"message": format!("{reason} (test)"),
+            "type": "invalid_request_error", "param": null, "code": status}});
+        return respond(
+            &mut stream,
+            &format!("{status} {reason}"),
+            "Retry-After: 0\r\n",
+            &envelope.to_string(),
+        );
+    }
     {
         let mut s = state.lock().unwrap();
         if s.rate_limited > 0 {
@@ -148,7 +162,10 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
         }
         c
     };
-    let cut_after = state.lock().unwrap().cut_after;
+    let (cut_after, gap) = {
+        let s = state.lock().unwrap();
+        (s.cut_after, s.frame_gap_ms)
+    };
     if request["diffusing"] == json!(true) {
         for (i, text) in ["Hxq#o wz!ld", "Hello wqrld", "Hello world!"]
             .into_iter()
@@ -158,6 +175,7 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
                 return;
             }
             event(&mut stream, &chunk(text, true));
+            std::thread::sleep(std::time::Duration::from_millis(gap));
         }
     } else {
         for text in ["Hel", "lo", " world"] {
@@ -753,4 +771,67 @@ fn a_remote_lane_runs_beside_local_lanes() {
     }
     assert_eq!(lanes.into_iter().collect::<Vec<_>>(), [0]);
     assert_eq!(posts(&server), 1);
+}
+
+/// A slow stream: every frame is printed when it comes, not when the stream ends (their times
+/// are the server's pace apart), and the time to the first frame is the first one's.
+#[test]
+fn a_slow_stream_shows_each_frame_as_it_comes() {
+    let server = FakeServer::start();
+    server.state.lock().unwrap().frame_gap_ms = 300;
+    let out = generate(
+        &server,
+        Some("test-key"),
+        &["--remote", "mercury", "--prompt", "Say hello", "--json"],
+    );
+    let lines = lines(&out);
+    let times: Vec<f64> = lines
+        .iter()
+        .filter(|l| l["type"] == "step")
+        .map(|l| l["elapsed_ms"].as_f64().unwrap())
+        .collect();
+    assert_eq!(times.len(), 3);
+    for pair in times.windows(2) {
+        assert!(pair[1] - pair[0] >= 250.0, "{times:?}");
+    }
+    let done = lines.last().unwrap();
+    let first = done["first_frame_ms"].as_f64().unwrap();
+    assert!((first - times[0]).abs() < 1.0, "{first} vs {times:?}");
+    assert!(done["elapsed_ms"].as_f64().unwrap() >= times[2]);
+}
+
+/// Every documented error code gets its own message: 402 an inactive account, 404 an unknown
+/// model (with the flag that picks another), 503 an overloaded server after its retries.
+#[test]
+fn each_error_code_says_what_it_means() {
+    let server = FakeServer::start();
+    for (status, reason, says) in [
+        (402, "Payment Required", vec!["not active"]),
+        (404, "Not Found", vec!["has no model", "--remote-model"]),
+        (
+            503,
+            "Service Unavailable",
+            vec!["overloaded", "try again later"],
+        ),
+    ] {
+        server.state.lock().unwrap().fail_with = Some((status, reason));
+        let out = generate(
+            &server,
+            Some("test-key"),
+            &[
+                "--remote",
+                "mercury",
+                "--remote-model",
+                "mercury-9",
+                "--prompt",
+                "x",
+            ],
+        );
+        assert!(!out.status.success(), "{status}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for s in says {
+            assert!(err.contains(s), "{status}: {err}");
+        }
+        assert!(!err.contains("test-key"), "{err}");
+    }
 }
