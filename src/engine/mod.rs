@@ -209,21 +209,11 @@ impl Engine {
     pub fn beside(local: Engine, remote: Engine) -> Result<Self> {
         let info = local.info().clone();
         Self::spawn(info, move |queue| {
-            let runtime = crate::remote::runtime();
-            while let Ok(Submission {
-                job,
-                events,
-                cancel,
-            }) = queue.recv()
-            {
-                let last = match &runtime {
-                    Ok(runtime) => {
-                        runtime.block_on(run_beside(&local, &remote, job, &events, &cancel))
-                    }
-                    Err(e) => Event::Failed(format!("{e:#}")),
-                };
-                let _ = events.blocking_send(last);
-            }
+            streaming_loop(queue, |runtime, job, events, cancel| {
+                Ok(Some(runtime.block_on(run_beside(
+                    &local, &remote, job, events, cancel,
+                ))))
+            })
         })
     }
 
@@ -291,13 +281,13 @@ impl Drop for Engine {
 async fn run_beside(
     local: &Engine,
     remote: &Engine,
-    job: Job,
+    job: &Job,
     events: &mpsc::Sender<Event>,
     cancel: &AtomicBool,
 ) -> Event {
     let n = job.lanes.len();
     if n < 2 {
-        let mut handle = local.submit(job);
+        let mut handle = local.submit(job.clone());
         return relay_until_last(&mut handle, events, cancel).await;
     }
     let remote_lane = n - 1;
@@ -308,7 +298,7 @@ async fn run_beside(
     };
     let local_job = Job {
         lanes: job.lanes[..remote_lane].to_vec(),
-        ..job
+        ..job.clone()
     };
     let mut near = local.submit(local_job);
     let mut far = remote.submit(remote_job);
