@@ -170,7 +170,15 @@ pub(super) struct Block {
 }
 
 impl Block {
-    pub(super) fn new(cfg: &LladaConfig, vb: VarBuilder) -> Result<Self> {
+    /// A block whose linear layers come from `vb`, except those `source` holds as quantized
+    /// blocks (a GGUF file's), which are taken as they are and never built in float; their
+    /// biases stay float. Fused projections whose parts share a format become one layer, else a
+    /// [`Dense::Stack`].
+    pub(super) fn new(
+        cfg: &LladaConfig,
+        vb: VarBuilder,
+        source: Option<&dyn super::QuantizedSource>,
+    ) -> Result<Self> {
         let d = cfg.d_model;
         let kv_dim = cfg.effective_n_kv_heads()? * cfg.head_dim();
         let hidden = cfg.hidden_size();
@@ -193,84 +201,21 @@ impl Block {
             qk_norm,
             attn_norm: RmsNorm::new(cfg, vb.pp(attn_norm))?,
             ff_norm: RmsNorm::new(cfg, vb.pp(ff_norm))?,
-            attn_in: Projections::Separate(vec![
-                linear(d, q_dim, qkv_bias, std, vb.pp(q))?,
-                linear(d, kv_dim, qkv_bias, std, vb.pp(k))?,
-                linear(d, kv_dim, qkv_bias, std, vb.pp(v))?,
-            ]),
-            attn_out: Dense::Stored(linear(q_dim, d, bias, out_std, vb.pp(attn_out))?),
-            ff_in: Projections::Separate(vec![
-                linear(d, hidden, bias, std, vb.pp(gate))?,
-                linear(d, hidden, bias, std, vb.pp(up))?,
-            ]),
-            ff_out: Dense::Stored(linear(hidden, d, bias, out_std, vb.pp(ff_out))?),
+            attn_in: Projections::of(vec![
+                Part::load(d, q_dim, qkv_bias, std, vb.pp(q), source)?,
+                Part::load(d, kv_dim, qkv_bias, std, vb.pp(k), source)?,
+                Part::load(d, kv_dim, qkv_bias, std, vb.pp(v), source)?,
+            ])?,
+            attn_out: Part::load(q_dim, d, bias, out_std, vb.pp(attn_out), source)?.dense()?,
+            ff_in: Projections::of(vec![
+                Part::load(d, hidden, bias, std, vb.pp(gate), source)?,
+                Part::load(d, hidden, bias, std, vb.pp(up), source)?,
+            ])?,
+            ff_out: Part::load(hidden, d, bias, out_std, vb.pp(ff_out), source)?.dense()?,
             n_heads: cfg.n_heads,
             n_kv_heads: cfg.effective_n_kv_heads()?,
             head_dim: cfg.head_dim(),
         })
-    }
-
-    /// Switches every linear layer `source` holds in quantized blocks to those blocks (the
-    /// biases stay in float). Fused projections whose parts share a format become one layer,
-    /// else a [`Dense::Stack`].
-    pub(super) fn adopt_quantized(
-        &mut self,
-        cfg: &LladaConfig,
-        prefix: &str,
-        source: &dyn super::QuantizedSource,
-        device: &candle_core::Device,
-    ) -> Result<()> {
-        let [_, _, q, k, v, attn_out, gate, up, ff_out] = cfg.naming.block();
-        let weight = |name: &str| source.quantized(&format!("{prefix}.{name}.weight"), device);
-        for (projections, names) in [
-            (&mut self.attn_in, vec![q, k, v]),
-            (&mut self.ff_in, vec![gate, up]),
-        ] {
-            let Projections::Separate(layers) = projections else {
-                continue;
-            };
-            let quantized = names
-                .iter()
-                .map(|n| weight(n))
-                .collect::<Result<Vec<_>>>()?;
-            if quantized.iter().all(Option::is_none) {
-                continue;
-            }
-            let widths = layers
-                .iter()
-                .map(|l| l.weight().dim(0))
-                .collect::<Result<Vec<_>, _>>()?;
-            let biases: Vec<Option<Tensor>> = layers.iter().map(|l| l.bias().cloned()).collect();
-            let uniform_bias =
-                biases.iter().all(Option::is_some) || biases.iter().all(Option::is_none);
-            let dense = if quantized.iter().all(Option::is_some) && uniform_bias {
-                let parts: Vec<QTensor> = quantized.into_iter().flatten().collect();
-                match crate::kernels::quant::concat_rows(&parts)? {
-                    Some(all) => {
-                        let bias = biases
-                            .into_iter()
-                            .collect::<Option<Vec<_>>>()
-                            .map(|b| Tensor::cat(&b, 0))
-                            .transpose()?;
-                        Dense::from_qtensor(all, bias)?
-                    }
-                    None => stack(parts.into_iter().map(Some).collect(), layers)?,
-                }
-            } else {
-                stack(quantized, layers)?
-            };
-            *projections = Projections::Fused { dense, widths };
-        }
-        for (dense, name) in [(&mut self.attn_out, attn_out), (&mut self.ff_out, ff_out)] {
-            if let Some(q) = weight(name)? {
-                let bias = match dense {
-                    Dense::Stored(linear) => linear.bias().cloned(),
-                    _ => None,
-                };
-                *dense = Dense::from_qtensor(q, bias)?;
-            }
-        }
-        Ok(())
     }
 
     /// Bytes of this block's weights, its float parts counted at `float` (the norms, and layers
@@ -488,18 +433,110 @@ impl Projections {
     }
 }
 
-/// Separate layers made one: each part its quantized blocks where it has them, else its float
-/// layer prepared for inference.
-fn stack(quantized: Vec<Option<QTensor>>, layers: &[Linear]) -> Result<Dense> {
-    let parts = quantized
-        .into_iter()
-        .zip(layers)
-        .map(|(q, linear)| match q {
-            Some(q) => Dense::from_qtensor(q, linear.bias().cloned()),
-            None => Dense::prepared(linear.clone()),
+/// One linear layer as loaded: float (`vb`'s), or the quantized blocks a source holds, with
+/// its float bias.
+enum Part {
+    Float(Linear),
+    Quantized(QTensor, Option<Tensor>),
+}
+
+impl Part {
+    /// The layer at `vb`'s prefix: the source's quantized blocks if it has them (the bias read
+    /// from `vb`), else a float layer.
+    fn load(
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+        std: f64,
+        vb: VarBuilder,
+        source: Option<&dyn super::QuantizedSource>,
+    ) -> Result<Self> {
+        let quantized = match source {
+            Some(source) => source.quantized(&format!("{}.weight", vb.prefix()), vb.device())?,
+            None => None,
+        };
+        Ok(match quantized {
+            Some(q) => Part::Quantized(q, bias.then(|| vb.get(out_dim, "bias")).transpose()?),
+            None => Part::Float(linear(in_dim, out_dim, bias, std, vb)?),
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Dense::Stack(parts))
+    }
+
+    fn rows(&self) -> Result<usize> {
+        Ok(match self {
+            Part::Float(linear) => linear.weight().dim(0)?,
+            Part::Quantized(q, _) => q.shape().dims2()?.0,
+        })
+    }
+
+    /// The layer as it runs ([`Dense::Stored`] until prepared).
+    fn dense(self) -> Result<Dense> {
+        match self {
+            Part::Float(linear) => Ok(Dense::Stored(linear)),
+            Part::Quantized(q, bias) => Dense::from_qtensor(q, bias),
+        }
+    }
+}
+
+impl Projections {
+    /// Projections from their loaded parts: separate float layers (fused later, at
+    /// [`Projections::fuse`]); with quantized parts, one fused layer now, its parts' blocks
+    /// stacked when they share a format and all or none have a bias, else a [`Dense::Stack`].
+    fn of(parts: Vec<Part>) -> Result<Self> {
+        if parts.iter().all(|p| matches!(p, Part::Float(_))) {
+            return Ok(Projections::Separate(
+                parts
+                    .into_iter()
+                    .filter_map(|p| match p {
+                        Part::Float(linear) => Some(linear),
+                        Part::Quantized(..) => None,
+                    })
+                    .collect(),
+            ));
+        }
+        let widths = parts.iter().map(Part::rows).collect::<Result<Vec<_>>>()?;
+        let has_bias = |p: &Part| match p {
+            Part::Float(linear) => linear.bias().is_some(),
+            Part::Quantized(_, bias) => bias.is_some(),
+        };
+        let uniform_bias = parts.iter().all(has_bias) || !parts.iter().any(has_bias);
+        let dense = if uniform_bias && parts.iter().all(|p| matches!(p, Part::Quantized(..))) {
+            let (blocks, biases): (Vec<QTensor>, Vec<Option<Tensor>>) = parts
+                .into_iter()
+                .filter_map(|p| match p {
+                    Part::Quantized(q, bias) => Some((q, bias)),
+                    Part::Float(_) => None,
+                })
+                .unzip();
+            match crate::kernels::quant::concat_rows(&blocks)? {
+                Some(all) => {
+                    let bias = biases
+                        .into_iter()
+                        .collect::<Option<Vec<_>>>()
+                        .map(|b| Tensor::cat(&b, 0))
+                        .transpose()?;
+                    Dense::from_qtensor(all, bias)?
+                }
+                None => Dense::Stack(
+                    blocks
+                        .into_iter()
+                        .zip(biases)
+                        .map(|(q, bias)| Dense::from_qtensor(q, bias))
+                        .collect::<Result<_>>()?,
+                ),
+            }
+        } else {
+            Dense::Stack(
+                parts
+                    .into_iter()
+                    .map(|p| match p {
+                        Part::Float(linear) => Dense::prepared(linear),
+                        quantized => quantized.dense(),
+                    })
+                    .collect::<Result<_>>()?,
+            )
+        };
+        Ok(Projections::Fused { dense, widths })
+    }
 }
 
 /// `past` (B, H, L, D) with positions `offset..offset + T` replaced by `fresh` (B, H, T, D).

@@ -89,8 +89,7 @@ impl Llada {
     }
 
     /// As [`Self::new`], taking every linear layer that `source` holds in quantized blocks as
-    /// those blocks (a GGUF file's): each block is switched to them as soon as it is built, so
-    /// that no more than one block's float weights are in memory at a time.
+    /// those blocks (a GGUF file's): such layers are never built in float, nor read twice.
     pub fn with_quantized(
         cfg: LladaConfig,
         vb: VarBuilder,
@@ -143,15 +142,8 @@ impl Llada {
         let weight_dtype = wte_weight.as_ref().map_or(vb.dtype(), Tensor::dtype);
         let blocks = (0..cfg.n_layers)
             .map(|i| {
-                let mut block = Block::new(&cfg, vb.pp(format!("{}.{i}", names.blocks)))
-                    .with_context(|| format!("loading block {i}"))?;
-                if let Some(source) = source {
-                    let prefix = format!("{}.{}.{i}", names.prefix, names.blocks);
-                    block
-                        .adopt_quantized(&cfg, &prefix, source, &device)
-                        .with_context(|| format!("loading block {i}'s quantized layers"))?;
-                }
-                Ok(block)
+                Block::new(&cfg, vb.pp(format!("{}.{i}", names.blocks)), source)
+                    .with_context(|| format!("loading block {i}"))
             })
             .collect::<Result<Vec<_>>>()?;
         let ln_f = RmsNorm::new(&cfg, vb.pp(names.final_norm)).context("loading the final norm")?;
