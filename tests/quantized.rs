@@ -62,6 +62,21 @@ struct Figures {
     bytes: (usize, usize),
 }
 
+impl Figures {
+    /// The README table's row for `name` at `to`.
+    fn row(&self, name: &str, to: Quantization) -> String {
+        format!(
+            "| {name} | {} | {} -> {} | {:.4} | {:.1}% | {:.1}% |",
+            to.name(),
+            dlm_tui::files::human_bytes(self.bytes.0 as u64),
+            dlm_tui::files::human_bytes(self.bytes.1 as u64),
+            self.relative_error,
+            self.top1 * 100.0,
+            self.tokens * 100.0
+        )
+    }
+}
+
 fn measure(name: &str, to: Quantization) -> Figures {
     let mut reference = load(name);
     let mut quantized = load(name);
@@ -118,15 +133,7 @@ fn quantized_models_stay_close_to_f32() {
     ];
     for (name, to, max_error, min_top1) in bars {
         let f = measure(name, to);
-        println!(
-            "| {name} | {} | {} -> {} | {:.4} | {:.1}% | {:.1}% |",
-            to.name(),
-            dlm_tui::files::human_bytes(f.bytes.0 as u64),
-            dlm_tui::files::human_bytes(f.bytes.1 as u64),
-            f.relative_error,
-            f.top1 * 100.0,
-            f.tokens * 100.0
-        );
+        println!("{}", f.row(name, to));
         assert!(
             f.relative_error < max_error,
             "{name} {}: error {}",
@@ -167,14 +174,6 @@ fn a_bigger_model_named_by_the_environment() {
     let dir = std::env::var("DLM_TUI_QUANT_DIR").expect("DLM_TUI_QUANT_DIR");
     for to in [Quantization::Q8_0, Quantization::Q4K] {
         let f = measure(&dir, to);
-        println!(
-            "| {dir} | {} | {} -> {} | {:.4} | {:.1}% | {:.1}% |",
-            to.name(),
-            dlm_tui::files::human_bytes(f.bytes.0 as u64),
-            dlm_tui::files::human_bytes(f.bytes.1 as u64),
-            f.relative_error,
-            f.top1 * 100.0,
-            f.tokens * 100.0
-        );
+        println!("{}", f.row(&dir, to));
     }
 }

@@ -171,7 +171,7 @@ impl GgufFile {
             None => 1e-5,
         };
         let rows = self.rows("token_embd.weight")?;
-        let tokens = self.tokens()?.len();
+        let tokens = self.token_count()?;
         let tied = !self.has_tensor("output.weight");
         let eos = self.optional_u64("tokenizer.ggml.eos_token_id")?;
         let mask = self.optional_u64("tokenizer.ggml.mask_token_id")?;
