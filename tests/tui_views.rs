@@ -1585,3 +1585,75 @@ fn the_picker_hub_id_field_downloads_then_loads() {
         .text
         .contains("is not a hub model id"));
 }
+
+/// The lane `--beside` adds shows a server's frames: frames, time to the first one and the
+/// server's tokens per second instead of nfe, speedup and score; the same lane without
+/// `--beside` (a sampler's) keeps the sampler's figures.
+#[test]
+fn a_remote_lane_beside_shows_frames_not_sampler_figures() {
+    use dlm_tui::engine::{LaneSummary, StepEvent};
+    use dlm_tui::tui::app::{LaneView, RunState, RunView};
+    let (mut app, _engine) = app();
+    let mask = app.model.mask_id;
+    let frame = |step: usize, ms: u64, canvas: Vec<u32>| StepEvent {
+        lane: 1,
+        step,
+        steps: step,
+        canvas,
+        committed: Vec::new(),
+        masked: 1,
+        nfe: step,
+        elapsed: Duration::from_millis(ms),
+        speedup: 1.0,
+        window: 2..4,
+        scored: Vec::new(),
+        remasked: Vec::new(),
+    };
+    let lane = |label: &str| LaneView {
+        label: label.into(),
+        frames: vec![
+            frame(1, 100, vec![7, 8, 9, mask]),
+            frame(2, 1200, vec![7, 8, 9, mask]),
+        ],
+        summary: Some(LaneSummary {
+            lane: 1,
+            canvas: vec![7, 8, 9, mask],
+            steps: 2,
+            nfe: 2,
+            elapsed: Duration::from_millis(1200),
+            mean_score: 0.0,
+            speedup: 1.0,
+            completion_tokens: Some(12),
+        }),
+    };
+    let run = |label: &str| RunView {
+        recipe: Default::default(),
+        initial: vec![7, mask, mask, mask],
+        prompt_len: 1,
+        lanes: vec![lane(label)],
+        state: RunState::Done,
+        cursor: None,
+        paced: false,
+        head: 0.0,
+        agreement: Vec::new(),
+        elapsed: Duration::from_millis(1200),
+    };
+    app.beside = Some("mercury".into());
+    app.run = Some(run("mercury frames"));
+    let screen = draw(&mut app, 140, 40);
+    for shown in ["frames 2", "first 0.10s", "tok/s 10"] {
+        assert!(screen.contains(shown), "{shown}: {screen}");
+    }
+    assert!(
+        !screen.contains("nfe 2") && !screen.contains("speedup"),
+        "{screen}"
+    );
+    app.beside = None;
+    app.run = Some(run("margin"));
+    let screen = draw(&mut app, 140, 40);
+    assert!(
+        screen.contains("nfe 2") && screen.contains("speedup"),
+        "{screen}"
+    );
+    assert!(!screen.contains("tok/s 10"), "{screen}");
+}

@@ -211,6 +211,11 @@ pub struct TokenCursor {
 }
 
 /// One lane of the current run, with its full history.
+/// The label of the lane `--beside` adds.
+fn beside_label(remote: &str) -> String {
+    format!("{remote} frames")
+}
+
 #[derive(Debug, Clone)]
 pub struct LaneView {
     pub label: String,
@@ -844,9 +849,19 @@ impl App {
             // The engine runs the last lane on the server beside the model (`--beside`).
             let mut p = self.settings.params.clone();
             p.steps = self.settings.steps.unwrap_or(masked.max(1));
-            lanes.push((format!("{remote} frames"), p));
+            lanes.push((beside_label(remote), p));
         }
         Ok(lanes)
+    }
+
+    /// Whether `lane` shows a text-streaming server's frames (the whole model's, or the lane
+    /// beside it): no scores, frames rather than sampler steps.
+    pub fn streams_text(&self, lane: &LaneView) -> bool {
+        self.model.family == "remote"
+            || self
+                .beside
+                .as_ref()
+                .is_some_and(|b| lane.label == beside_label(b))
     }
 
     fn local_lane_params(&self, masked: usize) -> Result<Vec<(String, SamplerParams)>, String> {

@@ -474,11 +474,7 @@ fn stats_line(
     };
     // A text-streaming server's lane (the whole model, or the lane beside it): frames, not
     // sampler steps, and no scores.
-    let frames_lane = app.model.family == "remote"
-        || app
-            .beside
-            .as_ref()
-            .is_some_and(|b| lane.label == format!("{b} frames"));
+    let frames_lane = app.streams_text(lane);
     if let Some(f) = lane.frame_at(shown) {
         stat("masks", f.masked.to_string());
         if frames_lane {
