@@ -232,6 +232,7 @@ fn quantized_on_panels(
     bias: Option<&Tensor>,
     x: &Tensor,
 ) -> Result<Option<Tensor>> {
+    use crate::kernels::q4k;
     use crate::kernels::quant::{min_rows_for_panels, panels_supported, product};
     let QMatMul::QTensor(q) = matmul else {
         return Ok(None);
@@ -241,10 +242,16 @@ fn quantized_on_panels(
         return Ok(None);
     };
     let rows: usize = outer.iter().product();
+    let integer = q4k::takes(q) && q4k::supported();
+    let min_rows = if integer {
+        q4k::MIN_ROWS
+    } else {
+        min_rows_for_panels(q.dtype())
+    };
     if !panels_supported()
         || !x.device().is_cpu()
         || x.dtype() != DType::F32
-        || rows < min_rows_for_panels(q.dtype())
+        || rows < min_rows
         || !q.device().is_cpu()
     {
         return Ok(None);
@@ -258,7 +265,11 @@ fn quantized_on_panels(
             return Ok(None);
         };
         let src = crate::kernels::ops::f32_slice("dlm-quantized-linear", cpu, layout, "the input")?;
-        product(q, bias.as_deref(), src, rows)?
+        if integer {
+            q4k::product(q, bias.as_deref(), src, rows)?
+        } else {
+            product(q, bias.as_deref(), src, rows)?
+        }
     };
     let mut out_dims = outer.to_vec();
     out_dims.push(n);
