@@ -45,9 +45,9 @@ def llama_cpp(bin_dir, gguf, length, steps, threads):
     return step - sampling, step
 
 
-def dlm_tui(gguf, length, threads, runs):
+def dlm_tui(binary, gguf, length, threads, runs):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-    cmd = [os.path.join(ROOT, "target", "release", "dlm-tui"), "bench", "--gguf", gguf,
+    cmd = [binary, "bench", "--gguf", gguf,
            "--forward-only", "--length", str(length), "--runs", str(runs), "--warmup", "1",
            "--prompt", "Once upon a time", "--json"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -55,6 +55,20 @@ def dlm_tui(gguf, length, threads, runs):
         sys.exit(f"dlm-tui bench failed:\n{out.stderr[-3000:]}")
     report = json.loads(out.stdout.strip().splitlines()[-1])
     return report["forward_ms_median"], report["peak_rss_mb"]
+
+
+def cpu():
+    """The CPU's name, family and model (figures differ between CPU generations)."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return "unknown"
+    return f"{fields.get('model name', '?')} family {fields.get('cpu family', '?')} " \
+        f"model {fields.get('model', '?')}"
 
 
 def main():
@@ -65,14 +79,18 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=3, help="dlm-tui forward passes per round")
+    ap.add_argument("--dlm-tui", help="a dlm-tui binary to time (default: this checkout's, built)")
     ap.add_argument("files", nargs="+")
     args = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    binary = args.dlm_tui
+    if binary is None:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        binary = os.path.join(ROOT, "target", "release", "dlm-tui")
     for gguf in args.files:
         ours, theirs, theirs_step, ratios, rss = [], [], [], [], []
         for _ in range(args.rounds):
             forward, step = llama_cpp(args.llama_cpp, gguf, args.length, args.steps, args.threads)
-            mine, peak = dlm_tui(gguf, args.length, args.threads, args.runs)
+            mine, peak = dlm_tui(binary, gguf, args.length, args.threads, args.runs)
             theirs.append(forward)
             theirs_step.append(step)
             ours.append(mine)
@@ -80,6 +98,7 @@ def main():
             ratios.append(mine / forward)
         print(json.dumps({
             "file": os.path.basename(gguf),
+            "cpu": cpu(),
             "length": args.length,
             "threads": args.threads,
             "rounds": args.rounds,
