@@ -193,6 +193,7 @@ fn multiply(
 
 #[cfg(target_arch = "x86_64")]
 mod avx {
+    use super::super::quant::transpose8;
     use super::*;
     use std::arch::x86_64::*;
 
@@ -362,37 +363,6 @@ mod avx {
         }
         out
     }
-
-    /// The 8 x 8 transpose of eight rows of eight 32-bit lanes.
-    #[target_feature(enable = "avx2")]
-    fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
-        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-        [
-            _mm256_permute2f128_ps::<0x20>(s0, s4),
-            _mm256_permute2f128_ps::<0x20>(s1, s5),
-            _mm256_permute2f128_ps::<0x20>(s2, s6),
-            _mm256_permute2f128_ps::<0x20>(s3, s7),
-            _mm256_permute2f128_ps::<0x31>(s0, s4),
-            _mm256_permute2f128_ps::<0x31>(s1, s5),
-            _mm256_permute2f128_ps::<0x31>(s2, s6),
-            _mm256_permute2f128_ps::<0x31>(s3, s7),
-        ]
-    }
 }
 
 #[cfg(test)]
@@ -424,15 +394,18 @@ mod tests {
             let q = QTensor::quantize(&w, GgmlDType::Q4K).unwrap();
             assert!(takes(&q));
             let dq = q.dequantize(&device).unwrap();
-            let want = x
-                .matmul(&dq.t().unwrap())
-                .unwrap()
-                .broadcast_add(&Tensor::new(bias.as_slice(), &device).unwrap())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
+            // x @ dq^T + bias in candle's f32 arithmetic.
+            let reference = |x: &Tensor| {
+                x.matmul(&dq.t().unwrap())
+                    .unwrap()
+                    .broadcast_add(&Tensor::new(bias.as_slice(), &device).unwrap())
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            };
+            let want = reference(&x);
             let got = product(&q, Some(&bias), &xs, rows).unwrap();
             assert_eq!(got.len(), want.len());
             // Against the exact product, within the input's rounding: at most half a step
@@ -450,15 +423,7 @@ mod tests {
                 .map(|i| quantized.q[i] as f32 * quantized.d[i / 256])
                 .collect();
             let rounded = Tensor::from_vec(rounded, (rows, k), &device).unwrap();
-            let exact = rounded
-                .matmul(&dq.t().unwrap())
-                .unwrap()
-                .broadcast_add(&Tensor::new(bias.as_slice(), &device).unwrap())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
+            let exact = reference(&rounded);
             for (i, (a, b)) in got.iter().zip(&exact).enumerate() {
                 assert!(
                     (a - b).abs() <= 1e-3 * (1.0 + b.abs()),

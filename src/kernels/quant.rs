@@ -317,6 +317,9 @@ pub fn product(q: &QTensor, bias: Option<&[f32]>, x: &[f32], rows: usize) -> Res
 }
 
 #[cfg(target_arch = "x86_64")]
+pub(super) use avx::transpose8;
+
+#[cfg(target_arch = "x86_64")]
 mod avx {
     use std::arch::x86_64::*;
 
@@ -426,9 +429,9 @@ mod avx {
         }
     }
 
-    /// The 8 x 8 transpose of eight rows of 8 floats.
+    /// The 8 x 8 transpose of eight rows of 8 floats (or of any 32-bit lanes, cast).
     #[target_feature(enable = "avx2")]
-    fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+    pub(crate) fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
         let t0 = _mm256_unpacklo_ps(r[0], r[1]);
         let t1 = _mm256_unpackhi_ps(r[0], r[1]);
         let t2 = _mm256_unpacklo_ps(r[2], r[3]);
