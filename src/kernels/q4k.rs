@@ -394,17 +394,7 @@ mod tests {
             let q = QTensor::quantize(&w, GgmlDType::Q4K).unwrap();
             assert!(takes(&q));
             let dq = q.dequantize(&device).unwrap();
-            // x @ dq^T + bias in candle's f32 arithmetic.
-            let reference = |x: &Tensor| {
-                x.matmul(&dq.t().unwrap())
-                    .unwrap()
-                    .broadcast_add(&Tensor::new(bias.as_slice(), &device).unwrap())
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-            };
+            let reference = |x: &Tensor| super::super::quant::reference_product(x, &dq, &bias);
             let want = reference(&x);
             let got = product(&q, Some(&bias), &xs, rows).unwrap();
             assert_eq!(got.len(), want.len());

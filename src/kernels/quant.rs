@@ -508,6 +508,19 @@ fn decode<T: candle_core::quantized::k_quants::GgmlType>(
     Ok(())
 }
 
+/// `x @ w^T + bias` in candle's own f32 arithmetic: what the products here are tested against.
+#[cfg(test)]
+pub(super) fn reference_product(
+    x: &candle_core::Tensor,
+    w: &candle_core::Tensor,
+    bias: &[f32],
+) -> Vec<f32> {
+    let bias = candle_core::Tensor::new(bias, x.device()).unwrap();
+    let out = x.matmul(&w.t().unwrap()).unwrap();
+    let out = out.broadcast_add(&bias).unwrap();
+    out.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -581,15 +594,7 @@ mod tests {
         ] {
             let q = QTensor::quantize(&w, dtype).unwrap();
             let dq = q.dequantize(&device).unwrap();
-            let want = x
-                .matmul(&dq.t().unwrap())
-                .unwrap()
-                .broadcast_add(&Tensor::new(bias.as_slice(), &device).unwrap())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
+            let want = reference_product(&x, &dq, &bias);
             let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let got = product(&q, Some(&bias), &xs, rows).unwrap();
             assert_eq!(got.len(), want.len());
