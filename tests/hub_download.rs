@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::pane::Pane;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -863,80 +865,18 @@ fn gated_repositories_need_hf_token() {
     std::fs::remove_dir_all(&cache).unwrap();
 }
 
-/// A playground in a tmux session (the real binary), killed when dropped.
-struct Pane {
-    session: String,
-}
-
-impl Pane {
-    fn tmux(args: &[&str]) -> Output {
-        Command::new("tmux")
-            .args(args)
-            .output()
-            .expect("tmux is required for this test: apt-get install tmux")
-    }
-
-    /// Starts `dlm-tui ARGS` at 100x30 against the fake hub, over the cache (and HOME) `cache`.
-    fn start(tag: &str, hub: &FakeHub, cache: &Path, args: &str) -> Self {
-        let session = format!("dlm-hub-{tag}-{}", std::process::id());
-        let command = format!(
-            "HF_ENDPOINT={} HF_HUB_CACHE={} HF_HOME={} HOME={} XDG_CONFIG_HOME= XDG_DATA_HOME= {} \
-             {args}; echo EXITED $?; sleep 30",
-            hub.url,
-            cache.display(),
-            cache.join("home").display(),
-            cache.display(),
-            env!("CARGO_BIN_EXE_dlm-tui"),
-        );
-        let started = Self::tmux(&[
-            "new-session",
-            "-d",
-            "-s",
-            &session,
-            "-x",
-            "100",
-            "-y",
-            "30",
-            &command,
-        ]);
-        assert!(started.status.success(), "could not start tmux");
-        Self { session }
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&Self::tmux(&["capture-pane", "-p", "-t", &self.session]).stdout)
-            .into_owned()
-    }
-
-    /// The screen once it shows `text` (at most 30 s).
-    fn wait_for(&self, text: &str) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let shown = self.screen();
-            if shown.contains(text) {
-                return shown;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{text:?} never appeared:\n{shown}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        Self::tmux(&[&["send-keys", "-t", &self.session][..], keys].concat());
-    }
-
-    fn type_text(&self, text: &str) {
-        Self::tmux(&["send-keys", "-t", &self.session, "-l", text]);
-    }
-}
-
-impl Drop for Pane {
-    fn drop(&mut self) {
-        Self::tmux(&["kill-session", "-t", &self.session]);
-    }
+/// `dlm-tui ARGS` in a tmux pane against the fake hub, over the cache (and HOME) `cache`.
+fn hub_pane(tag: &str, hub: &FakeHub, cache: &Path, args: &str) -> Pane {
+    let command = format!(
+        "HF_ENDPOINT={} HF_HUB_CACHE={} HF_HOME={} HOME={} XDG_CONFIG_HOME= XDG_DATA_HOME= {} \
+         {args}; echo EXITED $?; sleep 30",
+        hub.url,
+        cache.display(),
+        cache.join("home").display(),
+        cache.display(),
+        env!("CARGO_BIN_EXE_dlm-tui"),
+    );
+    Pane::start(&format!("hub-{tag}"), &command)
 }
 
 /// The playground fetches the hub model its config.toml names (`[model] repo`) under its download
@@ -954,7 +894,7 @@ fn the_playground_shows_a_download_panel_then_opens_the_model() {
         "[model]\nrepo = \"test-org/tiny-dream\"\n",
     )
     .unwrap();
-    let pane = Pane::start("panel", &hub, &cache, "--no-session");
+    let pane = hub_pane("panel", &hub, &cache, "--no-session");
     let panel = pane.wait_for("Downloading test-org/tiny-dream");
     assert!(
         panel.contains(&hub.url) && panel.contains("Esc cancel"),
@@ -981,7 +921,7 @@ fn the_picker_downloads_a_hub_id_and_switches_to_it() {
         ("test-org/slow-dream", dream_repo()),
     ]);
     let cache = temp_dir("picker");
-    let pane = Pane::start("picker", &hub, &cache, "--no-session");
+    let pane = hub_pane("picker", &hub, &cache, "--no-session");
     pane.wait_for("Editor");
     pane.type_text("Kept text.");
     pane.keys(&["F10"]);

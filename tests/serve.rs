@@ -8,6 +8,10 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
 
+mod common;
+
+use common::pane::Pane;
+
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llada-tiny-gqa")
 }
@@ -270,13 +274,6 @@ fn the_playground_runs_on_a_served_model() {
     let server = Server::start(&["--token-env", "SERVE_TOKEN"], &[("SERVE_TOKEN", token)]);
     let home = std::env::temp_dir().join(format!("dlm-serve-play-{}", std::process::id()));
     std::fs::create_dir_all(&home).unwrap();
-    let session = format!("dlm-serve-{}", std::process::id());
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .args(args)
-            .output()
-            .expect("tmux is required for this test: apt-get install tmux")
-    };
     let command = format!(
         "HOME={} XDG_CONFIG_HOME= XDG_DATA_HOME= DLM_KEY={token} {} --remote {} \
          --api-key-env DLM_KEY; echo EXITED $?; sleep 30",
@@ -284,45 +281,19 @@ fn the_playground_runs_on_a_served_model() {
         env!("CARGO_BIN_EXE_dlm-tui"),
         server.url
     );
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &command,
-    ]);
-    assert!(started.status.success());
-    let wait_for = |text: &str| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let shown =
-                String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout)
-                    .into_owned();
-            if shown.contains(text) {
-                return shown;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{text:?} never appeared:\n{shown}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    };
+    let pane = Pane::start("serve", &command);
+    let wait_for = |text: &str| pane.wait_for(text);
     let screen = wait_for("Editor");
     assert!(screen.contains("llada-tiny-gqa (remote)"), "{screen}");
-    tmux(&["send-keys", "-t", &session, "-l", "Once upon a time"]);
-    tmux(&["send-keys", "-t", &session, "F5"]);
+    pane.type_text("Once upon a time");
+    pane.keys(&["F5"]);
     wait_for("· done");
-    tmux(&["send-keys", "-t", &session, "F9"]);
+    pane.keys(&["F9"]);
     wait_for("exported");
-    tmux(&["send-keys", "-t", &session, "C-q"]);
+    pane.keys(&["C-q"]);
     let done = wait_for("EXITED");
     assert!(done.contains("EXITED 0"), "{done}");
-    tmux(&["kill-session", "-t", &session]);
+    drop(pane);
     // What the app wrote: the session and the export at least; none holds the token.
     let mut files = Vec::new();
     let mut dirs = vec![home.clone()];

@@ -2,6 +2,8 @@
 //! starting canvas of a generation case.
 #![allow(dead_code)]
 
+pub mod pane;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
