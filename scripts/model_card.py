@@ -2,15 +2,18 @@
 """Writes models/default/MODEL_CARD.md from the measurements (no number is typed by hand).
 
 Inputs: models/default/training.json (written by `dlm-tui train`), the training record of the
-model it was initialised from (`--previous`, kept as models/default/training-v1.json), eval reports
+models it was initialised from, oldest first (`--previous`, once per earlier stage, kept as
+models/default/training-v1.json, training-v2.json, ...), eval reports
 of this model and of the previous one on the same held-out split (`dlm-tui eval --json FILE`), a
 bench report (`dlm-tui bench --json > FILE`) and the defaults measurement. Usage:
 
     scripts/model_card.py --eval eval.json --eval-before eval-v1.json --bench bench.json \
-        --previous models/default/training-v1.json --defaults defaults.json
+        --previous models/default/training-v1.json --previous models/default/training-v2.json \
+        --defaults defaults.json
 """
 import argparse
 import json
+import math
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,7 +32,8 @@ def main():
     ap.add_argument("--vocab-table", help="output of dlm-tui train --measure-vocab")
     ap.add_argument("--note", action="append", default=[], help="a sentence about the training sittings")
     ap.add_argument("--defaults", help="output of scripts/choose_defaults.py")
-    ap.add_argument("--previous", help="training.json of the model this one was initialised from")
+    ap.add_argument("--previous", action="append", default=[],
+                    help="training.json of an earlier stage, oldest first (once per stage)")
     ap.add_argument("--eval-before", help="eval report of that model on this model's held-out split")
     ap.add_argument("--gpu-minutes", type=float, default=0.0)
     ap.add_argument("--train-tokens", type=int, help="tokens in the training split (train prints it)")
@@ -60,25 +64,32 @@ def main():
     w("training split; `<|endoftext|>` (id 0) ends each story, `<|mdm_mask|>` (id 1) is the mask.")
     if args.vocab_table:
         w("The size was chosen by measurement in stage 1 (held-out characters per token on `tinystories.txt` against")
-        w("the embedding's cost) and kept in stage 2, whose training continues from stage 1's weights:\n")
+        w("the embedding's cost) and kept in the later stages, each of which continues from the one before:\n")
         w("```")
         w(open(args.vocab_table).read().rstrip())
         w("```")
         w("Past 2048 entries the text gets only a little shorter while the embedding table doubles.\n")
     w("## Training\n")
-    prev = json.load(open(args.previous)) if args.previous else None
-    prev_tokens = prev["tokens"] if prev else 0
-    prev_hours = prev["wall_s"] / 3600 if prev else 0.0
-    if prev:
-        pa = prev["args"]
-        w(f"Two stages, each reproducible on the CPU alone with the commands below (same commands, more hours")
+    prevs = [json.load(open(p)) for p in args.previous]
+    prev_tokens = sum(p["tokens"] for p in prevs)
+    prev_hours = sum(p["wall_s"] / 3600 for p in prevs)
+    stage = len(prevs) + 1
+    if prevs:
+        w(f"{stage} stages, each reproducible on the CPU alone with the commands below (same commands, more hours")
         w(f"on a slower machine).\n")
-        w(f"**Stage 1** (the previous default model): {prev['step']} steps on `{os.path.basename(pa['corpus'])}`,")
-        w(f"{prev['tokens']:,} tokens, {prev_hours:.2f} h. Command: `{' '.join(prev['command'][1:])}`  ")
-        for s_ in prev.get("resumed", []):
-            w(f"resumed at step {s_['from_step']}: `{' '.join(s_['command'][1:])}`  ")
-        w("Its record is `training-v1.json` beside this card.\n")
-        w(f"**Stage 2** (this model): initialised from stage 1's weights and tokenizer (`--init`), trained on")
+        for k, (path, prev) in enumerate(zip(args.previous, prevs), start=1):
+            pa = prev["args"]
+            hours_k = prev["wall_s"] / 3600
+            if k == 1:
+                w(f"**Stage 1**: {prev['step']} steps on `{os.path.basename(pa['corpus'])}`,")
+            else:
+                w(f"**Stage {k}**: initialised from stage {k - 1}'s weights and tokenizer (`--init`), {prev['step']} steps on")
+                w(f"`{os.path.basename(pa['corpus'])}`,")
+            w(f"{prev['tokens']:,} tokens, {hours_k:.2f} h. Command: `{' '.join(prev['command'][1:])}`  ")
+            for s_ in prev.get("resumed", []):
+                w(f"resumed at step {s_['from_step']}: `{' '.join(s_['command'][1:])}`  ")
+            w(f"Its record is `{os.path.basename(path)}` beside this card.\n")
+        w(f"**Stage {stage}** (this model): initialised from stage {stage - 1}'s weights and tokenizer (`--init`), trained on")
         w(f"`{os.path.basename(a['corpus'])}`. Command: `{' '.join(training['command'][1:])}`  ")
     else:
         w(f"Command (first sitting): `{' '.join(training['command'][1:])}`  ")
@@ -96,7 +107,7 @@ def main():
     split_tokens = args.train_tokens
     epochs = f" ({last['tokens'] / split_tokens:.1f} epochs of the {split_tokens:,}-token training split)" if split_tokens else ""
     w(f"This stage: {last['step']} steps, {last['tokens']:,} tokens{epochs}, {hours:.2f} h of wall time.")
-    w(f"In all: {prev_tokens + last['tokens']:,} tokens, **{prev_hours + hours:.2f} CPU hours** on this 2-core machine")
+    w(f"In all: {prev_tokens + last['tokens']:,} tokens, **{prev_hours + hours:.2f} CPU hours** on 2-core machines")
     w(f"(training niced beside other work), **{args.gpu_minutes:g} GPU minutes** (no GPU machine was lent to these sessions).\n")
     if args.pilot:
         w("### Loss weighting: 1/t (ELBO) against uniform\n")
@@ -116,11 +127,19 @@ def main():
     w("### Learning curve\n")
     w("Held-out NLL bound on this model's held-out split, against all tokens seen (stage 1's included),")
     w("as training estimates it (48 windows, 4 mask levels each: comparable along the curve, not with")
-    w("`dlm-tui eval`'s 8-level figures below):\n")
-    w("| step | tokens seen in all | held-out NLL bound (nats/token) | bits/char | train loss |")
-    w("| --- | --- | --- | --- | --- |")
-    for e in evals(training["log"]):
-        w(f"| {e['step']} | {prev_tokens + e['tokens']:,} | {e['val_nll_per_token']:.4f} | {e['val_nll_per_char'] / 0.693147:.4f} | {e['loss']:.4f} |")
+    w("`dlm-tui eval`'s 8-level figures below), for every stage trained on this corpus:\n")
+    w("| stage | step | tokens seen in all | held-out NLL bound (nats/token) | bits/char | train loss |")
+    w("| --- | --- | --- | --- | --- | --- |")
+    stages = prevs + [training]
+    offset = 0
+    curve = []
+    for k, record in enumerate(stages, start=1):
+        if os.path.basename(record["args"]["corpus"]) == os.path.basename(a["corpus"]):
+            for e in evals(record["log"]):
+                curve.append((k, e, offset + e["tokens"]))
+        offset += record["log"][-1]["tokens"] if record is training else record["tokens"]
+    for k, e, seen in curve:
+        w(f"| {k} | {e['step']} | {seen:,} | {e['val_nll_per_token']:.4f} | {e['val_nll_per_char'] / 0.693147:.4f} | {e['loss']:.4f} |")
     pts = [(prev_tokens + e["tokens"], e["val_nll_per_char"] / 0.693147) for e in evals(training["log"])]
     if len(pts) >= 4:
         (t0, b0), (t1, b1) = pts[len(pts) // 2], pts[-1]
@@ -128,6 +147,33 @@ def main():
         w(f"{t1 / t0:.2f}x. The full loss curve (every step) is in `training.json`.\n")
     else:
         w("\nThe full loss curve (every step) is in `training.json`.\n")
+    # The slope of the curve's later half against log2(tokens seen), all stages on this corpus:
+    # what another doubling of the tokens would buy at this size if the curve kept its shape.
+    # The best bound so far at each point, so a warm restart's bump at a stage's start (the
+    # learning rate going up again) does not count as the curve rising.
+    envelope, low = [], float("inf")
+    for _, e, seen in curve:
+        low = min(low, e["val_nll_per_char"] / 0.693147)
+        envelope.append((seen, low))
+    late = envelope[len(envelope) // 2:]
+    if len(late) >= 4:
+        xs = [math.log2(t) for t, _ in late]
+        ys = [b for _, b in late]
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+        best = min(ys)
+        w(f"Fitted over the later half of this table ({len(late)} evaluations, {late[0][0]:,} to {late[-1][0]:,} tokens;")
+        w(f"the best bound so far at each), the bound falls **{-slope:.4f} bits/char per doubling** of the tokens seen.")
+        if slope < 0 and best > 1.15:
+            doublings = (best - 1.15) / -slope
+            tok_per_h = last["tokens"] / max(hours, 1e-9)
+            need = late[-1][0] * (2 ** doublings - 1)
+            w(f"Held to that slope, the 1.15 target would take {doublings:.1f} more doublings, about {need:,.0f} more tokens:")
+            w(f"{need / tok_per_h:,.0f} hours at this stage's {tok_per_h:,.0f} tokens per hour on this CPU, and the corpus")
+            w("would be seen that many more times, where the curve flattens further. The next step is a wider model")
+            w("trained on a GPU, not more epochs at this size.\n")
+        else:
+            w("")
     w("## Quality (`dlm-tui eval`)\n")
     if args.eval_before:
         before = json.load(open(args.eval_before))

@@ -23,8 +23,17 @@ cargo build --release
 if [ ! -f "$OUT/eval-before.json" ]; then
     nice "$BIN" eval --model-dir models/default --corpus "$CORPUS" --json "$OUT/eval-before.json"
 fi
-if [ ! -f models/default/training-v1.json ]; then
-    cp models/default/training.json models/default/training-v1.json
+# The record of the model being replaced is kept as the next training-vN.json (stage N), unless it
+# is already kept (a re-run of this script) or is the record being released.
+if ! cmp -s models/default/training.json "$MODEL/training.json"; then
+    kept=no
+    for f in models/default/training-v*.json; do
+        [ -f "$f" ] && cmp -s "$f" models/default/training.json && kept=yes
+    done
+    if [ $kept = no ]; then
+        n=$(ls models/default/training-v*.json 2>/dev/null | wc -l)
+        cp models/default/training.json "models/default/training-v$((n + 1)).json"
+    fi
 fi
 # The tokenizer is kept from stage 1: keep the measurement that chose its size.
 if [ ! -f "$OUT/vocab.txt" ]; then
@@ -38,7 +47,7 @@ nice "$BIN" eval --corpus "$CORPUS" --json "$OUT/eval.json"
 nice "$BIN" bench --length 128 --steps 128 --block-length 32 --warmup 1 --runs 3 --json > "$OUT/bench.json"
 python3 scripts/choose_defaults.py --bin "$BIN" --out "$OUT/defaults.json"
 python3 scripts/model_card.py --eval "$OUT/eval.json" --eval-before "$OUT/eval-before.json" \
-    --bench "$OUT/bench.json" --previous models/default/training-v1.json \
+    --bench "$OUT/bench.json" $(ls models/default/training-v*.json | sort -V | sed 's/^/--previous /') \
     --defaults "$OUT/defaults.json" --gpu-minutes "${GPU_MINUTES:-0}" --vocab-table "$OUT/vocab.txt" \
     ${TRAIN_TOKENS:+--train-tokens "$TRAIN_TOKENS"} ${OUTLOOK:+--outlook "$OUTLOOK"}
 echo "model card: models/default/MODEL_CARD.md; reports in $OUT"
