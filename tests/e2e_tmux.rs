@@ -150,7 +150,7 @@ fn a_person_edits_runs_cancels_compares_and_quits() {
     t.keys(&["F5"]);
     // The title's "· done" (the story itself may hold "done", as in "birdone").
     let screen = t.wait_for("· done", Duration::from_secs(60));
-    assert!(screen.contains("margin · step"), "{screen}");
+    assert!(screen.contains("low-confidence · step"), "{screen}");
     let after = t.screen(false);
     assert!(!after.contains("▒▒▒"), "masks left after the run:\n{after}");
     // Scrub to the first step: masks are visible and the tokens committed in that step are

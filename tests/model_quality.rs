@@ -24,17 +24,18 @@ use dlm_tui::train::eval::{
 };
 use dlm_tui::train::objective::heldout_nll;
 
-/// Held-out bound, bits/char, on the 24 windows measured here: the committed model gives 1.3372
-/// (the previous ones 1.3485, 1.3688 and 1.4109, stage 1 about 1.57); the target is 1.15.
-const MAX_BITS_PER_CHAR: f64 = 1.345;
-/// Repeated word trigrams in the greedy samples: the committed model gives 33.4% (the previous
-/// ones 32.6%, 36.6% and 35.0%, stage 1 26.6%: greedy decoding walks into the model's favourite
-/// phrases; the playground's sampled defaults repeat 9.0%); the target is 15%.
-const MAX_REPEATED_TRIGRAMS: f64 = 0.345;
+/// Held-out bound, bits/char, on the 24 windows measured here: the committed model gives 1.3266
+/// (the previous ones 1.3372, 1.3485, 1.3688 and 1.4109, stage 1 about 1.57); the target is 1.15.
+const MAX_BITS_PER_CHAR: f64 = 1.335;
+/// Repeated word trigrams in the greedy samples: the committed model gives 27.1% (the previous
+/// ones 33.4%, 32.6%, 36.6% and 35.0%, stage 1 26.6%: greedy decoding walks into the model's
+/// favourite phrases; the playground's sampled defaults repeat 12.0%); the target is 15%.
+const MAX_REPEATED_TRIGRAMS: f64 = 0.28;
 /// Dictionary words in the greedy samples: 100.0% now; the target is 99%.
 const MIN_WORD_RATE: f64 = 0.99;
 /// Repeated word trigrams in the playground defaults' samples: the committed model's defaults give
-/// 9.0% (scripts/choose_defaults.py, in the model card); the target is 15%.
+/// 12.0% (scripts/choose_defaults.py, in the model card; the previous model's 9.0%); the issue's
+/// target is 15%.
 const MAX_DEFAULTS_REPEATED_TRIGRAMS: f64 = 0.15;
 
 fn corpus() -> PathBuf {

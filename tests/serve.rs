@@ -106,6 +106,8 @@ fn the_step_stream_equals_a_local_run_and_generate_reads_the_chat_stream() {
         "16",
         "--seed",
         "3",
+        "--temperature",
+        "0.5",
         "--json",
     ]);
     assert!(out.status.success());
@@ -147,6 +149,8 @@ fn the_step_stream_equals_a_local_run_and_generate_reads_the_chat_stream() {
         prompt,
         "--length",
         "16",
+        "--temperature",
+        "0.5",
         "--json",
     ]);
     let local0: Value = serde_json::from_str(

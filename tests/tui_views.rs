@@ -297,17 +297,18 @@ fn editing_masks_and_parameters_by_keys() {
     for _ in 0..3 {
         update(&mut app, key(KeyCode::Down));
     }
-    update(&mut app, key(KeyCode::Enter));
-    for c in "0.5".chars() {
+    // Typing starts a new value (Enter would edit the current one in place).
+    assert_ne!(app.settings.params.temperature, 0.3);
+    for c in "0.3".chars() {
         update(&mut app, key(KeyCode::Char(c)));
     }
     update(&mut app, key(KeyCode::Enter));
-    assert_eq!(app.settings.params.temperature, 0.5);
+    assert_eq!(app.settings.params.temperature, 0.3);
     update(&mut app, key(KeyCode::Enter));
     update(&mut app, key(KeyCode::Char('x')));
     update(&mut app, key(KeyCode::Enter));
     assert!(app.message.as_ref().unwrap().text.contains("temperature"));
-    assert_eq!(app.settings.params.temperature, 0.5);
+    assert_eq!(app.settings.params.temperature, 0.3);
 }
 
 #[test]
@@ -395,7 +396,7 @@ fn export_writes_json_lines_in_the_generate_schema_and_text() {
     assert_eq!(header["prompt"], app.doc.to_prompt());
     assert_eq!(header["settings"]["length"], 16);
     assert_eq!(header["lanes"][0]["params"]["block_length"], 8);
-    assert_eq!(header["lanes"][0]["label"], "margin");
+    assert_eq!(header["lanes"][0]["label"], "low-confidence");
     assert_eq!(
         header["canvas"].as_array().unwrap().len(),
         app.run.as_ref().unwrap().initial.len()

@@ -32,14 +32,15 @@ pub struct Settings {
 
 impl Default for Settings {
     /// The embedded model's defaults, chosen by measurement (models/default/MODEL_CARD.md:
-    /// scripts/choose_defaults.py): 64 tokens, one step per token, blocks of 16, margin
-    /// remasking at temperature 0.5 (the fewest repeated phrases with at least 97% English words).
+    /// scripts/choose_defaults.py): 64 tokens, one step per token, blocks of 16, low-confidence
+    /// remasking at temperature 0.7 (the fewest repeated phrases with at least 97% English words,
+    /// and within a point of those, the most likely text).
     fn default() -> Self {
         Self {
             params: SamplerParams {
                 block_length: 16,
-                temperature: 0.5,
-                strategy: Strategy::Margin,
+                temperature: 0.7,
+                strategy: Strategy::LowConfidence,
                 ..SamplerParams::default()
             },
             length: 64,
