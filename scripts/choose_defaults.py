@@ -51,7 +51,7 @@ def main():
     for (name, spec), t in zip(CANDIDATES, report["tested"]):
         rows.append(dict(name=name, spec=spec, word_rate=t["word_rate"], log_likelihood=t["mean_log_likelihood"],
                          repeated_trigrams=t["repeated_trigrams"], steps=t["steps_mean"], nfe=t["nfe_mean"],
-                         wall_ms=t["wall_ms_total"], sample=t["samples"][0]))
+                         wall_ms=t["wall_ms_total"], sample=t["samples"][0], samples=t["samples"]))
         print(f"{name:<55} words {t['word_rate']:.3f} loglik {t['mean_log_likelihood']:.3f} "
               f"repeats {t['repeated_trigrams']:.3f} nfe {t['nfe_mean']:.1f} wall {t['wall_ms_total'] / 1e3:.1f}s")
     eligible = [r for r in rows if r["word_rate"] >= 0.97] or rows
@@ -59,7 +59,8 @@ def main():
     close = [r for r in eligible if r["repeated_trigrams"] <= best_rep + 0.01]
     choice = max(close, key=lambda r: (r["log_likelihood"], -r["nfe"]))
     print(f"chosen: {choice['name']}")
-    json.dump(dict(length=args.length, rows=rows, choice=choice["name"]), open(args.out, "w"), indent=1)
+    json.dump(dict(length=args.length, rows=rows, choice=choice["name"], prompts=report["prompts"]),
+              open(args.out, "w"), indent=1)
 
 
 if __name__ == "__main__":

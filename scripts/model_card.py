@@ -234,6 +234,11 @@ def main():
         w("```sh")
         w(f"dlm-tui generate --prompt \"Once upon a time\" --length {d['length']} {' '.join(flags)}")
         w("```\n")
+        if d.get("prompts") and chosen.get("samples"):
+            w("What those defaults write: the first five of the measured samples (prompt, then the model's")
+            w(f"{d['length']} tokens, seeds 0-4), as a user sees them in the playground:\n")
+            for prompt, sample in list(zip(d["prompts"], chosen["samples"]))[:5]:
+                w("> " + (prompt + sample).replace("\n", "\n> ") + "\n")
     open(os.path.join(MODEL, "MODEL_CARD.md"), "w").write("\n".join(out))
 
 

@@ -629,6 +629,11 @@ fn bench_against_plain_reports_speed_agreement_and_quality() {
     assert!(tested["speedup"].as_f64().unwrap() > 0.0);
     assert!(tested["likelihood_ratio"].as_f64().unwrap() > 0.0);
     assert_eq!(report["tested"].as_array().unwrap().len(), 1);
+    // Each seed's prompt, so a sample can be quoted with what it continues.
+    assert_eq!(
+        report["prompts"],
+        serde_json::json!(&dlm_tui::train::eval::STORY_PROMPTS[..2])
+    );
 
     // Several settings share one plain run; each is named by its lane spec.
     let report = bench(&[

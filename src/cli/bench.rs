@@ -138,6 +138,8 @@ pub struct ComparisonReport {
     pub length: usize,
     pub block_length: usize,
     pub seeds: usize,
+    /// The story prompt of each seed (the samples continue them, in the same order).
+    pub prompts: Vec<&'static str>,
     pub plain: SettingReport,
     pub tested: Vec<TestedReport>,
 }
@@ -514,6 +516,9 @@ fn run_against_plain(args: &BenchArgs) -> Result<()> {
         length,
         block_length: base.block_length,
         seeds: args.seeds,
+        prompts: (0..args.seeds)
+            .map(|seed| STORY_PROMPTS[seed % STORY_PROMPTS.len()])
+            .collect(),
         plain: plain_report,
         tested: tested_reports,
     };
