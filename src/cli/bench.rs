@@ -434,8 +434,11 @@ fn run_against_plain(args: &BenchArgs) -> Result<()> {
         .chain(tested.iter().map(|(_, p)| p))
         .collect();
     let mut outcomes: Vec<Vec<(Generated, usize)>> = settings.iter().map(|_| Vec::new()).collect();
-    for seed in 0..args.seeds {
-        let prompt = STORY_PROMPTS[seed % STORY_PROMPTS.len()];
+    // Seed s continues story prompt s (cycling); the report names them.
+    let prompts: Vec<&'static str> = (0..args.seeds)
+        .map(|seed| STORY_PROMPTS[seed % STORY_PROMPTS.len()])
+        .collect();
+    for (seed, &prompt) in prompts.iter().enumerate() {
         let (canvas, prompt_len) = build_canvas(
             &loaded.codec,
             prompt,
@@ -516,9 +519,7 @@ fn run_against_plain(args: &BenchArgs) -> Result<()> {
         length,
         block_length: base.block_length,
         seeds: args.seeds,
-        prompts: (0..args.seeds)
-            .map(|seed| STORY_PROMPTS[seed % STORY_PROMPTS.len()])
-            .collect(),
+        prompts,
         plain: plain_report,
         tested: tested_reports,
     };
