@@ -54,6 +54,21 @@ fn dictionary() -> std::collections::HashSet<String> {
         .expect("apt-get install wamerican (the .ci/run script does)")
 }
 
+/// `length` tokens after each story prompt, seed i for prompt i, with the parameters `params`
+/// gives for a seed: the mean share of repeated word trigrams per sample, and all the words.
+fn story_samples(length: usize, params: impl Fn(u64) -> SamplerParams) -> (f64, Vec<String>) {
+    let (mut model, codec) = embedded::load_llada(Precision::F32, &Device::Cpu).unwrap();
+    let mut all = Vec::new();
+    let mut repeats = 0.0;
+    for (seed, prompt) in STORY_PROMPTS.iter().enumerate() {
+        let text = sample(&mut model, &codec, prompt, &params(seed as u64), length).unwrap();
+        let w = words(&text);
+        repeats += repeated_trigrams(&w);
+        all.extend(w);
+    }
+    (repeats / STORY_PROMPTS.len() as f64, all)
+}
+
 #[test]
 fn heldout_bound_stays_below_the_bar() {
     let (model, codec) = embedded::load_llada(Precision::F32, &Device::Cpu).unwrap();
@@ -80,24 +95,14 @@ fn heldout_bound_stays_below_the_bar() {
 #[test]
 fn greedy_samples_are_words_and_rarely_repeat() {
     let dictionary = dictionary();
-    let (mut model, codec) = embedded::load_llada(Precision::F32, &Device::Cpu).unwrap();
-    let mut all = Vec::new();
-    let mut repeats = 0.0;
-    for (seed, prompt) in STORY_PROMPTS.iter().enumerate() {
-        // `dlm-tui eval`'s samples.
-        let params = SamplerParams {
-            steps: 64,
-            block_length: 32,
-            temperature: 0.0,
-            seed: seed as u64,
-            ..SamplerParams::default()
-        };
-        let text = sample(&mut model, &codec, prompt, &params, 64).unwrap();
-        let w = words(&text);
-        repeats += repeated_trigrams(&w);
-        all.extend(w);
-    }
-    let repeats = repeats / STORY_PROMPTS.len() as f64;
+    // `dlm-tui eval`'s samples.
+    let (repeats, all) = story_samples(64, |seed| SamplerParams {
+        steps: 64,
+        block_length: 32,
+        temperature: 0.0,
+        seed,
+        ..SamplerParams::default()
+    });
     let rate = dictionary_rate(&all, &dictionary);
     eprintln!(
         "greedy samples: {:.2}% repeated trigrams, {:.2}% dictionary words",
@@ -122,22 +127,12 @@ fn greedy_samples_are_words_and_rarely_repeat() {
 #[test]
 fn the_playground_defaults_write_dictionary_words_and_rarely_repeat() {
     let dictionary = dictionary();
-    let (mut model, codec) = embedded::load_llada(Precision::F32, &Device::Cpu).unwrap();
-    let mut all = Vec::new();
-    let mut repeats = 0.0;
-    for (seed, prompt) in STORY_PROMPTS.iter().enumerate() {
-        let defaults = Settings::default();
-        let params = SamplerParams {
-            steps: defaults.steps.unwrap_or(defaults.length),
-            seed: seed as u64,
-            ..defaults.params
-        };
-        let text = sample(&mut model, &codec, prompt, &params, defaults.length).unwrap();
-        let w = words(&text);
-        repeats += repeated_trigrams(&w);
-        all.extend(w);
-    }
-    let repeats = repeats / STORY_PROMPTS.len() as f64;
+    let defaults = Settings::default();
+    let (repeats, all) = story_samples(defaults.length, |seed| SamplerParams {
+        steps: defaults.steps.unwrap_or(defaults.length),
+        seed,
+        ..defaults.params.clone()
+    });
     assert!(all.len() > 400, "too few words: {}", all.len());
     let rate = dictionary_rate(&all, &dictionary);
     eprintln!(
