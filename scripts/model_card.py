@@ -20,6 +20,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL = os.path.join(HERE, "..", "models", "default")
 
 
+def bits(entry):
+    """A log entry's held-out bound in bits per character."""
+    return entry["val_nll_per_char"] / math.log(2)
+
+
 def evals(log):
     return [e for e in log if e.get("val_nll_per_token") is not None]
 
@@ -137,10 +142,10 @@ def main():
         if os.path.basename(record["args"]["corpus"]) == os.path.basename(a["corpus"]):
             for e in evals(record["log"]):
                 curve.append((k, e, offset + e["tokens"]))
-        offset += record["log"][-1]["tokens"] if record is training else record["tokens"]
+        offset += record["tokens"]
     for k, e, seen in curve:
-        w(f"| {k} | {e['step']} | {seen:,} | {e['val_nll_per_token']:.4f} | {e['val_nll_per_char'] / 0.693147:.4f} | {e['loss']:.4f} |")
-    pts = [(prev_tokens + e["tokens"], e["val_nll_per_char"] / 0.693147) for e in evals(training["log"])]
+        w(f"| {k} | {e['step']} | {seen:,} | {e['val_nll_per_token']:.4f} | {bits(e):.4f} | {e['loss']:.4f} |")
+    pts = [(prev_tokens + e["tokens"], bits(e)) for e in evals(training["log"])]
     if len(pts) >= 4:
         (t0, b0), (t1, b1) = pts[len(pts) // 2], pts[-1]
         w(f"\nOver the second half of this stage the bound fell {b0 - b1:.4f} bits/char while the tokens seen grew")
@@ -153,7 +158,7 @@ def main():
     # learning rate going up again) does not count as the curve rising.
     envelope, low = [], float("inf")
     for _, e, seen in curve:
-        low = min(low, e["val_nll_per_char"] / 0.693147)
+        low = min(low, bits(e))
         envelope.append((seen, low))
     late = envelope[len(envelope) // 2:]
     if len(late) >= 4:
@@ -168,7 +173,7 @@ def main():
             doublings = (best - 1.15) / -slope
             tok_per_h = last["tokens"] / max(hours, 1e-9)
             need = late[-1][0] * (2 ** doublings - 1)
-            w(f"Held to that slope, the 1.15 target would take {doublings:.1f} more doublings, about {need:,.0f} more tokens:")
+            w(f"Held to that slope, the 1.15 target would take {doublings:.1f} more doublings, about {need / 1e6:,.0f} million more tokens:")
             w(f"{need / tok_per_h:,.0f} hours at this stage's {tok_per_h:,.0f} tokens per hour on this CPU, and the corpus")
             w("would be seen that many more times, where the curve flattens further. The next step is a wider model")
             w("trained on a GPU, not more epochs at this size.\n")
