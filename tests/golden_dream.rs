@@ -153,3 +153,55 @@ fn vocab_and_merges_make_the_same_tokenizer() {
     assert!(loaded.model.forward(&ids).is_ok());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Issue 32, item 5: where the model's argmax is the mask token, Dream's diffusion_generate
+/// commits the mask id (the position stays masked, and the pick counts in the step's transfers,
+/// which the timestep rule recomputes from the masks left). The schedule's steps give the
+/// reference's output exactly; one finishing step then fills the masks left.
+#[test]
+fn a_mask_argmax_is_committed_as_diffusion_generate_does() {
+    let cases = golden("dream_maskpeak_generate.json");
+    assert!(cases.len() >= 6);
+    for case in cases {
+        let (mut loaded, canvas) = model_and_canvas(&case, &case["input_ids"][0], "max_new_tokens");
+        let info = loaded.model.info().clone();
+        let params = SamplerParams {
+            steps: case["steps"].as_u64().unwrap() as usize,
+            block_length: canvas.len(),
+            schedule: Schedule::Timestep,
+            strategy: strategy(case["alg"].as_str().unwrap()),
+            eps: case["eps"].as_f64().unwrap(),
+            ..SamplerParams::default()
+        };
+        let mut sampler = Sampler::new(canvas, params, info.traits()).unwrap();
+        let mut cache = KvCache::default();
+        let mut transfers = Vec::new();
+        while !sampler.schedule_done() {
+            let report = sampler
+                .step(|request| loaded.model.denoise(request, &mut cache))
+                .unwrap()
+                .unwrap();
+            transfers.push((report.committed.len() + report.held) as u64);
+        }
+        let expected: Vec<u64> = case["schedule"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["transfer"].as_u64().unwrap())
+            .collect();
+        assert_eq!(transfers, expected, "per-step transfers, case {case}");
+        let output = ids(&case["output"][0]);
+        assert_eq!(sampler.tokens(), output.as_slice(), "case {case}");
+        sampler
+            .run_to_end(|request| loaded.model.denoise(request, &mut cache))
+            .unwrap();
+        assert_eq!(
+            sampler.masked(),
+            0,
+            "the finishing step leaves no mask, case {case}"
+        );
+        for (got, want) in sampler.tokens().iter().zip(&output) {
+            assert!(*want == info.mask_id || got == want, "case {case}");
+        }
+    }
+}

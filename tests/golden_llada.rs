@@ -295,3 +295,51 @@ fn end_of_text_options_match_llada_generate_py() {
         );
     }
 }
+
+/// Issue 32, item 5: where the model's argmax is the mask token, LLaDA's generate.py commits
+/// the mask id (the position stays masked and the step's transfer is used up). The schedule's
+/// steps must give the reference's output exactly, masks included; one finishing step then fills
+/// what is left so no finished text holds a mask (tests/fixtures/make_maskpeak_fixtures.py).
+#[test]
+fn a_mask_argmax_is_committed_as_generate_py_does() {
+    let cases = golden("llada_maskpeak_generate.json");
+    assert!(cases.len() >= 6);
+    for case in cases {
+        let (mut loaded, canvas) = model_and_canvas(&case, &case["prompt_ids"], "gen_length");
+        let params = SamplerParams {
+            steps: case["steps"].as_u64().unwrap() as usize,
+            block_length: case["block_length"].as_u64().unwrap() as usize,
+            cfg_scale: case["cfg_scale"].as_f64().unwrap_or(0.0),
+            ..SamplerParams::default()
+        };
+        let mask = loaded.model.info().mask_id;
+        let mut sampler = Sampler::new(canvas, params, loaded.model.info().traits()).unwrap();
+        let mut held = Vec::new();
+        while !sampler.schedule_done() {
+            let report = sampler
+                .step(|request| loaded.model.forward_batch(&request.canvases))
+                .unwrap()
+                .unwrap();
+            held.push(report.held as u64);
+        }
+        let expected = ids(&case["output"]);
+        assert_eq!(sampler.tokens(), expected.as_slice(), "case {case}");
+        let per_step: Vec<u64> = case["mask_commits_per_step"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect();
+        assert_eq!(held, per_step, "mask picks per step, case {case}");
+        let report = sampler
+            .step(|request| loaded.model.forward_batch(&request.canvases))
+            .unwrap()
+            .unwrap();
+        assert!(report.finishing);
+        assert!(sampler.is_done());
+        for (got, want) in sampler.tokens().iter().zip(&expected) {
+            assert_ne!(*got, mask);
+            assert!(*want == mask || got == want, "case {case}");
+        }
+    }
+}

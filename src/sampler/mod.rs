@@ -352,7 +352,15 @@ pub struct StepReport {
     pub scored: Vec<Scored>,
     /// Committed positions this step masked again (ReMDM); they hold the mask afterwards.
     pub remasked: Vec<usize>,
+    /// Positions the step picked whose best guess was the mask token itself: as in the
+    /// references, each used up one of the step's commits and stays masked.
+    pub held: usize,
+    /// Whether this is the step after the schedule that fills what such picks left masked.
+    pub finishing: bool,
 }
+
+/// A position's most likely tokens with their probabilities, most likely first.
+type TopCandidates = Vec<(u32, f32)>;
 
 /// A denoising run over one canvas.
 pub struct Sampler {
@@ -449,7 +457,15 @@ impl Sampler {
             .count()
     }
 
+    /// Whether the run is over: every block's schedule spent and nothing masked.
     pub fn is_done(&self) -> bool {
+        self.schedule_done() && self.masked() == 0
+    }
+
+    /// Whether every block's schedule is spent. Masks may remain where the model's best guess
+    /// was the mask token itself (the references commit it, and the position stays masked);
+    /// [`Self::finish_masks`] fills them.
+    pub fn schedule_done(&self) -> bool {
         self.block >= self.blocks.len()
     }
 
@@ -457,6 +473,10 @@ impl Sampler {
     pub fn planned_steps(&self) -> usize {
         if self.is_done() {
             return self.steps_done;
+        }
+        if self.schedule_done() {
+            // One finishing step is left (finish_masks).
+            return self.steps_done + 1;
         }
         if self.params.remdm != Remdm::Off {
             return self.steps_done + self.remdm_steps_left();
@@ -532,6 +552,9 @@ impl Sampler {
         if self.is_done() {
             return Ok(None);
         }
+        if self.schedule_done() {
+            return self.finish_masks(forward).map(Some);
+        }
         if self.params.remdm != Remdm::Off {
             return self.remdm_step(forward).map(Some);
         }
@@ -548,31 +571,30 @@ impl Sampler {
             Some(_) => None,
         };
         let mut scored = Vec::new();
+        let mut held = 0;
         let committed = if fixed_count == Some(0) || remaining == 0 {
             Vec::new()
         } else {
             let logits = self.forward_block(block, &mut forward)?;
-            let (candidates, tops) = self.score_candidates(&logits, block.end);
-            if let Some(bad) = candidates.iter().find(|c| c.score.is_nan()) {
-                bail!(
-                    "the model produced non-finite logits (NaN) at position {}: its weights or \
-                     config.json are broken (e.g. NaN weights, rms_norm_eps <= 0, rope_theta 0)",
-                    bad.pos
-                );
+            // As LLaDA's generate.py and Dream's diffusion_generate: the proposal may be the
+            // mask token itself; committing it uses up one of the step's transfers and leaves
+            // the position masked, to be predicted again.
+            let (candidates, tops) = self.score_candidates(&logits, block.end, None)?;
+            let mut chosen = self.choose(candidates.clone(), fixed_count);
+            if fixed_count.is_none() && chosen.iter().all(|c| c.id == self.traits.mask_id) {
+                // A dynamic rule whose every pick is the mask would change nothing, and the
+                // reference (Fast-dLLM's loop) would repeat the same step forever: this step
+                // picks among real tokens instead.
+                let (real, _) =
+                    self.score_candidates(&logits, block.end, Some(self.traits.mask_id))?;
+                chosen = self.choose(real, fixed_count);
             }
             if self.inspect {
-                scored = candidates
-                    .iter()
-                    .zip(tops)
-                    .map(|(c, top)| Scored {
-                        pos: c.pos,
-                        id: c.id,
-                        score: c.score,
-                        top,
-                    })
-                    .collect();
+                scored = self.scored(candidates, tops);
             }
-            let mut chosen = self.choose(candidates, fixed_count);
+            let picked = chosen.len();
+            chosen.retain(|c| c.id != self.traits.mask_id);
+            held = picked - chosen.len();
             for c in &chosen {
                 self.tokens[c.pos] = c.id;
             }
@@ -581,14 +603,56 @@ impl Sampler {
             }
             chosen
         };
-        let report = self.finish_step(committed, Vec::new(), block.start..block.end, scored);
-        if self.is_done() && self.masked() > 0 {
-            bail!(
-                "the run ended with {} masked positions left (a sampler bug: please report it)",
-                self.masked()
-            );
-        }
+        let mut report = self.finish_step(committed, Vec::new(), block.start..block.end, scored);
+        report.held = held;
         Ok(Some(report))
+    }
+
+    /// After the schedule's last step, the masks whose best guess stayed the mask token (the
+    /// references end with them still masked): one more pass commits each to its most likely
+    /// real token, so that no finished text holds a mask.
+    fn finish_masks<F>(&mut self, mut forward: F) -> Result<StepReport>
+    where
+        F: FnMut(&ForwardRequest) -> Result<Vec<Logits>>,
+    {
+        let start = self
+            .tokens
+            .iter()
+            .position(|&t| t == self.traits.mask_id)
+            .unwrap_or(0);
+        let block = Block {
+            start,
+            end: self.tokens.len(),
+            steps: 1,
+        };
+        let logits = self.forward_block(block, &mut forward)?;
+        let (candidates, tops) =
+            self.score_candidates(&logits, block.end, Some(self.traits.mask_id))?;
+        let scored = if self.inspect {
+            self.scored(candidates.clone(), tops)
+        } else {
+            Vec::new()
+        };
+        for c in &candidates {
+            self.tokens[c.pos] = c.id;
+        }
+        let mut report = self.finish_step(candidates, Vec::new(), block.start..block.end, scored);
+        report.finishing = true;
+        Ok(report)
+    }
+
+    /// What a step scored, for the inspector.
+    fn scored(&self, candidates: Vec<Commit>, tops: Vec<TopCandidates>) -> Vec<Scored> {
+        candidates
+            .into_iter()
+            .zip(tops)
+            .map(|(c, top)| Scored {
+                pos: c.pos,
+                id: c.id,
+                score: c.score,
+                top,
+            })
+            .collect()
     }
 
     /// The model's logits for this step's request over `block`, checked to cover the rows the
@@ -630,6 +694,8 @@ impl Sampler {
             window,
             scored,
             remasked,
+            held: 0,
+            finishing: false,
         }
     }
 
@@ -735,11 +801,14 @@ impl Sampler {
     /// step draws one base seed from the run's generator, and position p uses stream p of it.
     ///
     /// When inspecting, each position also gets its [`TOP_CANDIDATES`] most likely tokens.
+    /// `never` is a token not to propose (the mask, when finishing). A NaN in the logits is an
+    /// error naming the position.
     fn score_candidates(
         &mut self,
         logits: &[Logits],
         window_end: usize,
-    ) -> (Vec<Commit>, Vec<Vec<(u32, f32)>>) {
+        never: Option<u32>,
+    ) -> Result<(Vec<Commit>, Vec<TopCandidates>)> {
         use rayon::prelude::*;
         let positions: Vec<usize> = (0..window_end)
             .filter(|&p| self.tokens[p] == self.traits.mask_id)
@@ -750,7 +819,7 @@ impl Sampler {
         let hidden = self.hidden_from_scores();
         let this = &*self;
         let inspect = self.inspect;
-        positions
+        let (candidates, tops): (Vec<Commit>, Vec<TopCandidates>) = positions
             .into_par_iter()
             .map(|pos| {
                 let mut rng = ChaCha8Rng::seed_from_u64(base);
@@ -764,8 +833,7 @@ impl Sampler {
                     }
                 }
                 let (id, dist): (u32, Distribution) =
-                    this.proposal
-                        .propose(&row, &mut rng, &hidden, Some(this.traits.mask_id));
+                    this.proposal.propose(&row, &mut rng, &hidden, never);
                 let uniform = if random { rng.random::<f64>() } else { 0.0 };
                 // A NaN anywhere in the row marks the position (checked by the caller).
                 let broken = row.iter().any(|v| v.is_nan());
@@ -785,7 +853,15 @@ impl Sampler {
                 };
                 (commit, top)
             })
-            .unzip()
+            .unzip();
+        if let Some(bad) = candidates.iter().find(|c| c.score.is_nan()) {
+            bail!(
+                "the model produced non-finite logits (NaN) at position {}: its weights or \
+                 config.json are broken (e.g. NaN weights, rms_norm_eps <= 0, rope_theta 0)",
+                bad.pos
+            );
+        }
+        Ok((candidates, tops))
     }
 
     /// Picks the positions to commit: top-k by score (ties to the left), k sampled without

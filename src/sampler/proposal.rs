@@ -26,8 +26,9 @@ impl Proposal {
     /// Proposes a token for one row and summarises the distribution that scores it; the `hidden`
     /// ids are taken out of that distribution (not out of the proposal).
     ///
-    /// `never` (the mask id) is never proposed, whatever its logit: committing it would leave a
-    /// mask in a finished canvas. The scores still see it, as the reference implementations do.
+    /// `never` is never proposed, whatever its logit: the sampler passes the mask id when it
+    /// finishes the masks a run's schedule left (the references propose the mask token like any
+    /// other, so during the schedule `never` is `None`). The scores still see it.
     pub fn propose(
         &self,
         logits: &[f32],
@@ -217,7 +218,8 @@ mod tests {
         }
     }
 
-    /// The mask id is never proposed, even when the model likes it best, by any proposal.
+    /// A token excluded with `never` (the mask id, when finishing) is not proposed, even when the
+    /// model likes it best, by any proposal.
     #[test]
     fn the_mask_is_never_proposed() {
         let logits = [1.0f32, 9.0, 2.0, 0.5];

@@ -49,14 +49,15 @@ impl Schedule {
         if steps == 0 || remaining == 0 {
             return 0;
         }
-        if step + 1 >= steps {
-            return remaining;
-        }
+        let last = step + 1 >= steps;
         let k = match self {
+            // LLaDA's counts are fixed when the block starts: its last step commits its share,
+            // not whatever is left (a position whose best guess was the mask token stays masked).
             Schedule::Uniform => {
                 let base = initial / steps;
                 base + usize::from(step < initial % steps)
             }
+            _ if last => remaining,
             Schedule::Timestep => {
                 let t = linspace_f32(1.0, eps as f32, steps + 1, step);
                 let s = linspace_f32(1.0, eps as f32, steps + 1, step + 1);

@@ -641,3 +641,85 @@ fn remdm_refuses_rules_it_replaces_and_bad_loops() {
     p.eta = 1.5;
     assert!(p.validate().unwrap_err().to_string().contains("eta"));
 }
+
+/// Logits over 8 tokens where the mask (id 5) is the best guess at `masky` positions, and
+/// token p % 5 elsewhere (the runner-up at a masky position is p % 5 as well).
+fn masky_logits(len: usize, masky: &[usize]) -> Logits {
+    let mut data = vec![0.0; len * VOCAB];
+    for p in 0..len {
+        data[p * VOCAB + p % 5] = 2.0 + p as f32 * 0.01;
+        if masky.contains(&p) {
+            data[p * VOCAB + 5] = 4.0;
+        }
+    }
+    Logits::new(data, VOCAB)
+}
+
+fn masky_run(
+    tokens: Vec<u32>,
+    params: SamplerParams,
+    masky: &[usize],
+) -> (Vec<u32>, Vec<StepReport>) {
+    let traits = ModelTraits {
+        mask_id: 5,
+        ..traits()
+    };
+    let mut sampler = Sampler::new(tokens, params, traits).unwrap();
+    let mut reports = Vec::new();
+    while let Some(r) = sampler
+        .step(|request| {
+            Ok(request
+                .canvases
+                .iter()
+                .map(|t| masky_logits(t.len(), masky))
+                .collect())
+        })
+        .unwrap()
+    {
+        reports.push(r);
+    }
+    (sampler.tokens().to_vec(), reports)
+}
+
+/// As LLaDA's generate.py: where the mask token is the argmax it is "committed" (the position
+/// stays masked) and uses up one of the step's transfers; the schedule's steps are the
+/// reference's, and one finishing step then fills what is left with real tokens.
+#[test]
+fn a_mask_proposal_uses_a_transfer_and_leftovers_are_finished() {
+    let canvas: Vec<u32> = vec![0, 1, 5, 5, 5, 5];
+    // Position 2 prefers the mask and is the most confident, and the fake model's answer does
+    // not depend on the canvas: each of the 4 steps (one transfer each) picks position 2, which
+    // stays masked, so the schedule commits nothing and the finishing step fills all four.
+    let (tokens, reports) = masky_run(canvas.clone(), params(4, 4), &[2]);
+    let counts: Vec<usize> = reports.iter().map(|r| r.committed.len()).collect();
+    assert_eq!(
+        counts,
+        vec![0, 0, 0, 0, 4],
+        "four scheduled steps, then the finishing one"
+    );
+    assert_eq!(
+        reports[3].masked, 4,
+        "the schedule ends with every position open"
+    );
+    let last = reports.last().unwrap();
+    assert_eq!((last.masked, last.step, last.steps, last.nfe), (0, 5, 5, 5));
+    assert_eq!(tokens, vec![0, 1, 2, 3, 4, 0]);
+    // Two transfers a step: the mask takes one, the next most confident the other.
+    let (tokens, reports) = masky_run(canvas, params(2, 4), &[2]);
+    let counts: Vec<usize> = reports.iter().map(|r| r.committed.len()).collect();
+    assert_eq!(counts, vec![1, 1, 2]);
+    assert_eq!(tokens, vec![0, 1, 2, 3, 4, 0]);
+}
+
+/// A dynamic rule whose every pick is the mask would repeat the same step forever (Fast-dLLM's
+/// loop would): that step commits real tokens instead, so the run ends.
+#[test]
+fn a_threshold_run_whose_best_guesses_are_all_masks_still_ends() {
+    let p = SamplerParams {
+        parallel: Some(Parallel::Threshold(0.9)),
+        ..params(4, 4)
+    };
+    let (tokens, reports) = masky_run(vec![0, 1, 5, 5, 5, 5], p, &[2, 3, 4, 5]);
+    assert!(!tokens.contains(&5), "{tokens:?}");
+    assert!(reports.len() <= 4, "{}", reports.len());
+}
