@@ -121,12 +121,18 @@ const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}
 /// How a masked position is shown in text output.
 pub const MASK_GLYPH: &str = "[MASK]";
 
+/// Text <-> token ids with one model's tokenizer, and how masked spans sit in text.
 #[derive(Clone)]
 pub struct TextCodec {
     tokenizer: Tokenizer,
     /// The same tokenizer with special tokens read as plain text: a user who types
     /// `<|mdm_mask|>` means those characters, not a mask (the marker syntax is `[MASK]`).
     literal: Tokenizer,
+    /// Whether a space before a word belongs to that word's token (byte-level BPE's `" park"`,
+    /// SentencePiece's `"▁park"`), found by asking the tokenizer whether a trailing space is a
+    /// token of its own. Then the space before a masked span is the span's: the model never saw
+    /// a lone space token before a word in training, and fills the span with junk after one.
+    space_joins_next: bool,
 }
 
 impl TextCodec {
@@ -336,7 +342,58 @@ impl TextCodec {
         let _ = tokenizer.with_truncation(None);
         let mut literal = tokenizer.clone();
         literal.set_encode_special_tokens(true);
-        Self { tokenizer, literal }
+        let count = |text: &str| literal.encode(text, false).map(|e| e.get_ids().len());
+        let space_joins_next = matches!((count("ran"), count("ran ")), (Ok(a), Ok(b)) if b > a);
+        Self {
+            tokenizer,
+            literal,
+            space_joins_next,
+        }
+    }
+
+    /// Whether the space before a masked span is part of the span (see the field): true for
+    /// byte-level BPEs (LLaDA's, Qwen's, dlm-tui's own) and SentencePiece, false for WordPiece,
+    /// which drops spaces.
+    pub fn span_takes_space(&self) -> bool {
+        self.space_joins_next
+    }
+
+    /// How many tokens `text` takes as a masked span: after a space (`after_space`), as the
+    /// tokenizer writes the words of running text, the space joined to the first word's token
+    /// where it joins words (`" to the park"`, not `"to the park"`).
+    pub fn span_tokens(&self, text: &str, after_space: bool) -> usize {
+        let text = if after_space && self.space_joins_next {
+            format!(" {text}")
+        } else {
+            text.to_string()
+        };
+        self.literal
+            .encode(text.as_str(), false)
+            .map(|e| e.get_ids().len())
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    /// `segments` with the one space before each masked span taken into the span (dropped from
+    /// the text), where the tokenizer joins a space to the word after it: `ran [MASK:3] and` is
+    /// encoded as `ran` + 3 masks + ` and`, the tokens of `ran to the park and`, not with a lone
+    /// space token the model never saw before a word. Typed, Ctrl-K and continued spans alike.
+    fn spans_take_spaces(&self, segments: &[Segment]) -> Vec<Segment> {
+        let mut out: Vec<Segment> = segments.to_vec();
+        if !self.space_joins_next {
+            return out;
+        }
+        for i in 0..out.len().saturating_sub(1) {
+            if matches!(out[i + 1], Segment::Masks(_)) {
+                if let Segment::Text(text) = &mut out[i] {
+                    if text.ends_with(' ') {
+                        text.pop();
+                    }
+                }
+            }
+        }
+        out.retain(|s| !matches!(s, Segment::Text(t) if t.is_empty()));
+        out
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
@@ -345,7 +402,8 @@ impl TextCodec {
 
     /// Encodes a parsed prompt: each literal piece on its own, masks as `mask_id`, then the
     /// tokenizer's post-processor once over the whole (e.g. LLaDA's BOS), exactly as
-    /// `tokenizer(text)` would for a prompt without masks.
+    /// `tokenizer(text)` would for a prompt without masks. The space before a span is the span's
+    /// where the tokenizer joins spaces to words ([`Self::span_takes_space`]).
     pub fn encode_segments(&self, segments: &[Segment], mask_id: u32) -> Result<Vec<u32>> {
         self.encode_segments_with(segments, mask_id, true)
     }
@@ -360,8 +418,9 @@ impl TextCodec {
         mask_id: u32,
         add_special: bool,
     ) -> Result<Vec<u32>> {
+        let segments = self.spans_take_spaces(segments);
         let mut pieces = Vec::with_capacity(segments.len());
-        for segment in segments {
+        for segment in &segments {
             let encoding = match segment {
                 Segment::Text(text) => if add_special {
                     &self.literal
@@ -500,6 +559,114 @@ mod tests {
         ids.extend(&once);
         assert_eq!(codec.decode(&ids, true), "Once[id 70000][id 70001]Once");
         assert_eq!(codec.token_text(70_000), "[id 70000]");
+    }
+
+    /// The tokenizers of every family dlm-tui loads: the embedded model's byte-level BPE,
+    /// LLaDA's (GPT-2 split, BOS added), Dream's and the A2D models' (Qwen2 split, from
+    /// tokenizer.json and from vocab.json + merges.txt), ModernBERT's, and a WordPiece.
+    fn every_family() -> Vec<(&'static str, super::TextCodec)> {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let file =
+            |dir: &str| super::TextCodec::from_file(&fixtures.join(dir).join("tokenizer.json"));
+        let wordpiece = serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": {"type": "BertNormalizer", "clean_text": true,
+                "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
+            "pre_tokenizer": {"type": "BertPreTokenizer"}, "post_processor": null,
+            "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+            "model": {"type": "WordPiece", "unk_token": "[UNK]",
+                "continuing_subword_prefix": "##", "max_input_chars_per_word": 100,
+                "vocab": {"[UNK]": 0, "the": 1, "little": 2, "dog": 3, "ran": 4, "to": 5,
+                    "park": 6, "and": 7, "played": 8, ".": 9, "with": 10, "ball": 11,
+                    "red": 12, "a": 13}}
+        });
+        vec![
+            ("embedded", crate::model::embedded::codec().unwrap()),
+            ("llada", file("llada-tiny-tied").unwrap()),
+            ("dream", file("dream-tiny-tied").unwrap()),
+            (
+                "dream vocab+merges",
+                super::TextCodec::from_vocab_and_merges(&fixtures.join("dream-tiny-tied")).unwrap(),
+            ),
+            ("a2d-qwen3", file("a2d-qwen3-tiny-tied").unwrap()),
+            ("modernbert", file("modernbert-tiny-a").unwrap()),
+            (
+                "wordpiece",
+                super::TextCodec::from_bytes(&serde_json::to_vec(&wordpiece).unwrap()).unwrap(),
+            ),
+        ]
+    }
+
+    /// A span masked out of running text (Ctrl-K on "to the park", or `[MASK:N]` typed after a
+    /// space) is encoded as the model saw such text in training: the same tokens as the whole
+    /// sentence, with exactly the span's tokens masked, and no lone space token before it.
+    #[test]
+    fn a_masked_span_is_tokenized_as_the_words_it_replaces() {
+        let sentence = "The little dog ran to the park and played with the red ball.";
+        for (family, codec) in every_family() {
+            let mask = u32::MAX - 1;
+            let whole = codec
+                .encode_segments(&[Segment::Text(sentence.into())], mask)
+                .unwrap();
+            for (before, span, after) in [
+                (
+                    "The little dog ran ",
+                    "to the park",
+                    " and played with the red ball.",
+                ),
+                (
+                    "The little dog ran to the park and played with the ",
+                    "red",
+                    " ball.",
+                ),
+                (
+                    "",
+                    "The little",
+                    " dog ran to the park and played with the red ball.",
+                ),
+                (
+                    "The little dog ran to the park and played with the red ",
+                    "ball.",
+                    "",
+                ),
+            ] {
+                let n = codec.span_tokens(span, before.ends_with(' '));
+                let mut segments = vec![Segment::Text(before.into()), Segment::Masks(n)];
+                segments.push(Segment::Text(after.into()));
+                segments.retain(|s| !matches!(s, Segment::Text(t) if t.is_empty()));
+                let canvas = codec.encode_segments(&segments, mask).unwrap();
+                assert_eq!(
+                    canvas.len(),
+                    whole.len(),
+                    "{family}: {before:?}[{n}]{after:?}"
+                );
+                let masked: Vec<bool> = canvas.iter().map(|&t| t == mask).collect();
+                assert_eq!(masked.iter().filter(|&&m| m).count(), n, "{family}");
+                for (i, (&got, &want)) in canvas.iter().zip(&whole).enumerate() {
+                    assert!(
+                        masked[i] || got == want,
+                        "{family}: {before:?}[{n}]{after:?} at {i}"
+                    );
+                }
+                // The masked tokens are the span's, space included where the family joins it.
+                let first = masked.iter().position(|&m| m).unwrap();
+                let text = codec.decode(&whole[first..first + n], true);
+                let expected = if codec.span_takes_space() && before.ends_with(' ') {
+                    format!(" {span}")
+                } else {
+                    span.to_string()
+                };
+                assert_eq!(text.to_lowercase(), expected.to_lowercase(), "{family}");
+            }
+        }
+    }
+
+    /// Byte-level BPEs join a space to the next word; WordPiece drops spaces.
+    #[test]
+    fn which_families_join_a_space_to_the_span() {
+        for (family, codec) in every_family() {
+            assert_eq!(codec.span_takes_space(), family != "wordpiece", "{family}");
+        }
     }
 
     #[test]

@@ -8,7 +8,6 @@ use std::process::Command;
 
 use common::{fixtures, golden, ids};
 use dlm_tui::chat::{ChatTemplate, Message};
-use dlm_tui::cli::generate::build_canvas_with;
 use dlm_tui::text::TextCodec;
 use serde_json::Value;
 
@@ -31,8 +30,10 @@ fn templates_render_and_tokenize_like_transformers() {
         let text = template.render(&messages, true).unwrap();
         assert_eq!(text, case["text"].as_str().unwrap());
         let codec = TextCodec::from_file(&dir.join("tokenizer.json")).unwrap();
-        let (canvas, prompt_len) =
-            build_canvas_with(&codec, &text, 4, 304, false, usize::MAX).unwrap();
+        let segments = dlm_tui::prompt::parse(&text).unwrap();
+        let (canvas, prompt_len) = codec
+            .encode_canvas(&segments, 4, 304, false, usize::MAX)
+            .unwrap();
         assert_eq!(&canvas[..prompt_len], ids(&case["ids"]).as_slice());
         assert_eq!(&canvas[prompt_len..], &[304; 4]);
     }

@@ -240,6 +240,46 @@ fn a_person_edits_runs_cancels_compares_and_quits() {
     assert!(saved.contains("there was a [MASK"), "{saved}");
 }
 
+/// Issue 29's headline job: select words in a sentence, Ctrl-K, F5, and the span is filled with
+/// words (a lone space token before the span used to make the model write junk like "ign,").
+#[test]
+fn a_selected_span_is_filled_with_words() {
+    let t = Tmux::start("infill");
+    let sentence = "The little dog ran to the park and played with the red ball.";
+    t.literal(sentence);
+    // Select "to the park": it ends 30 characters before the end of the text.
+    for _ in 0..30 {
+        t.keys(&["Left"]);
+    }
+    for _ in 0.."to the park".len() {
+        t.keys(&["S-Left"]);
+    }
+    t.keys(&["C-k"]);
+    let screen = t.wait_for("masked 3 tokens", Duration::from_secs(5));
+    assert!(screen.contains("\" to the park\""), "{screen}");
+    t.keys(&["F5"]);
+    t.wait_for("· done", Duration::from_secs(90));
+    // The finished text into the editor, then quit: the session holds it.
+    t.keys(&["F6"]);
+    t.keys(&["C-q"]);
+    t.wait_for("EXITED 0", Duration::from_secs(10));
+    let saved = std::fs::read_to_string(t.session_file()).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    let text = json.to_string();
+    let start = text.find("The little dog ran").expect(&text) + "The little dog ran".len();
+    let end = start + text[start..].find(" and played").expect(&text);
+    let fill = &text[start..end];
+    assert!(
+        !fill.is_empty()
+            && fill
+                .split(' ')
+                .skip(1)
+                .all(|w| !w.is_empty() && w.chars().all(char::is_alphabetic))
+            && fill.starts_with(' '),
+        "the span was filled with {fill:?}, not words: {text}"
+    );
+}
+
 #[test]
 fn the_session_comes_back_and_sigterm_restores_the_terminal() {
     let t = Tmux::start("session");

@@ -328,3 +328,84 @@ fn the_playground_runs_on_a_served_model() {
     }
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// Issue 33, item 5: one planning function below the front ends. The same settings and text
+/// give the same canvas and lane parameters in `serve`, `generate`, `bench` and the playground.
+#[test]
+fn every_front_end_plans_the_same_run() {
+    use dlm_tui::model::loader::{load_dir, Precision};
+    use dlm_tui::tui::app::App;
+    use dlm_tui::tui::keymap::KeyMap;
+    use dlm_tui::tui::theme::Theme;
+
+    let text = "Tom has a [MASK:2] ball. It";
+    let server = Server::start(&[], &[]);
+    let (status, events) = post(
+        &format!("{}/dlm/steps", server.url),
+        &json!({"prompt": text, "max_tokens": 12, "temperature": 0.5, "seed": 3}),
+        None,
+    );
+    assert_eq!(status, 200, "{events:?}");
+    let served: Value = serde_json::from_str(&events[0]).unwrap();
+    let dir = fixture();
+    let flags = [
+        "--model-dir",
+        dir.to_str().unwrap(),
+        "--prompt",
+        text,
+        "--length",
+        "12",
+        "--seed",
+        "3",
+        "--temperature",
+        "0.5",
+        "--json",
+    ];
+    let out = generate(&flags);
+    assert!(out.status.success());
+    let generated: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dlm-tui"))
+        .arg("bench")
+        .args(flags)
+        .args(["--runs", "1", "--warmup", "0"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let benched: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let loaded = load_dir(&fixture(), Precision::F32, &candle_core::Device::Cpu).unwrap();
+    let info = loaded.model.info().clone();
+    let theme = Theme::builtin("dark").unwrap();
+    let mut app = App::new(
+        std::sync::Arc::new(loaded.codec),
+        info,
+        KeyMap::defaults(),
+        vec![theme],
+        0,
+    );
+    app.doc = dlm_tui::tui::editor::Document::from_prompt(text);
+    app.settings.length = 12;
+    app.settings.params.temperature = 0.5;
+    app.settings.params.seed = 3;
+    let (job, _, prompt_len) = app.build_job().unwrap();
+    let playground_params = serde_json::to_value(&job.lanes[0]).unwrap();
+
+    assert_eq!(served["canvas"], generated["canvas"]);
+    assert_eq!(served["canvas"], json!(job.canvas));
+    assert_eq!(served["prompt_len"], json!(prompt_len));
+    assert_eq!(benched["canvas_tokens"], json!(job.canvas.len()));
+    for params in [
+        &served["lanes"][0]["params"],
+        &generated["lanes"][0]["params"],
+        &benched["params"],
+    ] {
+        assert_eq!(params, &playground_params);
+    }
+    // "steps auto": one per masked position (2 in the span, 12 after the text).
+    assert_eq!(playground_params["steps"], 14);
+}

@@ -277,8 +277,8 @@ fn editing_masks_and_parameters_by_keys() {
         );
     }
     update(&mut app, ctrl('k'));
-    // The span gets as many tokens as the selected text had.
-    let n = app.token_count("red");
+    // The span gets as many tokens as the selected text had (as " red", after a space).
+    let n = app.codec().span_tokens("red", true);
     assert_eq!(app.doc.to_prompt(), format!("Tom has a [MASK:{n}] ball."));
     update(
         &mut app,
@@ -944,6 +944,8 @@ fn the_compare_list_is_edited_in_place() {
     let compare_mode = app.compare_mode;
     update(&mut app, key(KeyCode::Enter));
     assert_eq!(app.form.buffer.as_deref(), Some("low-confidence,margin"));
+    // Enter opens the old value selected (typing would replace it): End keeps it and goes on.
+    update(&mut app, key(KeyCode::End));
     type_text(&mut app, ",random:temperature=0.9");
     let screen = draw(&mut app, 80, 24);
     assert!(screen.contains("=0.9▏"), "{screen}");

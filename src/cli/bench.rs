@@ -8,7 +8,9 @@ use anyhow::{anyhow, Result};
 use clap::Args;
 use serde::Serialize;
 
-use super::generate::{build_canvas, count, load_model, ScheduleArgs};
+use super::generate::{count, load_model, ScheduleArgs};
+use crate::prompt;
+use crate::run::plan::{self, Lanes, Text};
 
 /// `println!` that returns an error (a closed or full standard output) instead of panicking.
 macro_rules! outln {
@@ -100,6 +102,10 @@ pub struct BenchReport {
     /// With `--inspect`: the bytes one run's step history holds (canvases, commits, scored
     /// positions and their candidates), counted from the data.
     pub inspector_mb: f64,
+    /// The canvas's token count and the exact parameters the runs used, as planned
+    /// (crate::run::plan, like every front end's).
+    pub canvas_tokens: usize,
+    pub params: SamplerParams,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -193,7 +199,8 @@ fn forward_canvas(
     length: usize,
     mask_id: u32,
 ) -> Result<Vec<u32>> {
-    let (mut canvas, _) = build_canvas(codec, prompt, 0, mask_id, usize::MAX)?;
+    let (mut canvas, _) =
+        codec.encode_canvas(&prompt::parse(prompt)?, 0, mask_id, true, usize::MAX)?;
     canvas.truncate(length / 2);
     canvas.resize(length, mask_id);
     Ok(canvas)
@@ -209,18 +216,21 @@ pub fn run(mut args: BenchArgs) -> Result<()> {
     }
     let mut loaded = load_model(&args.model).map_err(usage)?;
     let info = loaded.model.info().clone();
-    let (canvas, _) = build_canvas(
+    let settings = args.schedule.settings().map_err(usage)?;
+    let planned = plan::plan(
+        &settings,
+        Text::Plain(&args.prompt),
+        Lanes::One,
         &loaded.codec,
-        &args.prompt,
-        args.schedule.length,
-        info.mask_id,
-        info.max_context,
+        &info,
     )
     .map_err(usage)?;
-    let params = args
-        .schedule
-        .sampler_params(args.schedule.length)
-        .map_err(usage)?;
+    let canvas = planned.canvas;
+    let (_, params) = planned
+        .lanes
+        .into_iter()
+        .next()
+        .ok_or_else(|| usage(anyhow!("nothing to run")))?;
     let traits = info.traits();
     let (mut forwards, mut steps, mut totals) = (Vec::new(), Vec::new(), Vec::new());
     let (mut nfe, mut saved) = (0, 0.0);
@@ -279,6 +289,8 @@ pub fn run(mut args: BenchArgs) -> Result<()> {
         flops_saved: saved,
         peak_rss_mb: peak_rss_mb(),
         inspector_mb: inspector_bytes as f64 / (1 << 20) as f64,
+        canvas_tokens: canvas.len(),
+        params: params.clone(),
     };
     if args.json {
         outln!("{}", serde_json::to_string(&report)?);
@@ -439,12 +451,11 @@ fn run_against_plain(args: &BenchArgs) -> Result<()> {
         .map(|seed| STORY_PROMPTS[seed % STORY_PROMPTS.len()])
         .collect();
     for (seed, &prompt) in prompts.iter().enumerate() {
-        let (canvas, prompt_len) = build_canvas(
+        let (canvas, prompt_len) = plan::canvas(
+            &args.schedule.settings().map_err(usage)?,
+            Text::Plain(prompt),
             &loaded.codec,
-            prompt,
-            length,
-            info.mask_id,
-            info.max_context,
+            &info,
         )
         .map_err(usage)?;
         for (i, params) in settings.iter().enumerate() {

@@ -8,11 +8,10 @@ use clap::Args;
 use serde_json::json;
 
 use super::{usage, ModelArgs};
-use crate::chat::Message;
 use crate::engine::trace::{step_line, Ending, LaneEnd, LaneRecipe, RunHeader};
 use crate::engine::{Engine, Event, Job};
 use crate::model::loader::{load_dir_as, LoadedModel};
-use crate::prompt;
+use crate::run::plan::{self, Lanes, Text};
 use crate::run::Settings;
 use crate::sampler::{CacheMode, Parallel, Remdm, SamplerParams, Schedule, Strategy};
 use crate::text::TextCodec;
@@ -159,13 +158,20 @@ pub struct ScheduleArgs {
 impl ScheduleArgs {
     /// Sampler parameters; `masked` is the number of masked positions (the default step count).
     pub fn sampler_params(&self, masked: usize) -> Result<SamplerParams> {
+        let params = self.settings()?.sampler_params(masked);
+        params.validate()?;
+        Ok(params)
+    }
+
+    /// The run settings these flags give: the same [`Settings`] the playground's parameters
+    /// panel edits and `serve`'s requests fill, planned by [`crate::run::plan`].
+    pub fn settings(&self) -> Result<Settings> {
         let top_k = match self.top_k {
             Some(k) if k < 1 => return Err(anyhow!("top-k must be at least 1, got {k}")),
             Some(k) => Some(k as usize),
             None => None,
         };
         let params = SamplerParams {
-            steps: self.steps.unwrap_or(masked.max(1)),
             block_length: self.block_length,
             temperature: self.temperature,
             top_k,
@@ -191,8 +197,14 @@ impl ScheduleArgs {
             alpha_on: self.alpha_on,
             ..SamplerParams::default()
         };
-        params.validate()?;
-        Ok(params)
+        let settings = Settings {
+            params,
+            length: self.length,
+            steps: self.steps,
+            ..Settings::default()
+        };
+        settings.validate_run()?;
+        Ok(settings)
     }
 }
 
@@ -211,31 +223,6 @@ pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
     Ok(loaded)
 }
 
-/// The prompt as token ids plus `length` appended masks; returns (canvas, prompt_len). More
-/// than `max_context` tokens is an error, found before the masks are allocated.
-pub fn build_canvas(
-    codec: &TextCodec,
-    text: &str,
-    length: usize,
-    mask_id: u32,
-    max_context: usize,
-) -> Result<(Vec<u32>, usize)> {
-    build_canvas_with(codec, text, length, mask_id, true, max_context)
-}
-
-/// As [`build_canvas`]; `add_special` false for a rendered chat template (it has its own).
-pub fn build_canvas_with(
-    codec: &TextCodec,
-    text: &str,
-    length: usize,
-    mask_id: u32,
-    add_special: bool,
-    max_context: usize,
-) -> Result<(Vec<u32>, usize)> {
-    let segments = prompt::parse(text)?;
-    codec.encode_canvas(&segments, length, mask_id, add_special, max_context)
-}
-
 pub fn run(mut args: GenerateArgs) -> Result<()> {
     if let Some(remote) = args.remote.clone() {
         return run_remote(&args, &remote);
@@ -243,7 +230,8 @@ pub fn run(mut args: GenerateArgs) -> Result<()> {
     args.model.fetch_hub_model()?;
     let LoadedModel { model, codec } = load_model(&args.model).map_err(usage)?;
     let info = model.info().clone();
-    let (canvas, prompt_len) = if args.chat {
+    let settings = args.schedule.settings().map_err(usage)?;
+    let template = if args.chat {
         let dir = args.model.model_dir.as_deref().ok_or_else(|| {
             usage(anyhow!(
                 "--chat needs an instruct model (--model ORG/NAME or --model-dir DIR): the embedded model has no chat template"
@@ -257,34 +245,25 @@ pub fn run(mut args: GenerateArgs) -> Result<()> {
                     dir.display()
                 ))
             })?;
-        let prompt = template
-            .render(&[Message::user(&args.prompt)], true)
-            .map_err(usage)?;
-        build_canvas_with(
-            &codec,
-            &prompt,
-            args.schedule.length,
-            info.mask_id,
-            false,
-            info.max_context,
-        )
+        Some(template)
     } else {
-        build_canvas(
-            &codec,
-            &args.prompt,
-            args.schedule.length,
-            info.mask_id,
-            info.max_context,
-        )
-    }
-    .map_err(|e| usage(anyhow!("{e:#} ({})", info.name)))?;
+        None
+    };
+    let text = match &template {
+        Some(template) => Text::Chat(&args.prompt, template),
+        None => Text::Plain(&args.prompt),
+    };
+    let (canvas, prompt_len) = plan::canvas(&settings, text, &codec, &info)
+        .map_err(|e| usage(anyhow!("{e:#} ({})", info.name)))?;
     let masked = canvas.iter().filter(|&&t| t == info.mask_id).count();
     if masked == 0 {
         return Err(usage(anyhow!(
             "nothing to generate: use --length N or put [MASK] in the prompt"
         )));
     }
-    let params = args.schedule.sampler_params(masked).map_err(usage)?;
+    let (_, params) = plan::lane_params(&settings, Lanes::One, masked, &info)
+        .map_err(usage)?
+        .remove(0);
 
     let engine = Engine::new(model)?;
     let mut handle = engine.submit(Job {

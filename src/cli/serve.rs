@@ -30,13 +30,14 @@ use clap::Args;
 use futures_util::stream::{self, Stream};
 use serde_json::{json, Value};
 
-use super::generate::{answer, build_canvas_with, load_model};
+use super::generate::{answer, load_model};
 use super::ModelArgs;
 use crate::chat::{ChatTemplate, Message};
 use crate::engine::trace::{step_line, Ending, LaneEnd, LaneRecipe, RunHeader};
 use crate::engine::{Engine, Event, Job, JobHandle};
 use crate::model::ModelInfo;
 use crate::remote::Secret;
+use crate::run::plan::{self, Lanes, Text};
 use crate::run::Settings;
 use crate::sampler::SamplerParams;
 use crate::text::TextCodec;
@@ -288,8 +289,9 @@ struct Asked {
     prompt: String,
     /// The prompt is a rendered chat template (it carries its own special tokens).
     templated: bool,
-    max_tokens: usize,
-    params: SamplerParams,
+    /// The run settings: the playground's defaults with the request's length, temperature and
+    /// seed, planned like every other front end's (crate::run::plan).
+    settings: Settings,
     stream: bool,
     diffusing: bool,
 }
@@ -324,44 +326,59 @@ fn asked(served: &Served, body: &Value, prompt: String, templated: bool) -> Resu
         params.seed = seed;
     }
     params.validate()?;
+    let settings = Settings {
+        params,
+        length: max_tokens,
+        ..defaults
+    };
     Ok(Asked {
         prompt,
         templated,
-        max_tokens,
-        params,
+        settings,
         stream: body["stream"].as_bool().unwrap_or(false),
         diffusing: body["diffusing"].as_bool().unwrap_or(false),
     })
 }
 
-/// Submits the job unless too many wait; returns the handle, the canvas, the prompt length and
-/// the job's place in the count.
-fn submit(
-    served: &Arc<Served>,
-    asked: &Asked,
-) -> Result<(JobHandle, Vec<u32>, usize, Guard), Refusal> {
-    let (canvas, prompt_len) = build_canvas_with(
+/// A job submitted to the engine: its events, the canvas it started from, the prompt's length,
+/// the lane's parameters as planned, and its place in the count.
+struct Submitted {
+    handle: JobHandle,
+    canvas: Vec<u32>,
+    prompt_len: usize,
+    params: SamplerParams,
+    guard: Guard,
+}
+
+/// Plans the request's run and submits it unless too many wait.
+fn submit(served: &Arc<Served>, asked: &Asked) -> Result<Submitted, Refusal> {
+    let text = if asked.templated {
+        Text::Rendered(&asked.prompt)
+    } else {
+        Text::Plain(&asked.prompt)
+    };
+    let planned = plan::plan(
+        &asked.settings,
+        text,
+        Lanes::One,
         &served.codec,
-        &asked.prompt,
-        asked.max_tokens,
-        served.info.mask_id,
-        !asked.templated,
-        served.info.max_context,
+        &served.info,
     )
     .map_err(Refusal::bad_request)?;
     let guard = enqueue(served)?;
-    let mut params = asked.params.clone();
-    params.steps = canvas
-        .iter()
-        .filter(|&&t| t == served.info.mask_id)
-        .count()
-        .max(1);
+    let params = planned.lanes[0].1.clone();
     let handle = served.engine.submit(Job {
-        canvas: canvas.clone(),
-        lanes: vec![params],
+        canvas: planned.canvas.clone(),
+        lanes: vec![params.clone()],
         inspect: false,
     });
-    Ok((handle, canvas, prompt_len, guard))
+    Ok(Submitted {
+        handle,
+        canvas: planned.canvas,
+        prompt_len: planned.prompt_len,
+        params,
+        guard,
+    })
 }
 
 /// A place in the queue for one more job, unless too many wait already.
@@ -496,7 +513,13 @@ async fn respond(
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
-    let (mut handle, canvas, prompt_len, guard) = match submit(served, &asked) {
+    let Submitted {
+        mut handle,
+        canvas,
+        prompt_len,
+        guard,
+        ..
+    } = match submit(served, &asked) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
@@ -614,16 +637,22 @@ async fn steps(State(served): State<Arc<Served>>, headers: HeaderMap, body: Byte
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
-    let (handle, canvas, prompt_len, guard) = match submit(&served, &asked) {
+    let Submitted {
+        handle,
+        canvas,
+        prompt_len,
+        params,
+        guard,
+    } = match submit(&served, &asked) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    let label = asked.params.method();
+    let label = params.method();
     let header = RunHeader {
         lanes: vec![LaneRecipe {
             lane: 0,
             label: &label,
-            params: &asked.params,
+            params: &params,
         }],
         ..RunHeader::new(&served.info, &prompt, &canvas, prompt_len)
     }
@@ -631,7 +660,7 @@ async fn steps(State(served): State<Arc<Served>>, headers: HeaderMap, body: Byte
     let first = stream::once(async move {
         Ok::<_, std::convert::Infallible>(SseEvent::default().data(header.to_string()))
     });
-    let strategy = asked.params.strategy.name();
+    let strategy = params.strategy.name();
     let rest = stream::unfold(
         (Some(handle), canvas, 0usize, Some(guard)),
         move |(handle, last, nfe, guard)| {

@@ -183,6 +183,15 @@ impl Field {
         }
     }
 
+    /// Whether `c` can be typed into this field's value: whole-number fields without an "off"
+    /// or "auto" take digits only; the others any character (their names and words).
+    pub fn accepts(self, c: char) -> bool {
+        match self {
+            Field::Length | Field::BlockLength | Field::Seed => c.is_ascii_digit(),
+            _ => true,
+        }
+    }
+
     /// Sets the field from typed text.
     pub fn set(self, s: &mut Settings, text: &str) -> Result<(), String> {
         let text = text.trim();

@@ -3,6 +3,7 @@
 //! comparison lanes ([`LaneSpec`]), with their parsing and validation in one place.
 
 mod field;
+pub mod plan;
 
 pub use field::Field;
 
@@ -78,10 +79,10 @@ impl Settings {
     }
 }
 
-/// Named parameter sets a key cycles through (the config file adds its own): each a lane spec
-/// applied over the default parameters, so nothing of the previous preset stays.
-pub const PRESETS: &[(&str, &str)] = &[
-    ("playground", "margin:temperature=0.5:block-length=16"),
+/// Named parameter sets a key cycles through after "playground" (the defaults, see
+/// [`presets`]); the config file adds its own. Each is a lane spec applied over the default
+/// parameters, so nothing of the previous preset stays.
+const PRESETS: &[(&str, &str)] = &[
     ("LLaDA", "low-confidence:temperature=0:block-length=32"),
     (
         "Fast-dLLM",
@@ -99,6 +100,18 @@ pub const PRESETS: &[(&str, &str)] = &[
         "low-confidence:remdm=loop:eta=0.02:t-on=0.55:t-off=0.05:alpha-on=0.9:temperature=1:top-p=0.9:block-length=32768",
     ),
 ];
+
+/// The built-in presets, in the order a key cycles through them: first "playground", which is
+/// [`Settings::default`]'s parameters themselves (its strategy and nothing overridden), so one
+/// cycle always comes back to the defaults the playground starts with.
+pub fn presets() -> Vec<(String, LaneSpec)> {
+    let playground = LaneSpec::new(Settings::default().params.strategy);
+    std::iter::once(("playground".to_string(), playground))
+        .chain(PRESETS.iter().filter_map(|(name, spec)| {
+            Some((name.to_string(), LaneSpec::try_from(spec.to_string()).ok()?))
+        }))
+        .collect()
+}
 
 impl Settings {
     /// These settings with `preset`'s parameters: the defaults with the preset applied, the
@@ -210,5 +223,33 @@ impl std::fmt::Display for LaneSpec {
             write!(f, ":{}={value}", field.label().replace(' ', "-"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 29, item 3: the "playground" preset is the defaults, whatever they are, and every
+    /// built-in preset parses.
+    #[test]
+    fn the_playground_preset_is_the_defaults() {
+        let all = presets();
+        assert_eq!(
+            all.len(),
+            PRESETS.len() + 1,
+            "a built-in preset failed to parse"
+        );
+        let (name, playground) = &all[0];
+        assert_eq!(name, "playground");
+        let mut changed = Settings::default();
+        changed.params.strategy = Strategy::Margin;
+        changed.params.temperature = 0.1;
+        changed.params.block_length = 4;
+        changed.params.seed = 9;
+        let back = changed.with_preset(playground).unwrap();
+        let mut expected = Settings::default();
+        expected.params.seed = 9;
+        assert_eq!(back, expected);
     }
 }

@@ -13,10 +13,11 @@ use super::flow::Placed;
 use super::keymap::{Command, KeyMap};
 use super::params::ParamsForm;
 use super::theme::Theme;
-use crate::chat::{ChatTemplate, Message as ChatMessage};
+use crate::chat::ChatTemplate;
 use crate::engine::trace::{Ending, Trace};
 use crate::engine::{Event, Job, LaneSummary, StepEvent};
 use crate::model::ModelInfo;
+use crate::run::plan::{Lanes, Text};
 use crate::run::{Field, LaneSpec, Settings};
 use crate::sampler::{Commit, SamplerParams, Scored};
 use crate::text::TextCodec;
@@ -806,10 +807,7 @@ impl App {
             last_click: None,
             canvas_len_cache: Default::default(),
             replay_speed: 0.0,
-            presets: crate::run::PRESETS
-                .iter()
-                .filter_map(|(n, s)| Some((n.to_string(), LaneSpec::try_from(s.to_string()).ok()?)))
-                .collect(),
+            presets: crate::run::presets(),
             preset: None,
             codec,
         }
@@ -837,19 +835,18 @@ impl App {
         });
     }
 
-    /// Tokens a piece of text takes (the default size of a span made from it).
-    pub fn token_count(&self, text: &str) -> usize {
-        self.codec.encode(text, false).map(|t| t.len()).unwrap_or(1)
-    }
-
     /// The lanes a run uses: one, or one per comparison lane (each may override parameters).
     pub fn lane_params(&self, masked: usize) -> Result<Vec<(String, SamplerParams)>, String> {
-        let mut lanes = self.local_lane_params(masked)?;
+        let mode = if self.compare_mode {
+            Lanes::Compare
+        } else {
+            Lanes::One
+        };
+        let mut lanes = crate::run::plan::lane_params(&self.settings, mode, masked, &self.model)
+            .map_err(|e| format!("{e:#}"))?;
         if let Some(remote) = &self.beside {
             // The engine runs the last lane on the server beside the model (`--beside`).
-            let mut p = self.settings.params.clone();
-            p.steps = self.settings.steps.unwrap_or(masked.max(1));
-            lanes.push((beside_label(remote), p));
+            lanes.push((beside_label(remote), self.settings.sampler_params(masked)));
         }
         Ok(lanes)
     }
@@ -862,47 +859,6 @@ impl App {
                 .beside
                 .as_ref()
                 .is_some_and(|b| lane.label == beside_label(b))
-    }
-
-    fn local_lane_params(&self, masked: usize) -> Result<Vec<(String, SamplerParams)>, String> {
-        let params = |s: &Settings| {
-            let mut p = s.params.clone();
-            p.steps = s.steps.unwrap_or(masked.max(1));
-            p
-        };
-        if self.settings.sweep >= 2 {
-            // A seed sweep: the same settings, seeds s, s+1, ... (at temperature 0 every seed
-            // gives the same text, unless the strategy or the position choice is random).
-            let p = params(&self.settings);
-            let random = p.temperature > 0.0
-                || p.strategy == crate::sampler::Strategy::Random
-                || p.alg_temp.is_some_and(|t| t > 0.0);
-            if !random {
-                return Err("a seed sweep needs randomness: at temperature 0 every seed gives the same text (raise the temperature, or set seed sweep off)".into());
-            }
-            return Ok((0..self.settings.sweep as u64)
-                .map(|i| {
-                    let seed = p.seed.wrapping_add(i);
-                    (format!("seed {seed}"), SamplerParams { seed, ..p.clone() })
-                })
-                .collect());
-        }
-        if self.compare_mode && self.settings.compare.len() > 1 {
-            self.settings
-                .compare
-                .iter()
-                .map(|lane| Ok((lane.to_string(), params(&lane.apply(&self.settings)?))))
-                .collect()
-        } else {
-            let p = params(&self.settings);
-            // A text-streaming server's lane is its frames, not a strategy's.
-            let label = if self.model.family == "remote" {
-                "frames".to_string()
-            } else {
-                p.method()
-            };
-            Ok(vec![(label, p)])
-        }
     }
 
     /// Switches to another model (loaded by the runtime): the editor's text and masks and the
@@ -940,7 +896,7 @@ impl App {
 
     /// Builds the job for the editor's content, or explains why it cannot run.
     pub fn build_job(&self) -> Result<(Job, Vec<String>, usize), String> {
-        let (canvas, prompt_len) = self.canvas(self.model.max_context)?;
+        let (canvas, prompt_len) = self.canvas()?;
         self.build_job_from(canvas, prompt_len)
     }
 
@@ -960,9 +916,6 @@ impl App {
             return Err("nothing to denoise: mark a span (select text, then the mask key) or set a generation length".into());
         }
         let lanes = self.lane_params(masked)?;
-        for (_, p) in &lanes {
-            p.validate().map_err(|e| format!("{e:#}"))?;
-        }
         let labels = lanes.iter().map(|(l, _)| l.clone()).collect();
         Ok((
             Job {
@@ -993,7 +946,7 @@ impl App {
     }
 
     fn count_canvas(&self) -> Option<usize> {
-        if let Ok((canvas, _)) = self.canvas(self.model.max_context) {
+        if let Ok((canvas, _)) = self.canvas() {
             return Some(canvas.len());
         }
         let segments = self.doc.segments();
@@ -1009,37 +962,16 @@ impl App {
         masks.checked_add(text)
     }
 
-    /// The next run's canvas and the length of its prompt, refused past `max` tokens.
-    fn canvas(&self, max: usize) -> Result<(Vec<u32>, usize), String> {
-        Ok(match (&self.chat_template, self.chat_mode) {
-            (Some(template), true) => {
-                // The user's text (masks included, as [MASK:N]) becomes the user message; the
-                // rendered prompt carries its own special tokens.
-                let prompt = template
-                    .render(&[ChatMessage::user(&self.doc.to_prompt())], true)
-                    .map_err(|e| format!("{e:#}"))?;
-                let segments = crate::prompt::parse(&prompt).map_err(|e| format!("{e:#}"))?;
-                self.codec
-                    .encode_canvas(
-                        &segments,
-                        self.settings.length,
-                        self.model.mask_id,
-                        false,
-                        max,
-                    )
-                    .map_err(|e| format!("{e:#}"))?
-            }
-            _ => self
-                .codec
-                .encode_canvas(
-                    &self.doc.segments(),
-                    self.settings.length,
-                    self.model.mask_id,
-                    true,
-                    max,
-                )
-                .map_err(|e| format!("{e:#}"))?,
-        })
+    /// The next run's canvas and the length of its prompt, refused past the model's context.
+    fn canvas(&self) -> Result<(Vec<u32>, usize), String> {
+        let prompt = self.doc.to_prompt();
+        let text = match (&self.chat_template, self.chat_mode) {
+            // The user's text (masks included, as [MASK:N]) becomes the user message.
+            (Some(template), true) => Text::Chat(&prompt, template),
+            _ => Text::Plain(&prompt),
+        };
+        crate::run::plan::canvas(&self.settings, text, &self.codec, &self.model)
+            .map_err(|e| format!("{e:#}"))
     }
 
     /// The latest text of every lane (under a `== label ==` line each when comparing), masks
@@ -1072,6 +1004,13 @@ impl App {
         for group in canvas.chunk_by(|a, b| (*a == mask) == (*b == mask)) {
             if group[0] == mask {
                 masks += group.len();
+                // Written `word [MASK:N]`, as a user would type it: the space goes back into
+                // the span when encoded (TextCodec::span_takes_space), so the canvas is the same.
+                if self.codec.span_takes_space()
+                    && text.chars().last().is_some_and(|c| !c.is_whitespace())
+                {
+                    text.push(' ');
+                }
                 text.push_str(&crate::prompt::render(&[crate::prompt::Segment::Masks(
                     group.len(),
                 )]));
@@ -1322,8 +1261,21 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
             .flatten()
         {
             Some(text) => {
-                let count = app.token_count(&text);
+                let after_space = app.doc.space_before_selection();
+                let count = app.codec.span_tokens(&text, after_space);
                 app.doc.mask_selection(count);
+                let covers = if after_space && app.codec.span_takes_space() {
+                    format!(
+                        "\" {text}\" (with the space before it, which the model writes as part of \
+                         the first word)"
+                    )
+                } else {
+                    format!("\"{text}\"")
+                };
+                app.info(format!(
+                    "masked {count} token{}: {covers}; F5 fills it, Ctrl-U gives the text back",
+                    if count == 1 { "" } else { "s" }
+                ));
             }
             None if app.doc.selection().is_some() => {
                 app.info("only white space is selected: select words to mask them")

@@ -221,13 +221,9 @@ impl SamplerSection {
     /// The presets a key cycles through: the built-in ones, then this file's (same names
     /// replace them).
     pub fn presets(&self) -> Vec<(String, LaneSpec)> {
-        let mut all: Vec<(String, LaneSpec)> = crate::run::PRESETS
-            .iter()
-            .filter(|(name, _)| !self.presets.contains_key(*name))
-            .map(|(name, spec)| {
-                let spec = LaneSpec::try_from(spec.to_string()).expect("built-in presets parse");
-                (name.to_string(), spec)
-            })
+        let mut all: Vec<(String, LaneSpec)> = crate::run::presets()
+            .into_iter()
+            .filter(|(name, _)| !self.presets.contains_key(name))
             .collect();
         all.extend(self.presets.iter().map(|(n, s)| (n.clone(), s.clone())));
         all

@@ -470,8 +470,6 @@ impl Document {
         )
     }
 
-    /// Turns the selection into one masked span of `count` tokens that remembers the text.
-    /// Returns false when nothing is selected.
     /// Shrinks the selection so it neither starts nor ends with white space (the spaces around
     /// a masked word stay text, so the words beside the span do not run together). Returns
     /// false when nothing but white space was selected.
@@ -500,6 +498,16 @@ impl Document {
         true
     }
 
+    /// Whether the selection starts right after a space (a span there takes the space into
+    /// its first token, with tokenizers that join spaces to words).
+    pub fn space_before_selection(&self) -> bool {
+        self.selection()
+            .and_then(|(start, _)| start.checked_sub(1))
+            .is_some_and(|i| self.units[i] == Unit::Char(' '))
+    }
+
+    /// Turns the selection into one masked span of `count` tokens that remembers the text.
+    /// Returns false when nothing is selected.
     pub fn mask_selection(&mut self, count: usize) -> bool {
         let Some(original) = self.selected_text() else {
             return false;

@@ -29,7 +29,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {
                 (Some(text), true) => {
                     let chars: Vec<char> = text.chars().collect();
                     let room = value_width - 1;
-                    if chars.len() > room {
+                    if app.form.replacing {
+                        // The old value, selected: typing replaces it.
+                        format!("[{text}]")
+                    } else if chars.len() > room {
                         let tail: String = chars[chars.len() - (room - 1)..].iter().collect();
                         format!("…{tail}▏")
                     } else {
