@@ -38,6 +38,7 @@ fn step(c: &mut Criterion) {
         let traits = ModelTraits {
             mask_id: mask,
             shift_logits: false,
+            blocks: None,
             eos_ids: Vec::new(),
             eot_ids: Vec::new(),
         };

@@ -483,6 +483,7 @@ fn remote_engine(
         parameters: 0,
         weight_bytes: 0,
         quantization: None,
+        blocks: None,
     };
     let engine = crate::engine::Engine::frames(
         info.clone(),
@@ -524,5 +525,6 @@ fn served_info(facts: &serde_json::Value) -> anyhow::Result<ModelInfo> {
         parameters: number("parameters").unwrap_or(0) as usize,
         weight_bytes: number("weight_bytes").unwrap_or(0) as usize,
         quantization: None,
+        blocks: None,
     })
 }

@@ -176,6 +176,7 @@ fn whole_runs_match_the_reference_step_by_step() {
         let traits = ModelTraits {
             mask_id: mask,
             shift_logits: false,
+            blocks: None,
             eos_ids: Vec::new(),
             eot_ids: Vec::new(),
         };

@@ -680,6 +680,7 @@ fn remote_info(codec: &dlm_tui::text::TextCodec, mask: u32) -> dlm_tui::model::M
         parameters: 0,
         weight_bytes: 0,
         quantization: None,
+        blocks: None,
     }
 }
 

@@ -216,7 +216,7 @@ pub fn run(mut args: BenchArgs) -> Result<()> {
     }
     let mut loaded = load_model(&args.model).map_err(usage)?;
     let info = loaded.model.info().clone();
-    let settings = args.schedule.settings().map_err(usage)?;
+    let settings = args.schedule.settings_for(&info).map_err(usage)?;
     let planned = plan::plan(
         &settings,
         Text::Plain(&args.prompt),

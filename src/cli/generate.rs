@@ -79,9 +79,17 @@ pub struct ScheduleArgs {
     /// Denoising steps in all (default: one per masked token).
     #[arg(long, allow_negative_numbers = true, value_parser = count)]
     pub steps: Option<usize>,
-    /// Semi-autoregressive block length.
-    #[arg(long, default_value_t = Settings::default().params.block_length, allow_negative_numbers = true, value_parser = count)]
-    pub block_length: usize,
+    /// Semi-autoregressive block length [default: 16; a block-diffusion model's (SDAR) the block
+    /// length it was trained with].
+    #[arg(long, allow_negative_numbers = true, value_parser = count)]
+    pub block_length: Option<usize>,
+    /// Block-diffusion models (SDAR): denoising steps in each block [default: --steps shared
+    /// among the blocks to decode; with auto steps, one token a step].
+    #[arg(long, allow_negative_numbers = true, value_parser = count)]
+    pub steps_per_block: Option<usize>,
+    /// Fast-dLLM v2: sub-blocks decoded one after the other inside a block [default: 8].
+    #[arg(long, allow_negative_numbers = true, value_parser = count)]
+    pub sub_block_length: Option<usize>,
     /// Sampling temperature (0: greedy).
     #[arg(long, default_value_t = Settings::default().params.temperature, allow_negative_numbers = true)]
     pub temperature: f64,
@@ -163,6 +171,16 @@ impl ScheduleArgs {
         Ok(params)
     }
 
+    /// [`Self::settings`] for `model`: a block-diffusion model decodes in blocks of the length
+    /// it was trained with unless `--block-length` says otherwise.
+    pub fn settings_for(&self, model: &crate::model::ModelInfo) -> Result<Settings> {
+        let mut settings = self.settings()?;
+        if let (None, Some(blocks)) = (self.block_length, model.blocks) {
+            settings.params.block_length = blocks.size;
+        }
+        Ok(settings)
+    }
+
     /// The run settings these flags give: the same [`Settings`] the playground's parameters
     /// panel edits and `serve`'s requests fill, planned by [`crate::run::plan`].
     pub fn settings(&self) -> Result<Settings> {
@@ -172,7 +190,11 @@ impl ScheduleArgs {
             None => None,
         };
         let params = SamplerParams {
-            block_length: self.block_length,
+            block_length: self
+                .block_length
+                .unwrap_or(Settings::default().params.block_length),
+            steps_per_block: self.steps_per_block,
+            sub_block_length: self.sub_block_length,
             temperature: self.temperature,
             top_k,
             top_p: self.top_p,
@@ -208,6 +230,9 @@ impl ScheduleArgs {
     }
 }
 
+/// dLLM's default block length for its BD3LM conversions (its examples' `block_size`).
+pub const BD3LM_BLOCK: usize = 32;
+
 /// Loads the model named by the arguments: a folder, or the embedded default model.
 pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
     let device = args.device.open()?;
@@ -216,6 +241,18 @@ pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
         None => crate::model::embedded::load(args.dtype, &device),
     }?;
     loaded.model.set_attention(args.attention);
+    // dLLM publishes BD3LM conversions under names that say so; their config does not.
+    let named_bd3lm = [
+        args.model_dir.as_ref().map(|d| d.display().to_string()),
+        args.display_name.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|name| name.to_ascii_lowercase().contains("bd3lm"));
+    let a2d = matches!(loaded.model.info().family, "a2d-qwen3" | "a2d-qwen2");
+    if args.block_diffusion || (named_bd3lm && a2d) {
+        loaded.model.decode_by_blocks(BD3LM_BLOCK)?;
+    }
     if let Some(to) = args.quantize {
         let summary = loaded.model.quantize(to)?;
         eprintln!("dlm-tui: quantized {summary}");
@@ -230,7 +267,7 @@ pub fn run(mut args: GenerateArgs) -> Result<()> {
     args.model.fetch_hub_model()?;
     let LoadedModel { model, codec } = load_model(&args.model).map_err(usage)?;
     let info = model.info().clone();
-    let settings = args.schedule.settings().map_err(usage)?;
+    let settings = args.schedule.settings_for(&info).map_err(usage)?;
     let template = if args.chat {
         let dir = args.model.model_dir.as_deref().ok_or_else(|| {
             usage(anyhow!(

@@ -59,6 +59,10 @@ pub struct ModelArgs {
     /// 256 fall back as llama.cpp does (q4_k and q5_k to q5_0, q6_k to q8_0).
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub quantize: Option<crate::kernels::quant::Quantization>,
+    /// Decode a dLLM A2D conversion block by block, as its BD3LM sampler does (blocks of 32, or
+    /// --block-length); on by itself when the repository or folder name says `bd3lm`.
+    #[arg(long)]
+    pub block_diffusion: bool,
 }
 
 fn parse_repo(text: &str) -> Result<RepoSpec, String> {

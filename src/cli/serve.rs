@@ -326,6 +326,10 @@ fn asked(served: &Served, body: &Value, prompt: String, templated: bool) -> Resu
         params.seed = seed;
     }
     params.validate()?;
+    // A block-diffusion model decodes in the blocks it was trained with.
+    if let Some(blocks) = served.info.blocks {
+        params.block_length = blocks.size;
+    }
     let settings = Settings {
         params,
         length: max_tokens,

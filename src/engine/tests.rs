@@ -27,6 +27,7 @@ impl Toy {
                 parameters: 0,
                 weight_bytes: 0,
                 quantization: None,
+                blocks: None,
             },
             fail_after: None,
             panic: false,

@@ -21,6 +21,9 @@ pub const SUPPORTED_FAMILIES: &[&str] = &[
     "llada (LLaDAModelLM)",
     "dream (DreamModel)",
     "a2d-qwen3 (A2DQwen3LMHeadModel)",
+    "a2d-qwen2 (A2DQwen2LMHeadModel)",
+    "sdar (SDARForCausalLM, block diffusion)",
+    "fast-dllm-v2 (Fast_dLLM_QwenForCausalLM, block diffusion)",
     "modernbert (ModernBertForMaskedLM)",
 ];
 
@@ -173,6 +176,16 @@ pub fn detect_family(config: &serde_json::Value) -> Result<&'static str> {
     }
     if model_type == Some("a2d-qwen3") || architectures.contains(&"A2DQwen3LMHeadModel") {
         return Ok("a2d-qwen3");
+    }
+    if model_type == Some("Fast_dLLM_Qwen") || architectures.contains(&"Fast_dLLM_QwenForCausalLM")
+    {
+        return Ok("fast-dllm-v2");
+    }
+    if model_type == Some("a2d-qwen2") || architectures.contains(&"A2DQwen2LMHeadModel") {
+        return Ok("a2d-qwen2");
+    }
+    if model_type == Some("sdar") || architectures.contains(&"SDARForCausalLM") {
+        return Ok("sdar");
     }
     if model_type == Some("modernbert") || architectures.contains(&"ModernBertForMaskedLM") {
         return Ok("modernbert");
@@ -481,6 +494,41 @@ pub(crate) fn transformer_config(
                 )
             })?
             .to_transformer()
+            .with_context(|| format!("in {}", files.config.display()))?,
+        "sdar" => serde_json::from_value::<Qwen3Config>(json)
+            .with_context(|| {
+                format!(
+                    "{} does not match SDAR's (Qwen3's) config keys",
+                    files.config.display()
+                )
+            })
+            .and_then(|config| {
+                super::qwen3::sdar_transformer(&config, tokenizer_mask(dir, &codec)?)
+            })
+            .with_context(|| format!("in {}", files.config.display()))?,
+        "fast-dllm-v2" => serde_json::from_value::<super::qwen::QwenConfig>(json)
+            .with_context(|| {
+                format!(
+                    "{} does not match Qwen2's config keys",
+                    files.config.display()
+                )
+            })
+            .and_then(|config| {
+                // Its tokenizer lists the mask among its additional special tokens only.
+                let mask = tokenizer_mask(dir, &codec)?.or(codec.token_id("|<MASK>|"));
+                super::qwen::fast_dllm_v2_transformer(&config, mask)
+            })
+            .with_context(|| format!("in {}", files.config.display()))?,
+        "a2d-qwen2" => serde_json::from_value::<super::qwen::QwenConfig>(json)
+            .with_context(|| {
+                format!(
+                    "{} does not match Qwen2's config keys",
+                    files.config.display()
+                )
+            })
+            .and_then(|config| {
+                super::qwen::a2d_qwen2_transformer(&config, tokenizer_mask(dir, &codec)?)
+            })
             .with_context(|| format!("in {}", files.config.display()))?,
         "a2d-qwen3" => serde_json::from_value::<Qwen3Config>(json)
             .with_context(|| {

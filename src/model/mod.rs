@@ -16,6 +16,7 @@ use std::ops::Range;
 use candle_core::Tensor;
 
 use crate::kernels::quant::{ggml_name, Quantization};
+use crate::sampler::blocks::{BlockDecoding, BlockRequest};
 use crate::sampler::{CacheMode, ForwardRequest, Logits, ModelTraits};
 
 /// What `--quantize` did to a model's linear layers.
@@ -109,6 +110,10 @@ pub struct ModelInfo {
     pub weight_bytes: usize,
     /// The format the linear layers were quantized to, if they were (`--quantize`).
     pub quantization: Option<Quantization>,
+    /// Block-diffusion models (SDAR; A2D conversions run as BD3LM): how they decode block by
+    /// block against a cache of finished blocks ([`crate::sampler::blocks`]). `None` for models
+    /// that denoise the whole canvas at once.
+    pub blocks: Option<BlockDecoding>,
 }
 
 impl ModelInfo {
@@ -117,6 +122,7 @@ impl ModelInfo {
         ModelTraits {
             mask_id: self.mask_id,
             shift_logits: self.shift_logits,
+            blocks: self.blocks,
             eos_ids: self.eos_ids.clone(),
             eot_ids: self.eot_ids.clone(),
         }
@@ -236,10 +242,67 @@ pub trait Denoiser: Send {
         )
     }
 
+    /// One block-diffusion pass ([`crate::sampler::blocks`]): the request's rows against the
+    /// cached blocks, the rows' keys and values written to `cache` for a prefill or a write.
+    /// Returns the rows' logits per sequence (for a prefill, every prompt row's, block-causally).
+    fn block_forward(
+        &mut self,
+        request: &BlockRequest,
+        cache: &mut BlockCache,
+    ) -> anyhow::Result<Vec<Logits>> {
+        let _ = (request, cache);
+        anyhow::bail!(
+            "the {} family decodes the whole canvas at once, not block by block",
+            self.info().family
+        )
+    }
+
+    /// Decodes block by block from now on, as dLLM's BD3LM sampler does, in blocks of `size`
+    /// (`--block-diffusion`): for A2D conversions whose config says nothing of blocks.
+    fn decode_by_blocks(&mut self, size: usize) -> anyhow::Result<()> {
+        let _ = size;
+        anyhow::bail!(
+            "--block-diffusion runs dLLM's A2D conversions (a2d-qwen3, a2d-qwen2) block by block; \
+             {} models decode {}",
+            self.info().family,
+            if self.info().blocks.is_some() {
+                "block by block already"
+            } else {
+                "the whole canvas"
+            }
+        )
+    }
+
     fn forward(&mut self, tokens: &[u32]) -> anyhow::Result<Logits> {
         let mut out = self.forward_batch(&[tokens.to_vec()])?;
         out.pop()
             .ok_or_else(|| anyhow::anyhow!("the model returned no logits"))
+    }
+}
+
+/// The exact key/value cache of a block-diffusion run: every finished block's keys and values,
+/// and the frame the current block's passes attend over.
+#[derive(Default)]
+pub struct BlockCache {
+    /// Per layer: keys and values of the cached positions, (batch, kv_heads, len, head_dim).
+    pub(crate) layers: Vec<(Tensor, Tensor)>,
+    /// How many positions are cached.
+    pub(crate) len: usize,
+    /// The current block's frame: per layer the cached keys and values with room for `rows`
+    /// positions after them (which each pass replaces with its own), built once per block so
+    /// the tiled attention kernel keeps its packing across the block's passes.
+    pub(crate) frame: Option<(usize, Vec<(Tensor, Tensor)>)>,
+    pub(crate) packed: Vec<std::sync::Mutex<crate::kernels::attention::PackedPast>>,
+}
+
+impl BlockCache {
+    /// How many positions are cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 

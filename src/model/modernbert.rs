@@ -326,6 +326,7 @@ impl ModernBert {
             parameters: cfg.parameter_count(),
             weight_bytes: cfg.parameter_count() * weight_dtype.size_in_bytes(),
             quantization: None,
+            blocks: None,
         };
         Ok(Self {
             embeddings: Embedding::new(wte, d),

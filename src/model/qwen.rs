@@ -37,6 +37,9 @@ pub struct QwenConfig {
     /// One id, or a list of which the first is taken.
     #[serde(default)]
     pub eos_token_id: Option<serde_json::Value>,
+    /// The pad id (dLLM's BD3LM sampler makes it invisible).
+    #[serde(default)]
+    pub pad_token_id: Option<u32>,
 }
 
 fn default_eps() -> f64 {
@@ -96,6 +99,7 @@ impl QwenConfig {
             weight_tying: self.tie_word_embeddings,
             eos_token_id: self.eos_id(),
             mask_token_id: Some(variant.mask_id),
+            pad_id: self.pad_token_id,
             naming: variant.naming,
             head_dim_override: variant.head_dim,
             block_type: "llama".into(),
@@ -114,3 +118,51 @@ impl QwenConfig {
         Ok(cfg)
     }
 }
+
+/// dLLM's A2D conversions of Qwen2 / Qwen2.5 (e.g. the BD3LM conversion of Qwen2.5-Coder-0.5B-
+/// Instruct): Qwen2's weights and names with q/k/v biases, bidirectional attention and no logit
+/// shift; the mask is the tokenizer's mask token when the config names none.
+pub fn a2d_qwen2_transformer(
+    config: &QwenConfig,
+    tokenizer_mask: Option<u32>,
+) -> Result<LladaConfig> {
+    let Some(mask_id) = config.mask_token_id.or(tokenizer_mask) else {
+        bail!(
+            "no mask token: neither config.json's mask_token_id nor tokenizer_config.json's \
+             mask_token names one"
+        );
+    };
+    let mut cfg = config.to_transformer(Variant {
+        naming: Naming::Qwen2,
+        qkv_bias: true,
+        head_dim: None,
+        mask_id,
+    })?;
+    cfg.family = Some("a2d-qwen2");
+    Ok(cfg)
+}
+
+/// Fast-dLLM v2 (Efficient-Large-Model/Fast_dLLM_v2_1.5B, _7B): Qwen2.5's weights and names with
+/// q/k/v biases, decoded block by block as its `generate` does ([`crate::sampler::blocks`]), in
+/// blocks of 32 (`generate`'s default; `bd_size` in config.json is its training block).
+pub fn fast_dllm_v2_transformer(config: &QwenConfig, mask: Option<u32>) -> Result<LladaConfig> {
+    let Some(mask_id) = config.mask_token_id.or(mask) else {
+        bail!("no mask token: the tokenizer has no |<MASK>| and config.json names none");
+    };
+    let mut cfg = config.to_transformer(Variant {
+        naming: Naming::Qwen2,
+        qkv_bias: true,
+        head_dim: None,
+        mask_id,
+    })?;
+    cfg.family = Some("fast-dllm-v2");
+    cfg.blocks = Some(crate::sampler::blocks::BlockDecoding {
+        layout: crate::sampler::blocks::Layout::FastDllmV2,
+        size: FAST_DLLM_V2_BLOCK,
+        invisible: None,
+    });
+    Ok(cfg)
+}
+
+/// The block length of Fast-dLLM v2's `generate` (its default `block_size`).
+pub const FAST_DLLM_V2_BLOCK: usize = 32;

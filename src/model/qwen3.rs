@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::llada::{LladaConfig, Naming};
 use super::qwen::{QwenConfig, Variant};
+use crate::sampler::blocks::{BlockDecoding, Layout};
 
 /// An A2D Qwen3 `config.json`: Qwen2's keys plus Qwen3's own.
 #[derive(Debug, Clone, Deserialize)]
@@ -22,6 +23,9 @@ pub struct Qwen3Config {
     pub attention_bias: bool,
     #[serde(default)]
     pub layer_types: Option<Vec<String>>,
+    /// SDAR's trained block length (block diffusion).
+    #[serde(default)]
+    pub block_size: Option<usize>,
 }
 
 fn default_head_dim() -> usize {
@@ -55,4 +59,22 @@ impl Qwen3Config {
             mask_id,
         })
     }
+}
+
+/// SDAR and TraDo (JetLM/SDAR-1.7B-Chat, Gen-Verse/TraDo-8B): Qwen3's layout and tensor names,
+/// decoded by block diffusion ([`crate::sampler::blocks`]) in blocks of `block_size`.
+pub fn sdar_transformer(config: &Qwen3Config, tokenizer_mask: Option<u32>) -> Result<LladaConfig> {
+    let block_size = match config.block_size {
+        Some(0) => bail!("block_size 0: SDAR models decode in blocks of at least one token"),
+        Some(b) => b,
+        None => bail!("block_size is missing: SDAR models name their block length in config.json"),
+    };
+    let mut cfg = config.to_transformer(tokenizer_mask)?;
+    cfg.blocks = Some(BlockDecoding {
+        layout: Layout::Sdar,
+        size: block_size,
+        invisible: None,
+    });
+    cfg.family = Some("sdar");
+    Ok(cfg)
 }

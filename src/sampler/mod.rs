@@ -5,6 +5,7 @@
 //! [`Parallel`] rule), semi-autoregressive [`window`] blocks, a position choice (top-k or sampled
 //! with `alg_temp`), classifier-free guidance and a logit shift.
 
+pub mod blocks;
 pub mod proposal;
 pub mod remdm;
 pub mod schedule;
@@ -71,6 +72,19 @@ impl Logits {
     /// The canvas positions these rows belong to.
     pub fn span(&self) -> Range<usize> {
         self.offset..self.offset + self.positions()
+    }
+
+    /// The same rows, for the canvas positions from `offset` (a model that counts positions
+    /// its own way, e.g. without a block-diffusion canvas's invisible pads).
+    pub fn moved_to(self, offset: usize) -> Self {
+        Self { offset, ..self }
+    }
+
+    /// These rows followed by `next`'s (which must start where these end).
+    pub fn extended(mut self, next: Logits) -> Self {
+        assert_eq!(next.width, self.width, "logits widths differ");
+        self.data.extend(next.data);
+        self
     }
 }
 
@@ -165,6 +179,11 @@ pub struct SamplerParams {
     pub t_off: f64,
     /// ReMDM loop: the share of committed tokens held during the loop.
     pub alpha_on: f64,
+    /// Block-diffusion models: denoising steps in each block (SDAR's `denoising_steps`); `None`
+    /// shares `steps` among the blocks to decode.
+    pub steps_per_block: Option<usize>,
+    /// Fast-dLLM v2: its `small_block_size` (sub-blocks decoded in order); `None` is its 8.
+    pub sub_block_length: Option<usize>,
 }
 
 impl Default for SamplerParams {
@@ -193,6 +212,8 @@ impl Default for SamplerParams {
             t_on: 0.55,
             t_off: 0.05,
             alpha_on: 0.9,
+            steps_per_block: None,
+            sub_block_length: None,
         }
     }
 }
@@ -303,6 +324,9 @@ impl Strategy {
 pub struct ModelTraits {
     pub mask_id: u32,
     pub shift_logits: bool,
+    /// Block-diffusion models: how they decode ([`blocks::BlockSampler`]); `None` for models
+    /// that denoise the whole canvas.
+    pub blocks: Option<blocks::BlockDecoding>,
     /// End-of-text ids (what `stop_at_eos` looks for and `suppress_eos` forbids).
     pub eos_ids: Vec<u32>,
     /// End-of-turn ids of chat templates (deferred by `defer_eos` along with end-of-text).

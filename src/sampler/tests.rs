@@ -9,6 +9,7 @@ fn traits() -> ModelTraits {
     ModelTraits {
         mask_id: MASK,
         shift_logits: false,
+        blocks: None,
         eos_ids: vec![7],
         eot_ids: vec![],
     }

@@ -9,12 +9,18 @@ use candle_core::Tensor;
 
 use super::block::Kernels;
 use super::Llada;
+use crate::kernels::attention::PackedPast;
 use crate::model::layers::Dense;
-use crate::model::{AttentionKernel, Denoiser, KvCache, ModelInfo};
+use crate::model::{AttentionKernel, BlockCache, Denoiser, KvCache, ModelInfo};
+use crate::sampler::blocks::{BlockRequest, Pass};
 use crate::sampler::{CacheMode, ForwardRequest, Logits};
 
 /// Each layer's keys and values, (B, kv_heads, T, head_dim) each.
 pub(super) type LayersKv = Vec<(Tensor, Tensor)>;
+
+/// Keys and values of the positions a pass does not recompute, per layer (whole canvas, the
+/// pass's window replaced by its fresh ones), and where the tiled kernel keeps them packed.
+pub(super) type Past<'a> = (&'a [(Tensor, Tensor)], &'a [std::sync::Mutex<PackedPast>]);
 
 impl Llada {
     /// Inference over the canvas positions `offset..offset + T` held in `ids` (B, T), reading the
@@ -27,7 +33,7 @@ impl Llada {
         &self,
         ids: &Tensor,
         offset: usize,
-        past: Option<&KvCache>,
+        past: Option<Past>,
         keep: Option<Range<usize>>,
     ) -> anyhow::Result<(Vec<Logits>, LayersKv)> {
         crate::model::in_pool(|| {
@@ -43,7 +49,7 @@ impl Llada {
         &self,
         ids: &Tensor,
         offset: usize,
-        past: Option<&KvCache>,
+        past: Option<Past>,
         keep: Option<Range<usize>>,
     ) -> Result<(Tensor, LayersKv)> {
         let mut x = self.embed(ids)?;
@@ -54,7 +60,7 @@ impl Llada {
                 &x,
                 &self.rotary,
                 offset,
-                past.map(|cache| (&cache.layers[i], &cache.packed[i])),
+                past.map(|(layers, packed)| (&layers[i], &packed[i])),
                 self.attention,
                 keep.clone().filter(|_| i == last),
             )?;
@@ -104,7 +110,120 @@ impl Llada {
     }
 }
 
+impl Llada {
+    /// One block-diffusion pass over `ids` (one row of tokens per sequence of the batch), at the
+    /// positions right after the cached ones, attending to every cached position and to all of
+    /// `ids` (bidirectionally); with `write`, their keys and values join the cache.
+    fn block_pass(
+        &self,
+        batch: &[Vec<u32>],
+        cache: &mut BlockCache,
+        write: bool,
+    ) -> anyhow::Result<Vec<Logits>> {
+        let rows = batch.first().map_or(0, Vec::len);
+        let start = cache.len;
+        if start + rows > self.info.max_context {
+            anyhow::bail!(
+                "the canvas needs {} tokens but the model accepts at most {}",
+                start + rows,
+                self.info.max_context
+            );
+        }
+        let ids = self.window_ids(batch, 0..rows)?;
+        if start > 0 && cache.frame.as_ref().is_none_or(|(r, _)| *r != rows) {
+            // The cached keys and values with room for this block after them (the tiled kernel
+            // reads the block's fresh ones there; others splice them in).
+            let frame = cache
+                .layers
+                .iter()
+                .map(|(k, v)| {
+                    let room = |x: &Tensor| -> Result<Tensor> {
+                        let (b, h, _, d) = x.dims4()?;
+                        let zeros = Tensor::zeros((b, h, rows, d), x.dtype(), x.device())?;
+                        Ok(Tensor::cat(&[x, &zeros], 2)?)
+                    };
+                    Ok((room(k)?, room(v)?))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            cache.packed = frame.iter().map(|_| Default::default()).collect();
+            cache.frame = Some((rows, frame));
+        }
+        let past = match (&cache.frame, start) {
+            (Some((_, frame)), 1..) => Some((&frame[..], &cache.packed[..])),
+            _ => None,
+        };
+        let (logits, kv) = self.window_rows(&ids, start, past, None)?;
+        if write {
+            cache.layers = if cache.layers.is_empty() {
+                kv
+            } else {
+                cache
+                    .layers
+                    .iter()
+                    .zip(kv)
+                    .map(|((k, v), (nk, nv))| {
+                        Ok((Tensor::cat(&[k, &nk], 2)?, Tensor::cat(&[v, &nv], 2)?))
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            };
+            cache.len += rows;
+            cache.frame = None;
+        }
+        Ok(logits)
+    }
+}
+
 impl Denoiser for Llada {
+    fn block_forward(
+        &mut self,
+        request: &BlockRequest,
+        cache: &mut BlockCache,
+    ) -> anyhow::Result<Vec<Logits>> {
+        if self.kernels != Kernels::Fused {
+            anyhow::bail!("block diffusion runs on the inference kernels only");
+        }
+        let rows = request.tokens.first().map_or(0, Vec::len);
+        if rows == 0
+            || request.tokens.iter().any(|t| t.len() != rows)
+            || request.chunks.iter().sum::<usize>() != rows
+        {
+            anyhow::bail!(
+                "a block pass needs as many tokens in every sequence as its blocks hold ({:?})",
+                request.chunks
+            );
+        }
+        let write = match request.pass {
+            Pass::Prefill | Pass::Write => true,
+            Pass::Denoise => false,
+        };
+        // A prefill's blocks are block-causal: block by block against the cache is the same
+        // attention (block i sees blocks up to i), one pass of the model's.
+        let mut out: Option<Vec<Logits>> = None;
+        let mut at = 0;
+        for &chunk in request.chunks.iter().filter(|&&c| c > 0) {
+            let batch: Vec<Vec<u32>> = request
+                .tokens
+                .iter()
+                .map(|t| t[at..at + chunk].to_vec())
+                .collect();
+            at += chunk;
+            let rows = self.block_pass(&batch, cache, write)?;
+            out = Some(match out {
+                Some(so_far) => so_far
+                    .into_iter()
+                    .zip(rows)
+                    .map(|(a, b)| a.extended(b))
+                    .collect(),
+                None => rows,
+            });
+        }
+        let logits = out.ok_or_else(|| anyhow::anyhow!("an empty block pass"))?;
+        Ok(logits
+            .into_iter()
+            .map(|l| l.moved_to(request.range.start))
+            .collect())
+    }
+
     fn quantize(
         &mut self,
         to: crate::kernels::quant::Quantization,
@@ -165,7 +284,7 @@ impl Denoiser for Llada {
         }
         // A cached pass recomputes its window; a recording pass, the whole canvas.
         let (window, past) = match cache.window(request) {
-            Some(window) => (window, Some(&*cache)),
+            Some(window) => (window, Some((&cache.layers[..], &cache.packed[..]))),
             None => (0..len, None),
         };
         // Keys and values come from the whole window, the last layer's output and the logits
@@ -192,6 +311,30 @@ impl Denoiser for Llada {
 
     fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    fn decode_by_blocks(&mut self, size: usize) -> Result<()> {
+        if !matches!(self.info.family, "a2d-qwen3" | "a2d-qwen2") {
+            anyhow::bail!(
+                "--block-diffusion runs dLLM's A2D conversions (a2d-qwen3, a2d-qwen2) block by \
+                 block; {} models {}",
+                self.info.family,
+                if self.info.blocks.is_some() {
+                    "decode block by block already"
+                } else {
+                    "decode the whole canvas"
+                }
+            );
+        }
+        if size == 0 {
+            anyhow::bail!("block length must be at least 1");
+        }
+        self.info.blocks = Some(crate::sampler::blocks::BlockDecoding {
+            layout: crate::sampler::blocks::Layout::Bd3lm,
+            size,
+            invisible: self.cfg.pad_id,
+        });
+        Ok(())
     }
 
     fn set_attention(&mut self, kernel: AttentionKernel) {

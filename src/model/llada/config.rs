@@ -43,6 +43,15 @@ pub struct LladaConfig {
     /// Not a LLaDA key: a head width other than d_model / n_heads (Qwen3's `head_dim`).
     #[serde(skip)]
     pub head_dim_override: Option<usize>,
+    /// Block-diffusion models: how they decode (see [`super::super::ModelInfo`]).
+    #[serde(skip)]
+    pub blocks: Option<crate::sampler::blocks::BlockDecoding>,
+    /// The pad id, which dLLM's BD3LM sampler makes invisible (A2D conversions).
+    #[serde(skip)]
+    pub pad_id: Option<u32>,
+    /// The family's name where it is not the naming's (SDAR has Qwen3's names).
+    #[serde(skip)]
+    pub family: Option<&'static str>,
 }
 
 /// Tensor names of the two layouts this transformer loads.
@@ -160,6 +169,9 @@ impl Default for LladaConfig {
             mask_token_id: Some(50256),
             naming: Naming::Llada,
             head_dim_override: None,
+            blocks: None,
+            pad_id: None,
+            family: None,
         }
     }
 }

@@ -180,17 +180,18 @@ impl Llada {
         let rotary = Rotary::new(&cfg, &device)?;
         let mut info = ModelInfo {
             name,
-            family: cfg.naming.family(),
+            family: cfg.family.unwrap_or(cfg.naming.family()),
             mask_id: cfg.mask_token_id.unwrap_or_default(),
             logits_width: rows,
             max_context: cfg.max_sequence_length,
             // Dream still predicts position i from the output at i - 1 (A2D conversions do not).
-            shift_logits: cfg.naming == Naming::Qwen2,
+            shift_logits: cfg.naming == Naming::Qwen2 && cfg.family != Some("a2d-qwen2"),
             eos_ids: cfg.eos_token_id.into_iter().collect(),
             eot_ids: Vec::new(),
             parameters: cfg.parameter_count(),
             weight_bytes: cfg.parameter_count() * weight_dtype.size_in_bytes(),
             quantization: None,
+            blocks: cfg.blocks,
         };
         if source.is_some() {
             // Float parts at their dtype, quantized layers at their blocks' size.
