@@ -160,6 +160,46 @@ fn cancelled_keeps_the_partial_canvas() {
     insta::assert_snapshot!(draw(&mut app, 100, 24));
 }
 
+/// Issue 29, item 7: cancel, F6 (the partial text into the editor, its masks as spans), F5 goes
+/// on from it: the same canvas size, no second generation region appended.
+#[test]
+fn a_cancelled_run_applied_with_f6_goes_on_with_f5() {
+    let (mut app, engine) = prepared();
+    let events = run(&mut app, &engine);
+    let first = app.run.as_ref().unwrap().initial.len();
+    for e in events
+        .iter()
+        .filter(|e| matches!(e, Event::Step(_)))
+        .take(3)
+        .cloned()
+    {
+        update(&mut app, Action::Engine(e));
+    }
+    update(&mut app, key(KeyCode::Esc));
+    update(&mut app, Action::Engine(Event::Cancelled));
+    update(&mut app, key(KeyCode::F(6)));
+    assert!(app.continuing);
+    let screen = draw(&mut app, 100, 24);
+    assert!(screen.contains("F5 continues"), "{screen}");
+    let effects = update(&mut app, key(KeyCode::F(5)));
+    let job = match effects.as_slice() {
+        [dlm_tui::tui::app::Effect::Submit(job), dlm_tui::tui::app::Effect::Save] => job,
+        other => panic!("expected a job, got {other:?}"),
+    };
+    let masks = job
+        .canvas
+        .iter()
+        .filter(|&&t| t == app.model.mask_id)
+        .count();
+    assert!(masks > 0 && masks < 16 + 3, "{masks} masks");
+    assert!(
+        job.canvas.len() <= first + 1,
+        "{} tokens after F6, {first} in the cancelled run",
+        job.canvas.len()
+    );
+    assert!(!app.continuing, "the next F5 appends its region again");
+}
+
 #[test]
 fn compare_two_strategies() {
     let (mut app, engine) = prepared();

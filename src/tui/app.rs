@@ -676,6 +676,9 @@ pub struct App {
     pub preset: Option<usize>,
     /// Replay speed in steps per second; 0 shows every step as soon as it arrives.
     pub replay_speed: f64,
+    /// The editor holds a cancelled run's partial text (F6), its masks left as spans: the next
+    /// run goes on from it, with no new generation region after the text.
+    pub continuing: bool,
     /// [`App::canvas_len`]'s last answer and what it was for (text, length, chat mode).
     canvas_len_cache: std::cell::RefCell<Option<CanvasLenKey>>,
     /// The last click in the editor (time and cell), to tell a double click.
@@ -807,6 +810,7 @@ impl App {
             last_click: None,
             canvas_len_cache: Default::default(),
             replay_speed: 0.0,
+            continuing: false,
             presets: crate::run::presets(),
             preset: None,
             codec,
@@ -883,6 +887,22 @@ impl App {
         *self.canvas_len_cache.borrow_mut() = None;
         let name = self.model.name.clone();
         self.info(format!("switched to {name}: your text and masks are kept"));
+        self.follow_model_blocks();
+    }
+
+    /// A block-diffusion model decodes in the blocks it was trained with: the `block length`
+    /// parameter follows it (the user can change it again).
+    pub fn follow_model_blocks(&mut self) {
+        if let Some(blocks) = self.model.blocks {
+            if self.settings.params.block_length != blocks.size {
+                self.settings.params.block_length = blocks.size;
+                self.info(format!(
+                    "{} decodes block by block: block length {} (the model's; the parameters \
+                     panel changes it)",
+                    self.model.name, blocks.size
+                ));
+            }
+        }
     }
 
     /// A model switch that failed: the current model stays.
@@ -934,7 +954,11 @@ impl App {
     pub fn canvas_len(&self) -> Option<usize> {
         // The editor's title asks at every frame: tokenize only when the text, the length or
         // chat mode changed.
-        let key = (self.doc.to_prompt(), self.settings.length, self.chat_mode);
+        let key = (
+            self.doc.to_prompt(),
+            self.generation_length(),
+            self.chat_mode,
+        );
         if let Some((cached, len)) = self.canvas_len_cache.borrow().as_ref() {
             if *cached == key {
                 return *len;
@@ -950,7 +974,7 @@ impl App {
             return Some(canvas.len());
         }
         let segments = self.doc.segments();
-        let masks = crate::prompt::mask_total(&segments)?.checked_add(self.settings.length)?;
+        let masks = crate::prompt::mask_total(&segments)?.checked_add(self.generation_length())?;
         let text: usize = segments
             .iter()
             .filter_map(|s| match s {
@@ -962,6 +986,16 @@ impl App {
         masks.checked_add(text)
     }
 
+    /// How many masks the next run appends after the text: `length`, or none when it continues
+    /// a cancelled run whose masks are already spans in the text.
+    pub fn generation_length(&self) -> usize {
+        if self.continuing && self.doc.mask_count() > 0 {
+            0
+        } else {
+            self.settings.length
+        }
+    }
+
     /// The next run's canvas and the length of its prompt, refused past the model's context.
     fn canvas(&self) -> Result<(Vec<u32>, usize), String> {
         let prompt = self.doc.to_prompt();
@@ -970,7 +1004,11 @@ impl App {
             (Some(template), true) => Text::Chat(&prompt, template),
             _ => Text::Plain(&prompt),
         };
-        crate::run::plan::canvas(&self.settings, text, &self.codec, &self.model)
+        let settings = Settings {
+            length: self.generation_length(),
+            ..self.settings.clone()
+        };
+        crate::run::plan::canvas(&settings, text, &self.codec, &self.model)
             .map_err(|e| format!("{e:#}"))
     }
 
@@ -1347,9 +1385,10 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
         Command::ApplyResult => match (&app.run, app.result_prompt()) {
             (Some(run), Some((text, masks))) if run.state != RunState::Running => {
                 app.doc.replace_all_prompt(&text);
+                app.continuing = masks > 0;
                 if masks > 0 {
                     app.info(format!(
-                        "partial result copied into the editor with its {masks} masks left as spans (F5 goes on; undo restores the old text)"
+                        "partial result copied into the editor with its {masks} masks left as spans: F5 goes on (no new masks after the text); undo restores the old text"
                     ));
                 } else {
                     app.info("result copied into the editor (undo restores the old text)");
@@ -1455,6 +1494,7 @@ fn start(
     match job {
         Ok((job, labels, prompt_len)) => {
             app.remask.positions.clear();
+            app.continuing = false;
             app.run = Some(RunView {
                 recipe: RunRecipe {
                     prompt,

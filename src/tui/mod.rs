@@ -184,6 +184,7 @@ pub fn run_with(engine: Engine, codec: TextCodec, info: ModelInfo, options: Opti
             }
         }
     }
+    app.follow_model_blocks();
     drive(
         &mut app,
         Some(engine),
@@ -242,6 +243,7 @@ pub fn replay_app(codec: TextCodec, trace: &Trace, source: &str, options: Option
         parameters: 0,
         weight_bytes: 0,
         quantization: None,
+        blocks: None,
     };
     let mut app = new_app(codec, info, &options);
     app.doc = editor::Document::from_prompt(&trace.prompt);

@@ -31,6 +31,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> (Rect, usize) {
     if app.chat_mode {
         title.push(styled(theme.title, "· chat "));
     }
+    if app.continuing && doc.mask_count() > 0 {
+        title.push(styled(theme.title, "· F5 continues "));
+    }
     let block = panel(app, Line::from(title), Some(Focus::Editor));
     let text_area = inner(&block, area);
     frame.render_widget(block, area);

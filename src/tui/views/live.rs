@@ -499,6 +499,19 @@ fn stats_line(
             // Tokens per unit of forward work against plain decoding (what parallel decoding
             // and caching buy).
             stat("speedup", format!("{:.1}x", f.speedup));
+            // Block diffusion: tokens per forward pass, and the positions before the block
+            // being denoised, which the exact cache holds.
+            if app.model.blocks.is_some() {
+                let committed: usize = lane.frames[..shown.min(lane.frames.len())]
+                    .iter()
+                    .map(|f| f.committed.len())
+                    .sum();
+                stat(
+                    "tpf",
+                    format!("{:.2}", committed as f64 / f.nfe.max(1) as f64),
+                );
+                stat("cached", f.window.start.to_string());
+            }
         }
         // ReMDM: tokens masked again so far (a server's frame that got shorter, too).
         let remasked: usize = lane.frames[..shown].iter().map(|f| f.remasked.len()).sum();
