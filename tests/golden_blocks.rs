@@ -36,6 +36,31 @@ fn request(pass: Pass, start: usize, tokens: Vec<u32>, block_length: usize) -> B
     }
 }
 
+/// The text of a case's prompt ids, when typing it gives those ids back (a prompt cut mid-word,
+/// or holding masks or special tokens, which typed text never makes, is not reachable).
+fn typed_prompt(dir: &std::path::Path, case: &Value) -> Option<String> {
+    let codec = dlm_tui::text::TextCodec::from_file(&dir.join("tokenizer.json")).unwrap();
+    let prompt_ids = ids(&case["prompt_ids"]);
+    let text = codec.decode(&prompt_ids, false);
+    let same = codec.encode(&text, true).unwrap() == prompt_ids;
+    (same && !text.contains("[MASK") && !text.contains("<|")).then_some(text)
+}
+
+/// `dlm-tui` with `flags` (a `generate --json` run): its done line.
+fn generate_done(flags: &[String]) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dlm-tui"))
+        .args(flags)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
 fn assert_rows(got: &dlm_tui::sampler::Logits, want: &Value, first: usize, what: &str) {
     let mut worst = 0f32;
     for (i, row) in want.as_array().unwrap().iter().enumerate() {
@@ -182,17 +207,13 @@ fn sdar_generation_matches_block_diffusion_generate() {
 /// reproduce the reference's tokens and forward count from the prompt text.
 #[test]
 fn sdar_generate_from_the_command_line() {
-    use dlm_tui::text::TextCodec;
     let mut ran = 0;
     for case in golden("sdar_generate.json") {
         let model = case["model"].as_str().unwrap();
         let dir = fixtures().join(model);
-        let codec = TextCodec::from_file(&dir.join("tokenizer.json")).unwrap();
-        let prompt_ids = ids(&case["prompt_ids"]);
-        let text = codec.decode(&prompt_ids, false);
-        if codec.encode(&text, true).unwrap() != prompt_ids || text.contains("[MASK") {
-            continue; // a prompt cut mid-word, or holding masks: not reachable from text
-        }
+        let Some(text) = typed_prompt(&dir, &case) else {
+            continue;
+        };
         let stop = !case["stopping_criteria_idx"].is_null();
         if stop && ids(&case["stopping_criteria_idx"]) != [302, 300] {
             continue;
@@ -230,17 +251,7 @@ fn sdar_generate_from_the_command_line() {
         if stop {
             args.push("--stop-at-eos".into());
         }
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dlm-tui"))
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let done: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        let done = generate_done(&args);
         let tokens = ids(&done["tokens"]);
         let output = ids(&case["output"]);
         let name = case["name"].as_str().unwrap_or_default();
@@ -339,7 +350,6 @@ fn bd3lm_generation_matches_the_bd3lm_sampler() {
 /// `--stop-at-eos` where the reference stops).
 #[test]
 fn bd3lm_generate_from_the_command_line() {
-    use dlm_tui::text::TextCodec;
     let mut ran = 0;
     for case in golden("bd3lm_generate.json") {
         let args = &case["args"];
@@ -348,14 +358,9 @@ fn bd3lm_generate_from_the_command_line() {
             continue; // neither is a command-line setting
         }
         let dir = fixtures().join(case["model"].as_str().unwrap());
-        let codec = TextCodec::from_file(&dir.join("tokenizer.json")).unwrap();
-        let prompt_ids = ids(&case["prompt_ids"]);
-        let text = codec.decode(&prompt_ids, false);
-        // Typed special tokens are text (the marker syntax makes masks), so a prompt holding
-        // one is not reachable from text.
-        if codec.encode(&text, true).unwrap() != prompt_ids || text.contains("<|") {
+        let Some(text) = typed_prompt(&dir, &case) else {
             continue;
-        }
+        };
         let number = |key: &str| args[key].as_u64().unwrap().to_string();
         let mut flags: Vec<String> = vec![
             "generate".into(),
@@ -379,17 +384,7 @@ fn bd3lm_generate_from_the_command_line() {
         if cfg > 0.0 {
             flags.extend(["--cfg".into(), cfg.to_string()]);
         }
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dlm-tui"))
-            .args(&flags)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let done: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        let done = generate_done(&flags);
         let name = case["name"].as_str().unwrap_or_default();
         assert_eq!(done["tokens"], case["output_unpadded"], "{name}");
         assert_eq!(done["nfe"], case["nfe"], "{name}");
@@ -455,7 +450,6 @@ fn fast_dllm_v2_generation_matches_its_generate() {
 /// reference's tokens and forward count from the prompt text.
 #[test]
 fn fast_dllm_v2_generate_from_the_command_line() {
-    use dlm_tui::text::TextCodec;
     let mut ran = 0;
     for case in golden("fast_dllm_v2_generate.json") {
         let quirks = case["quirks"].as_array().is_some_and(|q| !q.is_empty());
@@ -463,12 +457,9 @@ fn fast_dllm_v2_generate_from_the_command_line() {
             continue;
         }
         let dir = fixtures().join(case["model"].as_str().unwrap());
-        let codec = TextCodec::from_file(&dir.join("tokenizer.json")).unwrap();
-        let prompt_ids = ids(&case["prompt_ids"]);
-        let text = codec.decode(&prompt_ids, false);
-        if codec.encode(&text, true).unwrap() != prompt_ids || text.contains("<|") {
+        let Some(text) = typed_prompt(&dir, &case) else {
             continue;
-        }
+        };
         let number = |key: &str| case[key].as_u64().unwrap().to_string();
         let mut flags: Vec<String> = vec![
             "generate".into(),
@@ -492,17 +483,7 @@ fn fast_dllm_v2_generate_from_the_command_line() {
         if threshold < 1.0 {
             flags.extend(["--threshold".into(), threshold.to_string()]);
         }
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dlm-tui"))
-            .args(&flags)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let done: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        let done = generate_done(&flags);
         let name = case["name"].as_str().unwrap_or_default();
         assert_eq!(done["tokens"], case["output"], "{name}: {flags:?}");
         assert_eq!(done["nfe"], case["nfe"], "{name}");

@@ -132,13 +132,18 @@ pub fn a2d_qwen2_transformer(
              mask_token names one"
         );
     };
+    qwen2_family(config, mask_id, "a2d-qwen2")
+}
+
+/// The Qwen2 layout (q/k/v biases, Qwen2's tensor names) under a family name of its own.
+fn qwen2_family(config: &QwenConfig, mask_id: u32, family: &'static str) -> Result<LladaConfig> {
     let mut cfg = config.to_transformer(Variant {
         naming: Naming::Qwen2,
         qkv_bias: true,
         head_dim: None,
         mask_id,
     })?;
-    cfg.family = Some("a2d-qwen2");
+    cfg.family = Some(family);
     Ok(cfg)
 }
 
@@ -149,13 +154,7 @@ pub fn fast_dllm_v2_transformer(config: &QwenConfig, mask: Option<u32>) -> Resul
     let Some(mask_id) = config.mask_token_id.or(mask) else {
         bail!("no mask token: the tokenizer has no |<MASK>| and config.json names none");
     };
-    let mut cfg = config.to_transformer(Variant {
-        naming: Naming::Qwen2,
-        qkv_bias: true,
-        head_dim: None,
-        mask_id,
-    })?;
-    cfg.family = Some("fast-dllm-v2");
+    let mut cfg = qwen2_family(config, mask_id, "fast-dllm-v2")?;
     cfg.blocks = Some(crate::sampler::blocks::BlockDecoding {
         layout: crate::sampler::blocks::Layout::FastDllmV2,
         size: FAST_DLLM_V2_BLOCK,
