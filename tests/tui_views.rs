@@ -200,6 +200,46 @@ fn a_cancelled_run_applied_with_f6_goes_on_with_f5() {
     assert!(!app.continuing, "the next F5 appends its region again");
 }
 
+/// Issue 29, item 2: the live panel's key hints (when it has focus) and scroll marks never draw
+/// over F2's legend, at any size.
+#[test]
+fn the_colour_legend_stays_whole_beside_the_hints() {
+    let (mut app, engine) = prepared();
+    run_to_end(&mut app, &engine);
+    app.focus = Focus::Live;
+    update(&mut app, key(KeyCode::F(2)));
+    for (w, h) in [(80, 24), (100, 24), (140, 40)] {
+        let screen = draw(&mut app, w, h);
+        assert!(
+            screen.contains("confidence <.25 <.5 <.8 ≥.8"),
+            "{w}x{h}:\n{screen}"
+        );
+    }
+    update(&mut app, key(KeyCode::F(2)));
+    let screen = draw(&mut app, 80, 24);
+    assert!(screen.contains("committed at step "), "{screen}");
+}
+
+/// Issue 29, item 6: at 80x24 every parameter stays in view when selected (the last rows used
+/// to hide under the "↓ more" line).
+#[test]
+fn the_selected_parameter_is_always_in_view() {
+    use dlm_tui::run::Field;
+    let (mut app, _engine) = prepared();
+    app.focus = Focus::Params;
+    for (i, field) in Field::ALL.iter().enumerate() {
+        app.form.row = i;
+        for (w, h) in [(80, 24), (140, 40)] {
+            let screen = draw(&mut app, w, h);
+            assert!(
+                screen.contains(&format!("›{}", field.label())),
+                "{} at {w}x{h}:\n{screen}",
+                field.label()
+            );
+        }
+    }
+}
+
 #[test]
 fn compare_two_strategies() {
     let (mut app, engine) = prepared();

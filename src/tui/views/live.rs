@@ -309,9 +309,11 @@ fn render_lane(
     let paragraph = Paragraph::new(lines);
     let below = max - offset;
     let first_lane = index == 0;
-    // F2's colours get their legend on the first lane's border.
+    // F2's colours get their legend on the first lane's border; the right-aligned marks and
+    // hints below take only the room it leaves (they drew over it).
+    let mut legend_width = 0;
     let block = if app.confidence_colours && first_lane {
-        block.title_bottom(Line::from(vec![
+        let legend = Line::from(vec![
             styled(theme.label, " confidence "),
             styled(theme.confidence(0.1), "<.25"),
             styled(theme.label, " "),
@@ -321,7 +323,9 @@ fn render_lane(
             styled(theme.label, " "),
             styled(theme.confidence(0.9), "≥.8"),
             styled(theme.label, " "),
-        ]))
+        ]);
+        legend_width = legend.width();
+        block.title_bottom(legend)
     } else if app.commit_order && first_lane {
         // The steps each band of the palette covers (its thresholds: 0.25, 0.5, 0.8).
         let last = planned.max(2) - 1;
@@ -337,11 +341,17 @@ fn render_lane(
             ));
             spans.push(styled(theme.label, " "));
         }
-        block.title_bottom(Line::from(spans))
+        let legend = Line::from(spans);
+        legend_width = legend.width();
+        block.title_bottom(legend)
     } else {
         block
     };
-    let block = if offset > 0 || below > 0 {
+    // Border cells left for the right-aligned marks (a gap of one after the legend).
+    let room_right = (area.width as usize)
+        .saturating_sub(2)
+        .saturating_sub(legend_width + usize::from(legend_width > 0));
+    let block = if (offset > 0 || below > 0) && room_right > 0 {
         let mut marks = Vec::new();
         if offset > 0 {
             marks.push(format!("↑{offset}"));
@@ -354,8 +364,14 @@ fn render_lane(
         } else {
             "following"
         };
-        block
-            .title_bottom(Line::from(format!(" {} rows · {how} ", marks.join(" "))).right_aligned())
+        let forms = [
+            format!(" {} rows · {how} ", marks.join(" ")),
+            format!(" {} ", marks.join(" ")),
+        ];
+        match forms.iter().find(|f| f.chars().count() <= room_right) {
+            Some(marks) => block.title_bottom(Line::from(marks.clone()).right_aligned()),
+            None => block,
+        }
     } else if app.focus == Focus::Live && first_lane {
         let speed = match app.replay_speed {
             0.0 => "every step".to_string(),
@@ -375,12 +391,13 @@ fn render_lane(
                 " Space play · ←→ step · i inspect ".to_string(),
             ]
         };
-        let room = area.width.saturating_sub(4) as usize;
-        let hint = hints
-            .iter()
-            .find(|h| h.chars().count() <= room)
-            .unwrap_or(&hints[hints.len() - 1]);
-        block.title_bottom(Line::from(hint.clone()).right_aligned())
+        let room = room_right.saturating_sub(2);
+        match hints.iter().find(|h| h.chars().count() <= room) {
+            Some(hint) => block.title_bottom(Line::from(hint.clone()).right_aligned()),
+            // No room beside the legend: the help (F1) lists these keys.
+            None if legend_width > 0 => block,
+            None => block.title_bottom(Line::from(hints[hints.len() - 1].clone()).right_aligned()),
+        }
     } else {
         block
     };

@@ -110,7 +110,15 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {
     let mut lines: Vec<Line> = if rows.len() <= room {
         rows
     } else {
-        first = app.form.row.saturating_sub(room - 1).min(rows.len() - room);
+        // The selected row stays off the lines the "more" indicators take: one row is kept
+        // below it while rows are hidden there, and it is never the first of a scrolled list.
+        let selected = app.form.row;
+        first = selected
+            .saturating_sub(room.saturating_sub(2))
+            .min(rows.len() - room);
+        if first > 0 && selected <= first {
+            first = selected.saturating_sub(1);
+        }
         let hidden_below = rows.len() - first - room;
         let mut shown: Vec<Line> = rows.into_iter().skip(first).take(room).collect();
         // An indicator takes the place of a row, which then counts as hidden too.
