@@ -5,6 +5,15 @@
 #   cargo build --release && scripts/screenshots.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The renderer's own dependency (scripts/ansi_to_png.py): Pillow, from PyPI if missing.
+if ! python3 -c 'import PIL' 2>/dev/null; then
+    echo "screenshots.sh: installing Pillow for scripts/ansi_to_png.py (pip install Pillow)" >&2
+    python3 -m pip install --quiet Pillow || {
+        echo "screenshots.sh: could not install Pillow; run: python3 -m pip install Pillow" >&2
+        exit 1
+    }
+fi
+command -v tmux >/dev/null || { echo "screenshots.sh: needs tmux (apt-get install tmux)" >&2; exit 1; }
 bin="$PWD/target/release/dlm-tui"
 out="$PWD/screenshots"
 home="$(mktemp -d)"
