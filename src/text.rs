@@ -8,7 +8,6 @@ use tokenizers::{Encoding, Token, Tokenizer};
 
 use crate::prompt::Segment;
 
-/// Qwen2's pre-tokenizer split (tokenization_qwen2.py's PRETOKENIZE_REGEX).
 /// How a byte-level BPE splits text before merging: the regexes of GPT-2 (inside `ByteLevel`),
 /// Qwen2 and Llama 3 (their tokenizer.json `Split` patterns).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +115,7 @@ fn byte_level_bpe(
     Tokenizer::from_bytes(serde_json::to_vec(&json).map_err(|e| e.to_string())?)
 }
 
+/// Qwen2's pre-tokenizer split (tokenization_qwen2.py's PRETOKENIZE_REGEX).
 const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// How a masked position is shown in text output.

@@ -240,6 +240,27 @@ fn the_selected_parameter_is_always_in_view() {
     }
 }
 
+/// Issue 33, item 6: a failed run's reason stays on its lane after the next keystroke (the
+/// message line forgets it then).
+#[test]
+fn a_failed_runs_reason_stays_on_its_lane() {
+    let (mut app, engine) = prepared();
+    let events = run(&mut app, &engine);
+    if let Some(first) = events.iter().find(|e| matches!(e, Event::Step(_))) {
+        update(&mut app, Action::Engine(first.clone()));
+    }
+    update(
+        &mut app,
+        Action::Engine(Event::Failed("the model produced NaN".into())),
+    );
+    update(&mut app, key(KeyCode::Left));
+    let screen = draw(&mut app, 100, 24);
+    assert!(
+        screen.contains("failed: the model produced NaN"),
+        "{screen}"
+    );
+}
+
 #[test]
 fn compare_two_strategies() {
     let (mut app, engine) = prepared();
@@ -320,9 +341,14 @@ fn errors_show_in_the_status_bar() {
     // The key legend stays in view beside a message, and the next key clears the message.
     assert!(screen.contains("F5 run"), "{screen}");
     insta::assert_snapshot!(screen);
+    // The next key clears the message line; the failed lane keeps its reason (issue 33, 6).
     update(&mut app, key(KeyCode::Left));
     let screen = draw(&mut app, 100, 24);
-    assert!(!screen.contains("boom"), "{screen}");
+    assert!(!screen.contains("the model failed"), "{screen}");
+    assert!(
+        screen.contains("failed: the model task panicked: boom"),
+        "{screen}"
+    );
     assert!(screen.contains("llada-tiny-gqa"), "{screen}");
 }
 

@@ -211,12 +211,12 @@ pub struct TokenCursor {
     pub pos: usize,
 }
 
-/// One lane of the current run, with its full history.
 /// The label of the lane `--beside` adds.
 fn beside_label(remote: &str) -> String {
     format!("{remote} frames")
 }
 
+/// One lane of the current run, with its full history.
 #[derive(Debug, Clone)]
 pub struct LaneView {
     pub label: String,
@@ -1916,11 +1916,14 @@ pub fn span_label(count: usize) -> String {
     format!("[▒{count}]")
 }
 
+/// Cells a character of the editor takes: its Unicode width (2 for CJK, 0 for combining
+/// marks), a tab 4 and a line break 1 (where the cursor shows at the end of a line).
 fn unicode_width(c: char) -> usize {
-    if c == '\t' {
-        4
-    } else {
-        1
+    use unicode_width::UnicodeWidthChar;
+    match c {
+        '\t' => 4,
+        '\n' => 1,
+        c => c.width().unwrap_or(1),
     }
 }
 

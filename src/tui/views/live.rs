@@ -483,6 +483,11 @@ fn stats_line(
 ) -> Line<'static> {
     let theme = app.theme();
     let mut spans = Vec::new();
+    // A failed run's reason stays on its lane until the next run (the message line forgets it
+    // at the next key).
+    if let Some(RunState::Failed(why)) = app.run.as_ref().map(|r| &r.state) {
+        spans.push(styled(theme.error, format!("failed: {why} ")));
+    }
     let mut stat = |label: &str, value: String| {
         if !label.is_empty() {
             spans.push(styled(theme.label, format!("{label} ")));
