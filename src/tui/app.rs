@@ -1302,16 +1302,14 @@ fn on_command(app: &mut App, command: Command) -> Vec<Effect> {
                 let after_space = app.doc.space_before_selection();
                 let count = app.codec.span_tokens(&text, after_space);
                 app.doc.mask_selection(count);
+                // Short enough for 80 columns with a few words selected.
                 let covers = if after_space && app.codec.span_takes_space() {
-                    format!(
-                        "\" {text}\" (with the space before it, which the model writes as part of \
-                         the first word)"
-                    )
+                    format!("\" {text}\" (a word's token holds the space before it)")
                 } else {
                     format!("\"{text}\"")
                 };
                 app.info(format!(
-                    "masked {count} token{}: {covers}; F5 fills it, Ctrl-U gives the text back",
+                    "masked {count} token{}: {covers}",
                     if count == 1 { "" } else { "s" }
                 ));
             }
