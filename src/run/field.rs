@@ -36,6 +36,10 @@ pub enum Field {
     Compare,
 }
 
+/// A block length no canvas reaches: the whole canvas is one block (the presets' Dream and
+/// ReMDM settings), shown as "whole canvas".
+pub const WHOLE_CANVAS: usize = 32768;
+
 fn on_off(value: bool) -> String {
     if value { "on" } else { "off" }.into()
 }
@@ -143,6 +147,8 @@ impl Field {
         match self {
             Field::Length => s.length.to_string(),
             Field::Steps => s.steps.map_or("auto".into(), |n| n.to_string()),
+            // The presets' "a block longer than any canvas" (Dream, ReMDM).
+            Field::BlockLength if s.params.block_length >= WHOLE_CANVAS => "whole canvas".into(),
             Field::BlockLength => s.params.block_length.to_string(),
             Field::Temperature => format!("{}", s.params.temperature),
             Field::TopK => s.params.top_k.map_or("off".into(), |k| k.to_string()),
@@ -217,6 +223,9 @@ impl Field {
         match self {
             Field::Length => next.length = int("length")?,
             Field::Steps => next.steps = if off { None } else { Some(int("steps")?) },
+            Field::BlockLength if matches!(text, "whole canvas" | "whole" | "all") => {
+                next.params.block_length = WHOLE_CANVAS
+            }
             Field::BlockLength => next.params.block_length = int("block length")?,
             Field::Temperature => next.params.temperature = num("temperature")?,
             Field::TopK => next.params.top_k = if off { None } else { Some(int("top-k")?) },
@@ -505,6 +514,20 @@ fn validate(s: &Settings) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 29, item 18: the presets' whole-canvas block reads "whole canvas", and typing it
+    /// back (Enter, Enter) keeps it.
+    #[test]
+    fn a_whole_canvas_block_is_named_so() {
+        let mut s = Settings::default();
+        s.params.block_length = WHOLE_CANVAS;
+        assert_eq!(Field::BlockLength.value(&s), "whole canvas");
+        s.params.block_length = 8;
+        Field::BlockLength.set(&mut s, "whole canvas").unwrap();
+        assert_eq!(s.params.block_length, WHOLE_CANVAS);
+        Field::BlockLength.set(&mut s, "32").unwrap();
+        assert_eq!(Field::BlockLength.value(&s), "32");
+    }
 
     #[test]
     fn typos_and_overflows_get_a_helpful_error() {

@@ -385,10 +385,16 @@ fn render_lane(
                 " PgUp/PgDn step · i closes ".to_string(),
             ]
         } else {
+            // Space pauses what is playing (or following the run) and plays what is paused.
+            let space = if run.cursor.is_none() {
+                "pause"
+            } else {
+                "play"
+            };
             vec![
-                format!(" Space play/pause · +- speed ({speed}) · ←→ step · ↑↓ scroll · i inspect · g ghosts "),
-                format!(" Space play · +- speed ({speed}) · ←→ step · i inspect "),
-                " Space play · ←→ step · i inspect ".to_string(),
+                format!(" Space {space} · +- speed ({speed}) · ←→ step · ↑↓ scroll · i inspect · g ghosts "),
+                format!(" Space {space} · +- speed ({speed}) · ←→ step · i inspect "),
+                format!(" Space {space} · ←→ step · i inspect "),
             ]
         };
         let room = room_right.saturating_sub(2);
