@@ -8,6 +8,10 @@
 //! background thread and streams [`engine::Event`]s; [`run`] holds the run settings both front
 //! ends share; [`cli`] and [`tui`] are the two front ends, and [`entry`] picks one.
 
+// No unwrap outside tests: what a user, a file or a server controls gets an error with context,
+// never a panic (DESIGN.md section 3). Tests unwrap freely.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod chat;
 pub mod cli;
 pub mod engine;

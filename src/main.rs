@@ -1,3 +1,5 @@
+#![deny(clippy::unwrap_used)]
+
 fn main() -> std::process::ExitCode {
     tune_allocator();
     dlm_tui::model::tune_threads(std::env::args().nth(1).is_some_and(|a| a == "train"));
