@@ -168,6 +168,14 @@ impl Theme {
         t.disagree = t.disagree.add_modifier(Modifier::UNDERLINED);
         t.border_focus = t.border_focus.add_modifier(Modifier::BOLD);
         t.error = t.error.add_modifier(Modifier::BOLD);
+        // The prompt reads apart from generated text (ghost proposals are italic), and F2's
+        // four confidence bands get attributes in place of colours.
+        t.context = t.context.add_modifier(Modifier::DIM);
+        t.conf_low = t.conf_low.add_modifier(Modifier::DIM);
+        t.conf_high = t.conf_high.add_modifier(Modifier::BOLD);
+        t.conf_top = t
+            .conf_top
+            .add_modifier(Modifier::BOLD | Modifier::UNDERLINED);
         t
     }
 }
@@ -264,6 +272,22 @@ impl Theme {
 
 #[cfg(test)]
 mod tests {
+    /// Issue 29, item 13: without colour the prompt is dim, and F2's confidence bands differ by
+    /// their attributes.
+    #[test]
+    fn without_colour_the_prompt_and_confidence_bands_stay_apart() {
+        let t = Theme::builtin("dark").unwrap().monochrome();
+        assert!(t.context.add_modifier.contains(Modifier::DIM));
+        assert_ne!(t.context, t.committed);
+        let bands = [t.conf_low, t.conf_mid, t.conf_high, t.conf_top];
+        for (i, a) in bands.iter().enumerate() {
+            assert!(a.fg.is_none() && a.bg.is_none());
+            for b in &bands[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+
     use super::*;
 
     #[test]
