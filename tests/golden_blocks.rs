@@ -491,3 +491,36 @@ fn fast_dllm_v2_generate_from_the_command_line() {
     }
     assert!(ran >= 6, "only {ran} cases reachable from text");
 }
+
+/// dLLM's BD3LM conversions say so in their name, not their config: the loader decodes an A2D
+/// folder as BD3LM when its path or its hub id says `bd3lm`, so the playground's picker gets it
+/// too (not only the command line); any other A2D folder denoises the whole canvas.
+#[test]
+fn a_folder_named_bd3lm_loads_as_block_diffusion() {
+    use dlm_tui::model::loader::load_dir_as;
+    let source = fixtures().join("a2d-qwen3-tiny-gqa");
+    let device = common::device();
+    let plain = load_dir_as(&source, None, Precision::F32, &device).unwrap();
+    assert_eq!(plain.model.info().blocks, None);
+    let by_id = load_dir_as(
+        &source,
+        Some("dllm-hub/x-bd3lm-v0.1"),
+        Precision::F32,
+        &device,
+    )
+    .unwrap();
+    let blocks = by_id.model.info().blocks.unwrap();
+    assert_eq!((blocks.layout, blocks.size), (Layout::Bd3lm, 32));
+    let dir = std::env::temp_dir().join(format!("dlm-tui-qwen3-bd3lm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    let by_path = load_dir_as(&dir, None, Precision::F32, &device).unwrap();
+    assert_eq!(
+        by_path.model.info().blocks.map(|b| b.layout),
+        Some(Layout::Bd3lm)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -230,9 +230,6 @@ impl ScheduleArgs {
     }
 }
 
-/// dLLM's default block length for its BD3LM conversions (its examples' `block_size`).
-pub const BD3LM_BLOCK: usize = 32;
-
 /// Loads the model named by the arguments: a folder, or the embedded default model.
 pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
     let device = args.device.open()?;
@@ -241,17 +238,12 @@ pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
         None => crate::model::embedded::load(args.dtype, &device),
     }?;
     loaded.model.set_attention(args.attention);
-    // dLLM publishes BD3LM conversions under names that say so; their config does not.
-    let named_bd3lm = [
-        args.model_dir.as_ref().map(|d| d.display().to_string()),
-        args.display_name.clone(),
-    ]
-    .into_iter()
-    .flatten()
-    .any(|name| name.to_ascii_lowercase().contains("bd3lm"));
-    let a2d = matches!(loaded.model.info().family, "a2d-qwen3" | "a2d-qwen2");
-    if args.block_diffusion || (named_bd3lm && a2d) {
-        loaded.model.decode_by_blocks(BD3LM_BLOCK)?;
+    // A conversion named bd3lm already decodes as BD3LM (the loader sees to it).
+    let bd3lm = crate::sampler::blocks::Layout::Bd3lm;
+    if args.block_diffusion && loaded.model.info().blocks.is_none_or(|b| b.layout != bd3lm) {
+        loaded
+            .model
+            .decode_by_blocks(crate::model::qwen::BD3LM_BLOCK)?;
     }
     if let Some(to) = args.quantize {
         let summary = loaded.model.quantize(to)?;

@@ -259,6 +259,18 @@ pub fn load_dir_as(
     }
     let (mut model, codec) = load_llada(dir, &files, json, name, precision, device)?;
     model.fuse_projections()?;
+    // dLLM publishes its BD3LM conversions under names that say so (their config does not):
+    // whichever front end loads one (the command line, the playground's picker), it decodes by
+    // blocks as dLLM's BD3LM sampler does.
+    let named_bd3lm = [
+        dir.display().to_string(),
+        name.unwrap_or_default().to_string(),
+    ]
+    .iter()
+    .any(|n| n.to_ascii_lowercase().contains("bd3lm"));
+    if named_bd3lm && matches!(model.info().family, "a2d-qwen3" | "a2d-qwen2") {
+        model.decode_by_blocks(super::qwen::BD3LM_BLOCK)?;
+    }
     Ok(LoadedModel {
         model: Box::new(model),
         codec,

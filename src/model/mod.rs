@@ -261,16 +261,7 @@ pub trait Denoiser: Send {
     /// (`--block-diffusion`): for A2D conversions whose config says nothing of blocks.
     fn decode_by_blocks(&mut self, size: usize) -> anyhow::Result<()> {
         let _ = size;
-        anyhow::bail!(
-            "--block-diffusion runs dLLM's A2D conversions (a2d-qwen3, a2d-qwen2) block by block; \
-             {} models decode {}",
-            self.info().family,
-            if self.info().blocks.is_some() {
-                "block by block already"
-            } else {
-                "the whole canvas"
-            }
-        )
+        Err(no_block_diffusion(self.info()))
     }
 
     fn forward(&mut self, tokens: &[u32]) -> anyhow::Result<Logits> {
@@ -278,6 +269,20 @@ pub trait Denoiser: Send {
         out.pop()
             .ok_or_else(|| anyhow::anyhow!("the model returned no logits"))
     }
+}
+
+/// Why `--block-diffusion` does not apply to a model of `info`'s family.
+pub(crate) fn no_block_diffusion(info: &ModelInfo) -> anyhow::Error {
+    anyhow::anyhow!(
+        "--block-diffusion runs dLLM's A2D conversions (a2d-qwen3, a2d-qwen2) block by block; {} \
+         models decode {}",
+        info.family,
+        if info.blocks.is_some() {
+            "block by block already"
+        } else {
+            "the whole canvas"
+        }
+    )
 }
 
 /// The exact key/value cache of a block-diffusion run: every finished block's keys and values,

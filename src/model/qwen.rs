@@ -163,5 +163,8 @@ pub fn fast_dllm_v2_transformer(config: &QwenConfig, mask: Option<u32>) -> Resul
     Ok(cfg)
 }
 
+/// dLLM's default block length for its BD3LM conversions (its examples' `block_size`).
+pub const BD3LM_BLOCK: usize = 32;
+
 /// The block length of Fast-dLLM v2's `generate` (its default `block_size`).
 pub const FAST_DLLM_V2_BLOCK: usize = 32;

@@ -315,16 +315,7 @@ impl Denoiser for Llada {
 
     fn decode_by_blocks(&mut self, size: usize) -> Result<()> {
         if !matches!(self.info.family, "a2d-qwen3" | "a2d-qwen2") {
-            anyhow::bail!(
-                "--block-diffusion runs dLLM's A2D conversions (a2d-qwen3, a2d-qwen2) block by \
-                 block; {} models {}",
-                self.info.family,
-                if self.info.blocks.is_some() {
-                    "decode block by block already"
-                } else {
-                    "decode the whole canvas"
-                }
-            );
+            return Err(crate::model::no_block_diffusion(&self.info));
         }
         if size == 0 {
             anyhow::bail!("block length must be at least 1");
