@@ -168,15 +168,7 @@ fn sdar_generation_matches_block_diffusion_generate() {
             } else {
                 ids(&case["stopping_criteria_idx"])
             },
-            temperature: 0.0,
-            top_k: None,
-            top_p: None,
-            seed: 0,
-            layout: Layout::Sdar,
-            invisible: None,
-            cfg_scale: 0.0,
-            cfg_keep: Vec::new(),
-            sub_block: 1,
+            ..BlockParams::default()
         };
         let mut canvas = ids(&case["prompt_ids"]);
         let length = case["gen_length"].as_u64().unwrap() as usize;
@@ -307,12 +299,7 @@ fn bd3lm_generation_matches_the_bd3lm_sampler() {
         let params = BlockParams {
             block_length: block,
             steps_per_block: per_block,
-            rule: CommitRule::Static,
             stop_ids: vec![case["eos_id"].as_u64().unwrap() as u32],
-            temperature: 0.0,
-            top_k: None,
-            top_p: None,
-            seed: 0,
             layout: Layout::Bd3lm,
             invisible: Some(case["pad_id"].as_u64().unwrap() as u32),
             cfg_scale: args["cfg_scale"].as_f64().unwrap_or(0.0),
@@ -321,7 +308,7 @@ fn bd3lm_generation_matches_the_bd3lm_sampler() {
             } else {
                 ids(&args["cfg_keep_tokens"])
             },
-            sub_block: 1,
+            ..BlockParams::default()
         };
         let mut canvas = ids(&case["prompt_ids"]);
         canvas.extend(std::iter::repeat_n(mask, new_tokens));
@@ -416,15 +403,9 @@ fn fast_dllm_v2_generation_matches_its_generate() {
             steps_per_block: 1,
             rule: CommitRule::Threshold(case["threshold"].as_f64().unwrap()),
             stop_ids: vec![case["stop_token"].as_u64().unwrap() as u32],
-            temperature: 0.0,
-            top_k: None,
-            top_p: None,
-            seed: 0,
             layout: Layout::FastDllmV2,
-            invisible: None,
-            cfg_scale: 0.0,
-            cfg_keep: Vec::new(),
             sub_block: case["small_block_size"].as_u64().unwrap() as usize,
+            ..BlockParams::default()
         };
         let mut canvas = ids(&case["prompt_ids"]);
         let new_tokens = case["max_new_tokens"].as_u64().unwrap() as usize;

@@ -144,6 +144,27 @@ pub struct BlockParams {
     pub sub_block: usize,
 }
 
+impl Default for BlockParams {
+    /// SDAR's loop, greedy (exact), one token a step in blocks of 32, no stop, no guidance.
+    fn default() -> Self {
+        Self {
+            block_length: 32,
+            steps_per_block: 32,
+            rule: CommitRule::Static,
+            stop_ids: Vec::new(),
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            seed: 0,
+            layout: Layout::Sdar,
+            invisible: None,
+            cfg_scale: 0.0,
+            cfg_keep: Vec::new(),
+            sub_block: FAST_DLLM_V2_SUB_BLOCK,
+        }
+    }
+}
+
 impl BlockParams {
     /// What `params` ask of a block-diffusion model over `canvas` (prompt, infill spans, then the
     /// generation region): `low-confidence` is SDAR's static rule (BD3LM's top-k),
@@ -166,12 +187,11 @@ impl BlockParams {
             Layout::Bd3lm => "BD3LM block decoding (dLLM's BD3LMSampler)",
             Layout::FastDllmV2 => "Fast-dLLM v2",
         };
-        if decoding.layout == Layout::Bd3lm
-            && (params.parallel.is_some() || params.strategy != Strategy::LowConfidence)
-        {
-            bail!("{family} commits the most confident masks (low-confidence) by its schedule");
-        }
         let rule = match (decoding.layout, params.parallel, params.strategy) {
+            (Layout::Bd3lm, None, Strategy::LowConfidence) => CommitRule::Static,
+            (Layout::Bd3lm, ..) => {
+                bail!("{family} commits the most confident masks (low-confidence) by its schedule")
+            }
             (Layout::FastDllmV2, None, Strategy::LowConfidence) => CommitRule::Threshold(1.0),
             (Layout::FastDllmV2, Some(Parallel::Threshold(t)), Strategy::LowConfidence) => {
                 CommitRule::Threshold(t)
@@ -892,17 +912,7 @@ mod tests {
         let params = BlockParams {
             block_length: 4,
             steps_per_block: 4,
-            rule: CommitRule::Static,
-            stop_ids: vec![],
-            temperature: 0.0,
-            top_k: None,
-            top_p: None,
-            seed: 0,
-            layout: Layout::Sdar,
-            invisible: None,
-            cfg_scale: 0.0,
-            cfg_keep: vec![],
-            sub_block: 1,
+            ..BlockParams::default()
         };
         let mut sampler = BlockSampler::new(vec![0, 1, 5, 5, 5, 5, 5, 5], params, 5).unwrap();
         let mut passes = Vec::new();
