@@ -72,6 +72,22 @@ fn strategy(alg: &str) -> Strategy {
     }
 }
 
+/// A `diffusion_generate` case's parameters over a canvas of `len` tokens: its steps, alg,
+/// top-k / top-p and eps, with Dream's timestep schedule over the whole canvas as one block.
+fn diffusion_generate_params(case: &serde_json::Value, len: usize) -> SamplerParams {
+    SamplerParams {
+        steps: case["steps"].as_u64().unwrap() as usize,
+        // Dream denoises the whole canvas at once: one block.
+        block_length: len,
+        schedule: Schedule::Timestep,
+        strategy: strategy(case["alg"].as_str().unwrap()),
+        top_k: case["top_k"].as_u64().map(|k| k as usize),
+        top_p: case["top_p"].as_f64(),
+        eps: case["eps"].as_f64().unwrap(),
+        ..SamplerParams::default()
+    }
+}
+
 #[test]
 fn generation_matches_dream_diffusion_generate_token_for_token() {
     let mut checked = 0;
@@ -81,17 +97,7 @@ fn generation_matches_dream_diffusion_generate_token_for_token() {
         }
         let (mut loaded, canvas) = model_and_canvas(&case, &case["input_ids"][0], "max_new_tokens");
         let info = loaded.model.info().clone();
-        let params = SamplerParams {
-            steps: case["steps"].as_u64().unwrap() as usize,
-            // Dream denoises the whole canvas at once: one block.
-            block_length: canvas.len(),
-            schedule: Schedule::Timestep,
-            strategy: strategy(case["alg"].as_str().unwrap()),
-            top_k: case["top_k"].as_u64().map(|k| k as usize),
-            top_p: case["top_p"].as_f64(),
-            eps: case["eps"].as_f64().unwrap(),
-            ..SamplerParams::default()
-        };
+        let params = diffusion_generate_params(&case, canvas.len());
         let traits = info.traits();
         let mut sampler = Sampler::new(canvas, params, traits).unwrap();
         let mut cache = KvCache::default();
@@ -165,14 +171,7 @@ fn a_mask_argmax_is_committed_as_diffusion_generate_does() {
     for case in cases {
         let (mut loaded, canvas) = model_and_canvas(&case, &case["input_ids"][0], "max_new_tokens");
         let info = loaded.model.info().clone();
-        let params = SamplerParams {
-            steps: case["steps"].as_u64().unwrap() as usize,
-            block_length: canvas.len(),
-            schedule: Schedule::Timestep,
-            strategy: strategy(case["alg"].as_str().unwrap()),
-            eps: case["eps"].as_f64().unwrap(),
-            ..SamplerParams::default()
-        };
+        let params = diffusion_generate_params(&case, canvas.len());
         let mut sampler = Sampler::new(canvas, params, info.traits()).unwrap();
         let mut cache = KvCache::default();
         let mut transfers = Vec::new();

@@ -65,12 +65,35 @@ fn draw(app: &mut App, width: u16, height: u16) -> String {
 }
 
 /// Presses F5 and collects the job's events (elapsed times made deterministic).
-fn run(app: &mut App, engine: &Engine) -> Vec<Event> {
-    let effects = update(app, key(KeyCode::F(5)));
-    let job: Job = match effects.as_slice() {
+/// The job F5 submitted (with its autosave), from the effects of the update.
+fn submitted(effects: &[dlm_tui::tui::app::Effect]) -> Job {
+    match effects {
         [dlm_tui::tui::app::Effect::Submit(job), dlm_tui::tui::app::Effect::Save] => job.clone(),
         other => panic!("expected a job, got {other:?}"),
-    };
+    }
+}
+
+/// Runs F5's job and shows its first three steps, then cancels it (Esc, and the engine's
+/// answer).
+fn cancel_after_three_steps(app: &mut App, engine: &Engine) {
+    let events = run(app, engine);
+    for e in events
+        .iter()
+        .filter(|e| matches!(e, Event::Step(_)))
+        .take(3)
+        .cloned()
+    {
+        update(app, Action::Engine(e));
+    }
+    assert_eq!(
+        update(app, key(KeyCode::Esc)),
+        vec![dlm_tui::tui::app::Effect::Cancel]
+    );
+    update(app, Action::Engine(Event::Cancelled));
+}
+
+fn run(app: &mut App, engine: &Engine) -> Vec<Event> {
+    let job = submitted(&update(app, key(KeyCode::F(5))));
     let mut handle = engine.submit(job);
     let mut events = Vec::new();
     while let Some(mut e) = handle.events.blocking_recv() {
@@ -143,20 +166,7 @@ fn running_midway_then_done_then_scrubbed() {
 #[test]
 fn cancelled_keeps_the_partial_canvas() {
     let (mut app, engine) = prepared();
-    let events = run(&mut app, &engine);
-    for e in events
-        .iter()
-        .filter(|e| matches!(e, Event::Step(_)))
-        .take(3)
-        .cloned()
-    {
-        update(&mut app, Action::Engine(e));
-    }
-    assert_eq!(
-        update(&mut app, key(KeyCode::Esc)),
-        vec![dlm_tui::tui::app::Effect::Cancel]
-    );
-    update(&mut app, Action::Engine(Event::Cancelled));
+    cancel_after_three_steps(&mut app, &engine);
     insta::assert_snapshot!(draw(&mut app, 100, 24));
 }
 
@@ -165,27 +175,13 @@ fn cancelled_keeps_the_partial_canvas() {
 #[test]
 fn a_cancelled_run_applied_with_f6_goes_on_with_f5() {
     let (mut app, engine) = prepared();
-    let events = run(&mut app, &engine);
+    cancel_after_three_steps(&mut app, &engine);
     let first = app.run.as_ref().unwrap().initial.len();
-    for e in events
-        .iter()
-        .filter(|e| matches!(e, Event::Step(_)))
-        .take(3)
-        .cloned()
-    {
-        update(&mut app, Action::Engine(e));
-    }
-    update(&mut app, key(KeyCode::Esc));
-    update(&mut app, Action::Engine(Event::Cancelled));
     update(&mut app, key(KeyCode::F(6)));
     assert!(app.continuing);
     let screen = draw(&mut app, 100, 24);
     assert!(screen.contains("F5 continues"), "{screen}");
-    let effects = update(&mut app, key(KeyCode::F(5)));
-    let job = match effects.as_slice() {
-        [dlm_tui::tui::app::Effect::Submit(job), dlm_tui::tui::app::Effect::Save] => job,
-        other => panic!("expected a job, got {other:?}"),
-    };
+    let job = submitted(&update(&mut app, key(KeyCode::F(5))));
     let masks = job
         .canvas
         .iter()
