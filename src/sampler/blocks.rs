@@ -238,15 +238,8 @@ impl BlockParams {
             bail!("block length must be at least 1");
         }
         let prompt_len = prompt_end(canvas, traits.mask_id);
-        let to_decode = match decoding.layout {
-            Layout::Sdar => {
-                let total = canvas.len().div_ceil(block_length) * block_length;
-                (total / block_length).saturating_sub(prompt_len / block_length)
-            }
-            Layout::Bd3lm => (canvas.len() - prompt_len).div_ceil(block_length),
-            Layout::FastDllmV2 => (canvas.len() - prompt_len) / block_length,
-        }
-        .max(1);
+        let (_, blocks, _) = lay_out(decoding.layout, canvas.len(), prompt_len, block_length);
+        let to_decode = blocks.len().max(1);
         let stop_ids = if params.stop_at_eos {
             traits
                 .eos_ids
@@ -301,6 +294,66 @@ impl BlockParams {
             );
         }
         Ok(())
+    }
+}
+
+/// How `layout` cuts a canvas of `len` tokens whose prompt is `prompt_len` long into blocks of
+/// `b`: the prompt's blocks the prefill caches, the blocks to denoise, and the canvas's length
+/// (SDAR rounds it up to whole blocks; Fast-dLLM v2 has `floor(new / b)` blocks and one
+/// autoregressive token after them).
+fn lay_out(
+    layout: Layout,
+    len: usize,
+    prompt_len: usize,
+    b: usize,
+) -> (Vec<Range<usize>>, Vec<Range<usize>>, usize) {
+    // Blocks from `from` to `to`, the first `first` long and the rest `b`.
+    let cut = |from: usize, to: usize, first: usize| -> Vec<Range<usize>> {
+        let mut out = Vec::new();
+        let (mut at, mut size) = (from, first.max(1));
+        while at < to {
+            let end = (at + size).min(to);
+            out.push(at..end);
+            at = end;
+            size = b;
+        }
+        out
+    };
+    match layout {
+        Layout::Sdar => {
+            let total = len.div_ceil(b) * b;
+            let whole = prompt_len / b * b;
+            (cut(0, whole, b), cut(whole, total, b), total)
+        }
+        Layout::Bd3lm => {
+            // Left-padding to a block multiple makes the prompt's first block short.
+            let first = match prompt_len % b {
+                0 => b,
+                short => short,
+            };
+            (cut(0, prompt_len, first), cut(prompt_len, len, b), len)
+        }
+        Layout::FastDllmV2 => {
+            // `generate`: whole prompt blocks are prefilled only past one block (its test is
+            // `>`); an aligned prompt's next token comes from the prefill's last row. Each of
+            // the floor(new / b) blocks is the grid block of the text so far, masks to its end;
+            // after it, the write's last row gives one more token.
+            let blocks = (len - prompt_len) / b;
+            let whole = if prompt_len > b {
+                prompt_len / b * b
+            } else {
+                0
+            };
+            let first_token = usize::from(whole > 0 && whole == prompt_len);
+            let text = prompt_len + first_token;
+            let start = text - text % b;
+            let end = if blocks == 0 {
+                text
+            } else {
+                start + blocks * b + 1
+            };
+            (cut(0, whole, b), cut(start, start + blocks * b, b), end)
+        }
     }
 }
 
@@ -382,58 +435,10 @@ impl BlockSampler {
         params.validate()?;
         let b = params.block_length;
         let prompt_len = prompt_end(&canvas, mask_id);
+        let (prompt_blocks, blocks, len) = lay_out(params.layout, canvas.len(), prompt_len, b);
+        // Everything after the prompt is masked: the canvas grows or shrinks by masks.
         let mut tokens = canvas;
-        // Blocks from `from` to `to`, the first `first` long and the rest `b`.
-        let cut = |from: usize, to: usize, first: usize| -> Vec<Range<usize>> {
-            let mut out = Vec::new();
-            let (mut at, mut size) = (from, first.max(1));
-            while at < to {
-                let end = (at + size).min(to);
-                out.push(at..end);
-                at = end;
-                size = b;
-            }
-            out
-        };
-        let (prompt_blocks, blocks) = match params.layout {
-            Layout::Sdar => {
-                let total = tokens.len().div_ceil(b) * b;
-                tokens.resize(total, mask_id);
-                let whole = prompt_len / b * b;
-                (cut(0, whole, b), cut(whole, total, b))
-            }
-            Layout::Bd3lm => {
-                // Left-padding to a block multiple makes the prompt's first block short.
-                let first = match prompt_len % b {
-                    0 => b,
-                    short => short,
-                };
-                (cut(0, prompt_len, first), cut(prompt_len, tokens.len(), b))
-            }
-            Layout::FastDllmV2 => {
-                // `generate`: whole prompt blocks are prefilled only past one block (its test is
-                // `>`); an aligned prompt's next token comes from the prefill's last row. Each
-                // of the floor(new / b) blocks is the grid block of the text so far, masks to its
-                // end; after it, the write's last row gives one more token.
-                let blocks = (tokens.len() - prompt_len) / b;
-                let whole = if prompt_len > b {
-                    prompt_len / b * b
-                } else {
-                    0
-                };
-                let first_token = usize::from(whole > 0 && whole == prompt_len);
-                let text = prompt_len + first_token;
-                let start = text - text % b;
-                let end = if blocks == 0 {
-                    text
-                } else {
-                    start + blocks * b + 1
-                };
-                tokens.truncate(prompt_len);
-                tokens.resize(end, mask_id);
-                (cut(0, whole, b), cut(start, start + blocks * b, b))
-            }
-        };
+        tokens.resize(len, mask_id);
         let autoregressive = match params.layout {
             Layout::FastDllmV2 => {
                 let mut slots: Vec<usize> = blocks.iter().map(|r| r.end).collect();
