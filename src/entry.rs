@@ -472,7 +472,7 @@ fn remote_engine(
     let config = crate::model::embedded::config()?;
     let info = ModelInfo {
         name: format!("{} (remote)", endpoint.describe()),
-        family: "remote",
+        family: crate::model::Family::Remote,
         mask_id: config.mask_token_id.unwrap_or_default(),
         logits_width: codec.vocab_size(),
         // Room for long answers: the canvas only holds the display tokenizer's ids.
@@ -508,11 +508,11 @@ fn served_info(facts: &serde_json::Value) -> anyhow::Result<ModelInfo> {
             .filter_map(|v| v.as_u64().map(|v| v as u32))
             .collect()
     };
-    // Families are named by static strings; one this version does not know shows as remote.
-    let family = ["llada", "dream", "qwen3", "modernbert"]
-        .into_iter()
-        .find(|f| facts["family"].as_str() == Some(*f))
-        .unwrap_or("remote");
+    // A family this version does not know shows as a remote model's frames.
+    let family = facts["family"]
+        .as_str()
+        .and_then(crate::model::Family::named)
+        .unwrap_or(crate::model::Family::Remote);
     Ok(ModelInfo {
         name: format!("{} (remote)", facts["name"].as_str().unwrap_or("model")),
         family,

@@ -330,3 +330,113 @@ fn the_check_reports_upward_imports_front_end_imports_and_circles() {
     );
     assert_eq!(problems.len(), 4, "{problems:#?}");
 }
+
+/// The playground's rooms (`src/tui/app/`) from the bottom up: the run history's queries, then
+/// the rooms that change the app (each on its own), then the mouse, which lands in the editor
+/// or the live panel. `mod.rs` (the router) sits above them all.
+const ROOMS: &[(usize, &[&str])] = &[
+    (0, &["run_view"]),
+    (1, &["editing", "live", "picker"]),
+    (2, &["mouse"]),
+];
+
+/// The rooms import only rooms below them, and the router's state and types above them.
+#[test]
+fn the_apps_rooms_import_only_down() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    source_files(&root, &root, &mut files);
+    let modules: BTreeSet<Module> = files.iter().map(|(m, _)| m.clone()).collect();
+    let room_rank = |name: &str| {
+        ROOMS
+            .iter()
+            .find(|(_, names)| names.contains(&name))
+            .map(|(r, _)| *r)
+    };
+    let app: Module = vec!["tui".into(), "app".into()];
+    let mut problems = Vec::new();
+    let mut rooms = 0;
+    for (from, text) in &files {
+        if from.len() != 3 || from[..2] != app[..] {
+            continue;
+        }
+        rooms += 1;
+        let Some(mine) = room_rank(&from[2]) else {
+            problems.push(format!("src/tui/app/{}.rs is in no rank of ROOMS", from[2]));
+            continue;
+        };
+        for path in paths(&code(text)) {
+            let Some(to) = resolve(from, &path, &modules) else {
+                continue;
+            };
+            if to.len() == 3 && to[..2] == app[..] && to != *from {
+                match room_rank(&to[2]) {
+                    Some(theirs) if theirs < mine => {}
+                    _ => problems.push(format!(
+                        "{} imports {}: a room imports only rooms below it",
+                        from.join("::"),
+                        to.join("::")
+                    )),
+                }
+            }
+        }
+    }
+    assert!(rooms >= 5, "found only {rooms} rooms in src/tui/app");
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// No file of the playground grows past 700 lines (a test module in a file of its own does not
+/// count): a new feature gets a room, not another screen of `app`.
+#[test]
+fn no_playground_file_is_over_700_lines() {
+    fn walk(dir: &Path, out: &mut Vec<(String, usize)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && path.file_name().is_some_and(|n| n != "tests.rs")
+            {
+                let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+                out.push((path.display().to_string(), lines));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tui"),
+        &mut files,
+    );
+    let long: Vec<_> = files.iter().filter(|(_, n)| *n > 700).collect();
+    assert!(long.is_empty(), "{long:?}");
+}
+
+/// Keys are translated once, by the key map: no other file of the playground reads a key code
+/// (its tests may, to make events).
+#[test]
+fn only_the_keymap_reads_key_codes() {
+    fn walk(dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != "keymap") {
+                    walk(&path, out);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                if code(&text).contains("KeyCode::") {
+                    out.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    let mut readers = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tui"),
+        &mut readers,
+    );
+    assert!(
+        readers.is_empty(),
+        "key codes read outside the keymap: {readers:?}"
+    );
+}

@@ -670,7 +670,7 @@ fn mercury_endpoint(server: &FakeServer) -> dlm_tui::remote::Endpoint {
 fn remote_info(codec: &dlm_tui::text::TextCodec, mask: u32) -> dlm_tui::model::ModelInfo {
     dlm_tui::model::ModelInfo {
         name: "Mercury (remote)".into(),
-        family: "remote",
+        family: dlm_tui::model::Family::Remote,
         mask_id: mask,
         logits_width: codec.vocab_size(),
         max_context: 4096,

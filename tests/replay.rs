@@ -154,7 +154,10 @@ fn the_replay_opens_in_the_playground_without_a_model() {
     );
     let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
     terminal
-        .draw(|f| views::render(&app, f).apply(&mut app))
+        .draw(|f| {
+            let drawn = views::render(&app, f);
+            app.drawn = drawn;
+        })
         .unwrap();
     let screen = terminal.backend().to_string();
     assert!(screen.contains("committed at step 10"), "{screen}");

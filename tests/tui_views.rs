@@ -9,8 +9,8 @@ use candle_core::Device;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use dlm_tui::engine::{Engine, Event, Job};
 use dlm_tui::model::loader::{load_dir, Precision};
-use dlm_tui::tui::app::{update, Action, App, Focus};
-use dlm_tui::tui::keymap::KeyMap;
+use dlm_tui::tui::app::{update, Action, App, Colouring, Focus};
+use dlm_tui::tui::keymap::{KeyMap, Scope};
 use dlm_tui::tui::theme::{Theme, BUILTIN};
 use dlm_tui::tui::views;
 use ratatui::backend::TestBackend;
@@ -54,11 +54,23 @@ fn type_text(app: &mut App, text: &str) {
     update(app, Action::Paste(text.to_string()));
 }
 
+/// F10, and the scan the runtime does for it, answered.
+fn open_picker(app: &mut App) {
+    use dlm_tui::tui::app::{Effect, Picker};
+    for effect in update(app, key(KeyCode::F(10))) {
+        if let Effect::ScanModels { cache, folders } = effect {
+            let entries = Picker::scan(cache.as_deref(), &folders);
+            update(app, Action::Models(entries));
+        }
+    }
+}
+
 fn draw(app: &mut App, width: u16, height: u16) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     terminal
         .draw(|f| {
-            views::render(app, f).apply(app);
+            let drawn = views::render(app, f);
+            app.drawn = drawn;
         })
         .unwrap();
     terminal.backend().to_string()
@@ -297,18 +309,26 @@ fn confidence_colours_and_light_theme() {
 fn help_overlay() {
     let (mut app, _engine) = prepared();
     update(&mut app, key(KeyCode::F(1)));
-    assert!(app.show_help);
-    let screen = draw(&mut app, 100, 30);
-    for (keys, what) in app.keymap.help_rows() {
-        assert!(screen.contains(&keys), "{keys} missing from help");
+    assert!(app.help_open());
+    // Tall enough for every scope's keys.
+    let screen = draw(&mut app, 100, 140);
+    for scope in Scope::ALL {
         assert!(
-            screen.contains(&what[..20.min(what.len())]),
-            "{what} missing"
+            screen.contains(scope.title()),
+            "{scope:?} missing from help"
         );
+        for (keys, what) in app.keymap.help_rows(scope) {
+            assert!(screen.contains(&keys), "{keys} missing from help");
+            assert!(
+                screen.contains(&what[..20.min(what.len())]),
+                "{what} missing"
+            );
+        }
     }
+    let screen = draw(&mut app, 100, 30);
     insta::assert_snapshot!(screen);
     update(&mut app, key(KeyCode::Char('x')));
-    assert!(!app.show_help);
+    assert!(!app.help_open());
     assert!(
         !app.doc.to_prompt().ends_with('x'),
         "closing keys do not type"
@@ -420,7 +440,7 @@ fn mouse_drag_selects_wrapped_text() {
     let long = "Once upon a time there was a girl who liked to run and jump and play in the sun all day long.";
     type_text(&mut app, long);
     draw(&mut app, 80, 24);
-    let area = app.editor_area;
+    let area = app.drawn.editor;
     assert!(
         area.width < long.len() as u16,
         "the text must wrap in this test"
@@ -822,7 +842,7 @@ fn the_live_panel_follows_the_run_and_scrolls_when_asked() {
         update(&mut app, Action::Engine(e));
     }
     let screen = draw(&mut app, 80, 24);
-    let live = app.live_area;
+    let live = app.drawn.live;
     assert!(live.rows > live.height as usize, "{screen}");
     assert!(live.scroll > 0, "the panel stayed at the top:\n{screen}");
     assert!(screen.contains("following"), "{screen}");
@@ -832,24 +852,24 @@ fn the_live_panel_follows_the_run_and_scrolls_when_asked() {
     update(&mut app, key(KeyCode::Up));
     update(&mut app, key(KeyCode::Up));
     let screen = draw(&mut app, 80, 24);
-    assert_eq!(app.live_area.scroll, followed - 2);
+    assert_eq!(app.drawn.live.scroll, followed - 2);
     assert!(screen.contains("scrolled"), "{screen}");
     // More steps arrive: a scrolled panel stays where the user put it.
     for e in events.iter().skip(steps * 3 / 4).take(4).cloned() {
         update(&mut app, Action::Engine(e));
     }
     draw(&mut app, 80, 24);
-    assert_eq!(app.live_area.scroll, followed - 2);
+    assert_eq!(app.drawn.live.scroll, followed - 2);
 
     let down = mouse(
         MouseEventKind::ScrollDown,
-        app.live_area.x + 1,
-        app.live_area.y + 1,
+        app.drawn.live.x + 1,
+        app.drawn.live.y + 1,
     );
     update(&mut app, down);
     draw(&mut app, 80, 24);
-    let max = app.live_area.rows - app.live_area.height as usize;
-    assert_eq!(app.live_area.scroll, (followed + 1).min(max));
+    let max = app.drawn.live.rows - app.drawn.live.height as usize;
+    assert_eq!(app.drawn.live.scroll, (followed + 1).min(max));
 
     update(&mut app, key(KeyCode::End));
     assert_eq!(app.live_scroll, None);
@@ -912,21 +932,21 @@ fn help_opens_with_question_mark_and_scrolls() {
     let (mut app, _engine) = prepared();
     app.focus = Focus::Params;
     update(&mut app, key(KeyCode::Char('?')));
-    assert!(app.show_help);
+    assert!(app.help_open());
     let screen = draw(&mut app, 80, 24);
     assert!(screen.contains("Up/Down scroll"), "{screen}");
     assert!(!screen.contains("other keys close it"), "{screen}");
-    for _ in 0..40 {
+    for _ in 0..200 {
         update(&mut app, key(KeyCode::Down));
     }
     let screen = draw(&mut app, 80, 24);
-    assert!(app.show_help);
+    assert!(app.help_open());
     assert!(screen.contains("other keys close it"), "{screen}");
     update(&mut app, key(KeyCode::Char('x')));
-    assert!(!app.show_help);
+    assert!(!app.help_open());
     app.focus = Focus::Editor;
     update(&mut app, key(KeyCode::Char('?')));
-    assert!(!app.show_help);
+    assert!(!app.help_open());
     assert!(app.doc.to_prompt().ends_with('?'));
 }
 
@@ -948,7 +968,7 @@ fn the_editor_counts_tokens_and_keys_have_alternatives() {
     assert!(app.canvas_len().unwrap() > counted + 500);
     // Ctrl-F toggles confidence colours (and shows their legend), Ctrl-N the theme.
     update(&mut app, ctrl('f'));
-    assert!(app.confidence_colours);
+    assert_eq!(app.colouring, Colouring::Confidence);
     update(&mut app, ctrl('n'));
     assert_eq!(app.theme_index, 1);
 }
@@ -986,7 +1006,7 @@ fn clicks_focus_panels_and_pick_parameter_rows() {
     let (mut app, _engine) = prepared();
     draw(&mut app, 100, 24);
     let at = mouse;
-    let (params, live) = (app.params_area, app.live_panel_area);
+    let (params, live) = (app.drawn.params, app.drawn.live_panel);
     update(
         &mut app,
         at(
@@ -1065,7 +1085,7 @@ fn a_double_click_selects_a_word() {
     use crossterm::event::{MouseButton, MouseEventKind};
     let (mut app, _engine) = prepared();
     draw(&mut app, 100, 24);
-    let area = app.editor_area;
+    let area = app.drawn.editor;
     // "Once upon a time, ...": column 6 is inside "upon".
     let click = mouse(MouseEventKind::Down(MouseButton::Left), area.x + 6, area.y);
     update(&mut app, click.clone());
@@ -1122,7 +1142,12 @@ fn tokens_can_be_coloured_by_commit_order() {
     // The foreground colours on screen.
     let colours = |app: &mut App| {
         let mut terminal = Terminal::new(TestBackend::new(100, 24)).unwrap();
-        terminal.draw(|f| views::render(app, f).apply(app)).ok();
+        terminal
+            .draw(|f| {
+                let drawn = views::render(app, f);
+                app.drawn = drawn;
+            })
+            .ok();
         let buffer = terminal.backend().buffer().clone();
         let fgs: std::collections::BTreeSet<String> = buffer
             .content
@@ -1133,15 +1158,15 @@ fn tokens_can_be_coloured_by_commit_order() {
     };
     let (_, plain) = colours(&mut app);
     update(&mut app, key(KeyCode::F(2)));
-    assert!(app.confidence_colours);
+    assert_eq!(app.colouring, Colouring::Confidence);
     update(&mut app, key(KeyCode::F(2)));
-    assert!(app.commit_order && !app.confidence_colours);
+    assert_eq!(app.colouring, Colouring::CommitOrder);
     let (screen, ordered) = colours(&mut app);
     assert!(screen.contains("committed at step 1-"), "{screen}");
     // Tokens from early and late steps take the palette's colours.
     assert!(ordered.len() >= plain.len() + 2, "{plain:?} vs {ordered:?}");
     update(&mut app, key(KeyCode::F(2)));
-    assert!(!app.commit_order && !app.confidence_colours);
+    assert_eq!(app.colouring, Colouring::Plain);
 }
 
 /// Ctrl-L cycles the parameter presets; each starts from the defaults, so nothing of the one
@@ -1307,7 +1332,7 @@ fn the_token_inspector_and_the_samplers_view() {
     // Esc closes it; a click on a token opens it there.
     update(&mut app, key(KeyCode::Esc));
     assert!(app.inspector.is_none());
-    let cells = app.live_cells[0].clone();
+    let cells = app.drawn.lanes[0].clone();
     let target = cells.placed[cells.placed.len() / 2];
     update(
         &mut app,
@@ -1377,7 +1402,7 @@ fn the_step_gauge_scrubs_on_click_and_drag() {
     run_to_end(&mut app, &engine);
     let screen = draw(&mut app, 100, 24);
     assert!(screen.contains("step  19 of 19"), "{screen}");
-    let bar = app.gauge_area;
+    let bar = app.drawn.gauge;
     assert!(bar.width > 20, "{bar:?}");
     let latest = app.run.as_ref().unwrap().latest_step();
     update(
@@ -1492,14 +1517,14 @@ fn the_inspector_walks_down_every_row() {
     update(&mut app, key(KeyCode::Char('i')));
     draw(&mut app, 100, 24);
     // Put the cursor on the first row's first token, then go down.
-    let first = app.live_cells[0].placed[0];
+    let first = app.drawn.lanes[0].placed[0];
     app.inspector = Some(dlm_tui::tui::app::TokenCursor {
         lane: 0,
         pos: first.pos,
     });
     let row_of = |app: &dlm_tui::tui::app::App| {
         let pos = app.inspector.unwrap().pos;
-        app.live_cells[0]
+        app.drawn.lanes[0]
             .placed
             .iter()
             .find(|p| p.pos == pos)
@@ -1507,8 +1532,8 @@ fn the_inspector_walks_down_every_row() {
             .row
     };
     draw(&mut app, 100, 24);
-    let last = app.live_cells[0].placed.last().unwrap().row;
-    assert!(last >= 2, "{:?}", app.live_cells[0].placed);
+    let last = app.drawn.lanes[0].placed.last().unwrap().row;
+    assert!(last >= 2, "{:?}", app.drawn.lanes[0].placed);
     let mut rows = vec![row_of(&app)];
     while rows.len() <= last {
         update(&mut app, key(KeyCode::Down));
@@ -1549,8 +1574,8 @@ fn the_model_picker_switches_and_keeps_the_text() {
     app.hub_cache = Some(cache.clone());
     // A local folder from config.toml, and one that does not exist.
     app.model_folders = vec![fixture(), cache.join("gone")];
-    update(&mut app, key(KeyCode::F(10)));
-    let picker = app.picker.clone().expect("the picker opens");
+    open_picker(&mut app);
+    let picker = app.picker().cloned().expect("the picker opens");
     assert_eq!(picker.entries.len(), 5);
     assert!(
         picker.entries[3].problem.is_none(),
@@ -1572,7 +1597,7 @@ fn the_model_picker_switches_and_keeps_the_text() {
     // The folders' paths differ from machine to machine: the snapshot is taken without them.
     update(&mut app, key(KeyCode::Esc));
     app.model_folders.clear();
-    update(&mut app, key(KeyCode::F(10)));
+    open_picker(&mut app);
     update(&mut app, key(KeyCode::Down));
     let screen = draw(&mut app, 100, 24);
     assert!(
@@ -1607,7 +1632,18 @@ fn the_model_picker_switches_and_keeps_the_text() {
     )
     .unwrap();
     let info = loaded.model.info().clone();
-    app.switch_model(Arc::new(loaded.codec), info, template);
+    let engine = dlm_tui::engine::Engine::new(loaded.model).unwrap();
+    let switch = dlm_tui::tui::app::ModelSwitch {
+        codec: Arc::new(loaded.codec),
+        info,
+        chat_template: template,
+        engine: dlm_tui::tui::app::EngineSlot::new(engine),
+    };
+    let effects = update(&mut app, Action::ModelLoaded(Ok(switch)));
+    assert!(
+        matches!(effects.as_slice(), [Effect::UseEngine(_)]),
+        "{effects:?}"
+    );
     assert_eq!(app.model.name, "someone/tiny");
     assert_eq!(app.doc.to_prompt(), text);
     assert!(app.run.is_none() && app.loading.is_none());
@@ -1620,11 +1656,12 @@ fn the_model_picker_switches_and_keeps_the_text() {
 #[test]
 fn the_picker_hub_id_field_downloads_then_loads() {
     use dlm_tui::hub::DownloadProgress;
-    use dlm_tui::tui::app::{DownloadNews, Effect, ModelSource};
+    use dlm_tui::tui::app::{Effect, ModelSource};
+    use dlm_tui::tui::download::DownloadNews;
     let (mut app, _engine) = prepared();
-    update(&mut app, key(KeyCode::F(10)));
+    open_picker(&mut app);
     type_text(&mut app, "test-org/tiny-dream");
-    let picker = app.picker.clone().unwrap();
+    let picker = app.picker().cloned().unwrap();
     assert!(picker.on_hub_id() && picker.hub_id == "test-org/tiny-dream");
     let screen = draw(&mut app, 100, 24);
     insta::assert_snapshot!("picker_hub_id", screen);
@@ -1633,7 +1670,7 @@ fn the_picker_hub_id_field_downloads_then_loads() {
         panic!("expected a download, got {effects:?}");
     };
     assert_eq!(spec.to_string(), "test-org/tiny-dream");
-    assert!(app.picker.is_none());
+    assert!(app.picker().is_none());
     let progress = DownloadProgress {
         total_files: 4,
         total_bytes: 3 << 20,
@@ -1662,10 +1699,10 @@ fn the_picker_hub_id_field_downloads_then_loads() {
         &mut app,
         Action::Download(DownloadNews::Finished(Err("download cancelled".into()))),
     );
-    assert!(app.download.is_none());
+    assert!(app.download().is_none());
     assert!(app.message.as_ref().unwrap().text.contains("cancelled"));
     // Again, to the end: the model folder is loaded under its hub id.
-    update(&mut app, key(KeyCode::F(10)));
+    open_picker(&mut app);
     type_text(&mut app, "test-org/tiny-dream");
     update(&mut app, key(KeyCode::Enter));
     let effects = update(
@@ -1677,12 +1714,15 @@ fn the_picker_hub_id_field_downloads_then_loads() {
     };
     assert_eq!((dir, name.as_str()), (&fixture(), "test-org/tiny-dream"));
     assert_eq!(app.loading.as_deref(), Some("test-org/tiny-dream"));
-    app.load_failed("not loaded in this test".into());
+    update(
+        &mut app,
+        Action::ModelLoaded(Err("not loaded in this test".into())),
+    );
     // A malformed id is refused where it was typed.
-    update(&mut app, key(KeyCode::F(10)));
+    open_picker(&mut app);
     type_text(&mut app, "no-slash");
     assert!(update(&mut app, key(KeyCode::Enter)).is_empty());
-    assert!(app.picker.is_some());
+    assert!(app.picker().is_some());
     assert!(app
         .message
         .as_ref()
@@ -1761,4 +1801,76 @@ fn a_remote_lane_beside_shows_frames_not_sampler_figures() {
         "{screen}"
     );
     assert!(!screen.contains("tok/s 10"), "{screen}");
+}
+
+/// The help is generated from the key table for every scope: opened from each panel (and with
+/// a value typed, and the inspector open), it lists that panel's keys after the global ones,
+/// then every other scope's.
+#[test]
+fn the_help_is_generated_for_every_scope() {
+    let (mut app, engine) = prepared();
+    run_to_end(&mut app, &engine);
+    let opened_from = |app: &mut App, name: &str| {
+        let scope = app.panel_scope();
+        update(app, key(KeyCode::F(1)));
+        let screen = draw(app, 100, 150);
+        update(app, key(KeyCode::Esc));
+        let sections: Vec<usize> = views::help_sections(scope)
+            .iter()
+            .map(|s| {
+                screen
+                    .find(s.title())
+                    .unwrap_or_else(|| panic!("{}", s.title()))
+            })
+            .collect();
+        assert!(sections.windows(2).all(|w| w[0] < w[1]), "{name}: {screen}");
+        insta::assert_snapshot!(format!("help_from_{name}"), screen);
+    };
+    opened_from(&mut app, "editor");
+    app.focus = Focus::Params;
+    opened_from(&mut app, "params");
+    update(&mut app, key(KeyCode::Enter));
+    assert_eq!(app.panel_scope(), Scope::Value);
+    opened_from(&mut app, "value");
+    update(&mut app, key(KeyCode::Esc));
+    app.focus = Focus::Live;
+    opened_from(&mut app, "live");
+    update(&mut app, key(KeyCode::Char('i')));
+    assert_eq!(app.panel_scope(), Scope::Inspector);
+    opened_from(&mut app, "inspector");
+}
+
+/// `[keys]` remaps the live panel's keys like any other: `inspect = "x"` opens the inspector
+/// with x, i is no longer it, and the help and the panel's hints name x.
+#[test]
+fn a_live_panel_key_remapped_in_the_config_works() {
+    let config =
+        dlm_tui::tui::config::Config::parse("[keys]\ninspect = [\"x\"]\n", "c.toml").unwrap();
+    let (mut app, engine) = prepared();
+    app.keymap = KeyMap::with_overrides(&config.keys).unwrap();
+    run_to_end(&mut app, &engine);
+    app.focus = Focus::Live;
+    update(&mut app, key(KeyCode::Char('i')));
+    assert!(app.inspector.is_none(), "i is no longer the inspector's");
+    let screen = draw(&mut app, 140, 30);
+    assert!(screen.contains("x inspect"), "{screen}");
+    update(&mut app, key(KeyCode::Char('x')));
+    assert!(app.inspector.is_some(), "x opens the inspector");
+    let screen = draw(&mut app, 140, 30);
+    assert!(screen.contains("x closes"), "{screen}");
+    update(&mut app, key(KeyCode::Char('x')));
+    assert!(app.inspector.is_none());
+    update(&mut app, key(KeyCode::F(1)));
+    let screen = draw(&mut app, 100, 150);
+    assert!(
+        screen.contains(" x                     open or close the token inspector"),
+        "{screen}"
+    );
+    // A binding that no key could reach is refused with the file's words.
+    let config =
+        dlm_tui::tui::config::Config::parse("[keys]\ninspect = [\"F5\"]\n", "c.toml").unwrap();
+    let e = KeyMap::with_overrides(&config.keys)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("F5") && e.contains("inspect"), "{e}");
 }

@@ -199,7 +199,7 @@ async fn model_facts(State(served): State<Arc<Served>>, headers: HeaderMap) -> R
     };
     Json(json!({
         "info": {
-            "name": info.name, "family": info.family, "mask_id": info.mask_id,
+            "name": info.name, "family": info.family.name(), "mask_id": info.mask_id,
             "logits_width": info.logits_width, "max_context": info.max_context,
             "shift_logits": info.shift_logits, "eos_ids": info.eos_ids, "eot_ids": info.eot_ids,
             "parameters": info.parameters, "weight_bytes": info.weight_bytes,

@@ -17,7 +17,7 @@ impl Toy {
         Self {
             info: ModelInfo {
                 name: "toy".into(),
-                family: "toy",
+                family: crate::model::Family::Local("toy"),
                 mask_id: MASK,
                 logits_width: 10,
                 max_context: 64,

@@ -268,7 +268,12 @@ pub fn load_dir_as(
     ]
     .iter()
     .any(|n| n.to_ascii_lowercase().contains("bd3lm"));
-    if named_bd3lm && matches!(model.info().family, "a2d-qwen3" | "a2d-qwen2") {
+    if named_bd3lm
+        && matches!(
+            model.info().family,
+            crate::model::Family::Local("a2d-qwen3" | "a2d-qwen2")
+        )
+    {
         model.decode_by_blocks(super::qwen::BD3LM_BLOCK)?;
     }
     Ok(LoadedModel {

@@ -84,13 +84,67 @@ impl std::fmt::Display for QuantSummary {
     }
 }
 
+/// A model's architecture family, or what stands in for a model in the playground.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Weights this process runs, or a `dlm-tui serve` runs with this sampler (`llada`,
+    /// `dream`, `sdar`, ...).
+    Local(&'static str),
+    /// A text-streaming server (Mercury, an OpenAI-compatible one): frames, not sampler steps.
+    Remote,
+    /// A saved trace replayed without a model.
+    Replay,
+}
+
+impl Family {
+    /// The families this version runs, by name.
+    pub const KNOWN: [&'static str; 7] = [
+        "llada",
+        "dream",
+        "a2d-qwen3",
+        "a2d-qwen2",
+        "sdar",
+        "fast-dllm-v2",
+        "modernbert",
+    ];
+
+    /// A known family by name (a served model's facts).
+    pub fn named(name: &str) -> Option<Self> {
+        Self::KNOWN
+            .into_iter()
+            .find(|&f| f == name)
+            .map(Family::Local)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Local(name) => name,
+            Family::Remote => "remote",
+            Family::Replay => "replay",
+        }
+    }
+}
+
+/// Compares by name (`info.family == "dream"` in tests and tools).
+impl PartialEq<&str> for Family {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// What the sampler and the UI need to know about a loaded model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelInfo {
     /// Human-readable name (folder name or hub id).
     pub name: String,
     /// Architecture family, e.g. `llada`.
-    pub family: &'static str,
+    pub family: Family,
     /// Token id of `[MASK]`.
     pub mask_id: u32,
     /// Width of a logits row (the embedding size, which may exceed the tokenizer's vocabulary).

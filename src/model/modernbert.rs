@@ -15,7 +15,7 @@ use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
 use super::layers::{linear, Dense, INIT_STD, TIED_HEAD_COPY_MAX};
-use super::{Denoiser, ModelInfo};
+use super::{Denoiser, Family, ModelInfo};
 use crate::sampler::Logits;
 
 /// The keys of ModernBERT's `config.json` that change the computation (transformers' defaults).
@@ -316,7 +316,7 @@ impl ModernBert {
         let positions = cfg.max_position_embeddings.min(MAX_CONTEXT);
         let info = ModelInfo {
             name,
-            family: "modernbert",
+            family: Family::Local("modernbert"),
             mask_id,
             logits_width: cfg.vocab_size,
             max_context: positions,

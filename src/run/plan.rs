@@ -128,7 +128,7 @@ pub fn lane_params(
     } else {
         let p = settings.sampler_params(masked);
         // A text-streaming server's lane is its frames, not a strategy's.
-        let label = if model.family == "remote" {
+        let label = if model.family == crate::model::Family::Remote {
             "frames".to_string()
         } else {
             p.method()

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use crossterm::event::{Event as TermEvent, EventStream, KeyCode, KeyEventKind, KeyModifiers};
+use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
 use futures_util::StreamExt;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
@@ -12,11 +12,20 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Gauge, Paragraph};
 use ratatui::Frame;
 
+use super::keymap::{Command, Input, KeyMap, Scope};
 use super::theme::Theme;
 use crate::hub::{DownloadProgress, Fetched, Hub, ProgressSink, RepoSpec};
 
+/// What the runtime reports of a download started in the playground.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DownloadNews {
+    Progress(DownloadProgress, Duration),
+    /// The model's folder, or why there is none.
+    Finished(Result<std::path::PathBuf, String>),
+}
+
 /// What the panel shows.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DownloadView {
     pub spec: String,
     pub endpoint: String,
@@ -193,9 +202,11 @@ async fn download_under_panel(
             }
             event = input.next() => {
                 if let Some(Ok(TermEvent::Key(key))) = event {
-                    let ctrl_c = key.code == KeyCode::Char('c')
-                        && key.modifiers.contains(KeyModifiers::CONTROL);
-                    let cancel = matches!(key.code, KeyCode::Esc | KeyCode::Char('q')) || ctrl_c;
+                    // The panel's keys, as the playground's download panel has them.
+                    let cancel = matches!(
+                        KeyMap::defaults().translate(Scope::Download, &key),
+                        Input::Command(Command::CancelDownload | Command::Quit)
+                    );
                     if key.kind != KeyEventKind::Release && cancel {
                         task.abort();
                         return Err(anyhow!(
@@ -210,23 +221,33 @@ async fn download_under_panel(
 }
 
 /// A download started from inside the playground (the model picker's hub id): it runs on a
-/// thread with a runtime of its own, so the interface stays responsive.
+/// thread with a runtime of its own, so the interface stays responsive, and reports through
+/// the callbacks: `progress` now and then (from inside the download's runtime: it must not
+/// block), `finished` once at the end.
 pub struct DownloadTask {
-    /// The latest progress.
-    pub progress: tokio::sync::watch::Receiver<DownloadProgress>,
-    /// The model's folder, or why there is none.
-    pub done: tokio::sync::oneshot::Receiver<Result<std::path::PathBuf, String>>,
     cancel: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// Progress is reported at most this often.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(50);
+
 impl DownloadTask {
     /// Fetches `spec` (at once from the cache when it is complete there).
-    pub fn start(spec: RepoSpec) -> Self {
-        let (progress_tx, progress) = tokio::sync::watch::channel(DownloadProgress::default());
-        let (done_tx, done) = tokio::sync::oneshot::channel();
+    pub fn start(
+        spec: RepoSpec,
+        progress: impl Fn(DownloadNews) + Send + Sync + 'static,
+        finished: impl FnOnce(DownloadNews) + Send + 'static,
+    ) -> Self {
         let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
+        let started = Instant::now();
+        let last = std::sync::Mutex::new(None::<Instant>);
         let sink: ProgressSink = std::sync::Arc::new(move |p: &DownloadProgress| {
-            progress_tx.send_replace(p.clone());
+            let Ok(mut last) = last.lock() else { return };
+            if last.is_some_and(|at| at.elapsed() < PROGRESS_INTERVAL) {
+                return;
+            }
+            *last = Some(Instant::now());
+            progress(DownloadNews::Progress(p.clone(), started.elapsed()));
         });
         std::thread::spawn(move || {
             let result = crate::hub::runtime().and_then(|runtime| {
@@ -241,16 +262,16 @@ impl DownloadTask {
                     }
                 })
             });
-            let _ = done_tx.send(result.map(|f| f.dir).map_err(|e| format!("{e:#}")));
+            finished(DownloadNews::Finished(
+                result.map(|f| f.dir).map_err(|e| format!("{e:#}")),
+            ));
         });
         Self {
-            progress,
-            done,
             cancel: Some(cancel),
         }
     }
 
-    /// Stops the download; `done` then reports the cancellation.
+    /// Stops the download; `finished` then reports the cancellation.
     pub fn cancel(&mut self) {
         if let Some(cancel) = self.cancel.take() {
             let _ = cancel.send(());

@@ -28,11 +28,12 @@ use ratatui::DefaultTerminal;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::engine::trace::Trace;
-use crate::engine::{Canceller, Engine, Event, JobHandle};
+use crate::engine::{Canceller, Engine, JobHandle};
 use crate::model::loader::LoadedModel;
 use crate::model::ModelInfo;
 use crate::text::TextCodec;
-use app::{update, Action, App, DownloadNews, Effect, Message, MessageKind, RunView};
+use app::{update, Action, App, Effect, Message, MessageKind, RunView};
+use download::DownloadNews;
 use keymap::{Command, KeyMap};
 use theme::Theme;
 
@@ -233,7 +234,7 @@ pub fn replay(codec: TextCodec, trace: Trace, source: &str, options: Options) ->
 pub fn replay_app(codec: TextCodec, trace: &Trace, source: &str, options: Options) -> App {
     let info = ModelInfo {
         name: trace.model.clone(),
-        family: "replay",
+        family: crate::model::Family::Replay,
         mask_id: trace.mask_id,
         logits_width: codec.vocab_size(),
         max_context: trace.canvas.len().max(1),
@@ -338,11 +339,41 @@ fn restore_terminal() {
     let _ = stdout().flush();
 }
 
-async fn next_engine_event(job: &mut Option<JobHandle>) -> Option<Event> {
-    match job {
-        Some(handle) => handle.events.recv().await,
-        None => std::future::pending().await,
-    }
+/// Where background work reports to the loop: the engine's steps, the model loader, the
+/// picker's scan and the download all send [`Action`]s here, and only `update` reads them.
+/// Bounded, so an engine faster than the screen waits rather than piling up steps.
+type Inbox = tokio::sync::mpsc::Sender<Action>;
+
+const INBOX_SIZE: usize = 256;
+
+/// Forwards a job's events to the inbox until its last one.
+fn relay(mut job: JobHandle, inbox: Inbox) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(event) = job.events.recv().await {
+            let last = event.is_last();
+            if inbox.send(Action::Engine(event)).await.is_err() || last {
+                break;
+            }
+        }
+    })
+}
+
+/// Loads `source` and starts its engine on a thread of its own; the inbox hears how it went.
+fn load_in_background(source: app::ModelSource, load: ModelLoad, inbox: Inbox) {
+    std::thread::spawn(move || {
+        let loaded =
+            load_source(&source, load).and_then(|(LoadedModel { model, codec }, template)| {
+                let info = model.info().clone();
+                let engine = Engine::new(model).map_err(|e| format!("{e:#}"))?;
+                Ok(app::ModelSwitch {
+                    codec: Arc::new(codec),
+                    info,
+                    chat_template: template,
+                    engine: app::EngineSlot::new(engine),
+                })
+            });
+        let _ = inbox.blocking_send(Action::ModelLoaded(loaded));
+    });
 }
 
 async fn event_loop(
@@ -354,11 +385,10 @@ async fn event_loop(
     export_dir: &std::path::Path,
 ) -> Result<()> {
     let mut input = EventStream::new();
-    // A model the picker chose, loading on its own thread.
-    let mut loading: Option<tokio::sync::oneshot::Receiver<Loaded>> = None;
+    let (inbox, mut news) = tokio::sync::mpsc::channel::<Action>(INBOX_SIZE);
     // A hub model the picker asked for, downloading on its own thread.
-    let mut download: Option<(download::DownloadTask, Instant)> = None;
-    let mut job: Option<JobHandle> = None;
+    let mut download: Option<download::DownloadTask> = None;
+    let mut relaying: Option<tokio::task::JoinHandle<()>> = None;
     let mut canceller: Option<Canceller> = None;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
@@ -377,7 +407,7 @@ async fn event_loop(
     loop {
         if needs_draw && last_draw.elapsed() >= FRAME_INTERVAL {
             terminal.draw(|frame| {
-                views::render(app, frame).apply(app);
+                app.drawn = views::render(app, frame);
             })?;
             needs_draw = false;
             last_draw = Instant::now();
@@ -392,60 +422,23 @@ async fn event_loop(
                 Some(Err(e)) => return Err(e).context("reading terminal input"),
                 None => Some(Action::Command(Command::Quit)),
             },
-            event = next_engine_event(&mut job) => match event {
-                Some(event) => {
-                    let last = event.is_last();
-                    if last {
-                        job = None;
+            action = news.recv() => {
+                if let Some(Action::Engine(event)) = &action {
+                    if event.is_last() {
                         canceller = None;
                     }
-                    Some(Action::Engine(event))
                 }
-                None => { job = None; None }
-            },
+                if matches!(action, Some(Action::Download(DownloadNews::Finished(_)))) {
+                    download = None;
+                }
+                action
+            }
             _ = ticker.tick() => {
                 // The replay moves on with the time that passed since the last tick.
                 let now = Instant::now();
                 let elapsed = now.duration_since(last_tick);
                 last_tick = now;
                 app.run.as_ref().is_some_and(|r| r.replaying()).then_some(Action::Tick(elapsed))
-            }
-            loaded = async { loading.as_mut().expect("guarded").await }, if loading.is_some() => {
-                loading = None;
-                match loaded {
-                    Ok(Ok((LoadedModel { model, codec }, template))) => {
-                        let info = model.info().clone();
-                        // The old engine's thread is idle (no switch during a run): dropping it
-                        // joins it and frees its weights before the new model runs.
-                        engine = None;
-                        match Engine::new(model) {
-                            Ok(new) => {
-                                engine = Some(new);
-                                app.switch_model(Arc::new(codec), info, template);
-                            }
-                            Err(e) => app.load_failed(format!("{e:#}")),
-                        }
-                    }
-                    Ok(Err(e)) => app.load_failed(e),
-                    Err(_) => app.load_failed("the loading thread stopped".into()),
-                }
-                needs_draw = true;
-                None
-            }
-            changed = async { download.as_mut().expect("guarded").0.progress.changed().await }, if download.is_some() => {
-                let task = download.as_mut().expect("guarded");
-                match changed {
-                    Ok(()) => {
-                        let progress = task.0.progress.borrow_and_update().clone();
-                        Some(Action::Download(DownloadNews::Progress(progress, task.1.elapsed())))
-                    }
-                    // The thread has ended: its result is on `done`.
-                    Err(_) => {
-                        let result = (&mut task.0.done).await.unwrap_or_else(|_| Err("the download thread stopped".into()));
-                        download = None;
-                        Some(Action::Download(DownloadNews::Finished(result)))
-                    }
-                }
             }
             _ = autosave_timer.tick() => {
                 let failed = autosave.failed.is_some();
@@ -461,18 +454,36 @@ async fn event_loop(
         let from_input = !matches!(action, Action::Engine(_) | Action::Tick(_));
         for effect in update(app, action) {
             match effect {
-                Effect::LoadModel(source) => {
-                    let (send, receive) = tokio::sync::oneshot::channel();
+                Effect::ScanModels { cache, folders } => {
+                    let inbox = inbox.clone();
                     std::thread::spawn(move || {
-                        let _ = send.send(load_source(&source, load));
+                        let entries = app::Picker::scan(cache.as_deref(), &folders);
+                        let _ = inbox.blocking_send(Action::Models(entries));
                     });
-                    loading = Some(receive);
+                }
+                Effect::LoadModel(source) => load_in_background(source, load, inbox.clone()),
+                Effect::UseEngine(slot) => {
+                    // The old engine's thread is idle (no switch during a run): dropping it
+                    // joins it and frees its weights.
+                    drop(engine.take());
+                    engine = slot.take();
                 }
                 Effect::Download(spec) => {
-                    download = Some((download::DownloadTask::start(spec), Instant::now()));
+                    let (progress, finished) = (inbox.clone(), inbox.clone());
+                    download = Some(download::DownloadTask::start(
+                        spec,
+                        // Progress may be dropped when the inbox is full (the next one says
+                        // more); the end never is.
+                        move |news| {
+                            let _ = progress.try_send(Action::Download(news));
+                        },
+                        move |news| {
+                            let _ = finished.blocking_send(Action::Download(news));
+                        },
+                    ));
                 }
                 Effect::CancelDownload => {
-                    if let Some((task, _)) = download.as_mut() {
+                    if let Some(task) = download.as_mut() {
                         task.cancel();
                     }
                 }
@@ -481,7 +492,12 @@ async fn event_loop(
                     if let Some(engine) = &engine {
                         let handle = engine.submit(new_job);
                         canceller = Some(handle.canceller());
-                        job = Some(handle);
+                        // A new run starts only after the last one's final event, so nothing
+                        // of it is still on the way.
+                        if let Some(old) = relaying.take() {
+                            old.abort();
+                        }
+                        relaying = Some(relay(handle, inbox.clone()));
                     }
                 }
                 Effect::Cancel => {

@@ -1,8 +1,7 @@
 //! The parameters panel: one row per schedule parameter, adjusted with arrows or typed in, each
 //! validated with a message that names it.
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-
+use super::keymap::Command;
 use crate::run::{Field, Settings};
 
 /// Cursor and typing state of the panel.
@@ -35,89 +34,65 @@ impl ParamsForm {
         buffer.push_str(&text);
     }
 
-    /// Keys while a value is typed; `None` when the key is not the form's (Ctrl and Alt keys
-    /// are never typed: Ctrl-Q still quits).
-    pub fn edit_key(&mut self, key: KeyEvent, s: &mut Settings) -> Option<Result<(), String>> {
+    /// A printable key: typed into the value being edited, or (a digit, a letter or a point)
+    /// the start of a new one.
+    pub fn type_char(&mut self, c: char) -> Result<(), String> {
         let field = self.selected();
-        let buffer = self.buffer.as_mut()?;
-        let plain = !key
-            .modifiers
-            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
-        match key.code {
-            KeyCode::Char(c) if plain => {
-                if !field.accepts(c) {
-                    return Some(Err(format!(
-                        "{}: a whole number (digits only)",
-                        field.label()
-                    )));
-                }
-                if std::mem::take(&mut self.replacing) {
-                    buffer.clear();
-                }
-                buffer.push(c)
-            }
-            KeyCode::Backspace => {
-                if std::mem::take(&mut self.replacing) {
-                    buffer.clear();
-                } else {
-                    buffer.pop();
-                }
-            }
-            KeyCode::Left | KeyCode::Right | KeyCode::End => self.replacing = false,
-            KeyCode::Esc => {
-                self.buffer = None;
-                self.replacing = false;
-            }
-            KeyCode::Enter => {
-                self.replacing = false;
-                let text = self.buffer.take().unwrap_or_default();
-                // Enter on an empty field cancels the edit.
-                if text.trim().is_empty() {
-                    return Some(Ok(()));
-                }
-                return Some(self.selected().set(s, &text));
-            }
-            _ => return None,
+        let editing = self.editing();
+        if !(editing || c.is_ascii_alphanumeric() || c == '.') {
+            return Ok(());
         }
-        Some(Ok(()))
+        if !field.accepts(c) {
+            return Err(format!("{}: a whole number (digits only)", field.label()));
+        }
+        let buffer = self.buffer.get_or_insert_with(String::new);
+        if std::mem::take(&mut self.replacing) {
+            buffer.clear();
+        }
+        buffer.push(c);
+        Ok(())
     }
 
-    /// Keys while browsing rows; `auto_steps` is what "auto" steps mean for the next run.
-    pub fn key(
+    /// The panel's commands while browsing rows and while a value is typed; `auto_steps` is
+    /// what "auto" steps mean for the next run.
+    pub fn command(
         &mut self,
-        key: KeyEvent,
+        command: Command,
         s: &mut Settings,
         auto_steps: usize,
     ) -> Result<(), String> {
-        match key.code {
-            KeyCode::Up => self.row = self.row.saturating_sub(1),
-            KeyCode::Down => self.row = (self.row + 1).min(Field::ALL.len() - 1),
-            KeyCode::Left | KeyCode::Char('-') => {
-                return self.selected().adjust_from(s, false, auto_steps)
-            }
-            KeyCode::Right | KeyCode::Char('+') | KeyCode::Char('=') => {
-                return self.selected().adjust_from(s, true, auto_steps)
-            }
-            // Enter opens the value for editing, selected (typing replaces it); typing a
-            // character starts a new one.
-            KeyCode::Enter => {
+        match command {
+            Command::ParamUp => self.row = self.row.saturating_sub(1),
+            Command::ParamDown => self.row = (self.row + 1).min(Field::ALL.len() - 1),
+            Command::ParamDecrease => return self.selected().adjust_from(s, false, auto_steps),
+            Command::ParamIncrease => return self.selected().adjust_from(s, true, auto_steps),
+            // The value opens selected: typing replaces it.
+            Command::ParamEdit => {
                 self.buffer = Some(self.selected().value(s));
                 self.replacing = true;
             }
-            KeyCode::Char(c)
-                if (c.is_ascii_alphanumeric() || c == '.')
-                    && !key
-                        .modifiers
-                        .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>
-            {
-                if !self.selected().accepts(c) {
-                    return Err(format!(
-                        "{}: a whole number (digits only)",
-                        self.selected().label()
-                    ));
+            Command::ValueBackspace => {
+                let replacing = std::mem::take(&mut self.replacing);
+                if let Some(buffer) = self.buffer.as_mut() {
+                    if replacing {
+                        buffer.clear();
+                    } else {
+                        buffer.pop();
+                    }
                 }
-                self.buffer = Some(c.to_string());
+            }
+            Command::ValueKeep => self.replacing = false,
+            Command::ValueCancel => {
+                self.buffer = None;
                 self.replacing = false;
+            }
+            Command::ValueConfirm => {
+                self.replacing = false;
+                let text = self.buffer.take().unwrap_or_default();
+                // Enter on an empty field cancels the edit.
+                if !text.trim().is_empty() {
+                    return self.selected().set(s, &text);
+                }
             }
             _ => {}
         }
@@ -128,6 +103,30 @@ impl ParamsForm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tui::keymap::{event, Input, KeyMap, Scope};
+
+    /// Presses keys as the app does: translated in the panel's scope, then run.
+    fn typed(form: &mut ParamsForm, s: &mut Settings, keys: &[&str]) -> Result<(), String> {
+        let map = KeyMap::defaults();
+        for key in keys {
+            let scope = if form.editing() {
+                Scope::Value
+            } else {
+                Scope::Params
+            };
+            match map.translate(scope, &event(key).unwrap()) {
+                Input::Command(c) => form.command(c, s, 64)?,
+                Input::Text(c) => form.type_char(c)?,
+                Input::Unbound => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn row(field: Field) -> usize {
+        Field::ALL.iter().position(|f| *f == field).unwrap()
+    }
+
     #[test]
     fn enter_on_an_empty_field_cancels() {
         let mut form = ParamsForm::default();
@@ -135,31 +134,13 @@ mod tests {
             steps: Some(12),
             ..Settings::default()
         };
-        form.row = Field::ALL.iter().position(|f| *f == Field::Steps).unwrap();
-        form.key(KeyEvent::from(KeyCode::Enter), &mut s, 64)
-            .unwrap();
+        form.row = row(Field::Steps);
+        typed(&mut form, &mut s, &["Enter"]).unwrap();
         assert!(form.editing());
-        form.edit_key(KeyEvent::from(KeyCode::Enter), &mut s)
-            .unwrap()
-            .unwrap();
+        form.buffer = Some(String::new());
+        typed(&mut form, &mut s, &["Enter"]).unwrap();
         assert!(!form.editing());
         assert_eq!(s.steps, Some(12));
-    }
-
-    fn typed(form: &mut ParamsForm, s: &mut Settings, keys: &[KeyEvent]) -> Result<(), String> {
-        for &key in keys {
-            match form.edit_key(key, s) {
-                Some(result) => result?,
-                None => form.key(key, s, 64)?,
-            }
-        }
-        Ok(())
-    }
-
-    fn chars(text: &str) -> Vec<KeyEvent> {
-        text.chars()
-            .map(|c| KeyEvent::from(KeyCode::Char(c)))
-            .collect()
     }
 
     /// Issue 29, item 5: Enter opens the old value selected, and typing replaces it.
@@ -167,35 +148,17 @@ mod tests {
     fn enter_then_typing_replaces_the_old_value() {
         let mut form = ParamsForm::default();
         let mut s = Settings::default();
-        form.row = Field::ALL
-            .iter()
-            .position(|f| *f == Field::Threshold)
-            .unwrap();
-        let mut keys = vec![KeyEvent::from(KeyCode::Enter)];
-        keys.extend(chars("0.9"));
-        keys.push(KeyEvent::from(KeyCode::Enter));
-        typed(&mut form, &mut s, &keys).unwrap();
+        form.row = row(Field::Threshold);
+        typed(&mut form, &mut s, &["Enter", "0", ".", "9", "Enter"]).unwrap();
         assert_eq!(
             s.params.parallel,
             Some(crate::sampler::Parallel::Threshold(0.9))
         );
-        form.row = Field::ALL
-            .iter()
-            .position(|f| *f == Field::Temperature)
-            .unwrap();
-        let mut keys = vec![KeyEvent::from(KeyCode::Enter)];
-        keys.extend(chars("1"));
-        keys.push(KeyEvent::from(KeyCode::Enter));
-        typed(&mut form, &mut s, &keys).unwrap();
+        form.row = row(Field::Temperature);
+        typed(&mut form, &mut s, &["Enter", "1", "Enter"]).unwrap();
         assert_eq!(s.params.temperature, 1.0);
         // Right first keeps the old value and types after it.
-        let mut keys = vec![
-            KeyEvent::from(KeyCode::Enter),
-            KeyEvent::from(KeyCode::Right),
-        ];
-        keys.extend(chars("5"));
-        keys.push(KeyEvent::from(KeyCode::Enter));
-        typed(&mut form, &mut s, &keys).unwrap();
+        typed(&mut form, &mut s, &["Enter", "Right", "5", "Enter"]).unwrap();
         assert_eq!(s.params.temperature, 15.0);
     }
 
@@ -205,19 +168,17 @@ mod tests {
     fn ctrl_keys_are_not_typed_and_numbers_take_digits() {
         let mut form = ParamsForm::default();
         let mut s = Settings::default();
-        form.row = Field::ALL.iter().position(|f| *f == Field::Length).unwrap();
-        typed(&mut form, &mut s, &[KeyEvent::from(KeyCode::Enter)]).unwrap();
-        let ctrl_q = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::CONTROL);
-        assert!(
-            form.edit_key(ctrl_q, &mut s).is_none(),
+        form.row = row(Field::Length);
+        typed(&mut form, &mut s, &["Enter"]).unwrap();
+        assert_eq!(
+            KeyMap::defaults().translate(Scope::Value, &event("Ctrl-Q").unwrap()),
+            Input::Command(Command::Quit),
             "Ctrl-Q is the app's"
         );
-        assert!(typed(&mut form, &mut s, &chars("1x")).is_err());
+        assert!(typed(&mut form, &mut s, &["1", "x"]).is_err());
         assert_eq!(form.buffer.as_deref(), Some("1"));
         form.buffer = None;
-        assert!(form
-            .key(KeyEvent::from(KeyCode::Char('a')), &mut s, 64)
-            .is_err());
+        assert!(typed(&mut form, &mut s, &["a"]).is_err());
         assert!(!form.editing());
     }
 }

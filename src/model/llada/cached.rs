@@ -11,7 +11,7 @@ use super::block::Kernels;
 use super::Llada;
 use crate::kernels::attention::PackedPast;
 use crate::model::layers::Dense;
-use crate::model::{AttentionKernel, BlockCache, Denoiser, KvCache, ModelInfo};
+use crate::model::{AttentionKernel, BlockCache, Denoiser, Family, KvCache, ModelInfo};
 use crate::sampler::blocks::{BlockRequest, Pass};
 use crate::sampler::{CacheMode, ForwardRequest, Logits};
 
@@ -314,7 +314,7 @@ impl Denoiser for Llada {
     }
 
     fn decode_by_blocks(&mut self, size: usize) -> Result<()> {
-        if !matches!(self.info.family, "a2d-qwen3" | "a2d-qwen2") {
+        if !matches!(self.info.family, Family::Local("a2d-qwen3" | "a2d-qwen2")) {
             return Err(crate::model::no_block_diffusion(&self.info));
         }
         if size == 0 {

@@ -23,7 +23,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Init, Linear, VarBuilder};
 
 use super::layers::{linear, Dense, INIT_STD, TIED_HEAD_COPY_MAX};
-use super::{AttentionKernel, ModelInfo};
+use super::{AttentionKernel, Family, ModelInfo};
 use block::{Block, RmsNorm, Rotary};
 
 /// Linear layers that come as quantized blocks (a GGUF file's): the weight named `name` (the
@@ -180,7 +180,7 @@ impl Llada {
         let rotary = Rotary::new(&cfg, &device)?;
         let mut info = ModelInfo {
             name,
-            family: cfg.family.unwrap_or(cfg.naming.family()),
+            family: Family::Local(cfg.family.unwrap_or(cfg.naming.family())),
             mask_id: cfg.mask_token_id.unwrap_or_default(),
             logits_width: rows,
             max_context: cfg.max_sequence_length,

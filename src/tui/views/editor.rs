@@ -8,6 +8,7 @@ use ratatui::Frame;
 use super::{inner, panel, styled};
 use crate::tui::app::{span_label, unit_width, App, Focus};
 use crate::tui::editor::{visual_rows, Unit};
+use crate::tui::keymap::Command;
 
 /// Draws the editor; returns its text area and how many rows are scrolled off the top.
 pub fn render(app: &App, frame: &mut Frame, area: Rect) -> (Rect, usize) {
@@ -32,7 +33,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> (Rect, usize) {
         title.push(styled(theme.title, "· chat "));
     }
     if app.continuing && doc.mask_count() > 0 {
-        title.push(styled(theme.title, "· F5 continues "));
+        title.push(styled(
+            theme.title,
+            format!("· {} continues ", app.key_name(Command::Run)),
+        ));
     }
     let block = panel(app, Line::from(title), Some(Focus::Editor));
     let text_area = inner(&block, area);
@@ -88,13 +92,17 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) -> (Rect, usize) {
     if doc.is_empty() && !show_cursor {
         lines = vec![Line::from(styled(
             theme.label,
-            "Type a prompt; select text and press Ctrl-K to mask it; F5 runs.",
+            format!(
+                "Type a prompt; select text and press {} to mask it; {} runs.",
+                app.key_name(Command::MaskSelection),
+                app.key_name(Command::Run)
+            ),
         ))];
     }
     frame.render_widget(Paragraph::new(lines), text_area);
     // The terminal's own cursor too, where the drawn one is: screen readers, and terminals
     // without colour (NO_COLOR), follow it.
-    if show_cursor && !app.show_help && !rows.is_empty() {
+    if show_cursor && app.overlay.is_none() && !rows.is_empty() {
         let (start, _) = rows[cursor_line];
         let column: usize = units[start..cursor.min(units.len())]
             .iter()

@@ -8,7 +8,7 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use super::styled;
-use crate::tui::app::{App, Rect as HitRect};
+use crate::tui::app::{App, Area as HitRect};
 
 /// Draws the gauge in the one-row `area`; returns the bar's cells (for the mouse).
 pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {

@@ -9,9 +9,10 @@ use ratatui::Frame;
 use super::{inner, inspector, panel, styled};
 use crate::sampler::Strategy;
 use crate::tui::app::{
-    Agreement, App, Focus, LaneCells, LaneView, Rect as HitRect, RunState, RunView,
+    Agreement, App, Area as HitRect, Colouring, Focus, LaneCells, LaneView, RunState, RunView,
 };
 use crate::tui::flow::{self, visible_whitespace, Piece};
+use crate::tui::keymap::Command;
 
 /// How one masked position is drawn when the sampler has not proposed a token for it yet (the
 /// width of an average token of the embedded model, so that text moves little as it fills in).
@@ -26,10 +27,11 @@ pub const WINDOW_MARK: &str = "│";
 pub fn render(app: &App, frame: &mut Frame, area: Rect) -> (HitRect, Vec<LaneCells>) {
     let Some(run) = &app.run else {
         let block = panel(app, " Live ", Some(Focus::Live));
-        let text = Paragraph::new(
-            "Nothing has run yet. Press F5 to denoise the masked spans and the generation region; \
+        let text = Paragraph::new(format!(
+            "Nothing has run yet. Press {} to denoise the masked spans and the generation region; \
              each step appears here as it arrives.",
-        )
+            app.key_name(Command::Run)
+        ))
         .style(app.theme().label)
         .wrap(Wrap { trim: true });
         frame.render_widget(text, inner(&block, area));
@@ -78,9 +80,9 @@ fn render_lane(
     );
     // By commit order, a token's place in the run (0 first step, 1 last) takes the confidence
     // palette's place; the legend gives the step ranges.
-    let scores = if app.confidence_colours {
+    let scores = if app.colouring == Colouring::Confidence {
         lane.scores_until(step, canvas.len())
-    } else if app.commit_order {
+    } else if app.colouring == Colouring::CommitOrder {
         let last = planned.max(2) - 1;
         lane.commit_steps_until(step, canvas.len())
             .into_iter()
@@ -312,7 +314,7 @@ fn render_lane(
     // F2's colours get their legend on the first lane's border; the right-aligned marks and
     // hints below take only the room it leaves (they drew over it).
     let mut legend_width = 0;
-    let block = if app.confidence_colours && first_lane {
+    let block = if app.colouring == Colouring::Confidence && first_lane {
         let legend = Line::from(vec![
             styled(theme.label, " confidence "),
             styled(theme.confidence(0.1), "<.25"),
@@ -326,7 +328,7 @@ fn render_lane(
         ]);
         legend_width = legend.width();
         block.title_bottom(legend)
-    } else if app.commit_order && first_lane {
+    } else if app.colouring == Colouring::CommitOrder && first_lane {
         // The steps each band of the palette covers (its thresholds: 0.25, 0.5, 0.8).
         let last = planned.max(2) - 1;
         let at = |f: f64| 1 + (f * last as f64).ceil() as usize;
@@ -378,11 +380,15 @@ fn render_lane(
             s => format!("{s} steps/s"),
         };
         // The longest form that fits the border.
+        let k = |c: Command| app.key_name(c);
+        let (inspect, remask, refine) =
+            (k(Command::Inspect), k(Command::Remask), k(Command::Refine));
+        let (back, forward) = (k(Command::ScrubBack), k(Command::ScrubForward));
         let hints = if app.inspector.is_some() {
             vec![
-                " PgUp/PgDn step · m marks to re-mask · r refines · i closes ".to_string(),
-                " m re-mask · r refine · i closes ".to_string(),
-                " PgUp/PgDn step · i closes ".to_string(),
+                format!(" {back}/{forward} step · {remask} marks to re-mask · {refine} refines · {inspect} closes "),
+                format!(" {remask} re-mask · {refine} refine · {inspect} closes "),
+                format!(" {back}/{forward} step · {inspect} closes "),
             ]
         } else {
             // Space pauses what is playing (or following the run) and plays what is paused.
@@ -391,10 +397,13 @@ fn render_lane(
             } else {
                 "play"
             };
+            let play = k(Command::PlayPause);
+            let speeds = format!("{}{}", k(Command::Faster), k(Command::Slower));
+            let ghosts = k(Command::Ghosts);
             vec![
-                format!(" Space {space} · +- speed ({speed}) · ←→ step · ↑↓ scroll · i inspect · g ghosts "),
-                format!(" Space {space} · +- speed ({speed}) · ←→ step · i inspect "),
-                format!(" Space {space} · ←→ step · i inspect "),
+                format!(" {play} {space} · {speeds} speed ({speed}) · ←→ step · ↑↓ scroll · {inspect} inspect · {ghosts} ghosts "),
+                format!(" {play} {space} · {speeds} speed ({speed}) · ←→ step · {inspect} inspect "),
+                format!(" {play} {space} · ←→ step · {inspect} inspect "),
             ]
         };
         let room = room_right.saturating_sub(2);

@@ -4,6 +4,7 @@ mod charts;
 mod editor;
 mod gauge;
 mod help;
+pub use help::sections as help_sections;
 mod inspector;
 pub mod live;
 mod params;
@@ -16,40 +17,11 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::app::{App, Focus, Rect as HitRect};
+use super::app::{App, Area as HitRect, Drawn, Focus, Overlay};
 
 /// Smallest terminal the layout works in.
 pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 16;
-
-/// Where the panels went as drawn (for mouse hit-testing and scrolling).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Drawn {
-    /// The editor's text area, with its scroll.
-    pub editor: HitRect,
-    /// The live panel's first lane, with its scroll offset and rows.
-    pub live: HitRect,
-    /// The live panel as a whole (every lane), for clicks.
-    pub live_panel: HitRect,
-    /// The parameter rows, with the first row shown.
-    pub params: HitRect,
-    /// Where each lane's tokens were drawn (the token cursor and clicks).
-    pub lanes: Vec<crate::tui::app::LaneCells>,
-    /// The step gauge's bar.
-    pub gauge: HitRect,
-}
-
-impl Drawn {
-    /// Records the layout in the app.
-    pub fn apply(self, app: &mut App) {
-        app.editor_area = self.editor;
-        app.live_area = self.live;
-        app.params_area = self.params;
-        app.live_panel_area = self.live_panel;
-        app.live_cells = self.lanes;
-        app.gauge_area = self.gauge;
-    }
-}
 
 /// Draws the whole screen. Returns where the panels went.
 pub fn render(app: &App, frame: &mut Frame) -> Drawn {
@@ -113,12 +85,13 @@ pub fn render(app: &App, frame: &mut Frame) -> Drawn {
         HitRect::default()
     };
     status::render(app, frame, status_area);
-    if app.show_help {
-        help::render(app, frame, area);
-    }
-    picker::render(app, frame, area);
-    if let Some(view) = &app.download {
-        crate::tui::download::render(view, app.theme(), frame, area);
+    match &app.overlay {
+        Some(Overlay::Help { scroll }) => help::render(app, *scroll, frame, area),
+        Some(Overlay::Picker(p)) => picker::render(app, p, frame, area),
+        Some(Overlay::Download(view)) => {
+            crate::tui::download::render(view, app.theme(), frame, area)
+        }
+        None => {}
     }
     Drawn {
         editor: HitRect {

@@ -7,7 +7,7 @@ use ratatui::Frame;
 
 use super::{inner, panel, styled};
 use crate::run::Field;
-use crate::tui::app::{App, Focus, Rect as HitRect};
+use crate::tui::app::{App, Area as HitRect, Focus};
 
 /// Draws the panel; returns its body with the index of the first row shown (for clicks).
 pub fn render(app: &App, frame: &mut Frame, area: Rect) -> HitRect {

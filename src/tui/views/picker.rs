@@ -8,11 +8,12 @@ use ratatui::widgets::{Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::{centered, inner, panel, styled};
-use crate::tui::app::App;
+use crate::tui::app::{App, Picker};
+use crate::tui::keymap::Command;
 
-pub fn render(app: &App, frame: &mut Frame, area: Rect) {
-    let Some(picker) = &app.picker else { return };
+pub fn render(app: &App, picker: &Picker, frame: &mut Frame, area: Rect) {
     let theme = app.theme();
+    let close = app.key_name(Command::PickerClose);
     let width = 100.min(area.width);
     // Borders, marker, family, size and state take 37 cells; the name gets the rest.
     let name_width = (width as usize).saturating_sub(37).clamp(12, 56);
@@ -65,15 +66,29 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             )
         },
     ]));
+    if picker.scanning {
+        lines.insert(
+            0,
+            Line::from(styled(
+                theme.label,
+                "  looking for models in the hub cache…",
+            )),
+        );
+    }
     lines.push(Line::default());
     let note = match picker.entries.get(picker.selected) {
         Some(entry) => match &entry.problem {
             Some(problem) => problem.clone(),
-            None => "Enter switches to it (your text and masks stay); Esc closes.".to_string(),
+            None => format!(
+                "{} switches to it (your text and masks stay); {close} closes.",
+                app.key_name(Command::PickerChoose)
+            ),
         },
-        None => "Enter downloads it from the hub (ORG/NAME or ORG/NAME@REVISION; a complete \
-                 one opens from the cache) and switches to it; Esc closes."
-            .to_string(),
+        None => format!(
+            "{} downloads it from the hub (ORG/NAME or ORG/NAME@REVISION; a complete one opens \
+             from the cache) and switches to it; {close} closes.",
+            app.key_name(Command::PickerChoose)
+        ),
     };
     lines.push(Line::from(styled(theme.label, note)));
     lines.push(Line::from(styled(
@@ -85,7 +100,14 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let height = (rows + 2).min(area.height);
     let popup = centered(area, width, height);
     frame.render_widget(Clear, popup);
-    let block = panel(app, " Models (F10) · Up/Down · Enter switches · Esc ", None);
+    let title = format!(
+        " Models ({}) · {}/{} · {} switches · {close} ",
+        app.key_name(Command::PickModel),
+        app.key_name(Command::PickerUp),
+        app.key_name(Command::PickerDown),
+        app.key_name(Command::PickerChoose),
+    );
+    let block = panel(app, title, None);
     frame.render_widget(paragraph, inner(&block, popup));
     frame.render_widget(block, popup);
 }
