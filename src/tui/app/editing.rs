@@ -129,3 +129,58 @@ fn unicode_width(c: char) -> usize {
         c => c.width().unwrap_or(1),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::app::test_app;
+
+    /// Ctrl-K on words after a space masks the words' tokens and says the span holds the space.
+    #[test]
+    fn masking_a_selection_counts_its_tokens_and_says_what_it_covers() {
+        let mut app = test_app();
+        app.doc = Document::from_prompt("The dog ran to the park and played.");
+        let start = "The dog ran ".chars().count();
+        app.doc.move_to(start, false);
+        app.doc.move_to(start + "to the park".len(), true);
+        command(&mut app, Command::MaskSelection);
+        assert_eq!(app.doc.mask_count(), 3);
+        let said = &app.message.as_ref().unwrap().text;
+        assert!(
+            said.starts_with("masked 3 tokens: \" to the park\""),
+            "{said}"
+        );
+        // Nothing selected: it says how.
+        command(&mut app, Command::MaskSelection);
+        assert!(app
+            .message
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("select text first"));
+    }
+
+    /// Shift moves select, plain moves do not, and word moves jump words.
+    #[test]
+    fn moves_and_selections() {
+        let mut app = test_app();
+        app.doc = Document::from_prompt("one two");
+        command(&mut app, Command::SelectWordLeft);
+        assert_eq!(app.doc.selected_text().as_deref(), Some("two"));
+        command(&mut app, Command::LineStart);
+        assert!(app.doc.selection().is_none());
+        command(&mut app, Command::WordRight);
+        command(&mut app, Command::SelectLineEnd);
+        assert_eq!(app.doc.selected_text().as_deref(), Some(" two"));
+    }
+
+    /// A paste too long for the model's context is refused before it is laid out.
+    #[test]
+    fn an_oversized_paste_is_refused() {
+        let mut app = test_app();
+        let text = "x".repeat(app.tokens.max_chars * 300);
+        paste(&mut app, &text);
+        assert!(app.doc.is_empty());
+        assert!(app.message.as_ref().unwrap().text.starts_with("not pasted"));
+    }
+}

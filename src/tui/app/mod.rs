@@ -545,3 +545,120 @@ fn toggle_compare(app: &mut App) {
         "compare off".to_string()
     });
 }
+
+/// An app on the embedded model's tokenizer, for the rooms' tests (no engine: runs are
+/// effects, and events are fed by hand).
+#[cfg(test)]
+pub(crate) fn test_app() -> App {
+    let codec = crate::model::embedded::codec().unwrap();
+    let config = crate::model::embedded::config().unwrap();
+    let model = ModelInfo {
+        name: crate::model::embedded::NAME.to_string(),
+        family: Family::Local("llada"),
+        mask_id: config.mask_token_id.unwrap(),
+        logits_width: codec.vocab_size(),
+        max_context: 256,
+        shift_logits: false,
+        eos_ids: Vec::new(),
+        eot_ids: Vec::new(),
+        parameters: 0,
+        weight_bytes: 0,
+        quantization: None,
+        blocks: None,
+    };
+    let themes = vec![Theme::builtin("dark").unwrap()];
+    App::new(Arc::new(codec), model, KeyMap::defaults(), themes, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::keymap::event;
+
+    fn press(app: &mut App, key: &str) -> Vec<Effect> {
+        update(app, Action::Key(event(key).unwrap()))
+    }
+
+    /// The router sends a key to the room of the scope in effect: one key, four meanings.
+    #[test]
+    fn a_key_goes_to_the_room_of_the_focused_panel() {
+        let mut app = test_app();
+        app.doc = Document::from_prompt("ab");
+        press(&mut app, "Left");
+        assert_eq!(app.doc.cursor(), 1, "the editor moved its cursor");
+        app.focus = Focus::Params;
+        press(&mut app, "Down");
+        assert_eq!(app.form.row, 1, "the parameters panel moved its row");
+        press(&mut app, "Enter");
+        assert_eq!(app.scope(), Scope::Value);
+        press(&mut app, "Esc");
+        assert!(!app.form.editing(), "Esc left the value, not the run");
+        app.focus = Focus::Live;
+        press(&mut app, "-");
+        assert_eq!(app.replay_speed, 80.0, "the live panel changed the speed");
+        press(&mut app, "F1");
+        assert!(app.help_open());
+        press(&mut app, "x");
+        assert!(!app.help_open(), "any other key closes the help");
+    }
+
+    /// The overlays are exclusive: the picker takes the keys while it is open, and F10 closes it.
+    #[test]
+    fn the_picker_is_modal_and_its_scan_is_an_effect() {
+        let mut app = test_app();
+        let effects = press(&mut app, "F10");
+        assert!(
+            matches!(effects.as_slice(), [Effect::ScanModels { .. }]),
+            "{effects:?}"
+        );
+        assert!(app.picker().is_some_and(|p| p.scanning));
+        assert!(
+            press(&mut app, "F5").is_empty(),
+            "F5 waits under the picker"
+        );
+        assert!(app.run.is_none());
+        let entries = Picker::scan(None, &[]);
+        update(&mut app, Action::Models(entries));
+        let picker = app.picker().unwrap();
+        assert!(!picker.scanning && picker.entries.len() == 1);
+        assert_eq!(picker.selected, 0, "the model in use is chosen");
+        press(&mut app, "F10");
+        assert!(app.overlay.is_none());
+    }
+
+    /// Quit saves, and cancels a run first; a signal's quit does the same.
+    #[test]
+    fn quitting_saves_and_cancels_the_run() {
+        let mut app = test_app();
+        app.doc = Document::from_prompt("Once [MASK:2] time");
+        let effects = press(&mut app, "F5");
+        assert!(matches!(
+            effects.as_slice(),
+            [Effect::Submit(_), Effect::Save]
+        ));
+        assert!(app.running());
+        let effects = update(&mut app, Action::Command(Command::Quit));
+        assert_eq!(effects, vec![Effect::Cancel, Effect::Save]);
+        assert!(app.quit);
+    }
+
+    /// F2 cycles the colourings in order and comes back to plain.
+    #[test]
+    fn f2_cycles_the_colourings() {
+        let mut app = test_app();
+        let seen: Vec<Colouring> = (0..3)
+            .map(|_| {
+                press(&mut app, "F2");
+                app.colouring
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                Colouring::Confidence,
+                Colouring::CommitOrder,
+                Colouring::Plain
+            ]
+        );
+    }
+}

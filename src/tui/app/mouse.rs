@@ -166,3 +166,23 @@ pub(super) fn on_mouse(app: &mut App, mouse: MouseEvent) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The gauge's ends are the first and the last step; clicks past it clamp.
+    #[test]
+    fn a_click_on_the_gauge_means_a_step() {
+        let bar = Area {
+            x: 10,
+            width: 21,
+            ..Area::default()
+        };
+        assert_eq!(gauge_step(bar, 10, 40), 0);
+        assert_eq!(gauge_step(bar, 20, 40), 20);
+        assert_eq!(gauge_step(bar, 30, 40), 40);
+        assert_eq!(gauge_step(bar, 99, 40), 40);
+        assert_eq!(gauge_step(Area::default(), 5, 40), 0);
+    }
+}

@@ -473,6 +473,55 @@ impl TokenTable {
     }
 }
 
+impl super::App {
+    /// The latest text of every lane (under a `== label ==` line each when comparing), masks
+    /// still open shown as `[MASK]`; `None` before a run.
+    pub fn result_text(&self) -> Option<String> {
+        let run = self.run.as_ref()?;
+        let step = run.latest_step();
+        let mut out = String::new();
+        for lane in &run.lanes {
+            if run.lanes.len() > 1 {
+                out.push_str(&format!("== {} ==\n", lane.label));
+            }
+            let canvas = lane.canvas_at(step, &run.initial);
+            let text = self.codec.canvas_text(canvas, self.model.mask_id, true);
+            out.push_str(text.trim_end());
+            out.push('\n');
+        }
+        Some(out)
+    }
+
+    /// The first lane's latest canvas in prompt syntax: text, with the positions still masked
+    /// (a cancelled run) as `[MASK:N]` spans so the run can be continued; and how many are left.
+    pub fn result_prompt(&self) -> Option<(String, usize)> {
+        let run = self.run.as_ref()?;
+        let lane = run.lanes.first()?;
+        let canvas = lane.canvas_at(run.latest_step(), &run.initial);
+        let mask = self.model.mask_id;
+        let mut text = String::new();
+        let mut masks = 0;
+        for group in canvas.chunk_by(|a, b| (*a == mask) == (*b == mask)) {
+            if group[0] == mask {
+                masks += group.len();
+                // Written `word [MASK:N]`, as a user would type it: the space goes back into
+                // the span when encoded (TextCodec::span_takes_space), so the canvas is the same.
+                if self.codec.span_takes_space()
+                    && text.chars().last().is_some_and(|c| !c.is_whitespace())
+                {
+                    text.push(' ');
+                }
+                text.push_str(&crate::prompt::render(&[crate::prompt::Segment::Masks(
+                    group.len(),
+                )]));
+            } else {
+                text.push_str(&self.codec.decode(group, true));
+            }
+        }
+        Some((text, masks))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
