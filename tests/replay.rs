@@ -231,3 +231,44 @@ fn the_command_explains_what_it_needs() {
     assert!(stderr.contains("needs a terminal"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A block-diffusion run's trace keeps each step's block facts (blocks, cache, sub-block,
+/// bridge), so a replay draws the block view; a trace without them (older, or a canvas model's)
+/// reads as before.
+#[test]
+fn a_block_models_trace_keeps_its_blocks() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fast-dllm-v2-tiny");
+    let out = dlm(&[
+        "generate",
+        "--model-dir",
+        dir.to_str().unwrap(),
+        "--prompt",
+        "Once upon a time",
+        "--length",
+        "40",
+        "--json",
+        "--inspect",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let trace = read(&text, "trace.jsonl").unwrap();
+    let steps = &trace.lanes[0].steps;
+    assert!(steps.iter().all(|s| s.blocks.is_some()));
+    assert!(steps
+        .iter()
+        .any(|s| s.blocks.as_ref().unwrap().sub_block.is_some()));
+    // One block of 32 and the bridge token after it, all cached at the end.
+    let last = steps.last().unwrap().blocks.clone().unwrap();
+    assert_eq!(last.blocks, vec![0..32]);
+    assert_eq!(last.cached, 33);
+    let canvas_model = read(&trace_text(), "trace.jsonl").unwrap();
+    assert!(canvas_model.lanes[0]
+        .steps
+        .iter()
+        .all(|s| s.blocks.is_none()));
+}

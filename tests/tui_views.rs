@@ -1753,6 +1753,7 @@ fn a_remote_lane_beside_shows_frames_not_sampler_figures() {
         window: 2..4,
         scored: Vec::new(),
         remasked: Vec::new(),
+        blocks: None,
     };
     let lane = |label: &str| LaneView {
         label: label.into(),
@@ -1873,4 +1874,56 @@ fn a_live_panel_key_remapped_in_the_config_works() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("F5") && e.contains("inspect"), "{e}");
+}
+
+/// A block-diffusion model's lane shows its blocks: cached and exact, being denoised, still
+/// masked, in cells and in words, at 80x24 and 140x40; masking a span says what a block-causal
+/// model sees of the text.
+#[test]
+fn a_block_model_shows_its_blocks() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sdar-tiny");
+    let loaded = load_dir(&dir, Precision::F32, &Device::Cpu).unwrap();
+    let info = loaded.model.info().clone();
+    assert!(info.blocks.is_some());
+    let themes: Vec<Theme> = BUILTIN
+        .iter()
+        .map(|(n, _)| Theme::builtin(n).unwrap())
+        .collect();
+    let mut app = App::new(Arc::new(loaded.codec), info, KeyMap::defaults(), themes, 0);
+    app.follow_model_blocks();
+    let engine = Engine::new(loaded.model).unwrap();
+    type_text(&mut app, "Once upon a time there was a dog");
+    update(
+        &mut app,
+        Action::Key(KeyEvent::new(
+            KeyCode::Left,
+            KeyModifiers::CONTROL | KeyModifiers::SHIFT,
+        )),
+    );
+    update(&mut app, ctrl('k'));
+    let said = &app.message.as_ref().unwrap().text;
+    assert!(said.contains("block-causal"), "{said}");
+    app.settings.length = 24;
+    run_to_end(&mut app, &engine);
+    let run = app.run.as_ref().unwrap();
+    assert!(run.lanes[0].frames.iter().all(|f| f.blocks.is_some()));
+    // Midway: some blocks cached, one denoised, some to go.
+    let middle = run.latest_step() / 2;
+    app.run.as_mut().unwrap().cursor = Some(middle);
+    app.focus = Focus::Live;
+    let screen = draw(&mut app, 80, 24);
+    assert!(
+        screen.contains("cached · block") && screen.contains("denoising"),
+        "{screen}"
+    );
+    let wide = draw(&mut app, 140, 40);
+    assert!(
+        wide.contains('█') && wide.contains('▓') && wide.contains('░'),
+        "{wide}"
+    );
+    insta::assert_snapshot!("block_view_midway", wide);
+    // At the end every block is cached.
+    app.run.as_mut().unwrap().cursor = None;
+    let screen = draw(&mut app, 80, 24);
+    assert!(screen.contains("blocks cached"), "{screen}");
 }

@@ -83,6 +83,7 @@ impl Framing<'_> {
             scored: Vec::new(),
             committed,
             remasked,
+            blocks: None,
             canvas,
         }
     }

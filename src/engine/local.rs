@@ -145,6 +145,7 @@ impl LaneBackend for LocalLane {
                     window: report.window,
                     scored: report.scored,
                     remasked: report.remasked,
+                    blocks: report.blocks,
                 })
             }
             None => Progress::Done(LaneSummary {

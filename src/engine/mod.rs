@@ -72,6 +72,10 @@ pub struct StepEvent {
     pub scored: Vec<Scored>,
     /// Committed positions this step masked again (ReMDM); the canvas holds the mask there.
     pub remasked: Vec<usize>,
+    /// A block-diffusion lane's blocks, cache and sub-block after the step; `None` for a
+    /// canvas decoded whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<crate::sampler::BlockState>,
 }
 
 /// Totals of a finished lane.

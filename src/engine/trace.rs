@@ -106,6 +106,9 @@ pub fn step_line(step: &StepEvent, codec: &TextCodec, mask_id: u32) -> serde_jso
     if !step.remasked.is_empty() {
         line["remasked"] = json!(step.remasked);
     }
+    if let Some(blocks) = &step.blocks {
+        line["blocks"] = json!(blocks);
+    }
     if !step.scored.is_empty() {
         line["scored"] = step
             .scored
@@ -343,5 +346,8 @@ fn read_step(value: &Value, lane: usize, canvas: &mut [u32], mask_id: u32) -> Re
         window,
         scored,
         remasked,
+        // A hostile trace's block facts only draw the view: positions past the canvas are
+        // dropped there, never indexed.
+        blocks: serde_json::from_value(value["blocks"].clone()).ok(),
     })
 }

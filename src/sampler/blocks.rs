@@ -50,8 +50,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CacheMode, Commit, Logits, ModelTraits, Parallel, Proposal, Remdm, SamplerParams, Schedule,
-    Scored, StepReport, Strategy, TOP_CANDIDATES,
+    BlockState, CacheMode, Commit, Logits, ModelTraits, Parallel, Proposal, Remdm, SamplerParams,
+    Schedule, Scored, StepReport, Strategy, TOP_CANDIDATES,
 };
 
 /// How a block-diffusion step chooses which masked positions to commit (SDAR's
@@ -436,6 +436,15 @@ impl BlockSampler {
         let b = params.block_length;
         let prompt_len = prompt_end(&canvas, mask_id);
         let (prompt_blocks, blocks, len) = lay_out(params.layout, canvas.len(), prompt_len, b);
+        let asked = canvas.len().saturating_sub(prompt_len);
+        if params.layout == Layout::FastDllmV2 && blocks.is_empty() && asked > 0 {
+            // Its `generate` runs floor(new / block) blocks: it would return the prompt alone.
+            bail!(
+                "Fast-dLLM v2 generates whole blocks of {b} tokens, and {asked} masks make none \
+                 (its generate runs floor({asked} / {b}) blocks): ask for at least {b}, or set a \
+                 shorter block length"
+            );
+        }
         // Everything after the prompt is masked: the canvas grows or shrinks by masks.
         let mut tokens = canvas;
         tokens.resize(len, mask_id);
@@ -613,11 +622,15 @@ impl BlockSampler {
             return Ok(None);
         };
         let mut committed = Vec::new();
+        let mut bridged = Vec::new();
         if self.prefill {
             let logits = forward(&self.request(Pass::Prefill, &self.prompt_blocks))?;
             self.nfe += self.passes();
             self.prefill = false;
-            committed.extend(self.fill_autoregressive(&logits, self.prompt_len));
+            if let Some(c) = self.fill_autoregressive(&logits, self.prompt_len) {
+                bridged.push(c.pos);
+                committed.push(c);
+            }
         }
         if let Some(done) = self.unwritten.take() {
             forward(&self.request(Pass::Write, std::slice::from_ref(&done)))?;
@@ -626,18 +639,22 @@ impl BlockSampler {
         if self.params.layout == Layout::FastDllmV2 && self.fast_dllm_v2_stops(&block) {
             return Ok(None);
         }
-        let masks = match self.params.layout {
-            // Fast-dLLM v2 decodes the block's sub-blocks one after the other.
+        // Fast-dLLM v2 decodes the block's sub-blocks one after the other.
+        let sub_block = match self.params.layout {
             Layout::FastDllmV2 => {
                 let k = self.params.sub_block;
                 let first = self.masks_in(&block).first().copied();
-                let sub = first.map(|p| {
+                first.map(|p| {
                     let start = block.start + (p - block.start) / k * k;
                     start..(start + k).min(block.end)
-                });
-                sub.map_or_else(Vec::new, |sub| self.masks_in(&sub))
+                })
             }
-            _ => self.masks_in(&block),
+            _ => None,
+        };
+        let masks = match (&sub_block, self.params.layout) {
+            (Some(sub), _) => self.masks_in(sub),
+            (None, Layout::FastDllmV2) => Vec::new(),
+            (None, _) => self.masks_in(&block),
         };
         if self.step_in_block == 0 && self.params.layout == Layout::Bd3lm {
             self.counts = linear_counts(masks.len(), self.params.steps_per_block);
@@ -715,7 +732,9 @@ impl BlockSampler {
             self.steps_done += 1;
         }
         if self.masks_in(&block).is_empty() {
-            committed.extend(self.finish_block(block.clone(), &mut forward)?);
+            let filled = self.finish_block(block.clone(), &mut forward)?;
+            bridged.extend(filled.iter().map(|c| c.pos));
+            committed.extend(filled);
         }
         // Fast-dLLM v2 checks its stop rules before the next step: checked now, the canvas this
         // step reports is already the cut one (no pass comes in between).
@@ -736,7 +755,31 @@ impl BlockSampler {
             remasked: Vec::new(),
             held: 0,
             finishing: false,
+            blocks: Some(self.block_state(sub_block, bridged)),
         }))
+    }
+
+    /// Where the run stands for the block view: the blocks, what the cache holds now, the
+    /// sub-block decoded and the positions filled autoregressively.
+    fn block_state(&self, sub_block: Option<Range<usize>>, bridged: Vec<usize>) -> BlockState {
+        let len = self.tokens.len();
+        let blocks: Vec<Range<usize>> = self
+            .prompt_blocks
+            .iter()
+            .chain(&self.blocks)
+            .filter(|r| r.start < len)
+            .map(|r| r.start..r.end.min(len))
+            .collect();
+        // Everything before the block being denoised is written, but for a finished block
+        // whose write comes with the next block's first pass (BD3LM).
+        let next = self.current_block().map_or(len, |b| b.start);
+        let cached = self.unwritten.as_ref().map_or(next, |r| r.start.min(next));
+        BlockState {
+            blocks,
+            cached,
+            sub_block,
+            bridged,
+        }
     }
 
     /// A block without masks: written to the cache (SDAR: now; BD3LM: by the next block's first
@@ -938,6 +981,90 @@ mod tests {
         assert_eq!(sampler.tokens(), &[0, 1, 2, 3, 4, 0, 1, 2]);
         assert_eq!(passes.iter().filter(|p| **p == Pass::Write).count(), 2);
         assert!(!passes.contains(&Pass::Prefill));
+    }
+
+    /// Every step of `params` over `canvas` (a fake model whose best guess at each position
+    /// is `pos % 5`, ids 0-4, with mask id 5).
+    fn block_states(canvas: Vec<u32>, params: BlockParams) -> (Vec<BlockState>, Vec<Range<usize>>) {
+        let mut sampler = BlockSampler::new(canvas, params, 5).unwrap();
+        let (mut states, mut windows) = (Vec::new(), Vec::new());
+        let forward = |request: &BlockRequest| {
+            let rows = request.range.clone();
+            let mut data = vec![0f32; rows.len() * 6];
+            for (i, pos) in rows.clone().enumerate() {
+                data[i * 6 + pos % 5] = 1.0;
+            }
+            Ok(vec![Logits::at(data, 6, rows.start)])
+        };
+        while let Some(report) = sampler.step(forward).unwrap() {
+            states.push(report.blocks.expect("a block run reports its blocks"));
+            windows.push(report.window);
+        }
+        (states, windows)
+    }
+
+    /// The block view's facts: SDAR caches each block as it finishes; the cache never runs
+    /// ahead of the block being denoised and ends holding the canvas; block starts are fixed.
+    #[test]
+    fn block_states_follow_the_cache() {
+        let params = BlockParams {
+            block_length: 4,
+            steps_per_block: 2,
+            ..BlockParams::default()
+        };
+        let (states, windows) = block_states(vec![0, 1, 2, 3, 4, 5, 5, 5, 5, 5, 5, 5], params);
+        assert_eq!(states[0].blocks, vec![0..4, 4..8, 8..12]);
+        for (state, window) in states.iter().zip(&windows) {
+            assert!(state.cached <= window.end, "{state:?} {window:?}");
+            assert!(state.sub_block.is_none() && state.bridged.is_empty());
+        }
+        let cached: Vec<usize> = states.iter().map(|s| s.cached).collect();
+        assert!(cached.windows(2).all(|w| w[0] <= w[1]), "{cached:?}");
+        assert_eq!(cached.last(), Some(&12));
+        // BD3LM writes a finished block with the next block's first pass: one block behind.
+        let params = BlockParams {
+            block_length: 4,
+            steps_per_block: 4,
+            layout: Layout::Bd3lm,
+            ..BlockParams::default()
+        };
+        let (states, windows) = block_states(vec![0, 1, 2, 3, 5, 5, 5, 5, 5, 5, 5, 5], params);
+        let first_of_block_3 = windows.iter().position(|w| w.start == 8).unwrap();
+        assert_eq!(
+            states[first_of_block_3 - 1].cached,
+            4,
+            "block 2 awaits its write"
+        );
+        assert_eq!(
+            states[first_of_block_3].cached, 8,
+            "written by block 3's first pass"
+        );
+    }
+
+    /// Fast-dLLM v2: each step names its sub-block, and a finished block's write fills the next
+    /// block's first token autoregressively (the bridge).
+    #[test]
+    fn fast_dllm_v2_reports_sub_blocks_and_bridges() {
+        let params = BlockParams {
+            block_length: 4,
+            sub_block: 2,
+            layout: Layout::FastDllmV2,
+            rule: CommitRule::Threshold(1.0),
+            ..BlockParams::default()
+        };
+        let (states, windows) = block_states(vec![0, 1, 5, 5, 5, 5, 5, 5, 5, 5], params);
+        for (state, window) in states.iter().zip(&windows) {
+            if let Some(sub) = &state.sub_block {
+                assert!(sub.start >= window.start && sub.end <= window.end && sub.len() == 2);
+            }
+        }
+        assert!(states.iter().any(|s| s.sub_block.is_some()));
+        let bridges: Vec<usize> = states.iter().flat_map(|s| s.bridged.clone()).collect();
+        assert!(
+            bridges.contains(&4),
+            "block 2's first token bridges: {bridges:?}"
+        );
+        assert!(bridges.iter().all(|p| p % 4 == 0), "{bridges:?}");
     }
 
     #[test]

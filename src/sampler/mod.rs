@@ -381,6 +381,24 @@ pub struct StepReport {
     pub held: usize,
     /// Whether this is the step after the schedule that fills what such picks left masked.
     pub finishing: bool,
+    /// Where a block-diffusion run stands after the step ([`blocks`]); `None` for a canvas
+    /// decoded whole.
+    pub blocks: Option<BlockState>,
+}
+
+/// Where a block-diffusion step stands in its canvas: what the live panel's block view draws.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockState {
+    /// The canvas's blocks: the prompt's whole blocks, then the blocks decoded.
+    pub blocks: Vec<Range<usize>>,
+    /// The positions before this one hold keys and values in the cache after the step: exact,
+    /// never computed again.
+    pub cached: usize,
+    /// The sub-block the step decoded (Fast-dLLM v2), inside the step's block.
+    pub sub_block: Option<Range<usize>>,
+    /// Positions the step filled autoregressively, from the last row of the pass before them
+    /// (Fast-dLLM v2's bridge token into the next block), not by denoising.
+    pub bridged: Vec<usize>,
 }
 
 /// A position's most likely tokens with their probabilities, most likely first.
@@ -720,6 +738,7 @@ impl Sampler {
             remasked,
             held: 0,
             finishing: false,
+            blocks: None,
         }
     }
 

@@ -95,8 +95,14 @@ fn mask_selection(app: &mut App) {
             } else {
                 format!("\"{text}\"")
             };
+            // A block-causal model fills a span from what is left of it and its own block.
+            let sees = if app.model.blocks.is_some() {
+                "; block-causal: it sees only the text before it and its own block"
+            } else {
+                ""
+            };
             app.info(format!(
-                "masked {count} token{}: {covers}",
+                "masked {count} token{}: {covers}{sees}",
                 if count == 1 { "" } else { "s" }
             ));
         }

@@ -548,6 +548,7 @@ mod tests {
             window: 0..2,
             scored: Vec::new(),
             remasked,
+            blocks: None,
         };
         let lane = LaneView {
             label: "mercury frames".into(),

@@ -7,7 +7,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::{inner, inspector, panel, styled};
-use crate::sampler::Strategy;
+use crate::sampler::{BlockState, Strategy};
 use crate::tui::app::{
     Agreement, App, Area as HitRect, Colouring, Focus, LaneCells, LaneView, RunState, RunView,
 };
@@ -140,6 +140,10 @@ fn render_lane(
     } else {
         Vec::new()
     };
+    let bridged: Vec<usize> = frame_event
+        .and_then(|f| f.blocks.as_ref())
+        .map(|b| b.bridged.clone())
+        .unwrap_or_default();
     // Tokens this step masked again (ReMDM) show struck through, as they were.
     let remasked_now: std::collections::HashMap<usize, u32> =
         lane.remasked_at(step).into_iter().collect();
@@ -240,6 +244,13 @@ fn render_lane(
         } else {
             style
         };
+        // Fast-dLLM v2's bridge token (filled autoregressively into the next block) is
+        // underlined; the block view names it.
+        let style = if range.clone().any(|p| bridged.contains(&p)) {
+            style.add_modifier(Modifier::UNDERLINED)
+        } else {
+            style
+        };
         let end = range.end;
         pieces.push(Piece {
             range,
@@ -263,8 +274,20 @@ fn render_lane(
     let stats = Paragraph::new(stats_line(app, lane, shown, agreement, probability))
         .wrap(Wrap { trim: true });
     let stats_rows = stats.line_count(body.width).clamp(1, 2) as u16;
-    let [text_area, stats_area] =
-        Layout::vertical([Constraint::Min(1), Constraint::Length(stats_rows)]).areas(body);
+    // A block-diffusion lane gets its block view on the first row when there is room.
+    let blocks = frame_event
+        .and_then(|f| f.blocks.as_ref().map(|b| (b, f.window.clone())))
+        .filter(|_| body.height >= 5);
+    let [strip_area, text_area, stats_area] = Layout::vertical([
+        Constraint::Length(u16::from(blocks.is_some())),
+        Constraint::Min(1),
+        Constraint::Length(stats_rows),
+    ])
+    .areas(body);
+    if let Some((state, window)) = blocks {
+        let strip = block_strip(app, state, &window, canvas, strip_area.width as usize);
+        frame.render_widget(Paragraph::new(strip), strip_area);
+    }
     // The token inspector takes the bottom of the text area (the text scrolls to keep its token
     // in view above it).
     let inspector_lines = cursor.map(|pos| inspector::lines(app, lane, step, pos, canvas));
@@ -489,6 +512,79 @@ pub fn token_pieces<'a>(
 }
 
 /// Per-lane numbers: masks left, forward passes, time, mean confidence of committed tokens.
+/// The block view's row: a cell per block (cached and exact, being denoised, still masked)
+/// and what it means in words, the sub-block decoded and a bridge token; shorter forms for
+/// narrow lanes.
+fn block_strip(
+    app: &App,
+    state: &BlockState,
+    window: &std::ops::Range<usize>,
+    canvas: &[u32],
+    room: usize,
+) -> Line<'static> {
+    let theme = app.theme();
+    let len = canvas.len();
+    // A hostile trace's blocks past the canvas (or backwards) are dropped.
+    let blocks: Vec<std::ops::Range<usize>> = state
+        .blocks
+        .iter()
+        .filter(|b| b.start < b.end && b.end <= len)
+        .cloned()
+        .collect();
+    let cached = state.cached.min(len);
+    let done = window.end <= cached;
+    let current = blocks
+        .iter()
+        .position(|b| b.start <= window.start && window.start < b.end.max(b.start + 1));
+    let cached_blocks = blocks.iter().filter(|b| b.end <= cached).count();
+    let to_go = blocks
+        .iter()
+        .filter(|b| b.start >= window.end && b.end > cached)
+        .count();
+    let n = blocks.len();
+    let mut words = if done {
+        format!(" {cached_blocks} of {n} blocks cached")
+    } else {
+        let at = current.map_or(0, |c| c + 1);
+        let sub = state.sub_block.as_ref().map_or_else(String::new, |sub| {
+            let size = sub.len().max(1);
+            let k = (sub.start.saturating_sub(window.start)) / size + 1;
+            let of = window.len().div_ceil(size);
+            format!(" (sub-block {k}/{of})")
+        });
+        format!(" {cached_blocks} cached · block {at}/{n} denoising{sub} · {to_go} to go")
+    };
+    if let Some(&pos) = state.bridged.first() {
+        if let Some(&id) = canvas.get(pos) {
+            words.push_str(&format!(" · ↳ {:?} autoregressive", app.tokens.text(id)));
+        }
+    }
+    // The cells take what the words leave, at most one per block.
+    let cells_room = room.saturating_sub(words.chars().count() + 1);
+    let mut spans = vec![styled(theme.label, " ")];
+    if cells_room >= 4 {
+        let skip = n.saturating_sub(cells_room);
+        if skip > 0 {
+            spans.push(styled(theme.label, "…"));
+        }
+        for (i, b) in blocks.iter().enumerate().skip(skip + usize::from(skip > 0)) {
+            let (glyph, style) = if b.end <= cached {
+                ("█", theme.context)
+            } else if Some(i) == current && !done {
+                ("▓", theme.fresh)
+            } else if b.end <= window.start {
+                // Finished, written to the cache by the next block's first pass (BD3LM).
+                ("▇", theme.committed)
+            } else {
+                ("░", theme.mask)
+            };
+            spans.push(styled(style, glyph));
+        }
+    }
+    spans.push(styled(theme.label, words));
+    Line::from(spans)
+}
+
 fn stats_line(
     app: &App,
     lane: &LaneView,

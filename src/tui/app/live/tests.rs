@@ -54,6 +54,7 @@ fn stepping_through_a_run() {
             window: 0..canvas.len(),
             scored: Vec::new(),
             remasked: Vec::new(),
+            blocks: None,
         };
         on_engine(&mut app, Event::Step(step));
     }
