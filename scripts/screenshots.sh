@@ -100,8 +100,8 @@ keys C-PPage
 for _ in $(seq 1 "$step"); do tmux send-keys -t "$session" Right; sleep 0.05; done
 shot remdm
 # A block-diffusion model (the SDAR test fixture: random weights, so its text is noise) part way
-# through a run: the block being denoised between the │ marks, and the lane's tokens per forward
-# pass and cached extent in its stats.
+# through a run: the block view (cached blocks, the one being denoised, those to go), the block
+# between the │ marks, and the lane's tokens per forward pass and cached extent in its stats.
 tmux kill-session -t "$session" 2>/dev/null || true
 tmux new-session -d -s "$session" -x 120 -y 36 "cd $home && HOME=$home COLORTERM=truecolor XDG_CONFIG_HOME= XDG_DATA_HOME= $bin --no-session --model-dir $PWD/tests/fixtures/sdar-tiny"
 sleep 2
