@@ -7,7 +7,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::{inner, inspector, panel, styled};
-use crate::sampler::{BlockState, Strategy};
+use crate::sampler::Strategy;
 use crate::tui::app::{
     Agreement, App, Area as HitRect, Colouring, Focus, LaneCells, LaneView, RunState, RunView,
 };
@@ -285,7 +285,7 @@ fn render_lane(
     ])
     .areas(body);
     if let Some((state, window)) = blocks {
-        let strip = block_strip(app, state, &window, canvas, strip_area.width as usize);
+        let strip = super::blocks::strip(app, state, &window, canvas, strip_area.width as usize);
         frame.render_widget(Paragraph::new(strip), strip_area);
     }
     // The token inspector takes the bottom of the text area (the text scrolls to keep its token
@@ -512,79 +512,6 @@ pub fn token_pieces<'a>(
 }
 
 /// Per-lane numbers: masks left, forward passes, time, mean confidence of committed tokens.
-/// The block view's row: a cell per block (cached and exact, being denoised, still masked)
-/// and what it means in words, the sub-block decoded and a bridge token; shorter forms for
-/// narrow lanes.
-fn block_strip(
-    app: &App,
-    state: &BlockState,
-    window: &std::ops::Range<usize>,
-    canvas: &[u32],
-    room: usize,
-) -> Line<'static> {
-    let theme = app.theme();
-    let len = canvas.len();
-    // A hostile trace's blocks past the canvas (or backwards) are dropped.
-    let blocks: Vec<std::ops::Range<usize>> = state
-        .blocks
-        .iter()
-        .filter(|b| b.start < b.end && b.end <= len)
-        .cloned()
-        .collect();
-    let cached = state.cached.min(len);
-    let done = window.end <= cached;
-    let current = blocks
-        .iter()
-        .position(|b| b.start <= window.start && window.start < b.end.max(b.start + 1));
-    let cached_blocks = blocks.iter().filter(|b| b.end <= cached).count();
-    let to_go = blocks
-        .iter()
-        .filter(|b| b.start >= window.end && b.end > cached)
-        .count();
-    let n = blocks.len();
-    let mut words = if done {
-        format!(" {cached_blocks} of {n} blocks cached")
-    } else {
-        let at = current.map_or(0, |c| c + 1);
-        let sub = state.sub_block.as_ref().map_or_else(String::new, |sub| {
-            let size = sub.len().max(1);
-            let k = (sub.start.saturating_sub(window.start)) / size + 1;
-            let of = window.len().div_ceil(size);
-            format!(" (sub-block {k}/{of})")
-        });
-        format!(" {cached_blocks} cached · block {at}/{n} denoising{sub} · {to_go} to go")
-    };
-    if let Some(&pos) = state.bridged.first() {
-        if let Some(&id) = canvas.get(pos) {
-            words.push_str(&format!(" · ↳ {:?} autoregressive", app.tokens.text(id)));
-        }
-    }
-    // The cells take what the words leave, at most one per block.
-    let cells_room = room.saturating_sub(words.chars().count() + 1);
-    let mut spans = vec![styled(theme.label, " ")];
-    if cells_room >= 4 {
-        let skip = n.saturating_sub(cells_room);
-        if skip > 0 {
-            spans.push(styled(theme.label, "…"));
-        }
-        for (i, b) in blocks.iter().enumerate().skip(skip + usize::from(skip > 0)) {
-            let (glyph, style) = if b.end <= cached {
-                ("█", theme.context)
-            } else if Some(i) == current && !done {
-                ("▓", theme.fresh)
-            } else if b.end <= window.start {
-                // Finished, written to the cache by the next block's first pass (BD3LM).
-                ("▇", theme.committed)
-            } else {
-                ("░", theme.mask)
-            };
-            spans.push(styled(style, glyph));
-        }
-    }
-    spans.push(styled(theme.label, words));
-    Line::from(spans)
-}
-
 fn stats_line(
     app: &App,
     lane: &LaneView,

@@ -1,5 +1,6 @@
 //! Views: pure functions of [`App`] that draw into a frame. Colours come only from the theme.
 
+mod blocks;
 mod charts;
 mod editor;
 mod gauge;
