@@ -339,6 +339,14 @@ fn restore_terminal() {
     let _ = stdout().flush();
 }
 
+/// `text` with the user's home folder written `~` (paths in messages).
+fn shorten_home(text: &str) -> String {
+    match std::env::var("HOME") {
+        Ok(home) if home.len() > 1 => text.replace(&format!("{home}/"), "~/"),
+        _ => text.to_string(),
+    }
+}
+
 /// Where background work reports to the loop: the engine's steps, the model loader, the
 /// picker's scan and the download all send [`Action`]s here, and only `update` reads them.
 /// Bounded, so an engine faster than the screen waits rather than piling up steps.
@@ -508,7 +516,8 @@ async fn event_loop(
                 Effect::Export => {
                     let message = match session::export(app, export_dir) {
                         Ok(paths) => Message {
-                            text: format!("exported {paths}"),
+                            // The home folder as ~, so the paths fit the status line.
+                            text: format!("exported {}", shorten_home(&paths)),
                             kind: MessageKind::Info,
                         },
                         Err(e) => Message {

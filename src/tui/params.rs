@@ -4,6 +4,9 @@
 use super::keymap::Command;
 use crate::run::{Field, Settings};
 
+/// Rows PageUp and PageDown move (the panel shows about this many at 80x24).
+const PAGE: usize = 10;
+
 /// Cursor and typing state of the panel.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ParamsForm {
@@ -34,12 +37,23 @@ impl ParamsForm {
         buffer.push_str(&text);
     }
 
-    /// A printable key: typed into the value being edited, or (a digit, a letter or a point)
-    /// the start of a new one.
+    /// A printable key: typed into the value being edited; else a digit or a point starts a
+    /// new value, and a letter jumps to the next parameter whose name starts with it.
     pub fn type_char(&mut self, c: char) -> Result<(), String> {
         let field = self.selected();
         let editing = self.editing();
-        if !(editing || c.is_ascii_alphanumeric() || c == '.') {
+        if !editing && c.is_alphabetic() {
+            let n = Field::ALL.len();
+            let lower = c.to_lowercase().to_string();
+            if let Some(next) = (1..=n)
+                .map(|k| (self.row + k) % n)
+                .find(|&r| Field::ALL[r].label().starts_with(&lower))
+            {
+                self.row = next;
+            }
+            return Ok(());
+        }
+        if !(editing || c.is_ascii_digit() || c == '.') {
             return Ok(());
         }
         if !field.accepts(c) {
@@ -64,6 +78,10 @@ impl ParamsForm {
         match command {
             Command::ParamUp => self.row = self.row.saturating_sub(1),
             Command::ParamDown => self.row = (self.row + 1).min(Field::ALL.len() - 1),
+            Command::ParamFirst => self.row = 0,
+            Command::ParamLast => self.row = Field::ALL.len() - 1,
+            Command::ParamPageUp => self.row = self.row.saturating_sub(PAGE),
+            Command::ParamPageDown => self.row = (self.row + PAGE).min(Field::ALL.len() - 1),
             Command::ParamDecrease => return self.selected().adjust_from(s, false, auto_steps),
             Command::ParamIncrease => return self.selected().adjust_from(s, true, auto_steps),
             // The value opens selected: typing replaces it.
@@ -178,7 +196,33 @@ mod tests {
         assert!(typed(&mut form, &mut s, &["1", "x"]).is_err());
         assert_eq!(form.buffer.as_deref(), Some("1"));
         form.buffer = None;
-        assert!(typed(&mut form, &mut s, &["a"]).is_err());
+        assert!(
+            typed(&mut form, &mut s, &["a"]).is_ok(),
+            "a letter jumps, it is not typed"
+        );
         assert!(!form.editing());
+    }
+
+    /// Issue 29, item 9: Home/End/PageUp/PageDown move in the list, and a letter jumps to the
+    /// next parameter it starts (again: the one after).
+    #[test]
+    fn the_list_pages_and_letters_jump() {
+        let mut form = ParamsForm::default();
+        let mut s = Settings::default();
+        typed(&mut form, &mut s, &["End"]).unwrap();
+        assert_eq!(form.row, Field::ALL.len() - 1);
+        typed(&mut form, &mut s, &["Home", "PageDown"]).unwrap();
+        assert_eq!(form.row, PAGE);
+        typed(&mut form, &mut s, &["PageUp"]).unwrap();
+        assert_eq!(form.row, 0);
+        typed(&mut form, &mut s, &["c"]).unwrap();
+        assert_eq!(form.selected().label().chars().next(), Some('c'));
+        let first = form.row;
+        typed(&mut form, &mut s, &["c"]).unwrap();
+        assert!(form.row != first && form.selected().label().starts_with('c'));
+        assert!(!form.editing());
+        // A digit still starts a new value.
+        typed(&mut form, &mut s, &["Home", "7"]).unwrap();
+        assert_eq!(form.buffer.as_deref(), Some("7"));
     }
 }

@@ -243,6 +243,14 @@ fn start(
         Ok((job, labels, prompt_len)) => {
             app.remask.positions.clear();
             app.continuing = false;
+            // The same text, settings and seed as the run before give the same result: say so,
+            // and how to get another.
+            let again = app.run.as_ref().is_some_and(|r| {
+                r.recipe.prompt == prompt
+                    && r.recipe.chat == app.chat_mode
+                    && r.recipe.settings == app.settings
+                    && r.initial == job.canvas
+            });
             app.run = Some(RunView {
                 recipe: RunRecipe {
                     prompt,
@@ -272,6 +280,15 @@ fn start(
                 elapsed: Duration::ZERO,
             });
             app.message = None;
+            if again {
+                let seed = app.settings.params.seed;
+                let reroll = app.key_name(Command::Reroll);
+                app.info(format!(
+                    "seed {seed} again with the same text and settings: the same result as the \
+                     last run ({reroll} re-rolls the seed; advance seed in the parameters moves \
+                     it on at every run)"
+                ));
+            }
             app.live_scroll = None;
             // Autosave as well: the text that was run is never lost, even to a crash.
             vec![Effect::Submit(job), Effect::Save]

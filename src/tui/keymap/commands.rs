@@ -39,7 +39,10 @@ impl Scope {
         match self {
             Scope::Global => "Everywhere",
             Scope::Editor => "Editor (typing writes text; [MASK:N] typed is a span of N masks)",
-            Scope::Params => "Parameters panel (typing a number starts a new value)",
+            Scope::Params => {
+                "Parameters panel (a digit starts a new value; a letter jumps to the next \
+                 parameter it starts)"
+            }
             Scope::Value => "Typing a parameter's value",
             Scope::Live => "Live panel",
             Scope::Inspector => "Token inspector (open over the live panel)",
@@ -170,6 +173,10 @@ commands! {
     ParamDecrease: Params, ["Left", "-"], "lower the value (or the previous choice)";
     ParamIncrease: Params, ["Right", "+", "="], "raise the value (or the next choice)";
     ParamEdit: Params, ["Enter"], "type a value (the old one selected: typing replaces it)";
+    ParamFirst: Params, ["Home"], "the first parameter";
+    ParamLast: Params, ["End"], "the last parameter";
+    ParamPageUp: Params, ["PageUp"], "a page of parameters up";
+    ParamPageDown: Params, ["PageDown"], "a page of parameters down";
 
     // A value being typed.
     ValueConfirm: Value, ["Enter"], "set the value (an empty one leaves it as it was)";

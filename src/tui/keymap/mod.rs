@@ -215,14 +215,16 @@ pub enum Input {
 }
 
 /// The scopes in effect when `top` is the innermost, in the order they are asked: the
-/// overlays and a value being typed come before the global keys (Esc closes them), the
-/// panels after (a global key works whatever has focus).
+/// overlays, a value being typed and the parameters panel come before the global keys (Esc
+/// closes them; PageUp pages the parameters), the other panels after (a global key works
+/// whatever has focus).
 pub fn stack(top: Scope) -> &'static [Scope] {
     use Scope::*;
     match top {
         Global => &[Global],
         Editor => &[Global, Editor],
-        Params => &[Global, Params],
+        // The panel's own PageUp/PageDown page its rows (the global ones scrub the run).
+        Params => &[Params, Global],
         Value => &[Value, Global],
         Live => &[Global, Live],
         Inspector => &[Inspector, Global, Live],

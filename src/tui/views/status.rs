@@ -69,14 +69,16 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         ),
         _ => format!("{} η={}", p.method(), p.eta),
     };
-    let params = format!(
-        " {}{size} · L={} S={} B={} T={} {method} ",
-        app.model.name,
-        app.settings.length,
-        app.settings.steps.map_or("auto".into(), |s| s.to_string()),
-        p.block_length,
-        p.temperature,
-    );
+    let line = |size: &str, method: &str| {
+        format!(
+            " {}{size} · L={} S={} B={} T={} {method} ",
+            app.model.name,
+            app.settings.length,
+            app.settings.steps.map_or("auto".into(), |s| s.to_string()),
+            p.block_length,
+            p.temperature,
+        )
+    };
     let mut extras = Vec::new();
     if let Some(k) = p.top_k {
         extras.push(format!("top-k={k}"));
@@ -119,10 +121,19 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 format!(" {} ", m.text),
             )]
         }
-        None => top.push(styled(
-            theme.status,
-            format!("{params}{} ", extras.join(" ")),
-        )),
+        None => {
+            // A narrow terminal drops the weights' size, then the method, before the numbers
+            // and the seed at the end are cut.
+            let used: usize = top.iter().map(|s| s.content.chars().count()).sum();
+            let room = (area.width as usize).saturating_sub(used);
+            let extras = extras.join(" ");
+            let text = [line(&size, &method), line("", &method), line("", "")]
+                .into_iter()
+                .map(|params| format!("{} {extras} ", params.trim_end()))
+                .find(|t| t.chars().count() <= room)
+                .unwrap_or_else(|| format!("{} {extras} ", line("", "").trim_end()));
+            top.push(styled(theme.status, text));
+        }
     }
     let bottom = {
         let legend = app.keymap.legend(&[

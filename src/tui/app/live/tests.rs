@@ -85,3 +85,28 @@ fn stepping_through_a_run() {
     command(&mut app, Command::CloseInspector);
     assert!(app.inspector.is_none());
 }
+
+/// Issue 29, item 11: running the same text with the same settings and seed again says it
+/// gives the same result, and how to get another; a re-roll does not.
+#[test]
+fn an_identical_rerun_says_so() {
+    let mut app = test_app();
+    app.doc = Document::from_prompt("Once [MASK:2] time");
+    command(&mut app, Command::Run);
+    on_engine(
+        &mut app,
+        Event::Finished {
+            elapsed: Duration::ZERO,
+        },
+    );
+    assert!(app.message.is_none());
+    command(&mut app, Command::Run);
+    let said = app.message.as_ref().unwrap().text.clone();
+    assert!(
+        said.contains("seed 0 again") && said.contains("F4 re-rolls"),
+        "{said}"
+    );
+    on_engine(&mut app, Event::Cancelled);
+    command(&mut app, Command::Reroll);
+    assert!(app.message.as_ref().unwrap().text.starts_with("re-rolled"));
+}
