@@ -1927,3 +1927,42 @@ fn a_block_model_shows_its_blocks() {
     let screen = draw(&mut app, 80, 24);
     assert!(screen.contains("blocks cached"), "{screen}");
 }
+
+/// Comparison lanes of a block model can differ by block length and commit rule: each lane
+/// decodes in its own blocks (issue 34, item 4).
+#[test]
+fn block_model_lanes_differ_by_block_length_and_rule() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sdar-tiny");
+    let loaded = load_dir(&dir, Precision::F32, &Device::Cpu).unwrap();
+    let info = loaded.model.info().clone();
+    let themes: Vec<Theme> = BUILTIN
+        .iter()
+        .map(|(n, _)| Theme::builtin(n).unwrap())
+        .collect();
+    let mut app = App::new(Arc::new(loaded.codec), info, KeyMap::defaults(), themes, 0);
+    let engine = Engine::new(loaded.model).unwrap();
+    type_text(&mut app, "Once upon a time");
+    app.settings.length = 16;
+    app.settings.compare = [
+        "low-confidence:block-length=4",
+        "left-to-right:block-length=8",
+    ]
+    .into_iter()
+    .map(|s| s.to_string().try_into().unwrap())
+    .collect();
+    app.compare_mode = true;
+    run_to_end(&mut app, &engine);
+    let run = app.run.as_ref().unwrap();
+    assert_eq!(run.lanes.len(), 2);
+    let sizes: Vec<usize> = run
+        .lanes
+        .iter()
+        .map(|l| {
+            let blocks = &l.frames.last().unwrap().blocks.as_ref().unwrap().blocks;
+            blocks.last().unwrap().len()
+        })
+        .collect();
+    assert_eq!(sizes, [4, 8]);
+    let screen = draw(&mut app, 140, 40);
+    assert!(screen.contains("left-to-right"), "{screen}");
+}

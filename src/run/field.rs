@@ -12,6 +12,8 @@ pub enum Field {
     Length,
     Steps,
     BlockLength,
+    BlockSteps,
+    SubBlock,
     Temperature,
     TopK,
     TopP,
@@ -53,7 +55,7 @@ fn parse_on_off(field: Field, text: &str) -> Result<bool, String> {
 }
 
 impl Field {
-    pub const ALL: [Field; 25] = [
+    pub const ALL: [Field; 27] = [
         Field::Length,
         Field::Steps,
         Field::BlockLength,
@@ -65,6 +67,8 @@ impl Field {
         Field::Threshold,
         Field::Factor,
         Field::Cache,
+        Field::BlockSteps,
+        Field::SubBlock,
         Field::StopAtEos,
         Field::SuppressEos,
         Field::DeferEos,
@@ -86,6 +90,8 @@ impl Field {
             Field::Length => "length",
             Field::Steps => "steps",
             Field::BlockLength => "block length",
+            Field::BlockSteps => "block steps",
+            Field::SubBlock => "sub-block",
             Field::Temperature => "temperature",
             Field::TopK => "top-k",
             Field::TopP => "top-p",
@@ -117,6 +123,10 @@ impl Field {
             Field::Length => "masks appended after the text (0: fill only the spans)",
             Field::Steps => "denoising steps in all (auto: one per masked token)",
             Field::BlockLength => "blocks denoised left to right, this many tokens each",
+            Field::BlockSteps => {
+                "block-diffusion models: steps per block (auto: from steps, else the block)"
+            }
+            Field::SubBlock => "Fast-dLLM v2: sub-blocks decoded in order in a block (auto: 8)",
             Field::Temperature => "randomness of the proposed tokens (0: the most likely)",
             Field::TopK => "propose only among the k most likely tokens",
             Field::TopP => "propose among the fewest tokens reaching probability p",
@@ -150,6 +160,14 @@ impl Field {
             // The presets' "a block longer than any canvas" (Dream, ReMDM).
             Field::BlockLength if s.params.block_length >= WHOLE_CANVAS => "whole canvas".into(),
             Field::BlockLength => s.params.block_length.to_string(),
+            Field::BlockSteps => s
+                .params
+                .steps_per_block
+                .map_or("auto".into(), |n| n.to_string()),
+            Field::SubBlock => s
+                .params
+                .sub_block_length
+                .map_or("auto".into(), |n| n.to_string()),
             Field::Temperature => format!("{}", s.params.temperature),
             Field::TopK => s.params.top_k.map_or("off".into(), |k| k.to_string()),
             Field::TopP => opt(s.params.top_p),
@@ -204,7 +222,13 @@ impl Field {
         // "0" is off (or auto) where config.toml says so.
         let zero_is_off = matches!(
             self,
-            Field::Steps | Field::TopK | Field::Threshold | Field::Factor | Field::AlgTemp
+            Field::Steps
+                | Field::BlockSteps
+                | Field::SubBlock
+                | Field::TopK
+                | Field::Threshold
+                | Field::Factor
+                | Field::AlgTemp
         );
         let off = matches!(text, "" | "off" | "none" | "auto")
             || (zero_is_off && text.parse::<f64>() == Ok(0.0))
@@ -227,6 +251,12 @@ impl Field {
                 next.params.block_length = WHOLE_CANVAS
             }
             Field::BlockLength => next.params.block_length = int("block length")?,
+            Field::BlockSteps => {
+                next.params.steps_per_block = if off { None } else { Some(int("block steps")?) }
+            }
+            Field::SubBlock => {
+                next.params.sub_block_length = if off { None } else { Some(int("sub-block")?) }
+            }
             Field::Temperature => next.params.temperature = num("temperature")?,
             Field::TopK => next.params.top_k = if off { None } else { Some(int("top-k")?) },
             Field::TopP => next.params.top_p = if off { None } else { Some(num("top-p")?) },
@@ -336,6 +366,22 @@ impl Field {
                 next.steps = Some(step_int(current, 1).max(1));
             }
             Field::BlockLength => p.block_length = step_int(p.block_length, 8).max(1),
+            Field::BlockSteps => {
+                p.steps_per_block = match p.steps_per_block {
+                    None if up => Some(1),
+                    Some(1) if !up => None,
+                    Some(n) => Some(step_int(n, 1)),
+                    None => None,
+                }
+            }
+            Field::SubBlock => {
+                p.sub_block_length = match p.sub_block_length {
+                    None if up => Some(1),
+                    Some(1) if !up => None,
+                    Some(n) => Some(step_int(n, 1)),
+                    None => None,
+                }
+            }
             Field::Temperature => {
                 p.temperature = round2((p.temperature + if up { 0.1 } else { -0.1 }).max(0.0))
             }
@@ -654,5 +700,32 @@ mod tests {
         assert_eq!(s.compare.len(), 4);
         Field::TopP.adjust(&mut s, false).unwrap();
         assert_eq!(s.params.top_p, Some(0.95));
+    }
+}
+
+#[cfg(test)]
+mod block_field_tests {
+    use super::*;
+
+    /// The block-diffusion flags are parameters and lane settings too: `--steps-per-block` is
+    /// "block steps", `--sub-block-length` "sub-block"; auto (off) leaves them to the model.
+    #[test]
+    fn block_steps_and_sub_blocks_are_settable() {
+        let mut s = Settings::default();
+        assert_eq!(Field::BlockSteps.value(&s), "auto");
+        Field::BlockSteps.set(&mut s, "4").unwrap();
+        Field::SubBlock.set(&mut s, "8").unwrap();
+        assert_eq!(s.params.steps_per_block, Some(4));
+        assert_eq!(s.params.sub_block_length, Some(8));
+        Field::BlockSteps.adjust(&mut s, true).unwrap();
+        assert_eq!(Field::BlockSteps.value(&s), "5");
+        Field::SubBlock.set(&mut s, "0").unwrap();
+        assert_eq!(s.params.sub_block_length, None);
+        assert!(Field::BlockSteps.set(&mut s, "x").is_err());
+        let lane =
+            LaneSpec::try_from("left-to-right:block-length=8:block-steps=2".to_string()).unwrap();
+        let applied = lane.apply(&Settings::default()).unwrap();
+        assert_eq!(applied.params.block_length, 8);
+        assert_eq!(applied.params.steps_per_block, Some(2));
     }
 }
