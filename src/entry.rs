@@ -219,6 +219,7 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
             },
             model_folders: Vec::new(),
             beside: None,
+            warning: None,
         },
     )
 }
@@ -343,6 +344,44 @@ fn themes(config: &Config, name: Option<&str>) -> anyhow::Result<(Vec<Theme>, us
     Ok((themes, theme_index))
 }
 
+/// An error on one line for the status bar: a TOML error's source excerpt (the `|` lines and
+/// the caret) left out, its position and reason kept, the home folder written `~`.
+fn one_line(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    let kept: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            let excerpt = l.starts_with('|')
+                || l.split_once('|').is_some_and(|(n, _)| {
+                    !n.trim().is_empty() && n.trim().chars().all(|c| c.is_ascii_digit())
+                });
+            !l.is_empty() && !excerpt
+        })
+        .collect();
+    let line = kept.join(": ");
+    match std::env::var("HOME") {
+        Ok(home) if home.len() > 1 => line.replace(&format!("{home}/"), "~/"),
+        _ => line,
+    }
+}
+
+/// The built-in themes alone, adapted to the terminal, the dark one chosen: what the app starts
+/// on when the user's themes folder or configured theme cannot be used.
+fn builtin_themes() -> (Vec<Theme>, usize) {
+    let mut themes: Vec<Theme> = tui::theme::BUILTIN
+        .iter()
+        .filter_map(|(name, _)| Theme::builtin(name))
+        .collect();
+    if tui::theme::no_colour() {
+        themes = themes.into_iter().map(Theme::monochrome).collect();
+    } else if !tui::theme::truecolor() {
+        themes = themes.into_iter().map(Theme::for_256_colours).collect();
+    }
+    let index = themes.iter().position(|t| t.name == "dark").unwrap_or(0);
+    (themes, index)
+}
+
 fn export_dir(config: &Config) -> std::path::PathBuf {
     match config.ui.export_dir.trim() {
         "" => session::default_export_dir(),
@@ -353,14 +392,43 @@ fn export_dir(config: &Config) -> std::path::PathBuf {
 fn run_app(args: AppArgs) -> anyhow::Result<()> {
     need_terminal()?;
     let user_config = Config::user_path();
-    let config = Config::load(user_config.as_deref()).map_err(usage)?;
     let origin = user_config
         .as_ref()
         .map_or("config.toml".to_string(), |p| p.display().to_string());
-    let keymap = KeyMap::with_overrides(&config.keys)
-        .map_err(|e| usage(anyhow!("{origin}: [keys] {e:#}")))?;
-    let settings = config.sampler.settings().map_err(usage)?;
-    let (themes, theme_index) = themes(&config, args.theme.as_deref())?;
+    // A broken config or theme file does not keep the playground closed: it starts on the
+    // defaults for what could not be used, and says what is wrong (file, line, column) there.
+    let mut problems: Vec<String> = Vec::new();
+    let config = Config::load(user_config.as_deref()).unwrap_or_else(|e| {
+        problems.push(format!(
+            "the built-in settings are in use: {}",
+            one_line(&e)
+        ));
+        Config::default()
+    });
+    let keymap = KeyMap::with_overrides(&config.keys).unwrap_or_else(|e| {
+        problems.push(format!(
+            "the default keys are in use: {origin}: [keys] {}",
+            one_line(&e)
+        ));
+        KeyMap::defaults()
+    });
+    let settings = config.sampler.settings().unwrap_or_else(|e| {
+        problems.push(format!(
+            "the default sampler settings are in use: {}",
+            one_line(&e)
+        ));
+        crate::run::Settings::default()
+    });
+    let (themes, theme_index) = match themes(&config, args.theme.as_deref()) {
+        Ok(found) => found,
+        // An explicit --theme that does not exist is still refused.
+        Err(e) if args.theme.is_some() => return Err(e),
+        Err(e) => {
+            problems.push(format!("the built-in themes are in use: {}", one_line(&e)));
+            builtin_themes()
+        }
+    };
+    let warning = (!problems.is_empty()).then(|| problems.join(" · "));
     let options = |chat_template, load: tui::ModelLoad| Options {
         keymap: keymap.clone(),
         themes: themes.clone(),
@@ -379,6 +447,7 @@ fn run_app(args: AppArgs) -> anyhow::Result<()> {
         load,
         model_folders: config.model.folders.iter().map(Into::into).collect(),
         beside: None,
+        warning: warning.clone(),
     };
     if let Some(remote) = &args.remote {
         let (engine, codec, info) =

@@ -378,7 +378,8 @@ fn a_failed_save_is_shown_and_quitting_reports_it() {
 }
 
 /// The playground applies `[sampler]` from the user's config.toml and loads the user's own
-/// themes from the `themes/` folder beside it; a keymap with no way to quit is refused.
+/// themes from the `themes/` folder beside it; a keymap with no way to quit, or a broken line,
+/// starts the app on the defaults with the error shown.
 #[test]
 fn the_playground_applies_the_users_config_and_themes() {
     let t = Tmux::new("config");
@@ -405,11 +406,31 @@ fn the_playground_applies_the_users_config_and_themes() {
     t.keys(&["C-q"]);
     t.wait_for("EXITED 0", Duration::from_secs(10));
 
+    // A keymap with no way to quit, and a broken line: the app starts on the defaults for
+    // each and says what is wrong, file, line and column included (issue 29, item 16).
     std::fs::write(config.join("config.toml"), "[keys]\nquit = []\n").unwrap();
     t.keys(&["clear", "Enter"]);
     t.launch_with("EXITED-AGAIN", "");
-    let screen = t.wait_for("EXITED-AGAIN 2", Duration::from_secs(10));
-    assert!(screen.contains("nothing would close the app"), "{screen}");
+    let screen = t.wait_for("default keys are in use", Duration::from_secs(30));
+    // The message wraps over the status bar's two rows.
+    let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat(&screen).contains("nothing would close the app"),
+        "{screen}"
+    );
+    t.keys(&["C-q"]);
+    t.wait_for("EXITED-AGAIN 0", Duration::from_secs(10));
+    std::fs::write(config.join("config.toml"), "[sampler]\nlength = \n").unwrap();
+    t.keys(&["clear", "Enter"]);
+    t.launch_with("EXITED-THIRD", "");
+    let screen = t.wait_for("built-in settings are in use", Duration::from_secs(30));
+    assert!(
+        flat(&screen).contains("~/.config/dlm-tui/config.toml")
+            && flat(&screen).contains("line 2, column"),
+        "{screen}"
+    );
+    t.keys(&["C-q"]);
+    t.wait_for("EXITED-THIRD 0", Duration::from_secs(10));
 }
 
 /// `dlm-tui replay FILE` opens a saved trace without a model, replays it at the configured

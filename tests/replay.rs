@@ -131,6 +131,7 @@ fn the_replay_opens_in_the_playground_without_a_model() {
         },
         model_folders: Vec::new(),
         beside: None,
+        warning: None,
     };
     let mut app = replay_app(codec, &trace, "trace.jsonl", options);
     let run = app.run.as_ref().unwrap();

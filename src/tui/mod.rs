@@ -126,6 +126,9 @@ pub struct Options {
     pub beside: Option<String>,
     /// How models picked in the app (F10) are loaded.
     pub load: ModelLoad,
+    /// What could not be used of the config or theme files (the app started on defaults for
+    /// it): shown as an error when the app opens.
+    pub warning: Option<String>,
 }
 
 /// How the playground loads a model it switches to: as the first one was.
@@ -186,6 +189,12 @@ pub fn run_with(engine: Engine, codec: TextCodec, info: ModelInfo, options: Opti
         }
     }
     app.follow_model_blocks();
+    if let Some(warning) = options.warning {
+        app.message = Some(Message {
+            text: warning,
+            kind: MessageKind::Error,
+        });
+    }
     drive(
         &mut app,
         Some(engine),

@@ -153,6 +153,20 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         }
         Line::from(spans)
     };
+    // A message longer than the line takes the legend's row too, wrapped, so it is read
+    // whole (a broken config's file, line and column; a failed download's reason).
+    let long = app
+        .message
+        .as_ref()
+        .is_some_and(|m| m.text.chars().count() + 2 > area.width as usize && area.height >= 2);
+    if long {
+        frame.render_widget(
+            Paragraph::new(Line::from(top).style(theme.status))
+                .wrap(ratatui::widgets::Wrap { trim: true }),
+            area,
+        );
+        return;
+    }
     frame.render_widget(
         Paragraph::new(vec![Line::from(top).style(theme.status), bottom]),
         area,
