@@ -10,6 +10,7 @@ use ratatui::Frame;
 use super::styled;
 use crate::tui::app::{App, LaneView};
 use crate::tui::flow::visible_whitespace;
+use crate::tui::keymap::Command;
 
 /// How a token's text is shown in the box: quoted, white space made visible, cut to `max` cells.
 fn quoted(text: &str, max: usize) -> String {
@@ -126,7 +127,13 @@ pub fn render(app: &App, content: Vec<Line<'static>>, frame: &mut Frame, area: R
     let block = Block::default()
         .borders(Borders::TOP)
         .border_style(theme.border_focus)
-        .title(Line::from(" token inspector · arrows move · i closes ").style(theme.title))
+        .title(
+            Line::from(format!(
+                " token inspector · arrows move · {} closes ",
+                app.key_name(Command::Inspect)
+            ))
+            .style(theme.title),
+        )
         .style(theme.base);
     frame.render_widget(Clear, area);
     frame.render_widget(Paragraph::new(content).block(block), area);
