@@ -359,11 +359,7 @@ fn one_line(e: &anyhow::Error) -> String {
             !l.is_empty() && !excerpt
         })
         .collect();
-    let line = kept.join(": ");
-    match std::env::var("HOME") {
-        Ok(home) if home.len() > 1 => line.replace(&format!("{home}/"), "~/"),
-        _ => line,
-    }
+    crate::files::shorten_home(&kept.join(": "))
 }
 
 /// The built-in themes alone, adapted to the terminal, the dark one chosen: what the app starts
@@ -540,19 +536,15 @@ fn remote_engine(
     let codec = crate::model::embedded::codec()?;
     let config = crate::model::embedded::config()?;
     let info = ModelInfo {
-        name: format!("{} (remote)", endpoint.describe()),
-        family: crate::model::Family::Remote,
-        mask_id: config.mask_token_id.unwrap_or_default(),
-        logits_width: codec.vocab_size(),
-        // Room for long answers: the canvas only holds the display tokenizer's ids.
-        max_context: 4096,
-        shift_logits: false,
         eos_ids: config.eos_token_id.into_iter().collect(),
-        eot_ids: Vec::new(),
-        parameters: 0,
-        weight_bytes: 0,
-        quantization: None,
-        blocks: None,
+        ..ModelInfo::stand_in(
+            format!("{} (remote)", endpoint.describe()),
+            crate::model::Family::Remote,
+            config.mask_token_id.unwrap_or_default(),
+            codec.vocab_size(),
+            // Room for long answers: the canvas only holds the display tokenizer's ids.
+            4096,
+        )
     };
     let engine = crate::engine::Engine::frames(
         info.clone(),

@@ -85,6 +85,14 @@ pub fn is_plain_file_name(name: &str) -> bool {
         && !name.chars().any(char::is_control)
 }
 
+/// `text` with the user's home folder written `~` (paths in messages, so they fit a line).
+pub fn shorten_home(text: &str) -> String {
+    match std::env::var("HOME") {
+        Ok(home) if home.len() > 1 => text.replace(&format!("{home}/"), "~/"),
+        _ => text.to_string(),
+    }
+}
+
 /// A size in MiB or GiB (one decimal below 10 MiB and from 1 GiB), for the status bar and the
 /// model lists.
 pub fn human_bytes(bytes: u64) -> String {

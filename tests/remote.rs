@@ -668,20 +668,13 @@ fn mercury_endpoint(server: &FakeServer) -> dlm_tui::remote::Endpoint {
 
 /// What the playground knows of a text-streaming server's model: the embedded tokenizer's ids.
 fn remote_info(codec: &dlm_tui::text::TextCodec, mask: u32) -> dlm_tui::model::ModelInfo {
-    dlm_tui::model::ModelInfo {
-        name: "Mercury (remote)".into(),
-        family: dlm_tui::model::Family::Remote,
-        mask_id: mask,
-        logits_width: codec.vocab_size(),
-        max_context: 4096,
-        shift_logits: false,
-        eos_ids: Vec::new(),
-        eot_ids: Vec::new(),
-        parameters: 0,
-        weight_bytes: 0,
-        quantization: None,
-        blocks: None,
-    }
+    dlm_tui::model::ModelInfo::stand_in(
+        "Mercury (remote)".into(),
+        dlm_tui::model::Family::Remote,
+        mask,
+        codec.vocab_size(),
+        4096,
+    )
 }
 
 /// `--beside`: a job's last lane runs on the text-streaming server while the others run on the

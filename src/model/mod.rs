@@ -171,6 +171,32 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
+    /// The facts of a model whose weights this process does not hold (a remote server's, a
+    /// replayed trace's, a test's): no parameters, no shift, no block decoding, no end ids
+    /// until the caller sets them.
+    pub fn stand_in(
+        name: String,
+        family: Family,
+        mask_id: u32,
+        logits_width: usize,
+        max_context: usize,
+    ) -> Self {
+        Self {
+            name,
+            family,
+            mask_id,
+            logits_width,
+            max_context,
+            shift_logits: false,
+            eos_ids: Vec::new(),
+            eot_ids: Vec::new(),
+            parameters: 0,
+            weight_bytes: 0,
+            quantization: None,
+            blocks: None,
+        }
+    }
+
     /// What the sampler needs to know about this model.
     pub fn traits(&self) -> ModelTraits {
         ModelTraits {

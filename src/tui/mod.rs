@@ -242,18 +242,14 @@ pub fn replay(codec: TextCodec, trace: Trace, source: &str, options: Options) ->
 /// run in the live panel, replaying from the first step.
 pub fn replay_app(codec: TextCodec, trace: &Trace, source: &str, options: Options) -> App {
     let info = ModelInfo {
-        name: trace.model.clone(),
-        family: crate::model::Family::Replay,
-        mask_id: trace.mask_id,
-        logits_width: codec.vocab_size(),
-        max_context: trace.canvas.len().max(1),
-        shift_logits: false,
         eos_ids: trace.eos_ids.clone(),
-        eot_ids: Vec::new(),
-        parameters: 0,
-        weight_bytes: 0,
-        quantization: None,
-        blocks: None,
+        ..ModelInfo::stand_in(
+            trace.model.clone(),
+            crate::model::Family::Replay,
+            trace.mask_id,
+            codec.vocab_size(),
+            trace.canvas.len().max(1),
+        )
     };
     let mut app = new_app(codec, info, &options);
     app.doc = editor::Document::from_prompt(&trace.prompt);
@@ -346,14 +342,6 @@ fn restore_terminal() {
     let _ = execute!(stdout(), DisableBracketedPaste, DisableMouseCapture);
     ratatui::restore();
     let _ = stdout().flush();
-}
-
-/// `text` with the user's home folder written `~` (paths in messages).
-fn shorten_home(text: &str) -> String {
-    match std::env::var("HOME") {
-        Ok(home) if home.len() > 1 => text.replace(&format!("{home}/"), "~/"),
-        _ => text.to_string(),
-    }
 }
 
 /// Where background work reports to the loop: the engine's steps, the model loader, the
@@ -526,7 +514,7 @@ async fn event_loop(
                     let message = match session::export(app, export_dir) {
                         Ok(paths) => Message {
                             // The home folder as ~, so the paths fit the status line.
-                            text: format!("exported {}", shorten_home(&paths)),
+                            text: format!("exported {}", crate::files::shorten_home(&paths)),
                             kind: MessageKind::Info,
                         },
                         Err(e) => Message {

@@ -53,7 +53,7 @@ impl App {
     /// Whether `lane` shows a text-streaming server's frames (the whole model's, or the lane
     /// beside it): no scores, frames rather than sampler steps.
     pub fn streams_text(&self, lane: &LaneView) -> bool {
-        self.family() == crate::model::Family::Remote
+        self.model.family == crate::model::Family::Remote
             || self
                 .beside
                 .as_ref()

@@ -28,7 +28,7 @@ use super::params::ParamsForm;
 use super::theme::Theme;
 use crate::chat::ChatTemplate;
 use crate::engine::{Event, Job};
-use crate::model::{Family, ModelInfo};
+use crate::model::ModelInfo;
 use crate::run::{LaneSpec, Settings};
 use crate::text::TextCodec;
 
@@ -265,11 +265,6 @@ impl App {
 
     pub fn running(&self) -> bool {
         matches!(self.run.as_ref().map(|r| &r.state), Some(RunState::Running))
-    }
-
-    /// The model's family: a local one's, or the remote or replay stand-in.
-    pub fn family(&self) -> Family {
-        self.model.family
     }
 
     /// Whether the help overlay is open.
@@ -552,20 +547,13 @@ fn toggle_compare(app: &mut App) {
 pub(crate) fn test_app() -> App {
     let codec = crate::model::embedded::codec().unwrap();
     let config = crate::model::embedded::config().unwrap();
-    let model = ModelInfo {
-        name: crate::model::embedded::NAME.to_string(),
-        family: Family::Local("llada"),
-        mask_id: config.mask_token_id.unwrap(),
-        logits_width: codec.vocab_size(),
-        max_context: 256,
-        shift_logits: false,
-        eos_ids: Vec::new(),
-        eot_ids: Vec::new(),
-        parameters: 0,
-        weight_bytes: 0,
-        quantization: None,
-        blocks: None,
-    };
+    let model = ModelInfo::stand_in(
+        crate::model::embedded::NAME.to_string(),
+        crate::model::Family::Local("llada"),
+        config.mask_token_id.unwrap(),
+        codec.vocab_size(),
+        256,
+    );
     let themes = vec![Theme::builtin("dark").unwrap()];
     App::new(Arc::new(codec), model, KeyMap::defaults(), themes, 0)
 }
