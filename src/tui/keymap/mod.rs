@@ -376,25 +376,16 @@ impl KeyMap {
         }
     }
 
-    /// Whether `key`, bound in `scope`, reaches its command somewhere: in some stack holding
-    /// the scope, no scope asked before it binds the key.
+    /// Whether `key`, bound in `scope`, reaches its command somewhere: pressed with some
+    /// scope innermost, [`KeyMap::translate`] gives that command (a command has one scope).
     fn reachable(&self, scope: Scope, key: Key) -> bool {
-        Scope::ALL.iter().any(|&top| {
-            let scopes = stack(top);
-            let typing = scopes.iter().any(|s| s.types_text());
-            let Some(at) = scopes.iter().position(|&s| s == scope) else {
-                return false;
-            };
-            let skipped = |s: Scope| typing && key.types_text() && !s.types_text();
-            !skipped(scope)
-                && scopes[..at]
-                    .iter()
-                    .all(|&s| skipped(s) || !self.by_key.contains_key(&(s, key)))
-                && self
-                    .by_key
-                    .get(&(scope, key))
-                    .is_some_and(|&c| passes(top, c))
-        })
+        let Some(&command) = self.by_key.get(&(scope, key)) else {
+            return false;
+        };
+        let event = key.to_event();
+        Scope::ALL
+            .iter()
+            .any(|&top| self.translate(top, &event) == Input::Command(command))
     }
 
     /// Whether some key quits when `top` is the innermost scope.
