@@ -22,7 +22,12 @@ fn fixture() -> std::path::PathBuf {
 
 /// An app on the fixture model, plus the engine that runs its jobs.
 fn app() -> (App, Engine) {
-    let loaded = load_dir(&fixture(), Precision::F32, &Device::Cpu).unwrap();
+    app_on(&fixture())
+}
+
+/// An app on the model in `dir` (every built-in theme, the default keys), plus its engine.
+fn app_on(dir: &Path) -> (App, Engine) {
+    let loaded = load_dir(dir, Precision::F32, &Device::Cpu).unwrap();
     let info = loaded.model.info().clone();
     let themes: Vec<Theme> = BUILTIN
         .iter()
@@ -629,13 +634,7 @@ fn chat_mode_wraps_the_text_in_the_models_template() {
         .contains("no chat template"));
 
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dream-tiny-gqa");
-    let loaded = load_dir(&dir, Precision::F32, &Device::Cpu).unwrap();
-    let info = loaded.model.info().clone();
-    let themes: Vec<Theme> = BUILTIN
-        .iter()
-        .map(|(n, _)| Theme::builtin(n).unwrap())
-        .collect();
-    let mut app = App::new(Arc::new(loaded.codec), info, KeyMap::defaults(), themes, 0);
+    let (mut app, _engine) = app_on(&dir);
     app.chat_template = dlm_tui::chat::ChatTemplate::from_model_dir(&dir).unwrap();
     type_text(&mut app, "Tell me a story about a cat.");
     app.settings.length = 6;
@@ -1882,16 +1881,9 @@ fn a_live_panel_key_remapped_in_the_config_works() {
 #[test]
 fn a_block_model_shows_its_blocks() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sdar-tiny");
-    let loaded = load_dir(&dir, Precision::F32, &Device::Cpu).unwrap();
-    let info = loaded.model.info().clone();
-    assert!(info.blocks.is_some());
-    let themes: Vec<Theme> = BUILTIN
-        .iter()
-        .map(|(n, _)| Theme::builtin(n).unwrap())
-        .collect();
-    let mut app = App::new(Arc::new(loaded.codec), info, KeyMap::defaults(), themes, 0);
+    let (mut app, engine) = app_on(&dir);
+    assert!(app.model.blocks.is_some());
     app.follow_model_blocks();
-    let engine = Engine::new(loaded.model).unwrap();
     type_text(&mut app, "Once upon a time there was a dog");
     update(
         &mut app,
@@ -1933,14 +1925,7 @@ fn a_block_model_shows_its_blocks() {
 #[test]
 fn block_model_lanes_differ_by_block_length_and_rule() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sdar-tiny");
-    let loaded = load_dir(&dir, Precision::F32, &Device::Cpu).unwrap();
-    let info = loaded.model.info().clone();
-    let themes: Vec<Theme> = BUILTIN
-        .iter()
-        .map(|(n, _)| Theme::builtin(n).unwrap())
-        .collect();
-    let mut app = App::new(Arc::new(loaded.codec), info, KeyMap::defaults(), themes, 0);
-    let engine = Engine::new(loaded.model).unwrap();
+    let (mut app, engine) = app_on(&dir);
     type_text(&mut app, "Once upon a time");
     app.settings.length = 16;
     app.settings.compare = [
