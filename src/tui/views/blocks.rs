@@ -37,8 +37,18 @@ pub fn strip(
         .filter(|b| b.start >= window.end && b.end > cached)
         .count();
     let n = blocks.len();
-    let mut words = if done {
-        format!(" {cached_blocks} of {n} blocks cached")
+    let bridge = state
+        .bridged
+        .first()
+        .and_then(|&pos| canvas.get(pos))
+        .map_or_else(String::new, |&id| {
+            format!(" · ↳ {:?} autoregressive", app.tokens.text(id))
+        });
+    // The longest form that leaves room for a few cells: a narrow lane (80 columns, or lanes
+    // side by side) drops what is to go, then the sub-block, then the bridge token's words.
+    let forms: Vec<String> = if done {
+        let all = format!(" {cached_blocks} of {n} blocks cached");
+        vec![format!("{all}{bridge}"), all]
     } else {
         let at = current.map_or(0, |c| c + 1);
         let sub = state.sub_block.as_ref().map_or_else(String::new, |sub| {
@@ -47,13 +57,21 @@ pub fn strip(
             let of = window.len().div_ceil(size);
             format!(" (sub-block {k}/{of})")
         });
-        format!(" {cached_blocks} cached · block {at}/{n} denoising{sub} · {to_go} to go")
+        let core = format!(" {cached_blocks} cached · block {at}/{n} denoising");
+        vec![
+            format!("{core}{sub} · {to_go} to go{bridge}"),
+            format!("{core}{sub}{bridge}"),
+            format!("{core}{bridge}"),
+            core,
+        ]
     };
-    if let Some(&pos) = state.bridged.first() {
-        if let Some(&id) = canvas.get(pos) {
-            words.push_str(&format!(" · ↳ {:?} autoregressive", app.tokens.text(id)));
-        }
-    }
+    let cells_wanted = n.clamp(1, 4) + 2;
+    let words = forms
+        .iter()
+        .find(|w| w.chars().count() + cells_wanted <= room)
+        .or(forms.last())
+        .cloned()
+        .unwrap_or_default();
     // The cells take what the words leave, at most one per block.
     let cells_room = room.saturating_sub(words.chars().count() + 1);
     let mut spans = vec![styled(theme.label, " ")];
